@@ -1,0 +1,196 @@
+//! Typed errors of the AXL client.
+
+use std::time::Duration;
+
+/// Everything an AXL call can fail with. A SOAP fault keeps CUCM's `axlcode`, message and
+/// the operation, so callers can act on codes (e.g. -239 duplicate, 5007 not found).
+#[derive(Debug, thiserror::Error)]
+pub enum AxlError {
+    /// CUCM answered with a SOAP fault (HTTP 500).
+    #[error("{operation}: AXL fault{}: {message}", axlcode.map(|c| format!(" {c}")).unwrap_or_default())]
+    Fault {
+        operation: String,
+        /// `detail/axlError/axlcode`; `None` for faults raised by the SOAP stack itself
+        /// (Axis2 "endpoint reference not found" for an unknown operation or SOAPAction).
+        axlcode: Option<i64>,
+        /// `axlmessage` when present, else `faultstring`.
+        message: String,
+        /// `faultcode`, e.g. `soapenv:Client` or `soapenv:Server`.
+        faultcode: String,
+    },
+    /// HTTP 401: the credentials were refused.
+    #[error(
+        "{operation}: CUCM refused the credentials (HTTP 401); check the AXL user and password"
+    )]
+    Unauthorized { operation: String },
+    /// HTTP 403: authenticated, but the account lacks an AXL role.
+    #[error("{operation}: the account has no AXL access (HTTP 403); give it the \"Standard AXL API Access\" role")]
+    Forbidden { operation: String },
+    /// HTTP 599: CUCM does not accept the schema version asked for (or the XML was malformed).
+    #[error("{operation}: CUCM rejected schema version {version} (HTTP 599); choose a version this CUCM supports or let ucbridge discover it")]
+    SchemaNotSupported { operation: String, version: String },
+    /// HTTP 503 (or another transient status) kept coming after all retries.
+    #[error(
+        "{operation}: CUCM is throttling or unavailable (HTTP {status}) after {attempts} attempts"
+    )]
+    Throttled {
+        operation: String,
+        status: u16,
+        attempts: u32,
+    },
+    /// Any other unexpected HTTP status.
+    #[error("{operation}: unexpected HTTP {status} from CUCM: {body}")]
+    Http {
+        operation: String,
+        status: u16,
+        body: String,
+    },
+    /// Network or TLS failure, including a connection dropped mid-response.
+    #[error("{operation}: transport error: {source}")]
+    Transport {
+        operation: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The response body broke off or was not the XML we expected.
+    #[error("{operation}: bad response: {detail}")]
+    Protocol { operation: String, detail: String },
+    /// The client itself is misconfigured (URL, CA file, version).
+    #[error("configuration error: {0}")]
+    Config(String),
+}
+
+/// What the "Query request too large" fault says (axlcode -1; AXL Developer Guide, "Data
+/// Throttling and Performance"): how many rows matched and how many would fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryTooLarge {
+    pub total_rows: u64,
+    pub suggested_rows: u64,
+}
+
+impl AxlError {
+    /// The AXL error code of a SOAP fault.
+    pub fn axlcode(&self) -> Option<i64> {
+        match self {
+            AxlError::Fault { axlcode, .. } => *axlcode,
+            _ => None,
+        }
+    }
+
+    /// `Some` when this is CUCM's response-size fault. CUCM spells it both "Suggestive Row
+    /// Fetch: less than N rows" (examples) and "Suggested row fetch: less than N" (prose),
+    /// so match case-insensitively on the stable parts.
+    pub fn query_too_large(&self) -> Option<QueryTooLarge> {
+        let AxlError::Fault {
+            axlcode: Some(-1),
+            message,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let lower = message.to_ascii_lowercase();
+        if !lower.contains("query request too large") {
+            return None;
+        }
+        let total_rows = number_after(&lower, "matched:").unwrap_or(0);
+        let suggested_rows = number_after(&lower, "less than").unwrap_or(0);
+        Some(QueryTooLarge {
+            total_rows,
+            suggested_rows,
+        })
+    }
+
+    /// CUCM's "Maximum AXL Memory Allocation Consumed. Please retry once requests in progress
+    /// have completed" (axlcode -1): a transient condition, safe to retry.
+    pub fn is_memory_throttle(&self) -> bool {
+        match self {
+            AxlError::Fault {
+                axlcode: Some(-1),
+                message,
+                ..
+            } => message
+                .to_ascii_lowercase()
+                .contains("maximum axl memory allocation consumed"),
+            _ => false,
+        }
+    }
+
+    /// -239: CUCM's (Informix's) duplicate value in a unique index; an add of something that
+    /// already exists.
+    pub fn is_duplicate(&self) -> bool {
+        self.axlcode() == Some(-239)
+    }
+
+    /// 5007: "Item not valid: The specified ... was not found".
+    pub fn is_not_found(&self) -> bool {
+        self.axlcode() == Some(5007)
+    }
+}
+
+fn number_after(text: &str, marker: &str) -> Option<u64> {
+    let start = text.find(marker)? + marker.len();
+    let digits: String = text[start..]
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+/// Why a call attempt may be tried again, and after how long at least.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry {
+    No,
+    After(Option<Duration>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(code: i64, msg: &str) -> AxlError {
+        AxlError::Fault {
+            operation: "executeSQLQuery".into(),
+            axlcode: Some(code),
+            message: msg.into(),
+            faultcode: "soapenv:Server".into(),
+        }
+    }
+
+    #[test]
+    fn parses_both_spellings_of_query_too_large() {
+        let e = fault(
+            -1,
+            "Query request too large. Total rows matched: 2816 rows. Suggestive Row Fetch: less than 844 rows",
+        );
+        assert_eq!(
+            e.query_too_large(),
+            Some(QueryTooLarge {
+                total_rows: 2816,
+                suggested_rows: 844
+            })
+        );
+        let e = fault(
+            -1,
+            "Query request too large. Total rows matched: 10 rows. Suggested row fetch: less than 3.",
+        );
+        assert_eq!(e.query_too_large().map(|q| q.suggested_rows), Some(3));
+        assert!(fault(5007, "Query request too large")
+            .query_too_large()
+            .is_none());
+    }
+
+    #[test]
+    fn recognises_memory_throttle_and_codes() {
+        assert!(fault(
+            -1,
+            "Maximum AXL Memory Allocation Consumed. Please retry once requests in progress have completed"
+        )
+        .is_memory_throttle());
+        assert!(fault(-239, "dup").is_duplicate());
+        assert!(fault(5007, "nf").is_not_found());
+        let text = fault(5007, "Item not valid").to_string();
+        assert_eq!(text, "executeSQLQuery: AXL fault 5007: Item not valid");
+    }
+}

@@ -1,0 +1,136 @@
+//! Where the CLI gets its CUCM connection: flags, then environment, then the TOML file.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde::Deserialize;
+use ucbridge_axl::{AxlConfig, SchemaVersion, Secret};
+
+/// The `[axl]` table of the configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AxlFileConfig {
+    pub url: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Read the password from this file instead (first line), e.g. a mounted secret.
+    pub password_file: Option<PathBuf>,
+    pub version: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub insecure_skip_tls_verify: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub axl: Option<AxlFileConfig>,
+}
+
+pub fn load(path: Option<&Path>) -> Result<FileConfig> {
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("bad config file {}", path.display()))
+}
+
+/// CUCM connection flags; each falls back to its environment variable, then to the file.
+#[derive(Args, Debug, Clone)]
+pub struct AxlConnection {
+    /// AXL URL, e.g. https://cucm.example.com:8443/axl/
+    #[arg(long, global = true, env = "UCBRIDGE_AXL_URL")]
+    url: Option<String>,
+    #[arg(long, global = true, env = "UCBRIDGE_AXL_USERNAME")]
+    username: Option<String>,
+    /// Prefer the environment variable or a password_file: flags show up in `ps`.
+    #[arg(
+        long,
+        global = true,
+        env = "UCBRIDGE_AXL_PASSWORD",
+        hide_env_values = true
+    )]
+    password: Option<String>,
+    /// AXL schema version (e.g. 14.0); discovered with getCCMVersion when absent.
+    #[arg(long = "axl-version", global = true, env = "UCBRIDGE_AXL_VERSION")]
+    version: Option<String>,
+    /// Extra CA certificate (PEM) to trust for the CUCM's TLS certificate.
+    #[arg(long, global = true, env = "UCBRIDGE_AXL_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// Do not verify the TLS certificate (labs only).
+    #[arg(long, global = true)]
+    insecure: bool,
+}
+
+impl AxlConnection {
+    pub fn resolve(self, file: Option<&AxlFileConfig>) -> Result<AxlConfig> {
+        let empty = AxlFileConfig::default();
+        let file = file.unwrap_or(&empty);
+        let Some(url) = self.url.or_else(|| file.url.clone()) else {
+            bail!("no CUCM URL: pass --url, set UCBRIDGE_AXL_URL, or set [axl] url in the config file");
+        };
+        let Some(username) = self.username.or_else(|| file.username.clone()) else {
+            bail!("no AXL username: pass --username, set UCBRIDGE_AXL_USERNAME, or set [axl] username");
+        };
+        let password = match (self.password, &file.password, &file.password_file) {
+            (Some(p), _, _) => p,
+            (None, Some(p), _) => p.clone(),
+            (None, None, Some(path)) => std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read password file {}", path.display()))?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            (None, None, None) => bail!(
+                "no AXL password: set UCBRIDGE_AXL_PASSWORD, or [axl] password / password_file"
+            ),
+        };
+        let mut config = AxlConfig::new(url, username, Secret::new(password));
+        if let Some(v) = self.version.or_else(|| file.version.clone()) {
+            config.version = Some(v.parse::<SchemaVersion>()?);
+        }
+        config.ca_file = self.ca_file.or_else(|| file.ca_file.clone());
+        config.insecure_skip_tls_verify = self.insecure || file.insecure_skip_tls_verify;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags() -> AxlConnection {
+        AxlConnection {
+            url: None,
+            username: None,
+            password: None,
+            version: None,
+            ca_file: None,
+            insecure: false,
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file: FileConfig = toml::from_str(
+            "[axl]\nurl = \"https://file:8443/axl/\"\nusername = \"f\"\npassword = \"p\"\nversion = \"12.5\"\n",
+        )
+        .unwrap();
+        let mut f = flags();
+        f.url = Some("https://flag:8443/axl/".into());
+        let c = f.resolve(file.axl.as_ref()).unwrap();
+        assert_eq!(c.url, "https://flag:8443/axl/");
+        assert_eq!(c.username, "f");
+        assert_eq!(c.version, Some(SchemaVersion::V12_5));
+    }
+
+    #[test]
+    fn missing_pieces_are_named() {
+        let err = flags().resolve(None).unwrap_err().to_string();
+        assert!(err.contains("UCBRIDGE_AXL_URL"), "{err}");
+        let bad: Result<FileConfig, _> = toml::from_str("[axl]\nurll = \"x\"\n");
+        assert!(bad.is_err());
+    }
+}

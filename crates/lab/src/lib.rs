@@ -1,0 +1,308 @@
+//! A faithful, in-process emulator of Cisco Unified CM's AXL SOAP API.
+//!
+//! [`RunningLab::start`] serves `POST /axl/` over real HTTP(S) on loopback, backed by an
+//! in-memory SQLite database that uses CUCM data-dictionary table names, so
+//! `executeSQLQuery` behaves like it does on a publisher. The behaviours integrators get hurt
+//! by are reproduced: Basic auth and the `JSESSIONIDSSO` session cookie, schema versioning
+//! (HTTP 599), Axis2 faults for unknown actions, AXL faults with their axlcodes, write
+//! throttling (HTTP 503) and the 8 MB response cap ("Query request too large").
+//!
+//! CUCM facts are cited from the project notes `shared/notes/axl.md` ("notes §n").
+
+mod db;
+mod ops;
+mod server;
+mod tls;
+mod version;
+mod xmlin;
+mod xmlout;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use version::CucmRelease;
+
+/// Configuration of one lab instance.
+#[derive(Debug, Clone)]
+pub struct LabConfig {
+    /// Listen address; default `127.0.0.1:0` (ephemeral port).
+    pub bind: SocketAddr,
+    /// Serve HTTPS with a CA generated at start (default true, as CUCM is HTTPS-only).
+    pub tls: bool,
+    /// Release string reported by getCCMVersion; decides the accepted schemas (notes §1).
+    pub cucm_version: String,
+    pub username: String,
+    pub password: String,
+    /// End users (with phones and lines) generated at start, deterministically from `seed`.
+    pub users: usize,
+    pub seed: u64,
+    /// Cap on list*/executeSQLQuery responses; CUCM's is 8 MB (notes §4).
+    pub max_response_bytes: usize,
+    /// In-flight POSTs above this get HTTP 503; `None` = unlimited.
+    pub max_concurrent_requests: Option<usize>,
+    /// add*/update*/remove* above this rate get HTTP 503; `None` = unlimited.
+    pub writes_per_minute: Option<u32>,
+    /// JSESSIONIDSSO idle timeout; CUCM's is 30 minutes (notes §2).
+    pub session_idle_timeout: Duration,
+}
+
+impl Default for LabConfig {
+    fn default() -> Self {
+        LabConfig {
+            bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            tls: true,
+            cucm_version: "14.0.1.14900(11)".to_owned(),
+            username: "administrator".to_owned(),
+            password: "ucbridge-lab".to_owned(),
+            users: 0,
+            seed: 0,
+            max_response_bytes: 8 * 1024 * 1024,
+            max_concurrent_requests: None,
+            writes_per_minute: None,
+            session_idle_timeout: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// Why the lab could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("unsupported CUCM version {0:?} (supported: 11.5, 12.0, 12.5, 14.x, 15.x)")]
+    UnsupportedCucmVersion(String),
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("certificate generation failed: {0}")]
+    Certificate(#[from] rcgen::Error),
+    #[error("TLS configuration failed: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("lab database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("lab database task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Counters since start (a snapshot from [`RunningLab::stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LabStats {
+    /// Every POST to the AXL endpoint, whatever its outcome.
+    pub requests_total: u64,
+    /// POSTs by operation element name (only those that got as far as parsing).
+    pub by_operation: BTreeMap<String, u64>,
+    /// HTTP 503 answers (concurrency or write rate).
+    pub throttled: u64,
+    /// HTTP 500 SOAP faults (AXL and Axis2).
+    pub faults: u64,
+    /// Requests whose `Authorization: Basic` header was checked.
+    pub basic_auth_checks: u64,
+    /// Requests accepted on a JSESSIONIDSSO cookie alone.
+    pub cookie_session_hits: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct StatCounters {
+    requests_total: AtomicU64,
+    throttled: AtomicU64,
+    faults: AtomicU64,
+    basic_auth_checks: AtomicU64,
+    cookie_session_hits: AtomicU64,
+    by_operation: std::sync::Mutex<BTreeMap<String, u64>>,
+}
+
+impl StatCounters {
+    fn snapshot(&self) -> LabStats {
+        let by_operation = match self.by_operation.lock() {
+            Ok(map) => map.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        LabStats {
+            requests_total: self.requests_total.load(Ordering::Relaxed),
+            by_operation,
+            throttled: self.throttled.load(Ordering::Relaxed),
+            faults: self.faults.load(Ordering::Relaxed),
+            basic_auth_checks: self.basic_auth_checks.load(Ordering::Relaxed),
+            cookie_session_hits: self.cookie_session_hits.load(Ordering::Relaxed),
+        }
+    }
+
+    fn count_operation(&self, op: &str) {
+        let mut map = match self.by_operation.lock() {
+            Ok(map) => map,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *map.entry(op.to_owned()).or_insert(0) += 1;
+    }
+}
+
+/// Runtime fault injection, shared with the running server.
+#[derive(Debug, Default)]
+pub struct FaultSwitches {
+    drop_next: AtomicU32,
+    delay_ms: AtomicU64,
+    fail_next: AtomicU32,
+    fail_status: AtomicU16,
+}
+
+impl FaultSwitches {
+    /// For the next `n` POSTs, send part of the real response body, then abort the
+    /// connection, so the client sees a broken body rather than a clean short one.
+    pub fn drop_next_responses(&self, n: u32) {
+        self.drop_next.store(n, Ordering::SeqCst);
+    }
+
+    /// Delay every POST response by `d` (`Duration::ZERO` clears it).
+    pub fn delay_responses(&self, d: Duration) {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        self.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Answer the next `n` POSTs with `status` and a short HTML body (a 5xx burst).
+    pub fn fail_next_with_status(&self, n: u32, status: u16) {
+        self.fail_status.store(status, Ordering::SeqCst);
+        self.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    fn take(counter: &AtomicU32) -> bool {
+        counter
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    pub(crate) fn take_drop(&self) -> bool {
+        Self::take(&self.drop_next)
+    }
+
+    pub(crate) fn take_fail(&self) -> Option<u16> {
+        Self::take(&self.fail_next).then(|| self.fail_status.load(Ordering::SeqCst))
+    }
+
+    pub(crate) fn delay(&self) -> Duration {
+        Duration::from_millis(self.delay_ms.load(Ordering::SeqCst))
+    }
+}
+
+/// A lab serving AXL until [`RunningLab::shutdown`] (or drop, which stops it abruptly).
+pub struct RunningLab {
+    local_addr: SocketAddr,
+    tls: bool,
+    ca_pem: Option<String>,
+    shared: Arc<server::Shared>,
+    handle: axum_server::Handle,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningLab {
+    /// Build the database (seeding `config.users`), bind, and start serving.
+    pub async fn start(config: LabConfig) -> Result<RunningLab, LabError> {
+        let release = CucmRelease::parse(&config.cucm_version)
+            .ok_or_else(|| LabError::UnsupportedCucmVersion(config.cucm_version.clone()))?;
+        let (users, seed) = (config.users, config.seed);
+        // Seeding 100k users is CPU-bound for a second or two: keep it off the runtime.
+        let conn = tokio::task::spawn_blocking(move || db::open(users, seed)).await??;
+
+        let listener =
+            std::net::TcpListener::bind(config.bind).map_err(|source| LabError::Bind {
+                addr: config.bind,
+                source,
+            })?;
+        let bind_err = |source| LabError::Bind {
+            addr: config.bind,
+            source,
+        };
+        listener.set_nonblocking(true).map_err(bind_err)?;
+        let local_addr = listener.local_addr().map_err(bind_err)?;
+
+        let tls_material = if config.tls {
+            Some(tls::generate(local_addr.ip())?)
+        } else {
+            None
+        };
+        let ca_pem = tls_material.as_ref().map(|m| m.ca_pem.clone());
+        let shared = Arc::new(server::Shared::new(
+            config.clone(),
+            release,
+            conn,
+            local_addr,
+        ));
+        let app = server::router(shared.clone());
+        let handle = axum_server::Handle::new();
+
+        let task = match tls_material {
+            Some(material) => {
+                let rustls_config =
+                    axum_server::tls_rustls::RustlsConfig::from_config(material.server_config);
+                let server =
+                    axum_server::from_tcp_rustls(listener, rustls_config).handle(handle.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = server.serve(app.into_make_service()).await {
+                        tracing::error!(error = %e, "AXL lab server stopped");
+                    }
+                })
+            }
+            None => {
+                let server = axum_server::from_tcp(listener).handle(handle.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = server.serve(app.into_make_service()).await {
+                        tracing::error!(error = %e, "AXL lab server stopped");
+                    }
+                })
+            }
+        };
+        tracing::info!(%local_addr, tls = config.tls, users, "AXL lab started");
+        Ok(RunningLab {
+            local_addr,
+            tls: config.tls,
+            ca_pem,
+            shared,
+            handle,
+            task: Some(task),
+        })
+    }
+
+    /// The AXL endpoint, with the trailing slash CUCM requires (notes §1).
+    pub fn axl_url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}/axl/", self.local_addr)
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// PEM of the CA that signed the lab's certificate (trust it in clients), when TLS is on.
+    pub fn ca_certificate_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
+    pub fn stats(&self) -> LabStats {
+        self.shared.stats.snapshot()
+    }
+
+    pub fn faults(&self) -> &FaultSwitches {
+        &self.shared.faults
+    }
+
+    /// Stop accepting connections and give in-flight requests a moment to finish.
+    pub async fn shutdown(mut self) {
+        self.handle.graceful_shutdown(Some(Duration::from_secs(2)));
+        let Some(task) = self.task.take() else {
+            return;
+        };
+        if let Err(e) = task.await {
+            tracing::warn!(error = %e, "AXL lab server task ended abnormally");
+        }
+    }
+}
+
+impl Drop for RunningLab {
+    fn drop(&mut self) {
+        // Without this a dropped lab would keep its port open until the runtime ends.
+        self.handle.shutdown();
+    }
+}

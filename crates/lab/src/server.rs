@@ -1,0 +1,443 @@
+//! HTTP layer: auth and sessions, throttling, versioning, dispatch, fault injection.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use base64::Engine;
+use rand::Rng;
+use rusqlite::Connection;
+
+use crate::ops::{self, AxlFault, Ctx, Op};
+use crate::version::{namespace_version, parse_soap_action, ActionHeader, CucmRelease};
+use crate::xmlout::{self, html_status_page};
+use crate::{FaultSwitches, LabConfig, StatCounters};
+
+/// Requests larger than this are refused before parsing (AXL requests are small).
+const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+const SESSION_COOKIE: &str = "JSESSIONIDSSO";
+const XML_CONTENT_TYPE: &str = "text/xml;charset=UTF-8";
+const HTML_CONTENT_TYPE: &str = "text/html;charset=utf-8";
+
+pub(crate) struct Shared {
+    config: LabConfig,
+    release: CucmRelease,
+    db: Mutex<Connection>,
+    host: String,
+    pub(crate) stats: StatCounters,
+    pub(crate) faults: FaultSwitches,
+    sessions: Mutex<HashMap<String, Instant>>,
+    in_flight: AtomicUsize,
+    write_bucket: Mutex<TokenBucket>,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        config: LabConfig,
+        release: CucmRelease,
+        db: Connection,
+        addr: SocketAddr,
+    ) -> Shared {
+        let capacity = f64::from(config.writes_per_minute.unwrap_or(0));
+        Shared {
+            config,
+            release,
+            db: Mutex::new(db),
+            host: addr.ip().to_string(),
+            stats: StatCounters::default(),
+            faults: FaultSwitches::default(),
+            sessions: Mutex::new(HashMap::new()),
+            in_flight: AtomicUsize::new(0),
+            write_bucket: Mutex::new(TokenBucket {
+                tokens: capacity,
+                last: Instant::now(),
+            }),
+        }
+    }
+}
+
+/// A poisoned lock only means another request panicked; the data is still usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct TokenBucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// One write token; the bucket holds a minute's worth and refills continuously.
+    fn try_take(&mut self, per_minute: u32) -> bool {
+        let now = Instant::now();
+        let capacity = f64::from(per_minute);
+        let refill = now.duration_since(self.last).as_secs_f64() * capacity / 60.0;
+        self.tokens = (self.tokens + refill).min(capacity);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/axl/", get(get_axl).post(post_axl))
+        .route("/axl", get(get_axl).post(post_axl))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .with_state(shared)
+}
+
+/// A response before conversion, so fault injection can rewrite its body.
+struct Reply {
+    status: StatusCode,
+    content_type: &'static str,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn xml(status: StatusCode, body: Vec<u8>) -> Reply {
+        let mut headers = Vec::new();
+        // notes §1: CUCM's 500 responses carry Connection: close.
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            headers.push((header::CONNECTION, HeaderValue::from_static("close")));
+        }
+        Reply {
+            status,
+            content_type: XML_CONTENT_TYPE,
+            headers,
+            body,
+        }
+    }
+
+    fn html(status: StatusCode, page: String) -> Reply {
+        Reply {
+            status,
+            content_type: HTML_CONTENT_TYPE,
+            headers: Vec::new(),
+            body: page.into_bytes(),
+        }
+    }
+
+    fn status_page(code: u16, reason: &str) -> Reply {
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Reply::html(status, html_status_page(code, reason))
+    }
+
+    fn into_response(self, drop_midway: bool) -> Response {
+        let body = if drop_midway {
+            // Half the real body, then an error: hyper aborts the connection, so the client
+            // sees a truncated chunked body rather than a clean short response.
+            let half = self.body.len() / 2;
+            let first = Bytes::copy_from_slice(&self.body[..half]);
+            let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+                Ok(first),
+                Err(std::io::Error::other(
+                    "lab fault injection: connection dropped",
+                )),
+            ];
+            Body::from_stream(futures::stream::iter(chunks))
+        } else {
+            Body::from(self.body)
+        };
+        let mut response = Response::new(body);
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(self.content_type),
+        );
+        for (name, value) in self.headers {
+            headers.append(name, value);
+        }
+        response
+    }
+}
+
+/// Outcome of authentication: proceed (maybe with a new session cookie) or answer now.
+enum Auth {
+    Ok { new_session: Option<String> },
+    Reject(Reply),
+}
+
+fn authenticate(st: &Shared, headers: &HeaderMap) -> Auth {
+    let now = Instant::now();
+    let timeout = st.config.session_idle_timeout;
+    let cookie = session_cookie(headers);
+    let session_valid = cookie
+        .as_deref()
+        .is_some_and(|id| touch_session(st, id, now, timeout));
+    if let Some(auth) = headers.get(header::AUTHORIZATION) {
+        st.stats.basic_auth_checks.fetch_add(1, Ordering::Relaxed);
+        if !basic_matches(auth, &st.config.username, &st.config.password) {
+            return Auth::Reject(unauthorized());
+        }
+        if session_valid {
+            return Auth::Ok { new_session: None };
+        }
+        return Auth::Ok {
+            new_session: Some(new_session(st, now, timeout)),
+        };
+    }
+    match cookie {
+        Some(_) if session_valid => {
+            st.stats.cookie_session_hits.fetch_add(1, Ordering::Relaxed);
+            Auth::Ok { new_session: None }
+        }
+        // notes §2: after the session expires "you get an HTTP 404".
+        Some(_) => Auth::Reject(Reply::status_page(404, "Not Found")),
+        None => Auth::Reject(unauthorized()),
+    }
+}
+
+/// notes §2: 401 with `WWW-Authenticate: Basic realm="Cisco AXL API"` and an HTML page.
+fn unauthorized() -> Reply {
+    let mut reply = Reply::status_page(401, "Unauthorized");
+    reply.headers.push((
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"Cisco AXL API\""),
+    ));
+    reply
+}
+
+fn basic_matches(value: &HeaderValue, user: &str, password: &str) -> bool {
+    let Ok(text) = value.to_str() else {
+        return false;
+    };
+    let Some((scheme, encoded)) = text.trim().split_once(' ') else {
+        return false;
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return false;
+    }
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+        return false;
+    };
+    let Ok(decoded) = String::from_utf8(decoded) else {
+        return false;
+    };
+    decoded
+        .split_once(':')
+        .is_some_and(|(u, p)| u == user && p == password)
+}
+
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim().to_owned())
+}
+
+/// Valid and unexpired → refresh its idle timer.
+fn touch_session(st: &Shared, id: &str, now: Instant, timeout: Duration) -> bool {
+    let mut sessions = lock(&st.sessions);
+    match sessions.get_mut(id) {
+        Some(last) if now.duration_since(*last) <= timeout => {
+            *last = now;
+            true
+        }
+        Some(_) => {
+            sessions.remove(id);
+            false
+        }
+        None => false,
+    }
+}
+
+fn new_session(st: &Shared, now: Instant, timeout: Duration) -> String {
+    let id: String = {
+        let mut rng = rand::thread_rng();
+        (0..32)
+            .map(|_| char::from(b"0123456789ABCDEF"[rng.gen_range(0..16)]))
+            .collect()
+    };
+    let mut sessions = lock(&st.sessions);
+    // Keep the table bounded for clients that never reuse cookies.
+    if sessions.len() > 10_000 {
+        sessions.retain(|_, last| now.duration_since(*last) <= timeout);
+    }
+    sessions.insert(id.clone(), now);
+    id
+}
+
+fn with_session_cookie(reply: &mut Reply, session: Option<String>) {
+    let Some(id) = session else {
+        return;
+    };
+    // notes §2: real attributes `Path=/; Secure; HttpOnly`.
+    let cookie = format!("{SESSION_COOKIE}={id}; Path=/; Secure; HttpOnly");
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        reply.headers.push((header::SET_COOKIE, value));
+    }
+}
+
+async fn get_axl(State(st): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    match authenticate(&st, &headers) {
+        Auth::Ok { new_session } => {
+            let mut reply = Reply::html(StatusCode::OK, xmlout::AXL_GET_PAGE.to_owned());
+            with_session_cookie(&mut reply, new_session);
+            reply.into_response(false)
+        }
+        Auth::Reject(reply) => reply.into_response(false),
+    }
+}
+
+/// Decrements the in-flight count when the request ends, however it ends.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn service_unavailable(st: &Shared) -> Reply {
+    st.stats.throttled.fetch_add(1, Ordering::Relaxed);
+    // notes §4 (uncertain 2): CUCM's 503 body is unknown; a Tomcat-style page is used.
+    Reply::status_page(503, "Service Unavailable")
+}
+
+async fn post_axl(State(st): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    st.stats.requests_total.fetch_add(1, Ordering::Relaxed);
+    let in_flight = st.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    let _guard = InFlight(&st.in_flight);
+    if st
+        .config
+        .max_concurrent_requests
+        .is_some_and(|max| in_flight > max)
+    {
+        return service_unavailable(&st).into_response(false);
+    }
+    if let Some(status) = st.faults.take_fail() {
+        return Reply::status_page(status, "Injected failure").into_response(false);
+    }
+    let delay = st.faults.delay();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let mut reply = match authenticate(&st, &headers) {
+        Auth::Ok { new_session } => {
+            let mut reply = handle_soap(&st, &headers, body).await;
+            with_session_cookie(&mut reply, new_session);
+            reply
+        }
+        Auth::Reject(reply) => reply,
+    };
+    if reply.status == StatusCode::INTERNAL_SERVER_ERROR {
+        st.stats.faults.fetch_add(1, Ordering::Relaxed);
+    }
+    let drop_midway = st.faults.take_drop();
+    if drop_midway {
+        reply.headers.retain(|(name, _)| name != header::CONNECTION);
+    }
+    reply.into_response(drop_midway)
+}
+
+/// notes §1: unsupported schema → HTTP 599 with an HTML page. That 599 is used for
+/// unsupported versions comes from two clients' code, not from Cisco (uncertain 1).
+fn http_599() -> Reply {
+    Reply::status_page(599, "Schema not supported or request not well-formed")
+}
+
+async fn handle_soap(st: &Arc<Shared>, headers: &HeaderMap, body: Bytes) -> Reply {
+    // notes §1: a non-well-formed body got HTTP 599 and an HTML page on real 12.5.
+    let Ok(request) = crate::xmlin::parse_operation(&body) else {
+        return http_599();
+    };
+    st.stats.count_operation(&request.name);
+    let action = parse_soap_action(headers.get("soapaction").and_then(|v| v.to_str().ok()));
+    let Some(ns_version) = request.ns.as_deref().and_then(namespace_version) else {
+        return http_599();
+    };
+    let applied = match &action {
+        // Axis2 dispatches on the action; anything not in the CUCM form finds no operation
+        // (the seed 001 SOAP::Lite trap).
+        ActionHeader::Foreign(raw) => return axis2(st, raw),
+        ActionHeader::Cucm(a) => {
+            // Lab choice: the guide says header and namespace "must indicate the same
+            // version"; a mismatch is treated like an unsupported schema (599).
+            if a.version != ns_version {
+                return http_599();
+            }
+            match st.release.accepts(&a.version) {
+                Some(v) => v,
+                None => return http_599(),
+            }
+        }
+        ActionHeader::None if ns_version == "1.0" => st.release.lowest(),
+        ActionHeader::None => match st.release.accepts(ns_version) {
+            Some(v) => v,
+            None => return http_599(),
+        },
+    };
+    // CUCM builds the WSA action from the header version and the body element (notes §1);
+    // the lab dispatches on the body element even if the header names another operation.
+    let Some(op) = Op::from_name(&request.name) else {
+        let version = match &action {
+            ActionHeader::Cucm(a) => a.version.as_str(),
+            _ => applied,
+        };
+        return axis2(st, &format!("CUCM:DB ver={version} {}", request.name));
+    };
+    if op.is_write() {
+        if let Some(per_minute) = st.config.writes_per_minute {
+            if !lock(&st.write_bucket).try_take(per_minute) {
+                return service_unavailable(st);
+            }
+        }
+    }
+    let shared = Arc::clone(st);
+    let result = tokio::task::spawn_blocking(move || {
+        let ctx = Ctx {
+            version: applied,
+            op,
+            max_bytes: shared.config.max_response_bytes,
+            cucm_version: &shared.release.full,
+        };
+        let mut conn = lock(&shared.db);
+        ops::execute(&mut conn, &request, &ctx)
+    })
+    .await;
+    match result {
+        Ok(Ok(body)) => Reply::xml(StatusCode::OK, body),
+        Ok(Err(fault)) => axl_fault(&fault, op),
+        Err(join) => axl_fault(
+            &AxlFault {
+                client: false,
+                code: -1,
+                message: format!("lab internal error: {join}"),
+            },
+            op,
+        ),
+    }
+}
+
+fn axl_fault(fault: &AxlFault, op: Op) -> Reply {
+    match xmlout::axl_fault(fault.client, fault.code, &fault.message, op.name()) {
+        Ok(body) => Reply::xml(StatusCode::INTERNAL_SERVER_ERROR, body),
+        Err(_) => Reply::status_page(500, "Internal Server Error"),
+    }
+}
+
+fn axis2(st: &Shared, action: &str) -> Reply {
+    match xmlout::axis2_fault(&st.host, action) {
+        Ok(body) => Reply::xml(StatusCode::INTERNAL_SERVER_ERROR, body),
+        Err(_) => Reply::status_page(500, "Internal Server Error"),
+    }
+}

@@ -1,0 +1,775 @@
+//! The lab over real HTTPS: CUCM behaviours, XSD validity, zeep samples.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use ucbridge_lab::LabConfig;
+
+const ALL_USER_TAGS: &str = "<returnedTags><firstName/><middleName/><lastName/><userid/><mailid/>\
+    <department/><manager/><primaryExtension/><enableCti/><status/><directoryUri/>\
+    <telephoneNumber/><title/><mobileNumber/><homeNumber/><pagerNumber/></returnedTags>";
+
+#[tokio::test]
+async fn responses_validate_against_the_xsd() {
+    let (lab, client) = start(LabConfig {
+        users: 30,
+        seed: 3,
+        ..LabConfig::default()
+    })
+    .await;
+    let mut bodies = Vec::new();
+    let mut keep = |a: Answer| {
+        assert_eq!(a.status, 200, "{}", a.body);
+        bodies.push(a.bytes());
+    };
+    keep(ok(&lab, &client, "getCCMVersion", "").await);
+    let list = ok(
+        &lab,
+        &client,
+        "listUser",
+        &format!("<searchCriteria><userid>%</userid></searchCriteria>{ALL_USER_TAGS}<skip>0</skip><first>10</first>"),
+    )
+    .await;
+    let first_user = list.text("userid").expect("seeded users are listed");
+    keep(list);
+    keep(ok(&lab, &client, "listUser", "<searchCriteria><userid>nobody%</userid></searchCriteria><returnedTags><userid/></returnedTags>").await);
+    keep(
+        ok(
+            &lab,
+            &client,
+            "getUser",
+            &format!("<userid>{first_user}</userid>"),
+        )
+        .await,
+    );
+    keep(
+        ok(
+            &lab,
+            &client,
+            "addUser",
+            &add_user_xml("xsd.user", "<digestCredentials>s3cret</digestCredentials>"),
+        )
+        .await,
+    );
+    keep(ok(&lab, &client, "addLine", "<line><pattern>4100</pattern><description>xsd</description><usage>Device</usage><routePartitionName>Internal_PT</routePartitionName></line>").await);
+    keep(ok(&lab, &client, "addPhone", &add_phone_xml("SEPAAAABBBBCCCC", "<lines><line><index>1</index><label>L1</label><dirn><pattern>4100</pattern><routePartitionName>Internal_PT</routePartitionName></dirn></line></lines><ownerUserName>xsd.user</ownerUserName><digestUser>xsd.user</digestUser>")).await);
+    keep(ok(&lab, &client, "updateUser", "<userid>xsd.user</userid><associatedDevices><device>SEPAAAABBBBCCCC</device></associatedDevices><primaryExtension><pattern>4100</pattern><routePartitionName>Internal_PT</routePartitionName></primaryExtension><title>Tester</title>").await);
+    keep(ok(&lab, &client, "getUser", "<userid>xsd.user</userid>").await);
+    keep(
+        ok(
+            &lab,
+            &client,
+            "updatePhone",
+            "<name>SEPAAAABBBBCCCC</name><description>updated</description>",
+        )
+        .await,
+    );
+    let phone = ok(&lab, &client, "getPhone", "<name>SEPAAAABBBBCCCC</name>").await;
+    assert_eq!(phone.text("digestUser").as_deref(), Some("xsd.user"));
+    assert_eq!(phone.text("description").as_deref(), Some("updated"));
+    keep(phone);
+    keep(ok(&lab, &client, "listPhone", "<searchCriteria><name>SEP%</name></searchCriteria><returnedTags><name/><description/><product/><model/><class/><protocol/><protocolSide/><callingSearchSpaceName/><devicePoolName/><commonPhoneConfigName/><locationName/><securityProfileName/><sipProfileName/><ownerUserName/><digestUser/></returnedTags><first>5</first>").await);
+    keep(
+        ok(
+            &lab,
+            &client,
+            "getLine",
+            "<pattern>4100</pattern><routePartitionName>Internal_PT</routePartitionName>",
+        )
+        .await,
+    );
+    keep(ok(&lab, &client, "listLine", "<searchCriteria><pattern>%</pattern></searchCriteria><returnedTags><pattern/><description/><usage/><routePartitionName/><alertingName/><shareLineAppearanceCssName/></returnedTags><first>5</first>").await);
+    keep(
+        ok(
+            &lab,
+            &client,
+            "executeSQLQuery",
+            "<sql>select first 5 pkid, userid, enablecti, mailid from enduser</sql>",
+        )
+        .await,
+    );
+    keep(ok(&lab, &client, "removePhone", "<name>SEPAAAABBBBCCCC</name>").await);
+    keep(ok(&lab, &client, "removeUser", "<userid>xsd.user</userid>").await);
+    ucbridge_testkit::validate_axl_bodies("14.0", &bodies).expect("14.0 responses validate");
+
+    // Older schemas on the same CUCM 14: 11.5 LUser still has displayName.
+    let mut older = Vec::new();
+    for version in ["11.5", "12.5"] {
+        let a = call(&lab, &client, "listUser", version, &format!("<searchCriteria><userid>%</userid></searchCriteria>{ALL_USER_TAGS}<first>3</first>")).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert!(a
+            .body
+            .contains(&format!("http://www.cisco.com/AXL/API/{version}")));
+        let g = call(&lab, &client, "getPhone", version, "<name>nope</name>").await;
+        assert_eq!(g.status, 500);
+        older.push((version, a.bytes()));
+    }
+    for (version, body) in older {
+        ucbridge_testkit::validate_axl_bodies(version, &[body]).expect("older schema validates");
+    }
+    lab.shutdown().await;
+
+    let (lab15, client) = start(LabConfig {
+        cucm_version: "15.0.1.10000(1)".into(),
+        users: 5,
+        ..LabConfig::default()
+    })
+    .await;
+    let a = call(
+        &lab15,
+        &client,
+        "listUser",
+        "15.0",
+        &format!("<searchCriteria><userid>%</userid></searchCriteria>{ALL_USER_TAGS}"),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let v = call(&lab15, &client, "getCCMVersion", "15.0", "").await;
+    assert_eq!(v.text("version").as_deref(), Some("15.0.1.10000(1)"));
+    ucbridge_testkit::validate_axl_bodies("15.0", &[a.bytes(), v.bytes()]).expect("15.0 validates");
+    lab15.shutdown().await;
+}
+
+#[tokio::test]
+async fn zeep_samples_replay() {
+    let samples = [
+        "getCCMVersion",
+        "addUser-digestCredentials",
+        "addLine",
+        "addPhone-sip-digestUser",
+        "getUser",
+        "listUser",
+        "updatePhone",
+        "executeSQLQuery-digest-in",
+    ];
+    let (lab, client) = start_default().await;
+    // Prerequisite of getUser/updatePhone samples: user johnq.
+    ok(&lab, &client, "addUser", &add_user_xml("johnq", "")).await;
+    let mut sql_answer = None;
+    for name in samples {
+        let Some(path) = ucbridge_testkit::fixture(&format!(
+            "axl-samples/{name}.request.zeep-generated-14.0.xml"
+        )) else {
+            return;
+        };
+        let body = std::fs::read_to_string(&path).expect("sample readable");
+        let op = name.split('-').next().expect("operation name");
+        let action = format!("\"CUCM:DB ver=14.0 {op}\"");
+        let a = post(&lab, &client, Some(&action), body, true).await;
+        assert_eq!(a.status, 200, "{name}: {}", a.body);
+        if op == "executeSQLQuery" {
+            sql_answer = Some(a);
+        }
+    }
+    let sql = sql_answer.expect("SQL sample ran");
+    assert_eq!(sql.texts("userid"), vec!["rsrc.sp.000011116666"]);
+    assert_eq!(sql.texts("name"), vec!["SEP001122334455"]);
+    // updatePhone's sample made johnq the owner.
+    let phone = ok(&lab, &client, "getPhone", "<name>SEP001122334455</name>").await;
+    assert_eq!(phone.text("ownerUserName").as_deref(), Some("johnq"));
+    assert_eq!(phone.texts("pattern"), vec!["4001"]);
+    lab.shutdown().await;
+}
+
+#[tokio::test]
+async fn authentication_and_sessions() {
+    let (lab, client) = start(LabConfig {
+        session_idle_timeout: Duration::from_millis(300),
+        ..LabConfig::default()
+    })
+    .await;
+    let body = || envelope("getCCMVersion", "14.0", "");
+    let action = Some("CUCM:DB ver=14.0 getCCMVersion");
+
+    let anon = post(&lab, &client, action, body(), false).await;
+    assert_eq!(anon.status, 401);
+    assert_eq!(
+        anon.headers
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("Basic realm=\"Cisco AXL API\"")
+    );
+    assert!(anon.body.contains("HTTP Status 401"));
+
+    let wrong = client
+        .post(lab.axl_url())
+        .basic_auth(USER, Some("wrong"))
+        .body(body())
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(wrong.status().as_u16(), 401);
+
+    let page = client
+        .get(lab.axl_url())
+        .basic_auth(USER, Some(PASSWORD))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page
+        .text()
+        .await
+        .expect("body")
+        .contains("The AXL Web Service is working and accepting requests"));
+
+    let first = post(&lab, &client, action, body(), true).await;
+    assert_eq!(first.status, 200);
+    let cookie = first
+        .headers
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("session cookie set")
+        .to_owned();
+    assert!(cookie.starts_with("JSESSIONIDSSO="), "{cookie}");
+    assert!(cookie.contains("Path=/; Secure; HttpOnly"));
+    let pair = cookie.split(';').next().expect("name=value").to_owned();
+
+    let reuse = client
+        .post(lab.axl_url())
+        .header("SOAPAction", "CUCM:DB ver=14.0 getCCMVersion")
+        .header("Cookie", &pair)
+        .body(body())
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(reuse.status().as_u16(), 200);
+    assert_eq!(lab.stats().cookie_session_hits, 1);
+
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let expired = client
+        .post(lab.axl_url())
+        .header("Cookie", &pair)
+        .body(body())
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(expired.status().as_u16(), 404);
+    let unknown = client
+        .post(lab.axl_url())
+        .header("Cookie", "JSESSIONIDSSO=FFFF")
+        .body(body())
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(unknown.status().as_u16(), 404);
+    assert!(lab.stats().basic_auth_checks >= 3);
+    lab.shutdown().await;
+}
+
+#[tokio::test]
+async fn versioning_and_axis2_faults() {
+    let (lab, client) = start_default().await;
+    // 15.0 is not accepted by CUCM 14 (notes §1 table).
+    let a = call(&lab, &client, "getCCMVersion", "15.0", "").await;
+    assert_eq!(a.status, 599);
+    assert!(a.body.contains("HTTP Status 599"));
+    // Header and namespace disagree.
+    let a = post(
+        &lab,
+        &client,
+        Some("\"CUCM:DB ver=12.5 getCCMVersion\""),
+        envelope("getCCMVersion", "14.0", ""),
+        true,
+    )
+    .await;
+    assert_eq!(a.status, 599);
+    // Version-only, unquoted SOAPAction (real 12.5 accepted it).
+    let a = post(
+        &lab,
+        &client,
+        Some("CUCM:DB ver=12.5"),
+        envelope("getCCMVersion", "12.5", ""),
+        true,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    // Discovery: no SOAPAction + namespace 1.0 → lowest schema, 11.0 on CUCM 14.
+    let a = post(
+        &lab,
+        &client,
+        None,
+        envelope("getCCMVersion", "1.0", ""),
+        true,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(
+        a.body
+            .contains("xmlns:ns=\"http://www.cisco.com/AXL/API/11.0\""),
+        "{}",
+        a.body
+    );
+    assert_eq!(a.text("version").as_deref(), Some("14.0.1.14900(11)"));
+    // Malformed XML → 599.
+    let a = post(
+        &lab,
+        &client,
+        Some("CUCM:DB ver=14.0 getCCMVersion"),
+        "<soapenv:Envelope><oops".into(),
+        true,
+    )
+    .await;
+    assert_eq!(a.status, 599);
+    // SOAP::Lite's default action (seed 001).
+    let a = post(
+        &lab,
+        &client,
+        Some("\"http://www.cisco.com/AXL/API/8.5#addPhone\""),
+        envelope("addPhone", "14.0", &add_phone_xml("SEP000000000001", "")),
+        true,
+    )
+    .await;
+    assert_eq!(a.status, 500);
+    assert!(a.body.contains("axis2ns2:Client"));
+    assert!(
+        a.body
+            .contains("WSA Action = http://www.cisco.com/AXL/API/8.5#addPhone"),
+        "{}",
+        a.body
+    );
+    assert!(a.body.contains(":8443/axl/services/AXLAPIService"));
+    assert!(a.text("axlcode").is_none());
+    assert_eq!(
+        a.headers.get("connection").and_then(|v| v.to_str().ok()),
+        Some("close")
+    );
+    // Unknown operation.
+    let a = call(&lab, &client, "getCCMVersion123", "14.0", "").await;
+    assert_eq!(a.status, 500);
+    assert!(
+        a.body
+            .contains("WSA Action = CUCM:DB ver=14.0 getCCMVersion123"),
+        "{}",
+        a.body
+    );
+    assert_eq!(
+        a.headers.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("text/xml;charset=UTF-8")
+    );
+    // Also served without the trailing slash.
+    let url = lab.axl_url();
+    let r = client
+        .post(url.trim_end_matches('/'))
+        .basic_auth(USER, Some(PASSWORD))
+        .header("SOAPAction", "CUCM:DB ver=14.0 getCCMVersion")
+        .body(envelope("getCCMVersion", "14.0", ""))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(r.status().as_u16(), 200);
+    let stats = lab.stats();
+    assert!(stats.faults >= 2);
+    assert!(
+        stats
+            .by_operation
+            .get("getCCMVersion")
+            .copied()
+            .unwrap_or(0)
+            >= 3
+    );
+    lab.shutdown().await;
+}
+
+#[tokio::test]
+async fn axl_faults() {
+    let (lab, client) = start_default().await;
+    ok(&lab, &client, "addUser", &add_user_xml("dup", "")).await;
+    let a = call(&lab, &client, "addUser", "14.0", &add_user_xml("dup", "")).await;
+    assert_eq!(a.status, 500);
+    assert_eq!(a.axlcode(), Some(-239));
+    assert_eq!(a.text("faultcode").as_deref(), Some("soapenv:Client"));
+    assert_eq!(
+        a.text("faultstring").as_deref(),
+        Some(
+            "Could not insert new row - duplicate value in a UNIQUE INDEX column (Unique Index:)."
+        )
+    );
+    assert_eq!(a.text("request").as_deref(), Some("addUser"));
+
+    let line = "<line><pattern>5000</pattern><usage>Device</usage><routePartitionName>Internal_PT</routePartitionName></line>";
+    ok(&lab, &client, "addLine", line).await;
+    let a = call(&lab, &client, "addLine", "14.0", line).await;
+    assert_eq!(a.axlcode(), Some(4052), "{}", a.body);
+    assert_eq!(
+        a.text("axlmessage").as_deref(),
+        Some("Cannot insert or update pattern. A DN exists with the same pattern and partition.")
+    );
+    // Same pattern, no partition: a different DN.
+    ok(
+        &lab,
+        &client,
+        "addLine",
+        "<line><pattern>5000</pattern><usage>Device</usage></line>",
+    )
+    .await;
+    let a = call(&lab, &client, "addLine", "14.0", "<line><pattern>5000</pattern><usage>Device</usage><routePartitionName xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:nil=\"true\"/></line>").await;
+    assert_eq!(a.axlcode(), Some(4052));
+
+    let bad_pool = add_phone_xml("SEP00000000AAAA", "").replace(
+        "<devicePoolName>Default</devicePoolName>",
+        "<devicePoolName>Nope</devicePoolName>",
+    );
+    let a = call(&lab, &client, "addPhone", "14.0", &bad_pool).await;
+    assert_eq!(a.axlcode(), Some(5007));
+    assert_eq!(
+        a.text("faultstring").as_deref(),
+        Some("Item not valid: The specified Device Pool 'Nope' was not found")
+    );
+    let a = call(
+        &lab,
+        &client,
+        "addPhone",
+        "14.0",
+        &add_phone_xml("SEP00000000AAAA", "<digestUser>ghost</digestUser>"),
+    )
+    .await;
+    assert_eq!(
+        a.text("faultstring").as_deref(),
+        Some("Item not valid: The specified User 'ghost' was not found")
+    );
+    // The failed add left nothing behind.
+    let a = call(
+        &lab,
+        &client,
+        "getPhone",
+        "14.0",
+        "<name>SEP00000000AAAA</name>",
+    )
+    .await;
+    assert_eq!(a.axlcode(), Some(5007));
+    assert_eq!(
+        a.text("faultstring").as_deref(),
+        Some("Item not valid: The specified Phone was not found")
+    );
+    let a = call(&lab, &client, "getUser", "14.0", "<userid>ghost</userid>").await;
+    assert_eq!(
+        a.text("faultstring").as_deref(),
+        Some("Item not valid: The specified User was not found")
+    );
+    let a = call(
+        &lab,
+        &client,
+        "removeUser",
+        "14.0",
+        "<uuid>{00000000-0000-0000-0000-000000000000}</uuid>",
+    )
+    .await;
+    assert_eq!(a.axlcode(), Some(5007));
+    let a = call(
+        &lab,
+        &client,
+        "addUser",
+        "14.0",
+        "<user><firstName>x</firstName><userid>nolast</userid></user>",
+    )
+    .await;
+    assert_eq!(a.axlcode(), Some(5003));
+    let a = call(
+        &lab,
+        &client,
+        "executeSQLQuery",
+        "14.0",
+        "<sql>delete from enduser</sql>",
+    )
+    .await;
+    assert_eq!(a.text("faultcode").as_deref(), Some("soapenv:Client"));
+    let a = call(
+        &lab,
+        &client,
+        "executeSQLQuery",
+        "14.0",
+        "<sql>select x from nowhere</sql>",
+    )
+    .await;
+    assert_eq!(a.axlcode(), Some(-206), "{}", a.body);
+    lab.shutdown().await;
+}
+
+fn suggestion(faultstring: &str) -> (u64, u64) {
+    let total = faultstring
+        .split("Total rows matched: ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("total rows in the fault");
+    let fit = faultstring
+        .split("less than ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("suggestion in the fault");
+    (total, fit)
+}
+
+#[tokio::test]
+async fn size_cap_fault_and_its_suggestion_works() {
+    let (lab, client) = start(LabConfig {
+        users: 400,
+        seed: 9,
+        max_response_bytes: 40_000,
+        ..LabConfig::default()
+    })
+    .await;
+    let tags = ALL_USER_TAGS;
+    let a = call(
+        &lab,
+        &client,
+        "listUser",
+        "14.0",
+        &format!("<searchCriteria><userid>%</userid></searchCriteria>{tags}"),
+    )
+    .await;
+    assert_eq!(a.status, 500);
+    assert_eq!(a.axlcode(), Some(-1));
+    assert_eq!(a.text("faultcode").as_deref(), Some("soapenv:Server"));
+    let message = a.text("faultstring").expect("faultstring");
+    assert!(message.starts_with("Query request too large. Total rows matched: 400 rows. Suggestive Row Fetch: less than "), "{message}");
+    let (_, fit) = suggestion(&message);
+    assert!(fit > 10 && fit < 400, "{fit}");
+    let page = call(&lab, &client, "listUser", "14.0", &format!("<searchCriteria><userid>%</userid></searchCriteria>{tags}<skip>0</skip><first>{}</first>", fit - 1)).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.texts("userid").len() as u64, fit - 1);
+    assert!(page.body.len() <= 40_000);
+
+    let a = call(
+        &lab,
+        &client,
+        "executeSQLQuery",
+        "14.0",
+        "<sql>select * from enduser</sql>",
+    )
+    .await;
+    assert_eq!(a.axlcode(), Some(-1));
+    let (total, fit) = suggestion(&a.text("faultstring").expect("faultstring"));
+    assert_eq!(total, 400);
+    let sql = format!("<sql>select skip 10 first {} * from enduser</sql>", fit - 1);
+    let a = call(&lab, &client, "executeSQLQuery", "14.0", &sql).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.texts("row").len() as u64, fit - 1);
+    lab.shutdown().await;
+}
+
+#[tokio::test]
+async fn throttling_returns_503() {
+    let (lab, client) = start(LabConfig {
+        max_concurrent_requests: Some(1),
+        writes_per_minute: Some(2),
+        ..LabConfig::default()
+    })
+    .await;
+    lab.faults().delay_responses(Duration::from_millis(300));
+    let calls = (0..4).map(|_| call(&lab, &client, "getCCMVersion", "14.0", ""));
+    let answers = futures::future::join_all(calls).await;
+    let busy = answers.iter().filter(|a| a.status == 503).count();
+    assert!(busy >= 1, "some concurrent requests were refused");
+    assert!(answers.iter().any(|a| a.status == 200));
+    assert!(answers
+        .iter()
+        .filter(|a| a.status == 503)
+        .all(|a| a.body.contains("HTTP Status 503")));
+    lab.faults().delay_responses(Duration::ZERO);
+
+    ok(&lab, &client, "addUser", &add_user_xml("w1", "")).await;
+    ok(&lab, &client, "addUser", &add_user_xml("w2", "")).await;
+    let third = call(&lab, &client, "addUser", "14.0", &add_user_xml("w3", "")).await;
+    assert_eq!(third.status, 503);
+    // Reads are not rate limited.
+    ok(&lab, &client, "getUser", "<userid>w1</userid>").await;
+    assert_eq!(lab.stats().throttled as usize, busy + 1);
+    lab.shutdown().await;
+}
+
+#[tokio::test]
+async fn digest_in_sql_and_skip_first() {
+    let (lab, client) = start(LabConfig {
+        users: 20,
+        seed: 5,
+        ..LabConfig::default()
+    })
+    .await;
+    ok(
+        &lab,
+        &client,
+        "addUser",
+        &add_user_xml("dect.digest", "<digestCredentials>pw</digestCredentials>"),
+    )
+    .await;
+    ok(&lab, &client, "addPhone", &add_phone_xml("SEP0011223344AA", "<lines><line><index>1</index><dirn><pattern>7001</pattern><routePartitionName>Internal_PT</routePartitionName></dirn></line></lines><digestUser>dect.digest</digestUser>")).await;
+    let q = "<sql>select eu.userid, d.name from enduser eu join enduserdevicemap m on m.fkenduser = eu.pkid join device d on d.pkid = m.fkdevice where m.tkuserassociation = 3</sql>";
+    let a = ok(&lab, &client, "executeSQLQuery", q).await;
+    assert_eq!(a.texts("userid"), vec!["dect.digest"]);
+    assert_eq!(a.texts("name"), vec!["SEP0011223344AA"]);
+    let a = ok(
+        &lab,
+        &client,
+        "executeSQLQuery",
+        "<sql>select t.name from typeuserassociation t where t.enum = 3</sql>",
+    )
+    .await;
+    assert_eq!(a.texts("name"), vec!["Digest In"]);
+
+    let all = ok(
+        &lab,
+        &client,
+        "executeSQLQuery",
+        "<sql>select userid from enduser order by userid</sql>",
+    )
+    .await;
+    let all = all.texts("userid");
+    let page = ok(
+        &lab,
+        &client,
+        "executeSQLQuery",
+        "<sql>SELECT SKIP 5 FIRST 4 userid FROM enduser ORDER BY userid</sql>",
+    )
+    .await;
+    assert_eq!(page.texts("userid"), all[5..9].to_vec());
+    // NULL → empty element, booleans t/f, count(*) named "count".
+    let a = ok(
+        &lab,
+        &client,
+        "executeSQLQuery",
+        "<sql>select count(*), max(enablecti) from enduser where userid = 'dect.digest'</sql>",
+    )
+    .await;
+    assert_eq!(a.texts("count"), vec!["1"]);
+    let a = ok(
+        &lab,
+        &client,
+        "executeSQLQuery",
+        "<sql>select mailid, enablecti from enduser where userid = 'dect.digest'</sql>",
+    )
+    .await;
+    assert!(a.body.contains("<mailid/>"), "{}", a.body);
+    assert_eq!(a.texts("enablecti"), vec!["t"]);
+    let empty = ok(
+        &lab,
+        &client,
+        "executeSQLQuery",
+        "<sql>select userid from enduser where 1 = 0</sql>",
+    )
+    .await;
+    assert!(empty.body.contains("<return/>"));
+    lab.shutdown().await;
+}
+
+#[tokio::test]
+async fn fault_injection() {
+    let (lab, client) = start_default().await;
+    lab.faults().drop_next_responses(1);
+    let resp = client
+        .post(lab.axl_url())
+        .basic_auth(USER, Some(PASSWORD))
+        .header("SOAPAction", "CUCM:DB ver=14.0 getCCMVersion")
+        .body(envelope("getCCMVersion", "14.0", ""))
+        .send()
+        .await;
+    let broken = match resp {
+        Err(_) => true,
+        Ok(r) => r.text().await.is_err(),
+    };
+    assert!(broken, "a dropped response must surface as an error");
+    ok(&lab, &client, "getCCMVersion", "").await;
+
+    lab.faults().fail_next_with_status(2, 502);
+    assert_eq!(
+        call(&lab, &client, "getCCMVersion", "14.0", "")
+            .await
+            .status,
+        502
+    );
+    assert_eq!(
+        call(&lab, &client, "getCCMVersion", "14.0", "")
+            .await
+            .status,
+        502
+    );
+    ok(&lab, &client, "getCCMVersion", "").await;
+    lab.shutdown().await;
+}
+
+#[tokio::test]
+async fn seeding_is_deterministic_and_paging_is_stable() {
+    let config = LabConfig {
+        users: 2_000,
+        seed: 42,
+        tls: false,
+        ..LabConfig::default()
+    };
+    let first_page = |lab, client| async move {
+        let a = call(lab, client, "listUser", "14.0", "<searchCriteria><userid>%</userid></searchCriteria><returnedTags><userid/><mailid/><telephoneNumber/></returnedTags><first>20</first>").await;
+        (a.texts("userid"), a.body)
+    };
+    let (a, ca) = start(config.clone()).await;
+    let (b, cb) = start(config.clone()).await;
+    let (c, cc) = start(LabConfig { seed: 43, ..config }).await;
+    let (ids_a, body_a) = first_page(&a, &ca).await;
+    let (_, body_b) = first_page(&b, &cb).await;
+    let (ids_c, _) = first_page(&c, &cc).await;
+    assert_eq!(ids_a.len(), 20);
+    assert_eq!(body_a, body_b, "same seed, same users and uuids");
+    assert_ne!(ids_a, ids_c);
+    assert!(a.axl_url().starts_with("http://"));
+
+    // Pages of 500 cover everyone exactly once.
+    let mut seen = std::collections::HashSet::new();
+    for page in 0..5 {
+        let r = call(&a, &ca, "listUser", "14.0", &format!("<searchCriteria><userid>%</userid></searchCriteria><returnedTags><userid/></returnedTags><skip>{}</skip><first>500</first>", page * 500)).await;
+        let ids = r.texts("userid");
+        if page == 4 {
+            assert!(r.body.contains("<return/>"), "past the end: empty return");
+        }
+        for id in ids {
+            assert!(seen.insert(id), "no user on two pages");
+        }
+    }
+    assert_eq!(seen.len(), 2_000);
+    // searchCriteria is a case-insensitive LIKE.
+    let r = call(&a, &ca, "listUser", "14.0", "<searchCriteria><lastName>SMITH</lastName></searchCriteria><returnedTags><lastName/></returnedTags>").await;
+    assert!(r.texts("lastName").iter().all(|n| n == "Smith"));
+    assert!(!r.texts("lastName").is_empty());
+    let phones = call(&a, &ca, "listPhone", "14.0", "<searchCriteria><devicePoolName>HQ</devicePoolName></searchCriteria><returnedTags><name/><devicePoolName/></returnedTags>").await;
+    assert!(phones.texts("name").len() > 100);
+    assert!(phones.texts("devicePoolName").iter().all(|p| p == "HQ"));
+    for lab in [a, b, c] {
+        lab.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn user_data_is_escaped_both_ways() {
+    let (lab, client) = start_default().await;
+    let tricky = "a&lt;b&amp;\"c"; // a<b&"c once unescaped
+    ok(
+        &lab,
+        &client,
+        "addUser",
+        &add_user_xml(tricky, "<department>R&amp;D &lt;lab&gt;</department>"),
+    )
+    .await;
+    let a = ok(
+        &lab,
+        &client,
+        "getUser",
+        &format!("<userid>{tricky}</userid>"),
+    )
+    .await;
+    assert_eq!(a.text("userid").as_deref(), Some("a<b&\"c"));
+    assert_eq!(a.text("department").as_deref(), Some("R&D <lab>"));
+    let q = ok(
+        &lab,
+        &client,
+        "executeSQLQuery",
+        "<sql>select userid from enduser where department like 'R&amp;D%'</sql>",
+    )
+    .await;
+    assert_eq!(q.texts("userid"), vec!["a<b&\"c"]);
+    let l = ok(&lab, &client, "listUser", "<searchCriteria><userid>a&lt;%</userid></searchCriteria><returnedTags><userid/></returnedTags>").await;
+    assert_eq!(l.texts("userid"), vec!["a<b&\"c"]);
+    ucbridge_testkit::validate_axl_bodies("14.0", &[a.bytes(), q.bytes(), l.bytes()])
+        .expect("escaped responses validate");
+    lab.shutdown().await;
+}
