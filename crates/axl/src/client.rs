@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use rand::Rng;
-use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, COOKIE, SET_COOKIE};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, COOKIE, SET_COOKIE};
 use reqwest::StatusCode;
 use tokio::io::BufReader;
 use tokio_util::io::StreamReader;
@@ -16,37 +16,9 @@ use crate::error::Retry;
 use crate::xml::{parse_fault, Envelope, ReadError, ResponsePart, ResponseReader, SoapWriter};
 use crate::{AxlError, SchemaVersion};
 
-/// A password or token: never printed by `Debug` or logged.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-    /// The secret value, for the one place that must send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(s: &str) -> Self {
-        Secret::new(s)
-    }
-}
-
-impl From<String> for Secret {
-    fn from(s: String) -> Self {
-        Secret::new(s)
-    }
-}
+/// Re-exported from `ucbridge-auth`, where every Cisco client's credentials live.
+pub use ucbridge_auth::Secret;
+use ucbridge_auth::{Authorization, Credentials};
 
 /// How to retry throttled and transient failures.
 #[derive(Debug, Clone)]
@@ -91,8 +63,12 @@ pub struct AxlConfig {
     /// AXL endpoint, e.g. `https://cucm.example.com:8443/axl/` (the trailing slash is
     /// required by CUCM and added when missing).
     pub url: String,
+    /// Basic credentials, used unless `credentials` is set.
     pub username: String,
     pub password: Secret,
+    /// Credentials from `ucbridge-auth` (Basic, or an SSO Bearer token that refreshes
+    /// itself); when `Some` they replace `username`/`password`.
+    pub credentials: Option<Credentials>,
     /// Schema version; `None` discovers it with `getCCMVersion` on connect.
     pub version: Option<SchemaVersion>,
     /// Extra CA certificate(s) (PEM) to trust, e.g. the CUCM's own Tomcat CA.
@@ -117,6 +93,7 @@ impl AxlConfig {
             url: url.into(),
             username: username.into(),
             password: password.into(),
+            credentials: None,
             version: None,
             ca_file: None,
             ca_pem: None,
@@ -125,6 +102,22 @@ impl AxlConfig {
             read_timeout: Duration::from_secs(120),
             retry: RetryPolicy::default(),
         }
+    }
+}
+
+impl AxlConfig {
+    /// A configuration authenticating with `credentials`, e.g. an SSO Bearer token.
+    pub fn with_credentials(url: impl Into<String>, credentials: Credentials) -> Self {
+        let username = credentials.username().unwrap_or_default().to_owned();
+        let mut config = AxlConfig::new(url, username, "");
+        config.credentials = Some(credentials);
+        config
+    }
+
+    fn effective_credentials(&self) -> Credentials {
+        self.credentials
+            .clone()
+            .unwrap_or_else(|| Credentials::basic(self.username.clone(), self.password.clone()))
     }
 }
 
@@ -164,7 +157,7 @@ struct Inner {
     http: reqwest::Client,
     url: String,
     username: String,
-    password: Secret,
+    credentials: Credentials,
     version: SchemaVersion,
     retry: RetryPolicy,
     /// CUCM's JSESSIONIDSSO. Reusing it spares CUCM an authentication per request, which
@@ -188,6 +181,7 @@ impl std::fmt::Debug for AxlClient {
         f.debug_struct("AxlClient")
             .field("url", &self.inner.url)
             .field("username", &self.inner.username)
+            .field("auth", &self.inner.credentials.scheme())
             .field("version", &self.inner.version)
             .finish_non_exhaustive()
     }
@@ -201,10 +195,11 @@ impl AxlClient {
     pub async fn connect(config: AxlConfig) -> Result<AxlClient, AxlError> {
         let http = build_http(&config)?;
         let url = normalise_url(&config.url)?;
+        let credentials = config.effective_credentials();
         let version = match config.version {
             Some(v) => v,
             None => {
-                let release = discover_release(&http, &url, &config).await?;
+                let release = discover_release(&http, &url, &config, &credentials).await?;
                 let v = SchemaVersion::for_cucm_release(&release)?;
                 tracing::info!(%release, schema = %v, "discovered CUCM release");
                 v
@@ -215,7 +210,7 @@ impl AxlClient {
                 http,
                 url,
                 username: config.username,
-                password: config.password,
+                credentials,
                 version,
                 retry: config.retry,
                 session: Mutex::new(None),
@@ -443,8 +438,9 @@ impl AxlClient {
     }
 
     /// POST the envelope, authenticating with the session cookie when there is one and
-    /// falling back to Basic when CUCM no longer knows it (401, or 404 after the 30-minute
-    /// idle timeout, per the AXL Developer Guide).
+    /// falling back to the credentials when CUCM no longer knows it (401, or 404 after the
+    /// 30-minute idle timeout, per the AXL Developer Guide). A Bearer token refused with 401
+    /// is refreshed once and the request sent again.
     async fn send(
         &self,
         operation: &'static str,
@@ -452,7 +448,7 @@ impl AxlClient {
     ) -> Result<reqwest::Response, (AxlError, Retry)> {
         let session = self.session();
         if let Some(cookie) = &session {
-            let response = self.post(operation, body, Some(cookie)).await?;
+            let response = self.post(operation, body, Auth::Session(cookie)).await?;
             if !matches!(response.status().as_u16(), 401 | 404) {
                 self.inner
                     .counters
@@ -464,7 +460,29 @@ impl AxlClient {
             tracing::debug!(operation, "AXL session expired; authenticating again");
             self.forget_session(cookie);
         }
-        let response = self.post(operation, body, None).await?;
+        let credentials = &self.inner.credentials;
+        let auth_failed = |e| (AxlError::Auth(e), Retry::No);
+        let auth = credentials.authorization().await.map_err(auth_failed)?;
+        let mut response = self.post(operation, body, Auth::Header(&auth)).await?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            if let Some(fresh) = credentials
+                .retry_after_unauthorized(&auth)
+                .await
+                .map_err(auth_failed)?
+            {
+                tracing::debug!(
+                    operation,
+                    "AXL refused the SSO token; retrying with a refreshed one"
+                );
+                response = self.post(operation, body, Auth::Header(&fresh)).await?;
+            }
+            if response.status() == StatusCode::UNAUTHORIZED
+                && matches!(credentials, Credentials::Bearer(_))
+            {
+                let challenge = www_authenticate(response.headers());
+                return Err((AxlError::Auth(credentials.rejection(challenge)), Retry::No));
+            }
+        }
         if response.status().is_success() {
             self.remember_session(response.headers());
         }
@@ -475,7 +493,7 @@ impl AxlClient {
         &self,
         operation: &'static str,
         body: &[u8],
-        session: Option<&str>,
+        auth: Auth<'_>,
     ) -> Result<reqwest::Response, (AxlError, Retry)> {
         self.inner.counters.requests.fetch_add(1, Ordering::Relaxed);
         let mut request = self
@@ -485,9 +503,9 @@ impl AxlClient {
             .header(CONTENT_TYPE, "text/xml; charset=utf-8")
             .header("SOAPAction", self.inner.version.soap_action(operation))
             .body(body.to_vec());
-        request = match session {
-            Some(id) => request.header(COOKIE, format!("{SESSION_COOKIE}={id}")),
-            None => request.basic_auth(&self.inner.username, Some(self.inner.password.expose())),
+        request = match auth {
+            Auth::Session(id) => request.header(COOKIE, format!("{SESSION_COOKIE}={id}")),
+            Auth::Header(value) => request.header(AUTHORIZATION, value.header_value()),
         };
         request.send().await.map_err(|e| {
             // A connect failure means nothing reached CUCM: safe to retry even a write.
@@ -531,6 +549,18 @@ impl AxlClient {
             *self.inner.session.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
         }
     }
+}
+
+/// How one request authenticates.
+enum Auth<'a> {
+    Session(&'a str),
+    Header(&'a Authorization),
+}
+
+fn www_authenticate(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
 }
 
 /// Failures after which CUCM certainly did not act on the request: 503 (CUCM "stops
@@ -616,8 +646,11 @@ async fn discover_release(
     http: &reqwest::Client,
     url: &str,
     config: &AxlConfig,
+    credentials: &Credentials,
 ) -> Result<String, AxlError> {
     const OP: &str = "getCCMVersion";
+    let mut auth = credentials.authorization().await?;
+    let mut refreshed = false;
     let mut w = SoapWriter::begin(SchemaVersion::new(1, 0), OP);
     w.empty("processNodeName");
     let body = w.finish();
@@ -627,7 +660,7 @@ async fn discover_release(
         let result = http
             .post(url)
             .header(CONTENT_TYPE, "text/xml; charset=utf-8")
-            .basic_auth(&config.username, Some(config.password.expose()))
+            .header(AUTHORIZATION, auth.header_value())
             .body(body.clone())
             .send()
             .await;
@@ -646,6 +679,19 @@ async fn discover_release(
             }
         };
         let status = response.status().as_u16();
+        if status == 401 {
+            if !refreshed {
+                if let Some(fresh) = credentials.retry_after_unauthorized(&auth).await? {
+                    auth = fresh;
+                    refreshed = true;
+                    continue;
+                }
+            }
+            if let Credentials::Bearer(_) = credentials {
+                let challenge = www_authenticate(response.headers());
+                return Err(AxlError::Auth(credentials.rejection(challenge)));
+            }
+        }
         if matches!(status, 502..=504) && attempt < config.retry.max_attempts {
             tokio::time::sleep(config.retry.delay(attempt - 1, None)).await;
             continue;

@@ -58,6 +58,10 @@ pub enum AxlError {
     /// The client itself is misconfigured (URL, CA file, version).
     #[error("configuration error: {0}")]
     Config(String),
+    /// SSO Bearer authentication failed: token expired or refused, or the identity service
+    /// refused to refresh it. (A refused Basic password stays [`AxlError::Unauthorized`].)
+    #[error(transparent)]
+    Auth(#[from] ucbridge_auth::AuthError),
 }
 
 /// What the "Query request too large" fault says (axlcode -1; AXL Developer Guide, "Data

@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+mod changes;
 mod client;
 mod error;
 mod lines;
@@ -31,10 +32,11 @@ mod xml;
 #[cfg(test)]
 mod xsd_tests;
 
+pub use changes::{Change, ChangeAction, ChangeBatch, ChangeCursor};
 pub use client::{AxlClient, AxlConfig, ClientStats, RetryPolicy, Secret};
 pub use error::{AxlError, QueryTooLarge};
 pub use lines::{Line, LineKey, LineSearch, LineTag, NewLine};
-pub use list::{ListOptions, ListSummary};
+pub use list::{ListOptions, ListSummary, Pager};
 pub use model::{DirectoryNumber, Key};
 pub use phones::{NewPhone, Phone, PhoneLine, PhoneSearch, PhoneTag, PhoneUpdate};
 pub use sql::{SqlQuery, SqlRow, SqlValue};

@@ -1,9 +1,9 @@
-//! Directory numbers: addLine, getLine, listLine.
+//! Directory numbers: addLine, getLine, listLine, removeLine.
 
 use serde::Serialize;
 
 use crate::client::Access;
-use crate::list::{ListCall, ListOptions, ListSummary};
+use crate::list::{ListCall, ListOptions, ListSummary, Pager};
 use crate::model::{returned_tags, write_returned_tags};
 use crate::xml::{ResponsePart, SoapWriter, XmlNode};
 use crate::{AxlClient, AxlError};
@@ -165,6 +165,24 @@ impl AxlClient {
         })
     }
 
+    /// removeLine by pattern and partition, or UUID; returns the removed line's UUID.
+    /// (`RemoveLineReq`: uuid, or pattern plus optional routePartitionName.)
+    pub async fn remove_line(&self, key: LineKey<'_>) -> Result<String, AxlError> {
+        const OP: &str = "removeLine";
+        let mut w = self.writer(OP);
+        match key {
+            LineKey::Pattern {
+                pattern,
+                route_partition,
+            } => {
+                w.text("pattern", pattern);
+                w.text_or_nil("routePartitionName", route_partition);
+            }
+            LineKey::Uuid(uuid) => w.text("uuid", uuid),
+        }
+        self.write_call(OP, w.finish()).await
+    }
+
     /// One page of listLine.
     pub async fn list_lines_page(
         &self,
@@ -173,35 +191,44 @@ impl AxlClient {
         skip: u64,
         first: u32,
     ) -> Result<Vec<Line>, AxlError> {
-        let write = |w: &mut SoapWriter| {
-            search.write(w);
-            write_returned_tags(w, tags, LineTag::as_str, LineTag::placeholder);
-        };
-        self.list_page(&list_line_call(&write), skip, first).await
+        self.list_page(&line_list_call(search, tags), skip, first)
+            .await
     }
 
-    /// Every matching line, page by page.
-    pub async fn for_each_line_page(
+    /// Every matching line, one page per [`Pager::next_page`] call.
+    pub fn line_pager(
         &self,
         search: &LineSearch,
         tags: &[LineTag],
         options: ListOptions,
-        on_page: impl FnMut(Vec<Line>) -> Result<(), AxlError>,
-    ) -> Result<ListSummary, AxlError> {
-        let write = |w: &mut SoapWriter| {
-            search.write(w);
-            write_returned_tags(w, tags, LineTag::as_str, LineTag::placeholder);
-        };
-        self.list_all_pages(&list_line_call(&write), options, on_page)
+    ) -> Pager<Line> {
+        Pager::list(self, line_list_call(search, tags), options)
+    }
+
+    /// Every matching line, page by page; `on_page` sees each page once.
+    pub async fn for_each_line_page<E: From<AxlError>>(
+        &self,
+        search: &LineSearch,
+        tags: &[LineTag],
+        options: ListOptions,
+        on_page: impl AsyncFnMut(Vec<Line>) -> Result<(), E>,
+    ) -> Result<ListSummary, E> {
+        self.line_pager(search, tags, options)
+            .for_each(on_page)
             .await
     }
 }
 
-fn list_line_call<'a>(write: &'a (dyn Fn(&mut SoapWriter) + Sync)) -> ListCall<'a, Line> {
+fn line_list_call(search: &LineSearch, tags: &[LineTag]) -> ListCall<Line> {
+    let search = search.clone();
+    let tags = tags.to_vec();
     ListCall {
         operation: "listLine",
         item: "line",
-        write_criteria: write,
+        write_criteria: Box::new(move |w| {
+            search.write(w);
+            write_returned_tags(w, &tags, LineTag::as_str, LineTag::placeholder);
+        }),
         convert: Line::from_node,
     }
 }

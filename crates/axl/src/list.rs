@@ -45,18 +45,146 @@ pub(crate) fn shrink_page(current: u32, suggested: u64) -> u32 {
 
 /// One list operation: its name, the element name of its items, and how to write the
 /// search criteria and returned tags that precede `<skip>`/`<first>`.
-pub(crate) struct ListCall<'a, T> {
+pub(crate) struct ListCall<T> {
     pub operation: &'static str,
     pub item: &'static str,
-    pub write_criteria: &'a (dyn Fn(&mut SoapWriter) + Sync),
+    pub write_criteria: Box<dyn Fn(&mut SoapWriter) + Send + Sync>,
     pub convert: fn(&XmlNode) -> Result<T, AxlError>,
+}
+
+/// Pages of a list operation (or a paged SQL query), fetched on demand with
+/// [`Pager::next_page`]. The page shrinks when CUCM answers "Query request too large";
+/// memory holds one page at a time.
+pub struct Pager<T> {
+    client: AxlClient,
+    source: PageSource<T>,
+    page_size: u32,
+    min_page_size: u32,
+    summary: ListSummary,
+    finished: bool,
+}
+
+enum PageSource<T> {
+    List(ListCall<T>),
+    /// Everything after `SELECT` of a query paged with Informix `SKIP n FIRST m`.
+    Sql {
+        select_list_and_rest: String,
+        convert: fn(crate::SqlRow) -> T,
+    },
+}
+
+impl<T> Pager<T> {
+    pub(crate) fn list(client: &AxlClient, call: ListCall<T>, options: ListOptions) -> Self {
+        Self::new(client, PageSource::List(call), options)
+    }
+
+    pub(crate) fn sql(
+        client: &AxlClient,
+        select_list_and_rest: String,
+        convert: fn(crate::SqlRow) -> T,
+        options: ListOptions,
+    ) -> Self {
+        Self::new(
+            client,
+            PageSource::Sql {
+                select_list_and_rest,
+                convert,
+            },
+            options,
+        )
+    }
+
+    fn new(client: &AxlClient, source: PageSource<T>, options: ListOptions) -> Self {
+        Pager {
+            client: client.clone(),
+            source,
+            page_size: options.page_size.max(1),
+            min_page_size: options.min_page_size.max(1),
+            summary: ListSummary::default(),
+            finished: false,
+        }
+    }
+
+    /// What has been read so far.
+    pub fn summary(&self) -> ListSummary {
+        self.summary
+    }
+
+    /// The next page, or `None` after the last one.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<T>>, AxlError> {
+        if self.finished {
+            return Ok(None);
+        }
+        loop {
+            let result = match &self.source {
+                PageSource::List(call) => {
+                    self.client
+                        .list_page(call, self.summary.items, self.page_size)
+                        .await
+                }
+                PageSource::Sql {
+                    select_list_and_rest,
+                    convert,
+                } => {
+                    let sql = format!(
+                        "SELECT SKIP {} FIRST {} {select_list_and_rest}",
+                        self.summary.items, self.page_size
+                    );
+                    self.client
+                        .execute_sql_query(crate::SqlQuery::raw(sql))
+                        .await
+                        .map(|rows| rows.into_iter().map(convert).collect())
+                }
+            };
+            let items = match result {
+                Ok(items) => items,
+                Err(e) => match e.query_too_large() {
+                    Some(q) => {
+                        let next = shrink_page(self.page_size, q.suggested_rows);
+                        if next < self.min_page_size {
+                            return Err(e);
+                        }
+                        tracing::info!(
+                            from = self.page_size,
+                            to = next,
+                            total_rows = q.total_rows,
+                            "response too large for CUCM; shrinking page"
+                        );
+                        self.client.note_page_shrink();
+                        self.page_size = next;
+                        continue;
+                    }
+                    None => return Err(e),
+                },
+            };
+            let got = items.len() as u64;
+            self.summary.pages += 1;
+            self.summary.items += got;
+            self.summary.final_page_size = self.page_size;
+            if got < u64::from(self.page_size) {
+                self.finished = true;
+            }
+            return Ok(if got == 0 { None } else { Some(items) });
+        }
+    }
+
+    /// Drive the pager to the end, handing each page to `on_page`.
+    pub async fn for_each<E: From<AxlError>>(
+        mut self,
+        mut on_page: impl AsyncFnMut(Vec<T>) -> Result<(), E>,
+    ) -> Result<ListSummary, E> {
+        while let Some(page) = self.next_page().await? {
+            on_page(page).await?;
+        }
+        Ok(self.summary)
+    }
 }
 
 impl AxlClient {
     /// Fetch one page (`skip`, `first`) of a list operation.
     pub(crate) async fn list_page<T>(
         &self,
-        call: &ListCall<'_, T>,
+        call: &ListCall<T>,
         skip: u64,
         first: u32,
     ) -> Result<Vec<T>, AxlError> {
@@ -75,52 +203,6 @@ impl AxlClient {
         })
         .await?;
         Ok(items)
-    }
-
-    /// Page through a list operation to the end, handing each page to `on_page`.
-    /// Memory holds one page at a time.
-    pub(crate) async fn list_all_pages<T>(
-        &self,
-        call: &ListCall<'_, T>,
-        options: ListOptions,
-        mut on_page: impl FnMut(Vec<T>) -> Result<(), AxlError>,
-    ) -> Result<ListSummary, AxlError> {
-        let mut page_size = options.page_size.max(1);
-        let mut summary = ListSummary::default();
-        loop {
-            let items = match self.list_page(call, summary.items, page_size).await {
-                Ok(items) => items,
-                Err(e) => match e.query_too_large() {
-                    Some(q) => {
-                        let next = shrink_page(page_size, q.suggested_rows);
-                        if next < options.min_page_size.max(1) {
-                            return Err(e);
-                        }
-                        tracing::info!(
-                            operation = call.operation,
-                            from = page_size,
-                            to = next,
-                            total_rows = q.total_rows,
-                            "response too large for CUCM; shrinking page"
-                        );
-                        self.note_page_shrink();
-                        page_size = next;
-                        continue;
-                    }
-                    None => return Err(e),
-                },
-            };
-            let got = items.len() as u64;
-            summary.pages += 1;
-            summary.items += got;
-            summary.final_page_size = page_size;
-            if got > 0 {
-                on_page(items)?;
-            }
-            if got < u64::from(page_size) {
-                return Ok(summary);
-            }
-        }
     }
 }
 

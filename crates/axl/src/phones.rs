@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::client::Access;
-use crate::list::{ListCall, ListOptions, ListSummary};
+use crate::list::{ListCall, ListOptions, ListSummary, Pager};
 use crate::model::{returned_tags, write_returned_tags, DirectoryNumber, Key};
 use crate::xml::{ResponsePart, SoapWriter, XmlNode};
 use crate::{AxlClient, AxlError};
@@ -254,26 +254,30 @@ impl AxlClient {
         skip: u64,
         first: u32,
     ) -> Result<Vec<Phone>, AxlError> {
-        let write = |w: &mut SoapWriter| {
-            search.write(w);
-            write_returned_tags(w, tags, PhoneTag::as_str, PhoneTag::placeholder);
-        };
-        self.list_page(&list_phone_call(&write), skip, first).await
+        self.list_page(&phone_list_call(search, tags), skip, first)
+            .await
     }
 
-    /// Every matching phone, page by page.
-    pub async fn for_each_phone_page(
+    /// Every matching phone, one page per [`Pager::next_page`] call.
+    pub fn phone_pager(
         &self,
         search: &PhoneSearch,
         tags: &[PhoneTag],
         options: ListOptions,
-        on_page: impl FnMut(Vec<Phone>) -> Result<(), AxlError>,
-    ) -> Result<ListSummary, AxlError> {
-        let write = |w: &mut SoapWriter| {
-            search.write(w);
-            write_returned_tags(w, tags, PhoneTag::as_str, PhoneTag::placeholder);
-        };
-        self.list_all_pages(&list_phone_call(&write), options, on_page)
+    ) -> Pager<Phone> {
+        Pager::list(self, phone_list_call(search, tags), options)
+    }
+
+    /// Every matching phone, page by page; `on_page` sees each page once.
+    pub async fn for_each_phone_page<E: From<AxlError>>(
+        &self,
+        search: &PhoneSearch,
+        tags: &[PhoneTag],
+        options: ListOptions,
+        on_page: impl AsyncFnMut(Vec<Phone>) -> Result<(), E>,
+    ) -> Result<ListSummary, E> {
+        self.phone_pager(search, tags, options)
+            .for_each(on_page)
             .await
     }
 
@@ -370,11 +374,16 @@ impl AxlClient {
     }
 }
 
-fn list_phone_call<'a>(write: &'a (dyn Fn(&mut SoapWriter) + Sync)) -> ListCall<'a, Phone> {
+fn phone_list_call(search: &PhoneSearch, tags: &[PhoneTag]) -> ListCall<Phone> {
+    let search = search.clone();
+    let tags = tags.to_vec();
     ListCall {
         operation: "listPhone",
         item: "phone",
-        write_criteria: write,
+        write_criteria: Box::new(move |w| {
+            search.write(w);
+            write_returned_tags(w, &tags, PhoneTag::as_str, PhoneTag::placeholder);
+        }),
         convert: Phone::from_node,
     }
 }

@@ -194,6 +194,19 @@ impl AxlClient {
     }
 }
 
+impl AxlClient {
+    /// Page through a SELECT with Informix `SELECT SKIP n FIRST m`, shrinking the page when
+    /// CUCM answers "Query request too large". `select_list_and_rest` is everything after
+    /// `SELECT` (columns, FROM, WHERE, and an ORDER BY that makes paging stable).
+    pub fn sql_pager(
+        &self,
+        select_list_and_rest: &str,
+        options: crate::ListOptions,
+    ) -> crate::Pager<SqlRow> {
+        crate::Pager::sql(self, select_list_and_rest.to_owned(), |row| row, options)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::client::{Access, Secret};
-use crate::list::{ListCall, ListOptions, ListSummary};
+use crate::list::{ListCall, ListOptions, ListSummary, Pager};
 use crate::model::{
     bool_text, parse_bool, returned_tags, uuid_from_return, write_returned_tags, DirectoryNumber,
     Key,
@@ -219,26 +219,30 @@ impl AxlClient {
         skip: u64,
         first: u32,
     ) -> Result<Vec<User>, AxlError> {
-        let write = |w: &mut SoapWriter| {
-            search.write(w);
-            write_returned_tags(w, tags, UserTag::as_str, UserTag::placeholder);
-        };
-        self.list_page(&list_user_call(&write), skip, first).await
+        self.list_page(&user_list_call(search, tags), skip, first)
+            .await
     }
 
-    /// Every matching user, page by page; `on_page` sees each page once.
-    pub async fn for_each_user_page(
+    /// Every matching user, one page per [`Pager::next_page`] call.
+    pub fn user_pager(
         &self,
         search: &UserSearch,
         tags: &[UserTag],
         options: ListOptions,
-        on_page: impl FnMut(Vec<User>) -> Result<(), AxlError>,
-    ) -> Result<ListSummary, AxlError> {
-        let write = |w: &mut SoapWriter| {
-            search.write(w);
-            write_returned_tags(w, tags, UserTag::as_str, UserTag::placeholder);
-        };
-        self.list_all_pages(&list_user_call(&write), options, on_page)
+    ) -> Pager<User> {
+        Pager::list(self, user_list_call(search, tags), options)
+    }
+
+    /// Every matching user, page by page; `on_page` sees each page once.
+    pub async fn for_each_user_page<E: From<AxlError>>(
+        &self,
+        search: &UserSearch,
+        tags: &[UserTag],
+        options: ListOptions,
+        on_page: impl AsyncFnMut(Vec<User>) -> Result<(), E>,
+    ) -> Result<ListSummary, E> {
+        self.user_pager(search, tags, options)
+            .for_each(on_page)
             .await
     }
 
@@ -249,9 +253,9 @@ impl AxlClient {
         tags: &[UserTag],
     ) -> Result<Vec<User>, AxlError> {
         let mut all = Vec::new();
-        self.for_each_user_page(search, tags, ListOptions::default(), |page| {
+        self.for_each_user_page(search, tags, ListOptions::default(), async |page| {
             all.extend(page);
-            Ok(())
+            Ok::<_, AxlError>(())
         })
         .await?;
         Ok(all)
@@ -380,11 +384,16 @@ impl AxlClient {
     }
 }
 
-fn list_user_call<'a>(write: &'a (dyn Fn(&mut SoapWriter) + Sync)) -> ListCall<'a, User> {
+fn user_list_call(search: &UserSearch, tags: &[UserTag]) -> ListCall<User> {
+    let search = search.clone();
+    let tags = tags.to_vec();
     ListCall {
         operation: "listUser",
         item: "user",
-        write_criteria: write,
+        write_criteria: Box::new(move |w| {
+            search.write(w);
+            write_returned_tags(w, &tags, UserTag::as_str, UserTag::placeholder);
+        }),
         convert: User::from_node,
     }
 }

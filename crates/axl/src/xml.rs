@@ -48,6 +48,14 @@ impl SoapWriter {
         infallible(self.writer.write_event(Event::Start(BytesStart::new(name))));
     }
 
+    /// `<name attr="value">text</name>` (e.g. `startChangeId queueId="…"`), escaped.
+    pub(crate) fn text_with_attr(&mut self, name: &str, attr: (&str, &str), value: &str) {
+        let start = BytesStart::new(name).with_attributes([attr]);
+        infallible(self.writer.write_event(Event::Start(start)));
+        infallible(self.writer.write_event(Event::Text(BytesText::new(value))));
+        self.end(name);
+    }
+
     pub(crate) fn end(&mut self, name: &str) {
         infallible(self.writer.write_event(Event::End(BytesEnd::new(name))));
     }
@@ -136,7 +144,6 @@ pub(crate) enum ResponsePart {
     ReturnText(String),
     /// A direct child of `<opResponse>` other than `<return>` (listChange's `queueInfo`
     /// and `changes`, which have no `<return>` wrapper).
-    #[allow(dead_code)] // no operation of this crate reads it yet; listChange will
     Other(XmlNode),
 }
 

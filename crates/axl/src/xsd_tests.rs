@@ -134,10 +134,25 @@ async fn exercise_every_operation(schema: SchemaVersion) -> Vec<Vec<u8>> {
         )
         .await
         .expect("executeSQLQuery");
+    let first = client
+        .list_change(None, &[])
+        .await
+        .expect("listChange (first)");
+    client
+        .list_change(Some(&first.cursor), &["User", "Phone"])
+        .await
+        .expect("listChange (next)");
     client
         .remove_phone(Key::Name("CSFXSDUSER"))
         .await
         .expect("removePhone");
+    client
+        .remove_line(LineKey::Pattern {
+            pattern: "88001",
+            route_partition: Some("Internal_PT"),
+        })
+        .await
+        .expect("removeLine");
     client
         .remove_user(Key::Name("xsd.user"))
         .await
@@ -145,7 +160,7 @@ async fn exercise_every_operation(schema: SchemaVersion) -> Vec<Vec<u8>> {
 
     let sent = client.sent_envelopes();
     let ops: std::collections::BTreeSet<&str> = sent.iter().map(|(op, _)| *op).collect();
-    assert_eq!(ops.len(), 15, "every operation was exercised: {ops:?}");
+    assert_eq!(ops.len(), 17, "every operation was exercised: {ops:?}");
     lab.shutdown().await;
     sent.into_iter().map(|(_, body)| body).collect()
 }

@@ -113,12 +113,12 @@ async fn pages_through_10000_users_shrinking_pages_to_fit_the_size_cap() {
                 UserTag::Mailid,
             ],
             ListOptions::default(),
-            |page| {
+            async |page| {
                 largest_page = largest_page.max(page.len());
                 for u in page {
                     assert!(seen.insert(u.userid.expect("userid")), "no user twice");
                 }
-                Ok(())
+                Ok::<_, AxlError>(())
             },
         )
         .await
@@ -500,5 +500,55 @@ async fn large_sql_results_stream_row_by_row() {
         .await
         .unwrap();
     assert_eq!(page.len(), 5);
+    lab.shutdown().await;
+}
+
+#[tokio::test]
+async fn list_change_pages_through_the_queue_and_names_a_lost_queue() {
+    let lab = lab(LabConfig {
+        list_change_page_size: 3,
+        ..LabConfig::default()
+    })
+    .await;
+    let client = client_for(&lab).await;
+    let start = client.change_queue_end(&["User"]).await.unwrap();
+    for i in 0..8 {
+        client
+            .add_user(&NewUser {
+                userid: format!("queued{i}"),
+                last_name: "Q".into(),
+                ..NewUser::default()
+            })
+            .await
+            .unwrap();
+    }
+    let page = client.list_change(Some(&start), &["User"]).await.unwrap();
+    assert_eq!(page.changes.len(), 3);
+    assert!(page.has_more(), "{page:?}");
+    let (all, end) = client
+        .list_change_all(Some(&start), &["User"])
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 8);
+    assert!(all
+        .iter()
+        .all(|c| c.action == ChangeAction::Added && c.do_get));
+    let ids: Vec<i64> = all.iter().map(|c| c.id).collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "in queue order: {ids:?}"
+    );
+    assert_eq!(client.change_queue_end(&["User"]).await.unwrap(), end);
+    // Each added user can be fetched by the uuid the change names.
+    let user = client.get_user(Key::Uuid(&all[0].uuid)).await.unwrap();
+    assert_eq!(user.userid.as_deref(), Some("queued0"));
+
+    let stale = ChangeCursor {
+        queue_id: "restarted".into(),
+        next_start_change_id: end.next_start_change_id,
+    };
+    let err = client.list_change(Some(&stale), &[]).await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    assert!(err.to_string().contains("full sync is needed"), "{err}");
     lab.shutdown().await;
 }

@@ -11,7 +11,7 @@ use clap::Args;
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
-use ucbridge_axl::{AxlClient, AxlConfig, ListOptions, UserSearch, UserTag};
+use ucbridge_axl::{AxlClient, AxlConfig, AxlError, ListOptions, UserSearch, UserTag};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -27,6 +27,30 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// What to measure: listing users, or directory sync (refresh + sync + change latency).
+    #[arg(long, value_enum, default_value_t = Scenario::List)]
+    scenario: Scenario,
+    /// Database for the directory-sync scenario (default: a temporary SQLite file).
+    #[arg(long, env = "UCBRIDGE_BENCH_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Scenario {
+    List,
+    DirectorySync,
+}
+
+#[derive(Serialize)]
+struct SyncReport {
+    users: usize,
+    database: &'static str,
+    full_refresh_seconds: f64,
+    first_sync_seconds: f64,
+    noop_resync_seconds: f64,
+    noop_full_comparison_seconds: f64,
+    change_latency_ms: Vec<u128>,
+    client_peak_rss_mib: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -51,7 +75,16 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-pub async fn run(args: BenchArgs) -> Result<()> {
+/// A lab in a child process: its AXL URL and the path of its CA.
+struct ChildLab {
+    _child: tokio::process::Child,
+    url: String,
+    ca_path: std::path::PathBuf,
+    started: Duration,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_lab(args: &BenchArgs) -> Result<ChildLab> {
     let dir = tempfile::tempdir().context("cannot create a temp dir")?;
     let ca_path = dir.path().join("lab-ca.pem");
     let exe = std::env::current_exe().context("cannot find the ucbridge binary")?;
@@ -83,11 +116,34 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let Some(url) = url else {
         bail!("the lab exited before announcing its endpoint");
     };
-    let lab_start = started.elapsed();
+    // Keep reading what the lab prints so it never writes into a closed pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(ChildLab {
+        _child: child,
+        url,
+        ca_path,
+        started: started.elapsed(),
+        _dir: dir,
+    })
+}
 
-    let mut config = AxlConfig::new(url, "administrator", "ucbridge-lab");
-    config.ca_file = Some(ca_path);
-    let client = AxlClient::connect(config).await?;
+async fn connect(lab: &ChildLab) -> Result<AxlClient> {
+    let mut config = AxlConfig::new(lab.url.clone(), "administrator", "ucbridge-lab");
+    config.ca_file = Some(lab.ca_path.clone());
+    Ok(AxlClient::connect(config).await?)
+}
+
+pub async fn run(args: BenchArgs) -> Result<()> {
+    match args.scenario {
+        Scenario::List => run_list(args).await,
+        Scenario::DirectorySync => run_directory_sync(args).await,
+    }
+}
+
+async fn run_list(args: BenchArgs) -> Result<()> {
+    let lab = start_lab(&args).await?;
+    let lab_start = lab.started;
+    let client = connect(&lab).await?;
     let tags = [
         UserTag::Userid,
         UserTag::FirstName,
@@ -112,17 +168,17 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 page_size: args.page_size,
                 ..ListOptions::default()
             },
-            |page| {
+            async |page| {
                 // Touch the data so nothing is optimised away; pages are dropped at once.
                 checksum += page.iter().filter(|u| u.mailid.is_some()).count();
                 progress.inc(page.len() as u64);
-                Ok(())
+                Ok::<_, AxlError>(())
             },
         )
         .await?;
     let list_time = list_started.elapsed();
     progress.finish_and_clear();
-    child.kill().await.ok();
+    drop(lab);
     tracing::debug!(checksum, "users with mail");
 
     let stats = client.stats();
@@ -163,6 +219,158 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     match report.client_peak_rss_mib {
         Some(m) => println!("  client peak RSS       : {m:.1} MiB"),
         None => println!("  client peak RSS       : unknown (no /proc)"),
+    }
+    Ok(())
+}
+
+async fn run_directory_sync(args: BenchArgs) -> Result<()> {
+    use ucbridge_axl::{Key, UserUpdate};
+    use ucbridge_store::{Store, SOURCE_CUCM};
+    use ucbridge_sync::{run_user_sync, SnapshotKeeper, SnapshotOptions, SyncOptions, SyncRules};
+
+    let lab = start_lab(&args).await?;
+    let client = connect(&lab).await?;
+    let db_dir = tempfile::tempdir().context("cannot create a temp dir")?;
+    let (url, database) = match &args.database_url {
+        Some(url) => (
+            url.clone(),
+            if url.starts_with("postgres") {
+                "postgresql"
+            } else {
+                "sqlite"
+            },
+        ),
+        None => (
+            format!("sqlite://{}", db_dir.path().join("bench.db").display()),
+            "sqlite",
+        ),
+    };
+    let store = Store::open(&url).await?;
+    let options = SnapshotOptions {
+        poll_interval: Duration::from_millis(500),
+        ..SnapshotOptions::default()
+    };
+    let keeper = SnapshotKeeper::new(client.clone(), store.clone(), options);
+    let rules = SyncRules::default().compile()?;
+
+    let t = Instant::now();
+    keeper.full_refresh(|_| {}).await?;
+    let full_refresh = t.elapsed();
+    tracing::info!(peak_rss_mib = ?peak_rss_mib(), "after the full refresh");
+    let t = Instant::now();
+    let first = run_user_sync(&store, &rules, SyncOptions::default(), |_, _| {}).await?;
+    let first_sync = t.elapsed();
+    tracing::info!(peak_rss_mib = ?peak_rss_mib(), "after the first sync");
+    anyhow::ensure!(
+        first.plan.summary().creates as usize == args.users,
+        "first sync created {} users, expected {}",
+        first.plan.summary().creates,
+        args.users
+    );
+    let t = Instant::now();
+    let noop = run_user_sync(&store, &rules, SyncOptions::default(), |_, _| {}).await?;
+    let noop_sync = t.elapsed();
+    anyhow::ensure!(noop.plan.changes.is_empty(), "the resync was not a no-op");
+    // The same with every user compared (what a changed rule or a --full run costs).
+    let t = Instant::now();
+    let full = SyncOptions {
+        full: true,
+        ..SyncOptions::default()
+    };
+    let compared = run_user_sync(&store, &rules, full, |_, _| {}).await?;
+    let noop_full = t.elapsed();
+    anyhow::ensure!(
+        compared.plan.changes.is_empty(),
+        "the full resync was not a no-op"
+    );
+
+    // Change latency: a change on CUCM until it is in the snapshot, with the keeper polling.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn({
+        let keeper = keeper.clone();
+        async move {
+            keeper
+                .run(async {
+                    let _ = stop_rx.await;
+                })
+                .await
+        }
+    });
+    let sample: Vec<String> = store
+        .source_users()
+        .await?
+        .into_iter()
+        .step_by((args.users / 5).max(1))
+        .take(5)
+        .map(|u| u.userid)
+        .collect();
+    let mut latencies = Vec::new();
+    for (i, userid) in sample.iter().enumerate() {
+        let marker = format!("Bench {i}");
+        let t = Instant::now();
+        client
+            .update_user(
+                Key::Name(userid),
+                &UserUpdate {
+                    department: Some(marker.clone()),
+                    ..UserUpdate::default()
+                },
+            )
+            .await?;
+        loop {
+            let seen = store.source_user(userid).await?;
+            if seen.and_then(|u| u.department).as_deref() == Some(marker.as_str()) {
+                break;
+            }
+            anyhow::ensure!(
+                t.elapsed() < Duration::from_secs(60),
+                "change never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        latencies.push(t.elapsed().as_millis());
+    }
+    let _ = stop_tx.send(());
+    runner.await.ok();
+    let state = store.snapshot_state(SOURCE_CUCM).await?;
+    tracing::debug!(?state, "final snapshot state");
+    store.close().await;
+    drop(lab);
+
+    let report = SyncReport {
+        users: args.users,
+        database,
+        full_refresh_seconds: full_refresh.as_secs_f64(),
+        first_sync_seconds: first_sync.as_secs_f64(),
+        noop_resync_seconds: noop_sync.as_secs_f64(),
+        noop_full_comparison_seconds: noop_full.as_secs_f64(),
+        change_latency_ms: latencies,
+        client_peak_rss_mib: peak_rss_mib(),
+    };
+    if args.json {
+        return crate::output::json(&report);
+    }
+    println!("directory sync benchmark against the lab over HTTPS ({database})");
+    println!("  users                         : {}", report.users);
+    println!(
+        "  full snapshot refresh         : {:.2} s",
+        report.full_refresh_seconds
+    );
+    println!(
+        "  first sync (all creates)      : {:.2} s",
+        report.first_sync_seconds
+    );
+    println!(
+        "  no-op resync                  : {:.2} s",
+        report.noop_resync_seconds
+    );
+    println!(
+        "  CUCM change -> snapshot (ms)  : {:?}",
+        report.change_latency_ms
+    );
+    match report.client_peak_rss_mib {
+        Some(m) => println!("  peak RSS                      : {m:.1} MiB"),
+        None => println!("  peak RSS                      : unknown (no /proc)"),
     }
     Ok(())
 }

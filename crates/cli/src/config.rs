@@ -22,10 +22,71 @@ pub struct AxlFileConfig {
     pub insecure_skip_tls_verify: bool,
 }
 
+/// The `[store]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreFileConfig {
+    /// `sqlite://…` or `postgres://…`.
+    pub url: Option<String>,
+}
+
+/// The `[snapshot]` table: how the CUCM snapshot is kept fresh.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotFileConfig {
+    /// listChange poll interval, e.g. "5s" (Cisco suggests minutes on busy clusters).
+    pub poll_interval: Option<String>,
+    /// Full refresh interval, e.g. "24h".
+    pub full_refresh_every: Option<String>,
+    pub page_size: Option<u32>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub axl: Option<AxlFileConfig>,
+    pub cuc: Option<crate::cuc_cmd::CucFileConfig>,
+    pub sso: Option<crate::sso_cmd::SsoFileConfig>,
+    pub store: Option<StoreFileConfig>,
+    pub snapshot: Option<SnapshotFileConfig>,
+    pub directory_sync: Option<ucbridge_sync::SyncRules>,
+    /// `[provisioning]`: what `ucbridge devices ensure` creates.
+    pub provisioning: Option<ucbridge_provision::ProvisioningConfig>,
+}
+
+impl SnapshotFileConfig {
+    pub fn to_options(&self) -> Result<ucbridge_sync::SnapshotOptions> {
+        let mut o = ucbridge_sync::SnapshotOptions::default();
+        let parse = |name: &str, v: &str| {
+            humantime::parse_duration(v).with_context(|| format!("bad [snapshot] {name} {v:?}"))
+        };
+        if let Some(v) = &self.poll_interval {
+            o.poll_interval = parse("poll_interval", v)?;
+        }
+        if let Some(v) = &self.full_refresh_every {
+            o.full_refresh_every = parse("full_refresh_every", v)?;
+        }
+        if let Some(v) = self.page_size {
+            o.page_size = v;
+        }
+        Ok(o)
+    }
+}
+
+/// The database URL: flag/env, then `[store] url`, then SQLite in the data directory
+/// (`UCBRIDGE_DATA_DIR`, else `$XDG_DATA_HOME/ucbridge`, else `~/.local/share/ucbridge`).
+pub fn database_url(flag: Option<String>, file: &FileConfig) -> String {
+    if let Some(url) = flag.or_else(|| file.store.as_ref().and_then(|s| s.url.clone())) {
+        return url;
+    }
+    let dir = std::env::var_os("UCBRIDGE_DATA_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_DATA_HOME").map(|d| PathBuf::from(d).join("ucbridge")))
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/ucbridge"))
+        })
+        .unwrap_or_else(|| PathBuf::from("ucbridge-data"));
+    format!("sqlite://{}", dir.join("ucbridge.db").display())
 }
 
 pub fn load(path: Option<&Path>) -> Result<FileConfig> {

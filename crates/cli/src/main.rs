@@ -8,7 +8,11 @@
 
 mod bench;
 mod config;
+mod cuc_cmd;
+mod devices_cmd;
 mod output;
+mod sso_cmd;
+mod sync_cmd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,9 +21,11 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use ucbridge_axl::{
-    AxlClient, AxlConfig, Key, ListOptions, PhoneSearch, PhoneTag, UserSearch, UserTag,
+    AxlClient, AxlConfig, AxlError, Key, ListOptions, PhoneSearch, PhoneTag, UserSearch, UserTag,
 };
 use ucbridge_lab::{LabConfig, RunningLab};
+use ucbridge_store::{RunStatus, Store};
+use ucbridge_sync::{SnapshotKeeper, SnapshotOptions, SyncOptions};
 
 use crate::config::AxlConnection;
 
@@ -63,8 +69,53 @@ enum Command {
         #[command(subcommand)]
         command: AxlCommand,
     },
+    /// Directory sync: CUCM end users into ucbridge's users.
+    Sync {
+        #[command(flatten)]
+        connection: AxlConnection,
+        /// Database URL (sqlite://… or postgres://…); default: SQLite in the data directory.
+        #[arg(long, global = true, env = "UCBRIDGE_DATABASE_URL")]
+        database_url: Option<String>,
+        #[command(subcommand)]
+        command: sync_cmd::SyncCommand,
+    },
+    /// Per-user secure third-party SIP devices with a digest user (see [provisioning]).
+    Devices {
+        #[command(flatten)]
+        connection: AxlConnection,
+        #[arg(long, global = true, env = "UCBRIDGE_DATABASE_URL")]
+        database_url: Option<String>,
+        #[command(subcommand)]
+        command: devices_cmd::DevicesCommand,
+    },
+    /// ucbridge's users (as directory sync made them).
+    Users {
+        #[arg(long, global = true, env = "UCBRIDGE_DATABASE_URL")]
+        database_url: Option<String>,
+        #[command(subcommand)]
+        command: sync_cmd::LocalUsersCommand,
+    },
     /// Benchmark: list users from a lab started as a child process.
     Bench(bench::BenchArgs),
+    /// Talk to Unity Connection (CUMI messages, CUPI users).
+    Cuc {
+        #[command(flatten)]
+        connection: cuc_cmd::CucConnection,
+        /// Print JSON instead of tables.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: cuc_cmd::CucCommand,
+    },
+    /// SSO: tokens from an identity service, the SSO Status API.
+    Sso {
+        #[command(flatten)]
+        connection: sso_cmd::SsoConnection,
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: sso_cmd::SsoCommand,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -100,11 +151,13 @@ struct LabArgs {
     /// Writes per minute above which the lab answers 503.
     #[arg(long)]
     writes_per_minute: Option<u32>,
+    #[command(flatten)]
+    cuc: cuc_cmd::LabCucArgs,
 }
 
 impl LabArgs {
     fn to_config(&self) -> LabConfig {
-        LabConfig {
+        let mut config = LabConfig {
             bind: self.bind,
             tls: !self.no_tls,
             cucm_version: self.cucm_version.clone(),
@@ -116,7 +169,9 @@ impl LabArgs {
             max_concurrent_requests: self.max_concurrent,
             writes_per_minute: self.writes_per_minute,
             ..LabConfig::default()
-        }
+        };
+        self.cuc.apply(&mut config);
+        config
     }
 }
 
@@ -230,8 +285,120 @@ async fn run(cli: Cli) -> Result<()> {
                 .context("cannot connect to CUCM AXL")?;
             axl(&client, command, json).await
         }
+        Command::Sync {
+            connection,
+            database_url,
+            command,
+        } => {
+            let file = config::load(cli.config.as_deref())?;
+            let store = open_store(database_url, &file).await?;
+            let rules = file
+                .directory_sync
+                .clone()
+                .unwrap_or_default()
+                .compile()
+                .context("bad [directory_sync] rules")?;
+            let snapshot_options = match &file.snapshot {
+                Some(s) => s.to_options()?,
+                None => SnapshotOptions::default(),
+            };
+            let keeper = async || -> Result<SnapshotKeeper> {
+                let config = connection.clone().resolve(file.axl.as_ref())?;
+                let client = AxlClient::connect(config)
+                    .await
+                    .context("cannot connect to CUCM AXL")?;
+                Ok(SnapshotKeeper::new(
+                    client,
+                    store.clone(),
+                    snapshot_options.clone(),
+                ))
+            };
+            match command {
+                sync_cmd::SyncCommand::Refresh => sync_cmd::refresh(&keeper().await?).await,
+                sync_cmd::SyncCommand::Users {
+                    dry_run,
+                    confirm_removals,
+                    refresh,
+                    full,
+                    json,
+                } => {
+                    if refresh {
+                        sync_cmd::refresh(&keeper().await?).await?;
+                    }
+                    let options = SyncOptions {
+                        dry_run,
+                        confirm_removals,
+                        full,
+                        ..SyncOptions::default()
+                    };
+                    let outcome = sync_cmd::users(&store, &rules, options, json).await?;
+                    if outcome.status == RunStatus::Refused {
+                        anyhow::bail!("the user sync was refused (see above); nothing was changed");
+                    }
+                    Ok(())
+                }
+                sync_cmd::SyncCommand::Status { json } => sync_cmd::status(&store, json).await,
+                sync_cmd::SyncCommand::Watch => {
+                    let keeper = keeper().await?;
+                    eprintln!("Keeping the CUCM snapshot fresh; Ctrl-C stops.");
+                    keeper
+                        .run(async {
+                            let _ = tokio::signal::ctrl_c().await;
+                        })
+                        .await;
+                    Ok(())
+                }
+            }
+        }
+        Command::Devices {
+            connection,
+            database_url,
+            command,
+        } => {
+            let file = config::load(cli.config.as_deref())?;
+            let settings = devices_cmd::settings(file.provisioning.as_ref())?;
+            let store = open_store(database_url, &file).await?;
+            let config = connection.resolve(file.axl.as_ref())?;
+            let client = AxlClient::connect(config)
+                .await
+                .context("cannot connect to CUCM AXL")?;
+            let p = devices_cmd::provisioner(client, store, settings);
+            devices_cmd::run(&p, command).await
+        }
+        Command::Users {
+            database_url,
+            command,
+        } => {
+            let file = config::load(cli.config.as_deref())?;
+            let store = open_store(database_url, &file).await?;
+            sync_cmd::local_users(&store, command).await
+        }
         Command::Bench(args) => bench::run(args).await,
+        Command::Cuc {
+            connection,
+            json,
+            command,
+        } => {
+            let file = config::load(cli.config.as_deref())?;
+            let client = connection.resolve(file.cuc.as_ref())?;
+            cuc_cmd::run(&client, command, json).await
+        }
+        Command::Sso {
+            connection,
+            json,
+            command,
+        } => {
+            let file = config::load(cli.config.as_deref())?;
+            sso_cmd::run(connection, file.sso.as_ref(), command, json).await
+        }
     }
+}
+
+async fn open_store(flag: Option<String>, file: &config::FileConfig) -> Result<Store> {
+    let url = config::database_url(flag, file);
+    Store::open(&url)
+        .await
+        .with_context(|| format!("cannot open the database {url}"))
 }
 
 async fn demo(users: usize, json: bool) -> Result<()> {
@@ -272,6 +439,20 @@ async fn demo(users: usize, json: bool) -> Result<()> {
         stats.requests,
         stats.session_reuses
     );
+
+    // Directory sync, both stages, into a throwaway database.
+    let dir = tempfile::tempdir().context("cannot create a temp dir")?;
+    let store = Store::open(&format!(
+        "sqlite://{}",
+        dir.path().join("demo.db").display()
+    ))
+    .await?;
+    eprintln!("\nDirectory sync into a throwaway SQLite database:");
+    let keeper = SnapshotKeeper::new(client.clone(), store.clone(), SnapshotOptions::default());
+    sync_cmd::refresh(&keeper).await?;
+    let rules = ucbridge_sync::SyncRules::default().compile()?;
+    sync_cmd::users(&store, &rules, SyncOptions::default(), false).await?;
+    store.close().await;
     lab.shutdown().await;
     Ok(())
 }
@@ -288,6 +469,7 @@ async fn run_lab(args: LabArgs) -> Result<()> {
     println!("  AXL endpoint: {}", lab.axl_url());
     println!("  credentials:  {} / (the --password value)", args.username);
     println!("  users seeded: {} (seed {})", args.users, args.seed);
+    cuc_cmd::print_lab_endpoints(&lab, &args.cuc);
     match &args.ca_out {
         Some(path) => println!("  CA certificate written to {}", path.display()),
         None if !args.no_tls => {
@@ -358,10 +540,10 @@ async fn axl(client: &AxlClient, command: AxlCommand, json: bool) -> Result<()> 
                             page_size,
                             ..ListOptions::default()
                         },
-                        |page| {
+                        async |page| {
                             progress.inc(page.len() as u64);
                             all.extend(page);
-                            Ok(())
+                            Ok::<_, AxlError>(())
                         },
                     )
                     .await?;
@@ -402,10 +584,10 @@ async fn axl(client: &AxlClient, command: AxlCommand, json: bool) -> Result<()> 
                             page_size,
                             ..ListOptions::default()
                         },
-                        |page| {
+                        async |page| {
                             progress.inc(page.len() as u64);
                             all.extend(page);
-                            Ok(())
+                            Ok::<_, AxlError>(())
                         },
                     )
                     .await?;

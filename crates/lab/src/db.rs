@@ -242,8 +242,73 @@ pub(crate) fn open(users: usize, seed: u64) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "foreign_keys", false)?;
     populate(&mut conn, users, seed)?;
     conn.pragma_update(None, "foreign_keys", true)?;
+    // After seeding: like CUCM's change cache after an AXL service start, the queue
+    // begins empty, with a fresh queueId.
+    conn.execute_batch(CHANGE_TRACKING)?;
+    conn.execute(
+        "INSERT INTO changequeueinfo (queueid) VALUES (?1)",
+        params![uuid::Uuid::new_v4().simple().to_string()],
+    )?;
     Ok(conn)
 }
+
+/// The change queue behind listChange (notes §6): triggers record every add/update/remove
+/// of users, phones and lines; a user's device or extension associations count as an
+/// update of the user. The cache holds the last 100,000 changes, as CUCM's does.
+const CHANGE_TRACKING: &str = "
+CREATE TABLE changequeueinfo (queueid TEXT NOT NULL);
+CREATE TABLE changequeue (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    type TEXT NOT NULL,
+    pkid TEXT NOT NULL,
+    action TEXT NOT NULL CHECK (action IN ('a', 'u', 'r'))
+);
+CREATE TRIGGER changequeue_cap AFTER INSERT ON changequeue BEGIN
+    DELETE FROM changequeue WHERE id <= NEW.id - 100000;
+END;
+CREATE TRIGGER enduser_a AFTER INSERT ON enduser BEGIN
+    INSERT INTO changequeue (type, pkid, action) VALUES ('User', NEW.pkid, 'a');
+END;
+CREATE TRIGGER enduser_u AFTER UPDATE ON enduser BEGIN
+    INSERT INTO changequeue (type, pkid, action) VALUES ('User', NEW.pkid, 'u');
+END;
+CREATE TRIGGER enduser_r AFTER DELETE ON enduser BEGIN
+    INSERT INTO changequeue (type, pkid, action) VALUES ('User', OLD.pkid, 'r');
+END;
+CREATE TRIGGER enduserdevicemap_a AFTER INSERT ON enduserdevicemap BEGIN
+    INSERT INTO changequeue (type, pkid, action)
+    SELECT 'User', NEW.fkenduser, 'u' WHERE EXISTS (SELECT 1 FROM enduser WHERE pkid = NEW.fkenduser);
+END;
+CREATE TRIGGER enduserdevicemap_r AFTER DELETE ON enduserdevicemap BEGIN
+    INSERT INTO changequeue (type, pkid, action)
+    SELECT 'User', OLD.fkenduser, 'u' WHERE EXISTS (SELECT 1 FROM enduser WHERE pkid = OLD.fkenduser);
+END;
+CREATE TRIGGER endusernumplanmap_a AFTER INSERT ON endusernumplanmap BEGIN
+    INSERT INTO changequeue (type, pkid, action) VALUES ('User', NEW.fkenduser, 'u');
+END;
+CREATE TRIGGER endusernumplanmap_r AFTER DELETE ON endusernumplanmap BEGIN
+    INSERT INTO changequeue (type, pkid, action)
+    SELECT 'User', OLD.fkenduser, 'u' WHERE EXISTS (SELECT 1 FROM enduser WHERE pkid = OLD.fkenduser);
+END;
+CREATE TRIGGER device_a AFTER INSERT ON device BEGIN
+    INSERT INTO changequeue (type, pkid, action) VALUES ('Phone', NEW.pkid, 'a');
+END;
+CREATE TRIGGER device_u AFTER UPDATE ON device BEGIN
+    INSERT INTO changequeue (type, pkid, action) VALUES ('Phone', NEW.pkid, 'u');
+END;
+CREATE TRIGGER device_r AFTER DELETE ON device BEGIN
+    INSERT INTO changequeue (type, pkid, action) VALUES ('Phone', OLD.pkid, 'r');
+END;
+CREATE TRIGGER numplan_a AFTER INSERT ON numplan BEGIN
+    INSERT INTO changequeue (type, pkid, action) VALUES ('Line', NEW.pkid, 'a');
+END;
+CREATE TRIGGER numplan_u AFTER UPDATE ON numplan BEGIN
+    INSERT INTO changequeue (type, pkid, action) VALUES ('Line', NEW.pkid, 'u');
+END;
+CREATE TRIGGER numplan_r AFTER DELETE ON numplan BEGIN
+    INSERT INTO changequeue (type, pkid, action) VALUES ('Line', OLD.pkid, 'r');
+END;
+";
 
 pub(crate) fn bool_tf(b: bool) -> &'static str {
     if b {

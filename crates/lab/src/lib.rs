@@ -9,8 +9,11 @@
 //!
 //! CUCM facts are cited from the project notes `shared/notes/axl.md` ("notes §n").
 
+mod cuc;
 mod db;
+mod ids;
 mod ops;
+mod rest;
 mod server;
 mod tls;
 mod version;
@@ -23,6 +26,11 @@ use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use cuc::{Cuc, CucFolder, CucLabConfig, LabMessage, NewVoicemail, UnknownUser};
+pub use ids::sso::{
+    GlobalSsoState, IdsConfigurationState, Sso, SsoComponent, SsoLabConfig, StepState,
+};
+pub use ids::{Ids, IdsLabConfig, TokenPair, TokenProblem};
 pub use version::CucmRelease;
 
 /// Configuration of one lab instance.
@@ -47,6 +55,20 @@ pub struct LabConfig {
     pub writes_per_minute: Option<u32>,
     /// JSESSIONIDSSO idle timeout; CUCM's is 30 minutes (notes §2).
     pub session_idle_timeout: Duration,
+    /// Changes per listChange answer. CUCM pages the queue but does not document the size
+    /// (notes §6); small values let clients test their paging.
+    pub list_change_page_size: usize,
+    /// Password of every end user for CUC Basic auth and the IdS password grant.
+    pub user_password: String,
+    /// Whether AXL accepts `Authorization: Bearer` tokens issued by the lab IdS to the
+    /// administrator (off by default: AXL application users keep passwords, notes §5.1).
+    pub axl_accepts_bearer: bool,
+    /// Unity Connection emulator (`/vmrest`).
+    pub cuc: CucLabConfig,
+    /// Identity service emulator (`/ids/v1/oauth`).
+    pub ids: IdsLabConfig,
+    /// SSO Status API (`/unifiedconfig/config/sso`).
+    pub sso: SsoLabConfig,
 }
 
 impl Default for LabConfig {
@@ -63,6 +85,12 @@ impl Default for LabConfig {
             max_concurrent_requests: None,
             writes_per_minute: None,
             session_idle_timeout: Duration::from_secs(30 * 60),
+            list_change_page_size: 2000,
+            user_password: "ucbridge-user".to_owned(),
+            axl_accepts_bearer: false,
+            cuc: CucLabConfig::default(),
+            ids: IdsLabConfig::default(),
+            sso: SsoLabConfig::default(),
         }
     }
 }
@@ -86,6 +114,8 @@ pub enum LabError {
     Database(#[from] rusqlite::Error),
     #[error("lab database task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("bad lab configuration: {0}")]
+    Config(String),
 }
 
 /// Counters since start (a snapshot from [`RunningLab::stats`]).
@@ -193,6 +223,9 @@ pub struct RunningLab {
     tls: bool,
     ca_pem: Option<String>,
     shared: Arc<server::Shared>,
+    ids: Arc<ids::IdsState>,
+    cuc: Arc<cuc::CucState>,
+    sso: Arc<ids::sso::SsoState>,
     handle: axum_server::Handle,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -224,13 +257,32 @@ impl RunningLab {
             None
         };
         let ca_pem = tls_material.as_ref().map(|m| m.ca_pem.clone());
+        let ids_state = Arc::new(ids::IdsState::new(config.ids.clone()));
         let shared = Arc::new(server::Shared::new(
             config.clone(),
             release,
             conn,
             local_addr,
+            ids_state.clone(),
         ));
-        let app = server::router(shared.clone());
+        // One listener serves AXL, CUC, the IdS and unifiedconfig, as paths of one host:
+        // simpler for clients and browsers (one CA, one origin to allow).
+        let rest_auth = Arc::new(rest::RestAuth::new(shared.clone(), ids_state.clone()));
+        let cuc_state = Arc::new(cuc::CucState::new(
+            rest_auth.clone(),
+            config.cuc.clone(),
+            config.seed,
+        ));
+        let base_url = base_url(config.tls, local_addr);
+        let sso_state = Arc::new(ids::sso::SsoState::new(
+            rest_auth.clone(),
+            config.sso.clone(),
+            format!("{base_url}/ids"),
+        ));
+        let app = server::router(shared.clone())
+            .merge(cuc::router(cuc_state.clone()).map_err(LabError::Config)?)
+            .merge(ids::router(rest_auth))
+            .merge(ids::sso::router(sso_state.clone()));
         let handle = axum_server::Handle::new();
 
         let task = match tls_material {
@@ -260,6 +312,9 @@ impl RunningLab {
             tls: config.tls,
             ca_pem,
             shared,
+            ids: ids_state,
+            cuc: cuc_state,
+            sso: sso_state,
             handle,
             task: Some(task),
         })
@@ -269,6 +324,51 @@ impl RunningLab {
     pub fn axl_url(&self) -> String {
         let scheme = if self.tls { "https" } else { "http" };
         format!("{scheme}://{}/axl/", self.local_addr)
+    }
+
+    /// Base URL of the Unity Connection emulator (`/vmrest/...` below it), e.g.
+    /// `https://127.0.0.1:8443`.
+    pub fn cuc_url(&self) -> String {
+        base_url(self.tls, self.local_addr)
+    }
+
+    /// Base URL of the identity service (`/ids/v1/oauth/...` below it).
+    pub fn ids_url(&self) -> String {
+        format!("{}/ids", base_url(self.tls, self.local_addr))
+    }
+
+    /// The IdS OAuth token endpoint.
+    pub fn ids_token_url(&self) -> String {
+        format!("{}{}", base_url(self.tls, self.local_addr), ids::TOKEN_PATH)
+    }
+
+    /// The IdS token introspection endpoint (administrator Basic auth).
+    pub fn ids_introspect_url(&self) -> String {
+        format!(
+            "{}{}",
+            base_url(self.tls, self.local_addr),
+            ids::INTROSPECT_PATH
+        )
+    }
+
+    /// Base URL of the unifiedconfig API (`/unifiedconfig/config/sso/status` below it).
+    pub fn unifiedconfig_url(&self) -> String {
+        base_url(self.tls, self.local_addr)
+    }
+
+    /// The Unity Connection emulator's controls (deliver voicemail, fault switches).
+    pub fn cuc(&self) -> Cuc<'_> {
+        Cuc { state: &self.cuc }
+    }
+
+    /// The identity service's controls (issue, expire, revoke tokens).
+    pub fn ids(&self) -> Ids<'_> {
+        Ids { state: &self.ids }
+    }
+
+    /// The SSO components behind the SSO Status API.
+    pub fn sso(&self) -> Sso<'_> {
+        Sso { state: &self.sso }
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -298,6 +398,11 @@ impl RunningLab {
             tracing::warn!(error = %e, "AXL lab server task ended abnormally");
         }
     }
+}
+
+fn base_url(tls: bool, addr: SocketAddr) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{addr}")
 }
 
 impl Drop for RunningLab {

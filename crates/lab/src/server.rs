@@ -28,9 +28,11 @@ const XML_CONTENT_TYPE: &str = "text/xml;charset=UTF-8";
 const HTML_CONTENT_TYPE: &str = "text/html;charset=utf-8";
 
 pub(crate) struct Shared {
-    config: LabConfig,
+    pub(crate) config: LabConfig,
     release: CucmRelease,
     db: Mutex<Connection>,
+    /// The lab IdS, whose Bearer tokens AXL accepts when `axl_accepts_bearer` is set.
+    ids: Arc<crate::ids::IdsState>,
     host: String,
     pub(crate) stats: StatCounters,
     pub(crate) faults: FaultSwitches,
@@ -45,12 +47,14 @@ impl Shared {
         release: CucmRelease,
         db: Connection,
         addr: SocketAddr,
+        ids: Arc<crate::ids::IdsState>,
     ) -> Shared {
         let capacity = f64::from(config.writes_per_minute.unwrap_or(0));
         Shared {
             config,
             release,
             db: Mutex::new(db),
+            ids,
             host: addr.ip().to_string(),
             stats: StatCounters::default(),
             faults: FaultSwitches::default(),
@@ -61,6 +65,13 @@ impl Shared {
                 last: Instant::now(),
             }),
         }
+    }
+}
+
+impl Shared {
+    /// The lab database, shared with the CUC emulator (its users are CUCM's end users).
+    pub(crate) fn lock_db(&self) -> MutexGuard<'_, Connection> {
+        lock(&self.db)
     }
 }
 
@@ -181,7 +192,11 @@ fn authenticate(st: &Shared, headers: &HeaderMap) -> Auth {
         .is_some_and(|id| touch_session(st, id, now, timeout));
     if let Some(auth) = headers.get(header::AUTHORIZATION) {
         st.stats.basic_auth_checks.fetch_add(1, Ordering::Relaxed);
-        if !basic_matches(auth, &st.config.username, &st.config.password) {
+        if let Some(token) = bearer_token(auth) {
+            if let Err(reply) = check_bearer(st, token) {
+                return Auth::Reject(reply);
+            }
+        } else if !basic_matches(auth, &st.config.username, &st.config.password) {
             return Auth::Reject(unauthorized());
         }
         if session_valid {
@@ -210,6 +225,33 @@ fn unauthorized() -> Reply {
         HeaderValue::from_static("Basic realm=\"Cisco AXL API\""),
     ));
     reply
+}
+
+fn bearer_token(value: &HeaderValue) -> Option<&str> {
+    let (scheme, token) = value.to_str().ok()?.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// An SSO token from the lab IdS (sent as-is, not base64-encoded, seed 000), accepted
+/// only when configured and only for the AXL administrator: other accounts lack the AXL
+/// role (403). Refused tokens get an RFC 6750 challenge (CUCM's exact answer to a bad
+/// Bearer token on AXL is not documented).
+fn check_bearer(st: &Shared, token: &str) -> Result<(), Reply> {
+    if !st.config.axl_accepts_bearer {
+        return Err(unauthorized());
+    }
+    match st.ids.validate(token) {
+        Ok(user) if user == st.config.username => Ok(()),
+        Ok(_) => Err(Reply::status_page(403, "Forbidden")),
+        Err(problem) => {
+            let mut reply = Reply::status_page(401, "Unauthorized");
+            let challenge = crate::rest::RestAuth::bearer_challenge(problem);
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                reply.headers.push((header::WWW_AUTHENTICATE, value));
+            }
+            Err(reply)
+        }
+    }
 }
 
 fn basic_matches(value: &HeaderValue, user: &str, password: &str) -> bool {
@@ -408,6 +450,7 @@ async fn handle_soap(st: &Arc<Shared>, headers: &HeaderMap, body: Bytes) -> Repl
             version: applied,
             op,
             max_bytes: shared.config.max_response_bytes,
+            change_page: shared.config.list_change_page_size.max(1),
             cucm_version: &shared.release.full,
         };
         let mut conn = lock(&shared.db);

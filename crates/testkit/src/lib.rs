@@ -231,3 +231,172 @@ mod tests {
         assert!(err.contains("skip"), "{err}");
     }
 }
+
+/// PostgreSQL for tests: `UCBRIDGE_TEST_PG_URL` when set (a server URL such as
+/// `postgres://postgres@127.0.0.1:5433`), else a throwaway cluster started once per test
+/// process from the `initdb`/`postgres` binaries on PATH. Each call creates a fresh,
+/// empty database and returns its URL. `None` means "skip" (loudly; a failure under CI).
+pub fn postgres_database() -> Option<String> {
+    let server = pg::server()?;
+    let name = format!(
+        "t{}_{}",
+        std::process::id(),
+        pg::NEXT_DB.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    );
+    let status = Command::new("psql")
+        .arg(format!("{server}/postgres"))
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "-c"])
+        .arg(format!("CREATE DATABASE {name}"))
+        .output();
+    match status {
+        Ok(out) if out.status.success() => Some(format!("{server}/{name}")),
+        Ok(out) => {
+            skip_or_fail(&format!(
+                "cannot create a test database: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+            None
+        }
+        Err(e) => {
+            skip_or_fail(&format!("cannot run psql: {e}"));
+            None
+        }
+    }
+}
+
+mod pg {
+    use std::process::{Command, Stdio};
+    use std::sync::atomic::AtomicU32;
+    use std::sync::OnceLock;
+    use std::time::{Duration, Instant};
+
+    use super::skip_or_fail;
+
+    pub(super) static NEXT_DB: AtomicU32 = AtomicU32::new(0);
+    static SERVER: OnceLock<Option<String>> = OnceLock::new();
+
+    pub(super) fn server() -> Option<String> {
+        SERVER.get_or_init(start).clone()
+    }
+
+    fn start() -> Option<String> {
+        if let Ok(url) = std::env::var("UCBRIDGE_TEST_PG_URL") {
+            return Some(url.trim_end_matches('/').to_owned());
+        }
+        match start_cluster() {
+            Ok(url) => Some(url),
+            Err(why) => {
+                skip_or_fail(&format!("PostgreSQL not available for tests: {why}"));
+                None
+            }
+        }
+    }
+
+    /// initdb + postgres in a temp dir, listening on 127.0.0.1 only. PostgreSQL refuses to
+    /// run as root, so as root the cluster runs as `nobody`. A watchdog shell stops the
+    /// server and removes the directory once this test process is gone (it looks in /proc
+    /// rather than using `kill -0`, which `nobody` may not send to a root process).
+    fn start_cluster() -> Result<String, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("ucbridge-pg-")
+            .tempdir()
+            .map_err(|e| e.to_string())?
+            .keep();
+        let data = dir.join("data");
+        let as_root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        let run_as = |program: &str| -> Command {
+            if as_root {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "nobody", "--", program]);
+                c
+            } else {
+                Command::new(program)
+            }
+        };
+        if as_root {
+            let ok = Command::new("chown")
+                .args(["-R", "nobody"])
+                .arg(&dir)
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if !ok {
+                return Err("cannot chown the cluster directory to nobody".into());
+            }
+        }
+        let init = run_as("initdb")
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
+            .arg(&data)
+            .output()
+            .map_err(|e| format!("initdb: {e}"))?;
+        if !init.status.success() {
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&init.stderr)
+            ));
+        }
+        let port = free_port()?;
+        let log = dir.join("postgres.log");
+        let script = format!(
+            "postgres -D '{data}' -p {port} -k '{dir}' -c listen_addresses=127.0.0.1 \
+             -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+             -c max_connections=200 >'{log}' 2>&1 & pg=$!; \
+             while [ -d /proc/{parent} ] && [ -d /proc/$pg ]; do sleep 1; done; \
+             kill -INT $pg 2>/dev/null; wait $pg; rm -rf '{dir}'",
+            data = data.display(),
+            dir = dir.display(),
+            log = log.display(),
+            parent = std::process::id(),
+        );
+        let mut watchdog = if as_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "nobody", "--", "sh", "-c", &script]);
+            c
+        } else {
+            let mut c = Command::new("sh");
+            c.args(["-c", &script]);
+            c
+        };
+        watchdog
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start postgres: {e}"))?;
+        let url = format!("postgres://postgres@127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let ready = Command::new("pg_isready")
+                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q"])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ready {
+                return Ok(url);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!(
+            "postgres did not become ready; log: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        ))
+    }
+
+    fn free_port() -> Result<u16, String> {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+    }
+}

@@ -1,4 +1,4 @@
-//! Lines (directory numbers, table `numplan`): addLine, getLine, listLine.
+//! Lines (directory numbers, table `numplan`): addLine, getLine, listLine, removeLine.
 
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
@@ -222,4 +222,32 @@ pub(super) fn list(conn: &mut Connection, req: &Elem, ctx: &Ctx<'_>) -> Result<V
     }
     drop(rows);
     out.finish()
+}
+
+/// removeLine by uuid or pattern + partition (`RemoveLineReq`). The DN's appearances on
+/// devices and its primary-extension links go with it (foreign keys cascade); CUCM's exact
+/// behaviour for a DN still on a device is not documented, this lab does not refuse it.
+pub(super) fn remove(
+    conn: &mut Connection,
+    req: &Elem,
+    ctx: &Ctx<'_>,
+) -> Result<Vec<u8>, AxlFault> {
+    let tx = conn.transaction()?;
+    let pkid: Option<String> = if let Some(uuid) = req.value("uuid") {
+        tx.query_row(
+            "SELECT pkid FROM numplan WHERE pkid = ?1",
+            [sql_pkid(uuid)],
+            |r| r.get(0),
+        )
+        .optional()?
+    } else {
+        let pattern = req
+            .value("pattern")
+            .ok_or_else(|| AxlFault::missing("pattern or uuid"))?;
+        super::find_dn(&tx, pattern, req.value("routePartitionName"))?
+    };
+    let pkid = pkid.ok_or_else(|| AxlFault::not_found("Line"))?;
+    tx.execute("DELETE FROM numplan WHERE pkid = ?1", params![pkid])?;
+    tx.commit()?;
+    uuid_reply(ctx, &pkid)
 }

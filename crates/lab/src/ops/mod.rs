@@ -1,5 +1,6 @@
 //! AXL operations over the lab database.
 
+mod change;
 mod line;
 mod phone;
 mod sql;
@@ -30,7 +31,9 @@ pub(crate) enum Op {
     AddLine,
     GetLine,
     ListLine,
+    RemoveLine,
     ExecuteSqlQuery,
+    ListChange,
 }
 
 const OPS: &[(&str, Op)] = &[
@@ -48,7 +51,9 @@ const OPS: &[(&str, Op)] = &[
     ("addLine", Op::AddLine),
     ("getLine", Op::GetLine),
     ("listLine", Op::ListLine),
+    ("removeLine", Op::RemoveLine),
     ("executeSQLQuery", Op::ExecuteSqlQuery),
+    ("listChange", Op::ListChange),
 ];
 
 impl Op {
@@ -73,6 +78,7 @@ impl Op {
                 | Op::UpdatePhone
                 | Op::RemovePhone
                 | Op::AddLine
+                | Op::RemoveLine
         )
     }
 }
@@ -84,6 +90,8 @@ pub(crate) struct Ctx<'a> {
     pub op: Op,
     /// CUCM's 8 MB cap on list*/executeSQLQuery responses (notes §4).
     pub max_bytes: usize,
+    /// listChange page size.
+    pub change_page: usize,
     pub cucm_version: &'a str,
 }
 
@@ -201,6 +209,19 @@ pub(crate) fn execute(
     req: &Elem,
     ctx: &Ctx<'_>,
 ) -> Result<Vec<u8>, AxlFault> {
+    let queue_mark = if ctx.op.is_write() {
+        Some(change::queue_mark(conn)?)
+    } else {
+        None
+    };
+    let result = dispatch(conn, req, ctx);
+    if let (Ok(_), Some(mark)) = (&result, queue_mark) {
+        change::collapse_operation(conn, mark)?;
+    }
+    result
+}
+
+fn dispatch(conn: &mut Connection, req: &Elem, ctx: &Ctx<'_>) -> Result<Vec<u8>, AxlFault> {
     match ctx.op {
         Op::GetCcmVersion => get_ccm_version(ctx),
         Op::ListUser => user::list(conn, req, ctx),
@@ -216,7 +237,9 @@ pub(crate) fn execute(
         Op::AddLine => line::add(conn, req, ctx),
         Op::GetLine => line::get(conn, req, ctx),
         Op::ListLine => line::list(conn, req, ctx),
+        Op::RemoveLine => line::remove(conn, req, ctx),
         Op::ExecuteSqlQuery => sql::execute_sql_query(conn, req, ctx),
+        Op::ListChange => change::list(conn, req, ctx),
     }
 }
 

@@ -1,0 +1,529 @@
+//! `ucbridge cuc ...`: Unity Connection users and messages; and the lab's CUC/IdS/SSO
+//! flags for `ucbridge lab`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use serde::Deserialize;
+use ucbridge_auth::{Credentials, Secret, TlsOptions, TokenEndpoint, TokenSet, TokenSource};
+use ucbridge_cuc::{
+    CucClient, CucConfig, Folder, Format, MailboxRef, Message, MessageQuery, User, UserField,
+    UserFilter, UserQuery,
+};
+use ucbridge_lab::{LabConfig, RunningLab};
+
+use crate::output;
+
+/// A table in the CLI's style.
+pub(crate) fn table(header: &[&str]) -> comfy_table::Table {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
+        .set_header(header.iter().copied());
+    t
+}
+
+/// The `[cuc]` table of the configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CucFileConfig {
+    pub url: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// IdS token endpoint, to refresh an SSO token given with a refresh token.
+    pub ids_token_url: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub insecure_skip_tls_verify: bool,
+}
+
+/// Unity Connection connection flags; each falls back to its environment variable, then to
+/// the `[cuc]` table. A token (`--token`) wins over a username/password.
+#[derive(Args, Debug, Clone)]
+pub struct CucConnection {
+    /// Unity Connection base URL, e.g. https://cuc.example.com
+    #[arg(long, global = true, env = "UCBRIDGE_CUC_URL")]
+    url: Option<String>,
+    #[arg(long, global = true, env = "UCBRIDGE_CUC_USERNAME")]
+    username: Option<String>,
+    #[arg(
+        long,
+        global = true,
+        env = "UCBRIDGE_CUC_PASSWORD",
+        hide_env_values = true
+    )]
+    password: Option<String>,
+    /// SSO access token, sent as `Authorization: Bearer <token>`.
+    #[arg(
+        long,
+        global = true,
+        env = "UCBRIDGE_SSO_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    /// Refresh token; with --ids-token-url the access token is renewed when refused.
+    #[arg(
+        long,
+        global = true,
+        env = "UCBRIDGE_SSO_REFRESH_TOKEN",
+        hide_env_values = true
+    )]
+    refresh_token: Option<String>,
+    /// IdS OAuth token endpoint, e.g. https://ids:8553/ids/v1/oauth/token
+    #[arg(long, global = true, env = "UCBRIDGE_IDS_TOKEN_URL")]
+    ids_token_url: Option<String>,
+    /// Extra CA certificate (PEM) to trust.
+    #[arg(long, global = true, env = "UCBRIDGE_CUC_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// Do not verify TLS certificates (labs only).
+    #[arg(long, global = true)]
+    insecure: bool,
+    /// Ask CUC for JSON instead of XML (same results; for testing both).
+    #[arg(long, global = true)]
+    wire_json: bool,
+}
+
+fn read_password(inline: Option<String>, file: Option<&PathBuf>) -> Result<Option<String>> {
+    if let Some(p) = inline {
+        return Ok(Some(p));
+    }
+    let Some(path) = file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read password file {}", path.display()))?;
+    Ok(Some(text.lines().next().unwrap_or_default().to_owned()))
+}
+
+pub fn http(tls: &TlsOptions) -> Result<reqwest::Client> {
+    Ok(ucbridge_auth::http_client(
+        tls,
+        Duration::from_secs(10),
+        Duration::from_secs(60),
+    )?)
+}
+
+/// Credentials from a token (+ optional refresh) or a username/password.
+pub fn credentials(
+    tls: &TlsOptions,
+    token: Option<String>,
+    refresh_token: Option<String>,
+    ids_token_url: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+) -> Result<Credentials> {
+    if let Some(token) = token {
+        let source = match (refresh_token, ids_token_url) {
+            (Some(refresh), Some(url)) => TokenSource::new(
+                TokenSet {
+                    access_token: Secret::new(token),
+                    refresh_token: Some(Secret::new(refresh)),
+                    expires_in: None,
+                    token_type: "Bearer".into(),
+                },
+                Some(TokenEndpoint::new(url, http(tls)?)),
+            ),
+            (Some(_), None) => bail!("--refresh-token needs --ids-token-url"),
+            _ => TokenSource::fixed(token),
+        };
+        return Ok(Credentials::bearer(source));
+    }
+    match (username, password) {
+        (Some(u), Some(p)) => Ok(Credentials::basic(u, p)),
+        (Some(_), None) => {
+            bail!("no password: set UCBRIDGE_CUC_PASSWORD (or --password, or password_file)")
+        }
+        _ => bail!("no credentials: pass --token (SSO) or --username with UCBRIDGE_CUC_PASSWORD"),
+    }
+}
+
+impl CucConnection {
+    pub fn resolve(self, file: Option<&CucFileConfig>) -> Result<CucClient> {
+        let empty = CucFileConfig::default();
+        let file = file.unwrap_or(&empty);
+        let Some(url) = self.url.or_else(|| file.url.clone()) else {
+            bail!("no Unity Connection URL: pass --url, set UCBRIDGE_CUC_URL, or set [cuc] url");
+        };
+        let tls = TlsOptions {
+            ca_file: self.ca_file.or_else(|| file.ca_file.clone()),
+            ca_pem: None,
+            insecure_skip_tls_verify: self.insecure || file.insecure_skip_tls_verify,
+        };
+        let password = read_password(
+            self.password.or_else(|| file.password.clone()),
+            file.password_file.as_ref(),
+        )?;
+        let creds = credentials(
+            &tls,
+            self.token,
+            self.refresh_token,
+            self.ids_token_url.or_else(|| file.ids_token_url.clone()),
+            self.username.or_else(|| file.username.clone()),
+            password,
+        )?;
+        let mut config = CucConfig::new(url, creds);
+        config.tls = tls;
+        if self.wire_json {
+            config.format = Format::Json;
+        }
+        Ok(CucClient::new(config)?)
+    }
+}
+
+#[derive(Subcommand)]
+pub enum CucCommand {
+    /// CUPI users.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// CUMI messages.
+    Messages {
+        #[command(subcommand)]
+        command: MessagesCommand,
+    },
+    /// The server's vmrest version.
+    Version,
+}
+
+#[derive(Subcommand)]
+pub enum UsersCommand {
+    /// List users (paged), optionally filtered.
+    List {
+        /// `FIELD=VALUE` exact match; FIELD is objectid, alias, firstname, lastname,
+        /// displayname, email, smtp or extension.
+        #[arg(long, value_name = "FIELD=VALUE")]
+        filter: Option<String>,
+        /// `FIELD=PREFIX` match.
+        #[arg(long, value_name = "FIELD=PREFIX", conflicts_with = "filter")]
+        starts_with: Option<String>,
+        #[arg(long, default_value_t = 500)]
+        page_size: u32,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum MessagesCommand {
+    /// List a user's messages: USER is an alias (opened as administrator through
+    /// `userobjectid`), or `me` for the authenticated user's own mailbox.
+    List {
+        user: String,
+        #[arg(long, default_value = "inbox")]
+        folder: Folder,
+        /// Only unread messages.
+        #[arg(long)]
+        unread: bool,
+        #[arg(long, default_value_t = 200)]
+        page_size: u32,
+    },
+    /// Download a message's audio (WAV).
+    Fetch {
+        id: String,
+        /// Output file.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Whose mailbox (alias), when acting as administrator.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Mark a message read (or unread with --unread).
+    Mark {
+        id: String,
+        #[arg(long)]
+        unread: bool,
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Delete a message (into `deleted`, or for good with --hard).
+    Delete {
+        id: String,
+        #[arg(long)]
+        hard: bool,
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+async fn mailbox_of(client: &CucClient, user: Option<&str>) -> Result<MailboxRef> {
+    match user {
+        None | Some("me") => Ok(MailboxRef::Own),
+        Some(alias) => {
+            let found = client
+                .user_by_alias(alias)
+                .await
+                .with_context(|| format!("cannot look up user {alias:?}"))?;
+            match found {
+                Some(u) => Ok(MailboxRef::User(u.object_id)),
+                None => bail!("no Unity Connection user with alias {alias:?}"),
+            }
+        }
+    }
+}
+
+fn parse_filter(text: &str, starts: bool) -> Result<UserFilter> {
+    let Some((field, value)) = text.split_once('=') else {
+        bail!("filter {text:?} must be FIELD=VALUE");
+    };
+    let field: UserField = field.parse()?;
+    Ok(if starts {
+        UserFilter::starts_with(field, value)
+    } else {
+        UserFilter::is(field, value)
+    })
+}
+
+pub async fn run(client: &CucClient, command: CucCommand, json: bool) -> Result<()> {
+    match command {
+        CucCommand::Version => {
+            let v = client.version().await?;
+            if json {
+                output::json(&v)
+            } else {
+                println!("vmrest {}", v.version);
+                Ok(())
+            }
+        }
+        CucCommand::Users {
+            command:
+                UsersCommand::List {
+                    filter,
+                    starts_with,
+                    page_size,
+                },
+        } => {
+            let filter = match (filter, starts_with) {
+                (Some(f), _) => Some(parse_filter(&f, false)?),
+                (None, Some(s)) => Some(parse_filter(&s, true)?),
+                (None, None) => None,
+            };
+            let users = client
+                .all_users(&UserQuery {
+                    filter,
+                    rows_per_page: page_size,
+                    ..UserQuery::default()
+                })
+                .await?;
+            print_users(&users, json)
+        }
+        CucCommand::Messages { command } => match command {
+            MessagesCommand::List {
+                user,
+                folder,
+                unread,
+                page_size,
+            } => {
+                let mb = mailbox_of(client, Some(&user)).await?;
+                let mut all = Vec::new();
+                let mut query = MessageQuery {
+                    rows_per_page: page_size,
+                    read: unread.then_some(false),
+                    ..MessageQuery::default()
+                };
+                loop {
+                    let page = client.messages(&mb, folder, &query).await?;
+                    let got = page.messages.len();
+                    all.extend(page.messages);
+                    if got == 0 || all.len() as u64 >= page.total {
+                        break;
+                    }
+                    query.page_number += 1;
+                }
+                print_messages(&all, json)
+            }
+            MessagesCommand::Fetch { id, output, user } => {
+                let mb = mailbox_of(client, user.as_deref()).await?;
+                // Written to a temporary file beside the target, renamed when complete, so
+                // a failed download never leaves a truncated WAV under the final name.
+                let dir = output
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(std::path::Path::new("."));
+                let tmp = tempfile::NamedTempFile::new_in(dir)
+                    .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+                let mut file = tokio::fs::File::from_std(tmp.reopen()?);
+                let info = client.download_audio(&mb, &id, &mut file).await?;
+                drop(file);
+                tmp.persist(&output)
+                    .with_context(|| format!("cannot write {}", output.display()))?;
+                eprintln!(
+                    "{} bytes ({}) written to {}",
+                    info.bytes,
+                    info.content_type.as_deref().unwrap_or("unknown type"),
+                    output.display()
+                );
+                Ok(())
+            }
+            MessagesCommand::Mark { id, unread, user } => {
+                let mb = mailbox_of(client, user.as_deref()).await?;
+                client.set_read(&mb, &id, !unread).await?;
+                eprintln!("{id} marked {}", if unread { "unread" } else { "read" });
+                Ok(())
+            }
+            MessagesCommand::Delete { id, hard, user } => {
+                let mb = mailbox_of(client, user.as_deref()).await?;
+                client
+                    .delete_message(&mb, &id, hard.then_some(true))
+                    .await?;
+                eprintln!("{id} deleted");
+                Ok(())
+            }
+        },
+    }
+}
+
+fn print_users(users: &[User], json: bool) -> Result<()> {
+    if json {
+        return output::json(users);
+    }
+    let mut t = table(&["alias", "display name", "extension", "email", "object id"]);
+    for u in users {
+        t.add_row(vec![
+            u.alias.as_str(),
+            u.display_name.as_deref().unwrap_or(""),
+            u.extension.as_deref().unwrap_or(""),
+            u.email_address.as_deref().unwrap_or(""),
+            u.object_id.as_str(),
+        ]);
+    }
+    println!("{t}");
+    eprintln!("{} users", users.len());
+    Ok(())
+}
+
+fn print_messages(messages: &[Message], json: bool) -> Result<()> {
+    if json {
+        return output::json(messages);
+    }
+    let mut t = table(&[
+        "id",
+        "subject",
+        "from",
+        "read",
+        "priority",
+        "seconds",
+        "arrived (ms since 1970)",
+    ]);
+    for m in messages {
+        t.add_row(vec![
+            m.id.clone(),
+            m.subject.clone().unwrap_or_default(),
+            m.caller_id
+                .number
+                .clone()
+                .or_else(|| m.from.display_name.clone())
+                .unwrap_or_default(),
+            if m.read { "yes" } else { "no" }.to_owned(),
+            m.priority.clone().unwrap_or_default(),
+            m.duration_ms
+                .map(|d| format!("{:.1}", d as f64 / 1000.0))
+                .unwrap_or_default(),
+            m.arrival_time_ms.map(|a| a.to_string()).unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
+    eprintln!("{} messages", messages.len());
+    Ok(())
+}
+
+/// `ucbridge lab` flags for the Unity Connection, IdS and SSO emulators.
+#[derive(Args, Clone, Debug)]
+pub struct LabCucArgs {
+    /// Origin allowed to call /vmrest from a browser (CORS), e.g. https://app.example.com;
+    /// repeat for more. None by default.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    cors_origins: Vec<String>,
+    /// Password of every lab end user (CUC Basic auth, IdS password grant).
+    #[arg(
+        long,
+        default_value = "ucbridge-user",
+        env = "UCBRIDGE_LAB_USER_PASSWORD"
+    )]
+    user_password: String,
+    /// Inbox messages generated per user.
+    #[arg(long, default_value_t = 3)]
+    messages_per_user: usize,
+    /// Lifetime of IdS access tokens, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    access_token_secs: u64,
+    /// Let AXL accept IdS Bearer tokens of the administrator.
+    #[arg(long)]
+    axl_accept_bearer: bool,
+}
+
+impl LabCucArgs {
+    pub fn apply(&self, config: &mut LabConfig) {
+        config.cuc.cors_allowed_origins = self.cors_origins.clone();
+        config.cuc.messages_per_user = self.messages_per_user;
+        config.user_password = self.user_password.clone();
+        config.ids.access_token_lifetime = Duration::from_secs(self.access_token_secs.max(1));
+        config.axl_accepts_bearer = self.axl_accept_bearer;
+    }
+}
+
+/// The lines `ucbridge lab` prints about the CUC/IdS/SSO emulators (the e2e test reads the
+/// `CUC endpoint:` line).
+pub fn print_lab_endpoints(lab: &RunningLab, args: &LabCucArgs) {
+    println!(
+        "  CUC endpoint: {}  (/vmrest, Basic or Bearer)",
+        lab.cuc_url()
+    );
+    println!("  IdS token:    {}", lab.ids_token_url());
+    println!(
+        "  SSO status:   {}/unifiedconfig/config/sso/status",
+        lab.unifiedconfig_url()
+    );
+    println!("  end users' password: (the --user-password value)");
+    if args.cors_origins.is_empty() {
+        println!("  CORS: off (pass --cors-origin to allow a browser origin)");
+    } else {
+        println!("  CORS origins: {}", args.cors_origins.join(", "));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_and_credentials_resolve() {
+        let f = parse_filter("extension=10001", false).unwrap();
+        assert_eq!(f.to_query().unwrap(), "(DtmfAccessId is 10001)");
+        let f = parse_filter("displayname=Jo", true).unwrap();
+        assert_eq!(f.to_query().unwrap(), "(displayname startswith Jo)");
+        assert!(parse_filter("alias", false).is_err());
+        assert!(parse_filter("pin=1", false).is_err());
+
+        let tls = TlsOptions::default();
+        let c = credentials(
+            &tls,
+            Some("tok".into()),
+            None,
+            None,
+            Some("u".into()),
+            Some("p".into()),
+        )
+        .unwrap();
+        assert_eq!(c.scheme(), "Bearer", "a token wins over a password");
+        let c = credentials(&tls, None, None, None, Some("u".into()), Some("p".into())).unwrap();
+        assert_eq!(c.username(), Some("u"));
+        assert!(credentials(&tls, Some("t".into()), Some("r".into()), None, None, None).is_err());
+        assert!(credentials(&tls, None, None, None, Some("u".into()), None).is_err());
+        assert!(credentials(&tls, None, None, None, None, None).is_err());
+    }
+
+    #[test]
+    fn config_file_takes_cuc_and_sso_tables() {
+        let file: crate::config::FileConfig = toml::from_str(
+            "[cuc]\nurl = \"https://cuc\"\nusername = \"a\"\n[sso]\nids_token_url = \"https://ids/t\"\n",
+        )
+        .unwrap();
+        assert_eq!(file.cuc.unwrap().url.as_deref(), Some("https://cuc"));
+        assert_eq!(
+            file.sso.unwrap().ids_token_url.as_deref(),
+            Some("https://ids/t")
+        );
+    }
+}

@@ -1,0 +1,290 @@
+//! `ucbridge devices …`: a secure third-party SIP device with a digest user, per user.
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use serde_json::json;
+use ucbridge_axl::{AxlClient, UserSearch};
+use ucbridge_provision::{
+    BulkItem, EnsureOptions, EnsureReport, Outcome, Provisioner, ProvisioningConfig, SecretBox,
+};
+use ucbridge_store::Store;
+
+use crate::output;
+
+#[derive(Subcommand)]
+pub enum DevicesCommand {
+    /// Create or repair the user's device, line, digest credentials and association
+    /// (idempotent: a second run changes nothing and says so).
+    Ensure {
+        /// CUCM userid; with --matching, a listUser pattern (`%` wildcard) instead.
+        user: String,
+        /// Treat USER as a userid pattern and ensure every matching end user.
+        #[arg(long)]
+        matching: bool,
+        /// Print the digest password (to configure the SIP client). Never logged.
+        #[arg(long)]
+        show_password: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// What ucbridge recorded and what CUCM holds for the user.
+    Show {
+        user: String,
+        /// Print the stored digest password too.
+        #[arg(long)]
+        show_password: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove what ucbridge created for the user (never devices it did not create).
+    Remove {
+        user: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Settings from `[provisioning]` (defaults match the lab) and the digest-password key
+/// from `UCBRIDGE_SECRET_KEY`, `UCBRIDGE_SECRET_KEY_FILE` or `secret_key_file`; checked
+/// before CUCM is contacted.
+pub fn settings(
+    config: Option<&ProvisioningConfig>,
+) -> Result<(ucbridge_provision::ProvisionSettings, SecretBox)> {
+    let config = config.cloned().unwrap_or_default();
+    let settings = config.compile()?;
+    let secrets = SecretBox::from_env_or_file(config.secret_key_file.as_deref())?;
+    Ok((settings, secrets))
+}
+
+pub fn provisioner(
+    client: AxlClient,
+    store: Store,
+    (settings, secrets): (ucbridge_provision::ProvisionSettings, SecretBox),
+) -> Provisioner {
+    Provisioner::new(client, store, settings, secrets)
+}
+
+fn outcome_text(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Created => "created",
+        Outcome::Updated => "updated",
+        Outcome::Unchanged => "unchanged (nothing to do)",
+    }
+}
+
+fn ensure_json(r: &EnsureReport) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(r)?;
+    if let (Some(pw), Some(obj)) = (&r.digest_password, v.as_object_mut()) {
+        obj.insert("digest_password".into(), json!(pw.expose()));
+    }
+    Ok(v)
+}
+
+fn print_ensure(r: &EnsureReport) {
+    println!("user:              {}", r.userid);
+    println!("device:            {}", r.device_name);
+    println!(
+        "directory number:  {}{} ({})",
+        r.directory_number.pattern,
+        r.directory_number
+            .route_partition
+            .as_deref()
+            .map(|p| format!(" in {p}"))
+            .unwrap_or_default(),
+        match r.dn_source {
+            ucbridge_provision::DnSource::PrimaryExtension => "primary extension",
+            ucbridge_provision::DnSource::Allocated => "allocated by ucbridge",
+        }
+    );
+    println!("outcome:           {}", outcome_text(r.outcome));
+    for c in &r.changes {
+        println!("  - {c}");
+    }
+    if let Some(pw) = &r.digest_password {
+        println!("digest user:       {}", r.userid);
+        println!("digest password:   {}", pw.expose());
+    }
+}
+
+pub async fn run(p: &Provisioner, command: DevicesCommand) -> Result<()> {
+    match command {
+        DevicesCommand::Ensure {
+            user,
+            matching,
+            show_password,
+            json,
+        } => {
+            let options = EnsureOptions {
+                reveal_password: show_password,
+            };
+            if matching {
+                let search = UserSearch {
+                    userid: Some(user.clone()),
+                    ..UserSearch::default()
+                };
+                let items = p.ensure_matching(&search, &options).await?;
+                return bulk(&items, json);
+            }
+            let report = p
+                .ensure(&user, &options)
+                .await
+                .with_context(|| format!("cannot provision a device for {user}"))?;
+            if json {
+                output::json(&ensure_json(&report)?)
+            } else {
+                print_ensure(&report);
+                Ok(())
+            }
+        }
+        DevicesCommand::Show {
+            user,
+            show_password,
+            json,
+        } => {
+            let report = p.show(&user).await?;
+            let password = if show_password && report.record.is_some() {
+                Some(p.digest_password(&report.userid).await?)
+            } else {
+                None
+            };
+            if json {
+                let mut v = serde_json::to_value(&report)?;
+                if let (Some(pw), Some(obj)) = (&password, v.as_object_mut()) {
+                    obj.insert("digest_password".into(), json!(pw.expose()));
+                }
+                return output::json(&v);
+            }
+            println!("user: {}", report.userid);
+            match &report.record {
+                None => println!("ucbridge has not provisioned a device for this user"),
+                Some(r) => {
+                    let created = chrono::DateTime::from_timestamp_millis(r.created_at)
+                        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                        .unwrap_or_default();
+                    println!(
+                        "device: {} ({:?}, created {created})",
+                        r.device_name, r.state
+                    );
+                    println!(
+                        "directory number: {}{}{}",
+                        r.dn_pattern,
+                        r.dn_partition
+                            .as_deref()
+                            .map(|p| format!(" in {p}"))
+                            .unwrap_or_default(),
+                        if r.dn_created {
+                            " (allocated by ucbridge)"
+                        } else {
+                            " (primary extension)"
+                        }
+                    );
+                    if let Some(d) = &report.device {
+                        println!(
+                            "on CUCM: {} · pool {} · security profile {} · digest user {}",
+                            d.product.as_deref().unwrap_or("?"),
+                            d.device_pool.as_deref().unwrap_or("-"),
+                            d.security_profile.as_deref().unwrap_or("-"),
+                            d.digest_user.as_deref().unwrap_or("<none>")
+                        );
+                    }
+                    println!("associated with the user: {}", report.associated);
+                }
+            }
+            if !report.third_party_devices.is_empty() {
+                let mut t = Table::new();
+                t.load_preset(UTF8_FULL_CONDENSED).set_header([
+                    "third-party SIP device",
+                    "relation",
+                    "created by ucbridge",
+                ]);
+                for d in &report.third_party_devices {
+                    t.add_row([
+                        d.name.clone(),
+                        d.relations.join(", "),
+                        if d.created_by_ucbridge { "yes" } else { "no" }.to_owned(),
+                    ]);
+                }
+                println!("{t}");
+            }
+            for problem in &report.problems {
+                println!("problem: {problem}");
+            }
+            if let Some(pw) = password {
+                println!("digest password: {}", pw.expose());
+            }
+            Ok(())
+        }
+        DevicesCommand::Remove { user, json } => {
+            let report = p
+                .remove(&user)
+                .await
+                .with_context(|| format!("cannot remove the device of {user}"))?;
+            if json {
+                return output::json(&report);
+            }
+            println!("user: {} · device {}", report.userid, report.device_name);
+            for r in &report.removed {
+                println!("  removed: {r}");
+            }
+            for k in &report.kept {
+                println!("  kept:    {k}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn bulk(items: &[BulkItem], json: bool) -> Result<()> {
+    let failed = items.iter().filter(|i| i.result.is_err()).count();
+    if json {
+        let values: Vec<serde_json::Value> = items
+            .iter()
+            .map(|i| match &i.result {
+                Ok(r) => ensure_json(r)
+                    .unwrap_or_else(|e| json!({"userid": i.userid, "error": e.to_string()})),
+                Err(e) => json!({"userid": i.userid, "error": e.to_string()}),
+            })
+            .collect();
+        output::json(&values)?;
+    } else {
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED)
+            .set_header(["user", "device", "number", "outcome"]);
+        for i in items {
+            match &i.result {
+                Ok(r) => t.add_row([
+                    i.userid.clone(),
+                    r.device_name.clone(),
+                    r.directory_number.pattern.clone(),
+                    outcome_text(r.outcome).to_owned(),
+                ]),
+                Err(e) => t.add_row([
+                    i.userid.clone(),
+                    String::new(),
+                    String::new(),
+                    format!("error: {e}"),
+                ]),
+            };
+        }
+        println!("{t}");
+        if items
+            .iter()
+            .any(|i| i.result.as_ref().is_ok_and(|r| r.digest_password.is_some()))
+        {
+            for i in items {
+                if let Ok(EnsureReport {
+                    digest_password: Some(pw),
+                    ..
+                }) = &i.result
+                {
+                    println!("{}: digest password {}", i.userid, pw.expose());
+                }
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} users could not be provisioned", items.len());
+    }
+    Ok(())
+}

@@ -1,0 +1,374 @@
+//! `ucbridge sync …` and `ucbridge users …`: directory sync from CUCM into ucbridge's
+//! users, and the users themselves.
+
+use std::io::IsTerminal;
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use indicatif::{ProgressBar, ProgressStyle};
+use ucbridge_store::{RunStatus, Store, UserChange, SOURCE_CUCM};
+use ucbridge_sync::rules::CompiledRules;
+use ucbridge_sync::{run_user_sync, SnapshotKeeper, SyncOptions, SyncOutcome};
+
+use crate::output;
+
+#[derive(Subcommand)]
+pub enum SyncCommand {
+    /// Refresh the local snapshot of CUCM end users (stage 1), in full.
+    Refresh,
+    /// Copy the snapshot into ucbridge's users by the [directory_sync] rules (stage 2).
+    Users {
+        /// Show the plan, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Allow more removals than max_removal_share (or against an empty snapshot).
+        #[arg(long)]
+        confirm_removals: bool,
+        /// Refresh the snapshot first.
+        #[arg(long)]
+        refresh: bool,
+        /// Compare every user even if nothing changed since the last in-sync run.
+        #[arg(long)]
+        full: bool,
+        /// Print the plan or outcome as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Snapshot state, "source users updated at", and the last runs.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Keep the snapshot fresh until Ctrl-C: full refresh, then listChange polling.
+    Watch,
+}
+
+#[derive(Subcommand)]
+pub enum LocalUsersCommand {
+    /// List ucbridge's users.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one user and its audit trail.
+    Show {
+        username: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a user's local password (read from standard input), checked against the policy.
+    SetPassword { username: String },
+}
+
+fn time(ms: Option<i64>) -> String {
+    ms.and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| "never".into())
+}
+
+fn bar(len: Option<u64>, what: &'static str) -> ProgressBar {
+    let bar = match len {
+        Some(n) => ProgressBar::new(n).with_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} ({eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {pos} {msg} ({per_sec})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ),
+    };
+    bar.set_message(what);
+    bar
+}
+
+pub async fn refresh(keeper: &SnapshotKeeper) -> Result<()> {
+    let progress = bar(None, "CUCM users read");
+    let result = keeper.full_refresh(|n| progress.set_position(n)).await;
+    progress.finish_and_clear();
+    let report =
+        result.context("the CUCM snapshot refresh failed (the previous snapshot is kept)")?;
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED).set_header([
+        "snapshot", "added", "updated", "removed", "total", "pages", "time",
+    ]);
+    t.add_row([
+        "CUCM end users".to_owned(),
+        report.swap.added.to_string(),
+        report.swap.updated.to_string(),
+        report.swap.removed.to_string(),
+        report.swap.total.to_string(),
+        report.pages.to_string(),
+        format!("{:.1} s", report.duration_ms as f64 / 1000.0),
+    ]);
+    println!("{t}");
+    Ok(())
+}
+
+pub async fn users(
+    store: &Store,
+    rules: &CompiledRules,
+    options: SyncOptions,
+    json: bool,
+) -> Result<SyncOutcome> {
+    let progress = bar(Some(0), "changes applied");
+    let outcome = run_user_sync(store, rules, options, |done, total| {
+        progress.set_length(total);
+        progress.set_position(done);
+    })
+    .await;
+    progress.finish_and_clear();
+    let outcome = outcome.context("user sync failed")?;
+    if json {
+        output::json(&outcome)?;
+    } else {
+        print_outcome(&outcome);
+    }
+    Ok(outcome)
+}
+
+fn print_outcome(outcome: &SyncOutcome) {
+    let plan = &outcome.plan;
+    if outcome.status == RunStatus::Planned && !plan.changes.is_empty() {
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED)
+            .set_header(["action", "user", "details"]);
+        for c in plan.changes.iter().take(200) {
+            let details = match c {
+                UserChange::Update { before, after, .. } => diff(before, after),
+                UserChange::Create { after } => format!(
+                    "{} {} <{}>",
+                    after.first_name.as_deref().unwrap_or(""),
+                    after.last_name.as_deref().unwrap_or(""),
+                    after.email.as_deref().unwrap_or("")
+                ),
+                _ => String::new(),
+            };
+            t.add_row([c.action().to_owned(), c.username().to_owned(), details]);
+        }
+        println!("{t}");
+        if plan.changes.len() > 200 {
+            println!(
+                "… and {} more changes (use --json for all)",
+                plan.changes.len() - 200
+            );
+        }
+    }
+    for p in plan.problems.iter().take(50) {
+        eprintln!(
+            "problem: {}{}",
+            p.cucm_userid
+                .as_deref()
+                .map(|u| format!("CUCM user {u}: "))
+                .unwrap_or_default(),
+            p.message
+        );
+    }
+    let s = plan.summary();
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED).set_header([
+        "run",
+        "status",
+        "create",
+        "update",
+        "disable",
+        "delete",
+        "unchanged",
+        "problems",
+    ]);
+    t.add_row([
+        outcome.run_id.to_string(),
+        format!("{:?}", outcome.status).to_lowercase(),
+        s.creates.to_string(),
+        s.updates.to_string(),
+        s.disables.to_string(),
+        s.deletes.to_string(),
+        plan.unchanged.to_string(),
+        s.errors.to_string(),
+    ]);
+    println!("{t}");
+    println!(
+        "Source users updated at: {}",
+        time(outcome.snapshot.source_updated_at)
+    );
+    if let Some(m) = &outcome.message {
+        eprintln!(
+            "{}: {m}",
+            if outcome.status == RunStatus::Refused {
+                "refused"
+            } else {
+                "note"
+            }
+        );
+    }
+}
+
+fn diff(before: &ucbridge_store::UserRecord, after: &ucbridge_store::UserRecord) -> String {
+    let mut parts = Vec::new();
+    for f in ucbridge_store::UserField::ALL {
+        if before.get(*f) != after.get(*f) {
+            parts.push(format!(
+                "{}: {:?} → {:?}",
+                f.name(),
+                before.get(*f).unwrap_or(""),
+                after.get(*f).unwrap_or("")
+            ));
+        }
+    }
+    if before.aliases != after.aliases {
+        parts.push(format!(
+            "aliases: {:?} → {:?}",
+            before.aliases, after.aliases
+        ));
+    }
+    if before.disabled != after.disabled {
+        parts.push(if after.disabled {
+            "disabled".into()
+        } else {
+            "re-enabled".into()
+        });
+    }
+    if before.source_key != after.source_key {
+        parts.push("linked to CUCM".into());
+    }
+    parts.join("; ")
+}
+
+pub async fn status(store: &Store, json: bool) -> Result<()> {
+    let state = store.snapshot_state(SOURCE_CUCM).await?;
+    let runs = store
+        .recent_runs(ucbridge_sync::directory::RUN_KIND, 5)
+        .await?;
+    if json {
+        return output::json(&serde_json::json!({ "snapshot": state, "runs": runs }));
+    }
+    println!("Data source type:         CUCM (AXL)");
+    println!("Snapshot state:           {}", state.state.as_str());
+    if let Some(r) = &state.reason {
+        println!("Last failure:             {r}");
+    }
+    println!(
+        "Source users updated at:  {}",
+        time(state.source_updated_at)
+    );
+    println!(
+        "Last full refresh:        {}",
+        time(state.last_full_refresh_at)
+    );
+    println!("Users in snapshot:        {}", state.users_count);
+    if state.state == ucbridge_store::RefreshState::Refreshing {
+        println!("Warning: the snapshot is being refreshed (cache under provisioning); a user sync now would be refused.");
+    }
+    if !runs.is_empty() {
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED).set_header([
+            "run", "started", "status", "create", "update", "disable", "delete", "problems",
+            "message",
+        ]);
+        for r in runs {
+            t.add_row([
+                r.id.to_string(),
+                time(Some(r.started_at)),
+                format!(
+                    "{:?}{}",
+                    r.status,
+                    if r.dry_run { " (dry run)" } else { "" }
+                )
+                .to_lowercase(),
+                r.summary.creates.to_string(),
+                r.summary.updates.to_string(),
+                r.summary.disables.to_string(),
+                r.summary.deletes.to_string(),
+                r.summary.errors.to_string(),
+                r.message.unwrap_or_default(),
+            ]);
+        }
+        println!("{t}");
+    }
+    Ok(())
+}
+
+pub async fn local_users(store: &Store, command: LocalUsersCommand) -> Result<()> {
+    match command {
+        LocalUsersCommand::List { json } => {
+            let users = store.local_users().await?;
+            if json {
+                return output::json(&users);
+            }
+            let mut t = Table::new();
+            t.load_preset(UTF8_FULL_CONDENSED).set_header([
+                "username",
+                "name",
+                "email",
+                "extension",
+                "department",
+                "device",
+                "source",
+                "state",
+            ]);
+            for u in &users {
+                let r = &u.record;
+                t.add_row([
+                    r.username.clone(),
+                    r.display_name.clone().unwrap_or_default(),
+                    r.email.clone().unwrap_or_default(),
+                    r.extension.clone().unwrap_or_default(),
+                    r.department.clone().unwrap_or_default(),
+                    r.device_name.clone().unwrap_or_default(),
+                    r.source.clone(),
+                    if r.disabled {
+                        "disabled".into()
+                    } else {
+                        "active".into()
+                    },
+                ]);
+            }
+            println!("{t}");
+            eprintln!("{} users", users.len());
+            Ok(())
+        }
+        LocalUsersCommand::Show { username, json } => {
+            let Some(user) = store.local_user(&username).await? else {
+                bail!("no user {username:?}");
+            };
+            let history: Vec<_> = store
+                .audit_log(None, i64::MAX)
+                .await?
+                .into_iter()
+                .filter(|a| a.username.eq_ignore_ascii_case(&username))
+                .collect();
+            if json {
+                return output::json(&serde_json::json!({ "user": user, "audit": history }));
+            }
+            output::json(&user)?;
+            for a in history {
+                println!(
+                    "{}  {} (run {})",
+                    time(Some(a.at)),
+                    a.action,
+                    a.run_id.map(|r| r.to_string()).unwrap_or("-".into())
+                );
+            }
+            Ok(())
+        }
+        LocalUsersCommand::SetPassword { username } => {
+            if store.local_user(&username).await?.is_none() {
+                bail!("no user {username:?}");
+            }
+            if std::io::stdin().is_terminal() {
+                eprintln!(
+                    "New password for {username} (input is visible; pipe it in to avoid that):"
+                );
+            }
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("cannot read the password")?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            let hash = ucbridge_sync::password::hash_password(password)?;
+            store.set_password_hash(&username, &hash).await?;
+            println!("Password set for {username}.");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The `ucbridge` binary end to end against an in-process lab: configuration through
+//! environment variables, AXL commands, directory sync, local users.
+
+use std::process::Output;
+
+use tokio::process::Command;
+use ucbridge_lab::{LabConfig, RunningLab};
+
+struct Env {
+    lab: RunningLab,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    async fn new(users: usize) -> Env {
+        let lab = RunningLab::start(LabConfig {
+            users,
+            ..LabConfig::default()
+        })
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), lab.ca_certificate_pem().unwrap()).unwrap();
+        Env { lab, dir }
+    }
+
+    async fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ucbridge"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("UCBRIDGE_AXL_URL", self.lab.axl_url())
+            .env("UCBRIDGE_AXL_USERNAME", "administrator")
+            .env("UCBRIDGE_AXL_PASSWORD", "ucbridge-lab")
+            .env("UCBRIDGE_AXL_CA_FILE", self.dir.path().join("ca.pem"))
+            .env("UCBRIDGE_DATA_DIR", self.dir.path().join("data"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        if let Some(input) = stdin {
+            use tokio::io::AsyncWriteExt;
+            let mut pipe = child.stdin.take().unwrap();
+            pipe.write_all(input.as_bytes()).await.unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().await.unwrap()
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn axl_commands_print_tables_and_json() {
+    let env = Env::new(15).await;
+    let out = env.run(&["axl", "version"], None).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("14.0.1.14900(11)"));
+
+    let out = env.run(&["axl", "users", "list", "--json"], None).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let users: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(users.as_array().unwrap().len(), 15);
+
+    let out = env
+        .run(
+            &["axl", "sql", "select count(*) as n from enduser", "--json"],
+            None,
+        )
+        .await;
+    assert!(text(&out).contains("\"n\": \"15\""), "{}", text(&out));
+
+    // A wrong password is a clear error, not a panic.
+    let mut bad = env
+        .run(&["axl", "--password", "nope", "version"], None)
+        .await;
+    assert!(!bad.status.success());
+    bad.stdout.clear();
+    assert!(
+        text(&bad).contains("refused the credentials"),
+        "{}",
+        text(&bad)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn directory_sync_from_the_command_line() {
+    let env = Env::new(40).await;
+    let out = env.run(&["sync", "users"], None).await;
+    assert!(!out.status.success(), "refused before any refresh");
+    assert!(
+        text(&out).contains("never been refreshed"),
+        "{}",
+        text(&out)
+    );
+
+    let out = env
+        .run(&["sync", "users", "--refresh", "--dry-run"], None)
+        .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("planned"), "{}", text(&out));
+
+    let out = env.run(&["sync", "users"], None).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("applied"));
+
+    let out = env.run(&["sync", "status", "--json"], None).await;
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["snapshot"]["state"], "idle");
+    assert_eq!(status["snapshot"]["users_count"], 40);
+    assert_eq!(status["runs"][0]["summary"]["creates"], 40);
+
+    let out = env.run(&["users", "list", "--json"], None).await;
+    let users: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let users = users.as_array().unwrap();
+    assert_eq!(users.len(), 40);
+    let name = users[0]["username"].as_str().unwrap().to_owned();
+
+    let out = env
+        .run(&["users", "set-password", &name], Some("weak\n"))
+        .await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("at least a capital letter"),
+        "{}",
+        text(&out)
+    );
+    let out = env
+        .run(&["users", "set-password", &name], Some("Str0ng!pass\n"))
+        .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = env.run(&["users", "show", &name, "--json"], None).await;
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["user"]["has_password"], true);
+    assert_eq!(shown["audit"][0]["action"], "create");
+}

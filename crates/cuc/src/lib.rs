@@ -1,0 +1,46 @@
+//! Async client for Cisco Unity Connection's REST APIs: CUMI (a user's messages) and CUPI
+//! (users).
+//!
+//! - CUMI: mailbox info, folders `inbox`/`sent`/`deleted` with paging, one message, its
+//!   audio attachment (streamed), mark read/unread, delete.
+//! - CUPI: users with paging and `query=(column is|startswith value)` filters on ObjectId,
+//!   alias, names, e-mail/SMTP address and extension.
+//! - XML (CUC's default) or JSON via `Accept` ([`Format`]); both are read into the same
+//!   types, JSON's quirks included (string scalars, a lone object for a one-element list).
+//! - Auth from `ucbridge-auth`: Basic, or an SSO Bearer token that is refreshed once after a
+//!   401. Administrators act on a user's mailbox with [`MailboxRef::User`] (CUC's
+//!   `userobjectid`, needing the "Mailbox Access Delegate Account" role).
+//! - CUC's error bodies become [`CucError::Api`] with its code and message; an HTML answer
+//!   (SSO login page, wrong URL) becomes [`CucError::HtmlAnswer`].
+//! - [`SsoStatusClient`]: the UCCE SSO Status API (`/unifiedconfig/config/sso/status`).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), ucbridge_cuc::CucError> {
+//! use ucbridge_auth::Credentials;
+//! use ucbridge_cuc::{CucClient, CucConfig, Folder, MailboxRef, MessageQuery};
+//! let cuc = CucClient::new(CucConfig::new("https://cuc.example.com", Credentials::basic("admin", "pw")))?;
+//! let user = cuc.user_by_alias("jdoe").await?.expect("exists");
+//! let inbox = cuc
+//!     .messages(&MailboxRef::User(user.object_id), Folder::Inbox, &MessageQuery::default())
+//!     .await?;
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod error;
+mod model;
+mod node;
+mod query;
+mod sso_status;
+
+pub use client::{AudioInfo, CucClient, CucConfig, Folder, Format, MailboxRef};
+pub use error::CucError;
+pub use model::{
+    Address, Attachment, CallerId, FolderInfo, MailboxInfo, Message, MessagePage, Recipient, User,
+    UserPage, VersionInfo,
+};
+pub use query::{MessageQuery, UserField, UserFilter, UserQuery};
+pub use sso_status::{SsoComponentStatus, SsoStatus, SsoStatusClient};
+
+#[cfg(test)]
+mod fixture_tests;

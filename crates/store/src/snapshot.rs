@@ -1,0 +1,544 @@
+//! Stage 1 of directory sync: the local snapshot of CUCM's end users.
+//!
+//! A full refresh writes into `cucm_users_staging` and swaps it into `cucm_users` in one
+//! transaction only when the whole listing succeeded, so a failed or partial read never
+//! replaces the previous snapshot. Incremental changes (listChange) upsert or remove single
+//! rows. `snapshot_state` records the refresh state, the change-queue cursor and "source
+//! users updated at".
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::{now_millis, opt_text, placeholders, Result, Store, StoreError};
+
+/// The snapshot source name of CUCM end users.
+pub const SOURCE_CUCM: &str = "cucm";
+
+/// One CUCM end user as kept in the snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceUser {
+    /// CUCM's pkid, `{UPPER}` as AXL shows it.
+    pub uuid: String,
+    pub userid: String,
+    pub first_name: Option<String>,
+    pub middle_name: Option<String>,
+    pub last_name: Option<String>,
+    pub display_name: Option<String>,
+    pub mailid: Option<String>,
+    pub telephone_number: Option<String>,
+    pub primary_extension: Option<String>,
+    pub primary_extension_partition: Option<String>,
+    pub department: Option<String>,
+    pub manager: Option<String>,
+    pub title: Option<String>,
+    pub mobile_number: Option<String>,
+    pub home_number: Option<String>,
+    pub pager_number: Option<String>,
+    pub directory_uri: Option<String>,
+    pub status: Option<i64>,
+    /// Devices associated with the user, in CUCM's order; the first is the seed's
+    /// "Device Name".
+    pub associated_devices: Vec<String>,
+}
+
+impl SourceUser {
+    /// A digest of the content, to skip writing rows that did not change.
+    pub fn content_hash(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        let digest = Sha256::digest(&json);
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn first_device(&self) -> Option<&str> {
+        self.associated_devices.first().map(String::as_str)
+    }
+}
+
+const COLUMNS: &[&str] = &[
+    "uuid",
+    "userid",
+    "first_name",
+    "middle_name",
+    "last_name",
+    "display_name",
+    "mailid",
+    "telephone_number",
+    "primary_extension",
+    "primary_extension_partition",
+    "department",
+    "manager",
+    "title",
+    "mobile_number",
+    "home_number",
+    "pager_number",
+    "directory_uri",
+    "status",
+    "associated_devices",
+    "content_hash",
+    "changed_at",
+];
+
+/// Rows per multi-row INSERT: 21 columns × 400 rows stays under SQLite's 32,766
+/// variables and PostgreSQL's 65,535 parameters.
+const ROWS_PER_INSERT: usize = 400;
+
+fn bind_user<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    u: &'q SourceUser,
+    now: i64,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let devices = serde_json::to_string(&u.associated_devices).unwrap_or_else(|_| "[]".into());
+    q.bind(u.uuid.as_str())
+        .bind(u.userid.as_str())
+        .bind(u.first_name.as_deref())
+        .bind(u.middle_name.as_deref())
+        .bind(u.last_name.as_deref())
+        .bind(u.display_name.as_deref())
+        .bind(u.mailid.as_deref())
+        .bind(u.telephone_number.as_deref())
+        .bind(u.primary_extension.as_deref())
+        .bind(u.primary_extension_partition.as_deref())
+        .bind(u.department.as_deref())
+        .bind(u.manager.as_deref())
+        .bind(u.title.as_deref())
+        .bind(u.mobile_number.as_deref())
+        .bind(u.home_number.as_deref())
+        .bind(u.pager_number.as_deref())
+        .bind(u.directory_uri.as_deref())
+        .bind(u.status)
+        .bind(devices)
+        .bind(u.content_hash())
+        .bind(now)
+}
+
+fn user_from_row(row: &AnyRow) -> Result<SourceUser> {
+    let devices: String = row.try_get("associated_devices")?;
+    Ok(SourceUser {
+        uuid: row.try_get("uuid")?,
+        userid: row.try_get("userid")?,
+        first_name: opt_text(row, "first_name")?,
+        middle_name: opt_text(row, "middle_name")?,
+        last_name: opt_text(row, "last_name")?,
+        display_name: opt_text(row, "display_name")?,
+        mailid: opt_text(row, "mailid")?,
+        telephone_number: opt_text(row, "telephone_number")?,
+        primary_extension: opt_text(row, "primary_extension")?,
+        primary_extension_partition: opt_text(row, "primary_extension_partition")?,
+        department: opt_text(row, "department")?,
+        manager: opt_text(row, "manager")?,
+        title: opt_text(row, "title")?,
+        mobile_number: opt_text(row, "mobile_number")?,
+        home_number: opt_text(row, "home_number")?,
+        pager_number: opt_text(row, "pager_number")?,
+        directory_uri: opt_text(row, "directory_uri")?,
+        status: row.try_get::<Option<i64>, _>("status")?,
+        associated_devices: serde_json::from_str(&devices)
+            .map_err(|e| StoreError::Corrupt(format!("associated_devices: {e}")))?,
+    })
+}
+
+/// Where a refresh stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefreshState {
+    /// Never refreshed.
+    Empty,
+    /// The snapshot is complete and current as of `source_updated_at`.
+    Idle,
+    /// A full refresh is under way (the seed's "cache under provisioning").
+    Refreshing,
+    /// The last full refresh failed; the previous snapshot is kept but not trusted.
+    Failed,
+}
+
+impl RefreshState {
+    fn parse(s: &str) -> Result<RefreshState> {
+        Ok(match s {
+            "empty" => RefreshState::Empty,
+            "idle" => RefreshState::Idle,
+            "refreshing" => RefreshState::Refreshing,
+            "failed" => RefreshState::Failed,
+            other => return Err(StoreError::Corrupt(format!("refresh state {other:?}"))),
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefreshState::Empty => "empty",
+            RefreshState::Idle => "idle",
+            RefreshState::Refreshing => "refreshing",
+            RefreshState::Failed => "failed",
+        }
+    }
+}
+
+/// The snapshot's status row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SnapshotState {
+    pub source: String,
+    pub state: RefreshState,
+    /// Why the last refresh failed.
+    pub reason: Option<String>,
+    /// When the snapshot was last known to match CUCM (full refresh or change poll):
+    /// the seed's "Source Users Updated At".
+    pub source_updated_at: Option<i64>,
+    pub last_full_refresh_at: Option<i64>,
+    pub refresh_started_at: Option<i64>,
+    pub refresh_owner: Option<String>,
+    pub users_count: i64,
+    pub change_queue_id: Option<String>,
+    pub next_change_id: Option<i64>,
+}
+
+/// What swapping a completed full refresh in changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SwapSummary {
+    pub added: u64,
+    pub updated: u64,
+    pub removed: u64,
+    pub total: u64,
+}
+
+impl Store {
+    async fn ensure_state_row(&self, source: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO snapshot_state (source, state, users_count, updated_at) \
+             VALUES ($1, 'empty', 0, $2) ON CONFLICT (source) DO NOTHING",
+        )
+        .bind(source)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn snapshot_state(&self, source: &str) -> Result<SnapshotState> {
+        self.ensure_state_row(source).await?;
+        let row = sqlx::query("SELECT * FROM snapshot_state WHERE source = $1")
+            .bind(source)
+            .fetch_one(&self.pool)
+            .await?;
+        let state: String = row.try_get("state")?;
+        Ok(SnapshotState {
+            source: row.try_get("source")?,
+            state: RefreshState::parse(&state)?,
+            reason: opt_text(&row, "reason")?,
+            source_updated_at: row.try_get("source_updated_at")?,
+            last_full_refresh_at: row.try_get("last_full_refresh_at")?,
+            refresh_started_at: row.try_get("refresh_started_at")?,
+            refresh_owner: opt_text(&row, "refresh_owner")?,
+            users_count: row.try_get("users_count")?,
+            change_queue_id: opt_text(&row, "change_queue_id")?,
+            next_change_id: row.try_get("next_change_id")?,
+        })
+    }
+
+    /// Claim the full refresh of `source` for `owner`. Fails with `Conflict` while another
+    /// refresh runs, unless that one started more than `stale_after_ms` ago (its node died).
+    /// The conditional UPDATE makes the claim atomic across nodes sharing a database.
+    pub async fn begin_full_refresh(
+        &self,
+        source: &str,
+        owner: &str,
+        stale_after_ms: i64,
+    ) -> Result<()> {
+        self.ensure_state_row(source).await?;
+        let now = now_millis();
+        let claimed = sqlx::query(
+            "UPDATE snapshot_state SET state = 'refreshing', refresh_owner = $2, \
+             refresh_started_at = $3, reason = NULL, updated_at = $3 \
+             WHERE source = $1 AND (state <> 'refreshing' OR refresh_started_at < $4)",
+        )
+        .bind(source)
+        .bind(owner)
+        .bind(now)
+        .bind(now - stale_after_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if claimed == 0 {
+            return Err(StoreError::Conflict(format!(
+                "a full refresh of {source} is already running"
+            )));
+        }
+        sqlx::query("DELETE FROM cucm_users_staging")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Add a page of a running full refresh to the staging table.
+    pub async fn stage_users(&self, users: &[SourceUser]) -> Result<()> {
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
+        for chunk in users.chunks(ROWS_PER_INSERT) {
+            // A user seen twice (pages shifted under concurrent changes) keeps the later copy.
+            let sql = format!(
+                "INSERT INTO cucm_users_staging ({cols}) VALUES {rows} \
+                 ON CONFLICT (uuid) DO UPDATE SET {updates}",
+                cols = COLUMNS.join(", "),
+                rows = self.row_placeholders(chunk.len(), COLUMNS.len()),
+                updates = update_list()
+            );
+            let mut q = sqlx::query(&sql);
+            for u in chunk {
+                q = bind_user(q, u, now);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Replace the snapshot with the staged refresh, atomically, and mark it current.
+    pub async fn finish_full_refresh(
+        &self,
+        source: &str,
+        owner: &str,
+        cursor: Option<(&str, i64)>,
+    ) -> Result<SwapSummary> {
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
+        let owned = sqlx::query(
+            "SELECT 1 FROM snapshot_state WHERE source = $1 AND state = 'refreshing' AND refresh_owner = $2",
+        )
+        .bind(source)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if owned.is_none() {
+            return Err(StoreError::Conflict(format!(
+                "the refresh of {source} is no longer owned by {owner}"
+            )));
+        }
+        let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql);
+        let added = count(
+            "SELECT count(*) FROM cucm_users_staging s WHERE NOT EXISTS \
+             (SELECT 1 FROM cucm_users u WHERE u.uuid = s.uuid)",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let updated = count(
+            "SELECT count(*) FROM cucm_users_staging s JOIN cucm_users u ON u.uuid = s.uuid \
+             WHERE u.content_hash <> s.content_hash",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let removed = sqlx::query(
+            "DELETE FROM cucm_users WHERE NOT EXISTS \
+             (SELECT 1 FROM cucm_users_staging s WHERE s.uuid = cucm_users.uuid)",
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let cols = COLUMNS.join(", ");
+        // `WHERE true` resolves SQLite's parsing ambiguity of INSERT … SELECT … ON CONFLICT.
+        sqlx::query(&format!(
+            "INSERT INTO cucm_users ({cols}) SELECT {cols} FROM cucm_users_staging WHERE true \
+             ON CONFLICT (uuid) DO UPDATE SET {updates} \
+             WHERE cucm_users.content_hash <> excluded.content_hash",
+            updates = update_list()
+        ))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM cucm_users_staging")
+            .execute(&mut *tx)
+            .await?;
+        if added > 0 || updated > 0 || removed > 0 {
+            crate::bump_version(&mut tx, "cucm_users").await?;
+        }
+        let total = count("SELECT count(*) FROM cucm_users")
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE snapshot_state SET state = 'idle', reason = NULL, source_updated_at = $2, \
+             last_full_refresh_at = $2, users_count = $3, change_queue_id = $4, \
+             next_change_id = $5, refresh_owner = NULL, updated_at = $2 WHERE source = $1",
+        )
+        .bind(source)
+        .bind(now)
+        .bind(total)
+        .bind(cursor.map(|c| c.0))
+        .bind(cursor.map(|c| c.1))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(SwapSummary {
+            added: u64::try_from(added).unwrap_or(0),
+            updated: u64::try_from(updated).unwrap_or(0),
+            removed,
+            total: u64::try_from(total).unwrap_or(0),
+        })
+    }
+
+    /// Record a failed full refresh; the previous snapshot stays as it was.
+    pub async fn fail_full_refresh(&self, source: &str, owner: &str, reason: &str) -> Result<()> {
+        let now = now_millis();
+        sqlx::query(
+            "UPDATE snapshot_state SET state = 'failed', reason = $3, refresh_owner = NULL, \
+             updated_at = $4 WHERE source = $1 AND refresh_owner = $2",
+        )
+        .bind(source)
+        .bind(owner)
+        .bind(reason)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("DELETE FROM cucm_users_staging")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Apply incremental changes (from listChange) and move the cursor, in one transaction.
+    /// Returns how many rows really changed.
+    pub async fn apply_source_changes(
+        &self,
+        source: &str,
+        upserts: &[SourceUser],
+        removals: &[String],
+        cursor: (&str, i64),
+    ) -> Result<u64> {
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
+        let mut changed = 0;
+        let sql = format!(
+            "INSERT INTO cucm_users ({cols}) VALUES ({ph}) ON CONFLICT (uuid) DO UPDATE SET {updates} \
+             WHERE cucm_users.content_hash <> excluded.content_hash",
+            cols = COLUMNS.join(", "),
+            ph = placeholders(1, COLUMNS.len()),
+            updates = update_list()
+        );
+        for u in upserts {
+            changed += bind_user(sqlx::query(&sql), u, now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        for uuid in removals {
+            changed += sqlx::query("DELETE FROM cucm_users WHERE uuid = $1")
+                .bind(uuid)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        if changed > 0 {
+            crate::bump_version(&mut tx, "cucm_users").await?;
+        }
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM cucm_users")
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE snapshot_state SET source_updated_at = $2, users_count = $3, \
+             change_queue_id = $4, next_change_id = $5, updated_at = $2 WHERE source = $1",
+        )
+        .bind(source)
+        .bind(now)
+        .bind(total)
+        .bind(cursor.0)
+        .bind(cursor.1)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    /// Every user of the snapshot, ordered by userid. Rows are converted as they stream
+    /// in, so only the converted users are held, not the driver's row buffers too.
+    pub async fn source_users(&self) -> Result<Vec<SourceUser>> {
+        use futures::TryStreamExt;
+        let mut rows = sqlx::query("SELECT * FROM cucm_users ORDER BY userid").fetch(&self.pool);
+        let mut out = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            out.push(user_from_row(&row)?);
+        }
+        Ok(out)
+    }
+
+    pub async fn source_user(&self, userid: &str) -> Result<Option<SourceUser>> {
+        let row = sqlx::query("SELECT * FROM cucm_users WHERE lower(userid) = lower($1)")
+            .bind(userid)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+}
+
+/// One consistent read of the snapshot, for planning a sync in two passes: the keys, then
+/// the full users as a stream. Both come from the same database snapshot (a read
+/// transaction; REPEATABLE READ on PostgreSQL), even while the keeper writes changes.
+pub struct SnapshotRead {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+}
+
+impl Store {
+    pub async fn read_snapshot(&self) -> Result<SnapshotRead> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == crate::Backend::Postgres {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(SnapshotRead { tx })
+    }
+}
+
+impl SnapshotRead {
+    /// Every user with only the fields a sync key can use (uuid, userid, mailid, primary
+    /// extension): small enough to hold for the whole directory.
+    pub async fn keys(&mut self) -> Result<Vec<SourceUser>> {
+        use futures::TryStreamExt;
+        let mut rows =
+            sqlx::query("SELECT uuid, userid, mailid, primary_extension FROM cucm_users")
+                .fetch(&mut *self.tx);
+        let mut out = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            out.push(SourceUser {
+                uuid: row.try_get("uuid")?,
+                userid: row.try_get("userid")?,
+                mailid: opt_text(&row, "mailid")?,
+                primary_extension: opt_text(&row, "primary_extension")?,
+                ..SourceUser::default()
+            });
+        }
+        Ok(out)
+    }
+
+    /// The change counters as of this read.
+    pub async fn versions(&mut self) -> Result<crate::DataVersions> {
+        crate::read_versions(&mut self.tx).await
+    }
+
+    /// ucbridge's users as of this read.
+    pub async fn local_users(&mut self) -> Result<Vec<crate::LocalUser>> {
+        crate::users::local_users_on(&mut self.tx).await
+    }
+
+    /// The full users, ordered by userid, one at a time.
+    pub fn users(&mut self) -> impl futures::Stream<Item = Result<SourceUser>> + Send + '_ {
+        use futures::StreamExt;
+        sqlx::query("SELECT * FROM cucm_users ORDER BY userid")
+            .fetch(&mut *self.tx)
+            .map(|row| {
+                row.map_err(StoreError::from)
+                    .and_then(|r| user_from_row(&r))
+            })
+    }
+
+    /// End the read.
+    pub async fn finish(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn update_list() -> String {
+    COLUMNS
+        .iter()
+        .filter(|c| **c != "uuid")
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

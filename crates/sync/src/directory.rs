@@ -1,0 +1,307 @@
+//! Stage 2: run a user sync — check the snapshot, plan, guard, record, apply.
+
+use serde::Serialize;
+use ucbridge_store::{RefreshState, RunStatus, SnapshotState, Store, SOURCE_CUCM};
+
+use futures::TryStreamExt;
+use ucbridge_store::UserChange;
+
+use crate::plan::{Decision, Plan, Planner};
+use crate::rules::CompiledRules;
+use crate::SyncError;
+
+/// Run kind recorded in `sync_runs`.
+pub const RUN_KIND: &str = "users";
+
+#[derive(Debug, Clone, Copy)]
+pub struct SyncOptions {
+    /// Plan and record, change nothing.
+    pub dry_run: bool,
+    /// Allow more removals than `max_removal_share`, or removals against an empty snapshot.
+    pub confirm_removals: bool,
+    /// Changes per transaction.
+    pub batch_size: usize,
+    /// Compare everything even when nothing changed since the last in-sync run.
+    pub full: bool,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            dry_run: false,
+            confirm_removals: false,
+            batch_size: 1000,
+            full: false,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SyncOutcome {
+    pub run_id: i64,
+    pub status: RunStatus,
+    /// Why the run was refused, or what it did.
+    pub message: Option<String>,
+    pub snapshot: SnapshotState,
+    pub plan: Plan,
+}
+
+/// Changes kept in the run record; the audit log holds every applied change.
+const PLAN_CHANGES_RECORDED: usize = 1000;
+
+/// What a run's outcome was computed from: the snapshot and users versions and the rules.
+fn fingerprint(cucm_users: i64, users: i64, rules: &CompiledRules) -> String {
+    format!(
+        "cucm_users={cucm_users};users={users};rules={}",
+        rules.fingerprint
+    )
+}
+
+/// Sync ucbridge's users from the CUCM snapshot. A refusal (snapshot not ready, mass
+/// removal) is an `Ok` outcome with status `Refused` and the reason; only failures to
+/// read or write are errors.
+pub async fn run_user_sync(
+    store: &Store,
+    rules: &CompiledRules,
+    options: SyncOptions,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<SyncOutcome, SyncError> {
+    let run_id = store.start_run(RUN_KIND, options.dry_run).await?;
+    let snapshot = store.snapshot_state(SOURCE_CUCM).await?;
+    let refuse = |message: String, plan: Plan, snapshot: SnapshotState| async move {
+        tracing::warn!(run_id, %message, "user sync refused");
+        store
+            .finish_run(
+                run_id,
+                RunStatus::Refused,
+                Some(&message),
+                plan.summary(),
+                None,
+            )
+            .await?;
+        Ok::<_, SyncError>(SyncOutcome {
+            run_id,
+            status: RunStatus::Refused,
+            message: Some(message),
+            snapshot,
+            plan,
+        })
+    };
+    // The seed's "cache under provisioning" warning: never act on a snapshot that is not
+    // complete and current.
+    let not_ready = match snapshot.state {
+        RefreshState::Idle => None,
+        RefreshState::Empty => Some("the CUCM snapshot has never been refreshed; refresh it first (ucbridge sync refresh)".to_owned()),
+        RefreshState::Refreshing => Some(
+            "the CUCM snapshot is being refreshed (cache under provisioning); run the sync again once \"source users updated at\" shows the new time".to_owned(),
+        ),
+        RefreshState::Failed => Some(format!(
+            "the last CUCM snapshot refresh failed ({}); fix it and refresh before syncing",
+            snapshot.reason.as_deref().unwrap_or("no reason recorded")
+        )),
+    };
+    if let Some(message) = not_ready {
+        return refuse(message, Plan::default(), snapshot).await;
+    }
+
+    // Nothing changed since a run that left users in sync: no work to do.
+    let now = store.data_versions().await?;
+    let last = match options.full {
+        true => None,
+        false => store.last_fingerprint(RUN_KIND).await?,
+    };
+    if let Some((last_run, last)) = last {
+        if last == fingerprint(now.cucm_users, now.users, rules) {
+            let message = format!(
+                "nothing changed on CUCM, in the local users or in the rules since run {last_run}; users are in sync"
+            );
+            let status = if options.dry_run {
+                RunStatus::Planned
+            } else {
+                RunStatus::Applied
+            };
+            store
+                .finish_run(run_id, status, Some(&message), Default::default(), None)
+                .await?;
+            store.set_run_fingerprint(run_id, &last).await?;
+            let mut plan = Plan::new(0);
+            plan.unchanged = usize::try_from(snapshot.users_count).unwrap_or(0);
+            return Ok(SyncOutcome {
+                run_id,
+                status,
+                message: Some(message),
+                snapshot,
+                plan,
+            });
+        }
+    }
+
+    let phase = std::time::Instant::now();
+    let mut read = store.read_snapshot().await?;
+    let start = read.versions().await?;
+    let locals = read.local_users().await?;
+    // Pass 1: every match from the keys alone, so removals are known before any write.
+    let keys: Vec<(String, Option<String>)> = read
+        .keys()
+        .await?
+        .into_iter()
+        .map(|u| {
+            let key = rules.key.cucm_value(&u);
+            (u.uuid, key)
+        })
+        .collect();
+    let total_users = keys.len() as u64;
+    let mut planner = Planner::new(rules, locals);
+    planner.match_keys(&keys);
+    drop(keys);
+    let orphans = planner.orphans();
+    let mut plan = Plan::new(planner.synced_users());
+    tracing::info!(
+        elapsed_ms = phase.elapsed().as_millis(),
+        users = total_users,
+        removals = orphans.len(),
+        "user sync: matches decided"
+    );
+
+    let removals = orphans.len() as u64;
+    if removals > 0 && !options.confirm_removals {
+        let synced = plan.synced_users.max(1) as f64;
+        let share = removals as f64 / synced;
+        let message = if total_users == 0 {
+            Some(format!(
+                "the CUCM snapshot is empty but {} users are synced from CUCM; refusing to remove them all (a partial read?). Re-run with --confirm-removals if CUCM really has no users",
+                plan.synced_users
+            ))
+        } else if share > rules.max_removal_share {
+            Some(format!(
+                "the plan would disable or delete {removals} of {} synced users ({:.1} %), more than the allowed {:.1} %; check the plan (--dry-run) and re-run with --confirm-removals",
+                plan.synced_users,
+                share * 100.0,
+                rules.max_removal_share * 100.0
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = message {
+            read.finish().await?;
+            for c in &orphans {
+                plan.record(c);
+            }
+            return refuse(message, plan, snapshot).await;
+        }
+    }
+
+    // Pass 2: the full users stream in; changes are applied in batches as they come.
+    let mut pending: Vec<UserChange> = Vec::new();
+    let mut applied = 0u64;
+    let mut apply_calls = 0i64;
+    let mut seen = 0u64;
+    let batch = options.batch_size.max(1);
+    let apply_result: Result<(), SyncError> = async {
+        {
+            let mut users = std::pin::pin!(read.users());
+            while let Some(u) = users.try_next().await? {
+                seen += 1;
+                match planner.plan_user(&u) {
+                    Decision::Unchanged => plan.unchanged += 1,
+                    Decision::Problem(p) => plan.problems.push(p),
+                    Decision::Change(c) => {
+                        plan.record(&c);
+                        if !options.dry_run {
+                            pending.push(c);
+                            if pending.len() >= batch {
+                                store.apply_user_changes(Some(run_id), &pending).await?;
+                                apply_calls += 1;
+                                applied += pending.len() as u64;
+                                pending.clear();
+                                progress(seen, total_users);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for c in orphans {
+            plan.record(&c);
+            if !options.dry_run {
+                pending.push(c);
+            }
+        }
+        for chunk in pending.chunks(batch) {
+            store.apply_user_changes(Some(run_id), chunk).await?;
+            apply_calls += 1;
+            applied += chunk.len() as u64;
+        }
+        progress(total_users, total_users);
+        Ok(())
+    }
+    .await;
+    read.finish().await?;
+    tracing::info!(
+        elapsed_ms = phase.elapsed().as_millis(),
+        changes = plan.total_changes(),
+        applied,
+        "user sync: planned and applied"
+    );
+
+    let recorded = serde_json::json!({
+        "problems": plan.problems,
+        "changes": plan.changes.iter().take(PLAN_CHANGES_RECORDED).collect::<Vec<_>>(),
+        "changes_not_recorded": plan.total_changes().saturating_sub(PLAN_CHANGES_RECORDED as u64),
+    })
+    .to_string();
+    let summary = plan.summary();
+    if let Err(e) = apply_result {
+        let message = format!(
+            "applying changes failed after {applied} of {} planned so far: {e}",
+            plan.total_changes()
+        );
+        store
+            .finish_run(
+                run_id,
+                RunStatus::Failed,
+                Some(&message),
+                summary,
+                Some(&recorded),
+            )
+            .await?;
+        return Err(e);
+    }
+    // Users are now in sync with the snapshot as read, if there were no problems and no
+    // one else changed users meanwhile (each apply bumps the counter once).
+    if plan.problems.is_empty() {
+        let in_sync = if options.dry_run {
+            (plan.total_changes() == 0).then_some(start.users)
+        } else {
+            let end = store.data_versions().await?;
+            (end.users == start.users + apply_calls).then_some(end.users)
+        };
+        if let Some(users_version) = in_sync {
+            store
+                .set_run_fingerprint(run_id, &fingerprint(start.cucm_users, users_version, rules))
+                .await?;
+        }
+    }
+    if options.dry_run {
+        store
+            .finish_run(run_id, RunStatus::Planned, None, summary, Some(&recorded))
+            .await?;
+        return Ok(SyncOutcome {
+            run_id,
+            status: RunStatus::Planned,
+            message: None,
+            snapshot,
+            plan,
+        });
+    }
+    store
+        .finish_run(run_id, RunStatus::Applied, None, summary, Some(&recorded))
+        .await?;
+    Ok(SyncOutcome {
+        run_id,
+        status: RunStatus::Applied,
+        message: None,
+        snapshot,
+        plan,
+    })
+}

@@ -1,0 +1,472 @@
+//! Stage 1: keep the local snapshot of CUCM end users fresh.
+//!
+//! - Full refresh: claim the refresh (one node at a time), note the change-queue position,
+//!   read display names and device associations with paged SQL (LUser has neither),
+//!   page through listUser, stage every page, then swap the staging table in atomically.
+//!   Any failure leaves the previous snapshot as it was and marks the state `failed`.
+//! - Incremental: poll listChange from the stored cursor and getUser each added or
+//!   updated user, so a change on CUCM reaches the snapshot within one poll interval.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde::Serialize;
+use ucbridge_axl::{
+    AxlClient, AxlError, ChangeAction, ChangeCursor, Key, ListOptions, User, UserSearch, UserTag,
+};
+use ucbridge_store::{RefreshState, SourceUser, Store, StoreError, SwapSummary, SOURCE_CUCM};
+
+use crate::SyncError;
+
+#[derive(Debug, Clone)]
+pub struct SnapshotOptions {
+    /// listUser rows per request.
+    pub page_size: u32,
+    /// Rows per SQL page for display names and device associations.
+    pub sql_page_size: u32,
+    /// getUser calls in flight while applying changes. CUCM asks clients not to flood it
+    /// with concurrent queries (AXL Developer Guide, "Data Throttling"), so keep it small.
+    pub get_concurrency: usize,
+    /// How often listChange is polled. Cisco suggests 1-15 minutes for production
+    /// clusters (1-5 on busy ones, notes §6); an empty poll is cheap, and seconds give
+    /// near-real-time sync. Raise it on loaded clusters.
+    pub poll_interval: Duration,
+    /// A full refresh is repeated this often even when polling works.
+    pub full_refresh_every: Duration,
+    /// A refresh claimed longer ago than this is taken to be dead (its node crashed).
+    pub stale_refresh_after: Duration,
+}
+
+impl Default for SnapshotOptions {
+    fn default() -> Self {
+        SnapshotOptions {
+            page_size: 1000,
+            sql_page_size: 20_000,
+            get_concurrency: 4,
+            poll_interval: Duration::from_secs(5),
+            full_refresh_every: Duration::from_secs(24 * 3600),
+            stale_refresh_after: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RefreshReport {
+    pub swap: SwapSummary,
+    pub pages: u64,
+    pub duration_ms: u128,
+    /// Changes made on CUCM during the refresh and applied right after it.
+    pub caught_up: Option<PollReport>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PollReport {
+    pub changes_seen: usize,
+    pub users_fetched: usize,
+    pub users_removed: usize,
+    pub rows_changed: u64,
+}
+
+/// The tags read by a full refresh: everything the snapshot keeps that LUser has.
+const TAGS: &[UserTag] = &[
+    UserTag::FirstName,
+    UserTag::MiddleName,
+    UserTag::LastName,
+    UserTag::Userid,
+    UserTag::Mailid,
+    UserTag::Department,
+    UserTag::Manager,
+    UserTag::PrimaryExtension,
+    UserTag::Status,
+    UserTag::DirectoryUri,
+    UserTag::TelephoneNumber,
+    UserTag::Title,
+    UserTag::MobileNumber,
+    UserTag::HomeNumber,
+    UserTag::PagerNumber,
+];
+
+/// `{UPPER-CASE}`: AXL shows uuids that way, SQL lower-case without braces, and CUCM's
+/// own listChange example without braces (notes §1, §6).
+pub fn canonical_uuid(uuid: &str) -> String {
+    format!(
+        "{{{}}}",
+        uuid.trim()
+            .trim_start_matches('{')
+            .trim_end_matches('}')
+            .to_ascii_uppercase()
+    )
+}
+
+/// What SQL adds to a listUser row: display name and associated devices (sorted, so the
+/// full and incremental paths agree on the order).
+#[derive(Debug, Default, Clone)]
+struct Extra {
+    display_name: Option<String>,
+    devices: Vec<String>,
+}
+
+fn source_user(u: User, extra: Option<Extra>) -> Option<SourceUser> {
+    let uuid = canonical_uuid(u.uuid.as_deref()?);
+    let userid = u.userid?;
+    let (display_name, mut devices) = match extra {
+        Some(e) => (e.display_name, e.devices),
+        None => (u.display_name, u.associated_devices),
+    };
+    devices.sort();
+    devices.dedup();
+    Some(SourceUser {
+        uuid,
+        userid,
+        first_name: u.first_name,
+        middle_name: u.middle_name,
+        last_name: u.last_name,
+        display_name,
+        mailid: u.mailid,
+        telephone_number: u.telephone_number,
+        primary_extension: u.primary_extension.as_ref().map(|d| d.pattern.clone()),
+        primary_extension_partition: u.primary_extension.and_then(|d| d.route_partition),
+        department: u.department,
+        manager: u.manager,
+        title: u.title,
+        mobile_number: u.mobile_number,
+        home_number: u.home_number,
+        pager_number: u.pager_number,
+        directory_uri: u.directory_uri,
+        status: u.status,
+        associated_devices: devices,
+    })
+}
+
+/// Keeps the CUCM snapshot of one store current.
+#[derive(Debug, Clone)]
+pub struct SnapshotKeeper {
+    client: AxlClient,
+    store: Store,
+    options: SnapshotOptions,
+    owner: String,
+}
+
+impl SnapshotKeeper {
+    pub fn new(client: AxlClient, store: Store, options: SnapshotOptions) -> Self {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "node".into());
+        let owner = format!("{host}:{}:{:08x}", std::process::id(), rand_u32());
+        SnapshotKeeper {
+            client,
+            store,
+            options,
+            owner,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Replace the snapshot with a complete fresh read of CUCM. `progress` gets the number
+    /// of users read so far.
+    pub async fn full_refresh(&self, progress: impl Fn(u64)) -> Result<RefreshReport, SyncError> {
+        let started = Instant::now();
+        let stale = i64::try_from(self.options.stale_refresh_after.as_millis()).unwrap_or(i64::MAX);
+        self.store
+            .begin_full_refresh(SOURCE_CUCM, &self.owner, stale)
+            .await?;
+        match self.read_everything(&progress).await {
+            Ok((cursor, pages)) => {
+                let phase = Instant::now();
+                let swap = self
+                    .store
+                    .finish_full_refresh(
+                        SOURCE_CUCM,
+                        &self.owner,
+                        cursor
+                            .as_ref()
+                            .map(|c| (c.queue_id.as_str(), c.next_start_change_id)),
+                    )
+                    .await?;
+                tracing::info!(
+                    elapsed_ms = phase.elapsed().as_millis(),
+                    ?swap,
+                    "refresh: swapped in"
+                );
+                // Changes made while we were reading are after the cursor: apply them now.
+                // The swap already succeeded, so a failure here is only logged; the next
+                // poll retries from the same cursor.
+                let caught_up = match cursor {
+                    Some(_) => match self.poll_changes().await {
+                        Ok(report) => Some(report),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "catching up after the refresh failed; the next poll retries");
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                Ok(RefreshReport {
+                    swap,
+                    pages,
+                    duration_ms: started.elapsed().as_millis(),
+                    caught_up,
+                })
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                tracing::warn!(%reason, "CUCM snapshot refresh failed; the previous snapshot is kept");
+                self.store
+                    .fail_full_refresh(SOURCE_CUCM, &self.owner, &reason)
+                    .await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn read_everything(
+        &self,
+        progress: &impl Fn(u64),
+    ) -> Result<(Option<ChangeCursor>, u64), SyncError> {
+        let phase = Instant::now();
+        // 1. The change-queue position before reading: everything after it is replayed.
+        let cursor = match self.client.change_queue_end(&["User"]).await {
+            Ok(cursor) => Some(cursor),
+            // An AXL without listChange (or a role without access to it): full refreshes only.
+            Err(AxlError::Fault { axlcode: None, .. }) => {
+                tracing::warn!(
+                    "listChange is not available; changes will only be seen by full refreshes"
+                );
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
+        tracing::info!(
+            elapsed_ms = phase.elapsed().as_millis(),
+            "refresh: change cursor read"
+        );
+        let phase = Instant::now();
+        // 2. Display names and device associations by SQL (not in LUser).
+        let mut extra: HashMap<String, Extra> = HashMap::new();
+        let mut sql = self.client.sql_pager(
+            "eu.pkid, eu.displayname, d.name FROM enduser eu \
+             LEFT OUTER JOIN enduserdevicemap m ON (m.fkenduser = eu.pkid AND m.tkuserassociation = 1) \
+             LEFT OUTER JOIN device d ON d.pkid = m.fkdevice ORDER BY eu.pkid, d.name",
+            ListOptions {
+                page_size: self.options.sql_page_size,
+                ..ListOptions::default()
+            },
+        );
+        while let Some(rows) = sql.next_page().await? {
+            for row in rows {
+                let Some(pkid) = row.get("pkid").filter(|p| !p.is_empty()) else {
+                    continue;
+                };
+                let e = extra.entry(canonical_uuid(pkid)).or_default();
+                if let Some(n) = row.get("displayname").filter(|n| !n.is_empty()) {
+                    e.display_name = Some(n.to_owned());
+                }
+                if let Some(d) = row.get("name").filter(|d| !d.is_empty()) {
+                    e.devices.push(d.to_owned());
+                }
+            }
+        }
+        tracing::info!(
+            elapsed_ms = phase.elapsed().as_millis(),
+            users = extra.len(),
+            "refresh: display names and devices read"
+        );
+        let phase = Instant::now();
+        // 3. listUser, page by page into the staging table.
+        let mut pager = self.client.user_pager(
+            &UserSearch::all(),
+            TAGS,
+            ListOptions {
+                page_size: self.options.page_size,
+                ..ListOptions::default()
+            },
+        );
+        let mut read = 0u64;
+        while let Some(page) = pager.next_page().await? {
+            read += page.len() as u64;
+            let users: Vec<SourceUser> = page
+                .into_iter()
+                .filter_map(|u| {
+                    let key = canonical_uuid(u.uuid.as_deref().unwrap_or_default());
+                    let e = extra.remove(&key).unwrap_or_default();
+                    source_user(u, Some(e))
+                })
+                .collect();
+            self.store.stage_users(&users).await?;
+            progress(read);
+        }
+        let summary = pager.summary();
+        tracing::info!(
+            elapsed_ms = phase.elapsed().as_millis(),
+            users = read,
+            pages = summary.pages,
+            "refresh: users listed and staged"
+        );
+        Ok((cursor, summary.pages))
+    }
+
+    /// Apply what changed on CUCM since the stored cursor.
+    pub async fn poll_changes(&self) -> Result<PollReport, SyncError> {
+        let state = self.store.snapshot_state(SOURCE_CUCM).await?;
+        if state.state != RefreshState::Idle {
+            return Err(SyncError::NotReady(format!(
+                "the snapshot is {}; changes are applied only to a complete snapshot",
+                state.state.as_str()
+            )));
+        }
+        let (Some(queue_id), Some(next)) = (state.change_queue_id, state.next_change_id) else {
+            return Err(SyncError::NeedsFullRefresh(
+                "no change cursor stored".into(),
+            ));
+        };
+        let cursor = ChangeCursor {
+            queue_id,
+            next_start_change_id: next,
+        };
+        let (changes, new_cursor) =
+            match self.client.list_change_all(Some(&cursor), &["User"]).await {
+                Ok(r) => r,
+                // 5007: wrong queueId (AXL restarted) or a cursor older than the cache.
+                Err(e) if e.is_not_found() => {
+                    return Err(SyncError::NeedsFullRefresh(e.to_string()))
+                }
+                Err(e) => return Err(e.into()),
+            };
+        // The last action per user decides.
+        let mut last: HashMap<String, ChangeAction> = HashMap::new();
+        for c in changes
+            .iter()
+            .filter(|c| c.object_type.eq_ignore_ascii_case("User"))
+        {
+            last.insert(canonical_uuid(&c.uuid), c.action);
+        }
+        let mut removals: Vec<String> = Vec::new();
+        let mut to_fetch: Vec<String> = Vec::new();
+        for (uuid, action) in last {
+            match action {
+                ChangeAction::Removed => removals.push(uuid),
+                ChangeAction::Added | ChangeAction::Updated => to_fetch.push(uuid),
+            }
+        }
+        let client = &self.client;
+        let fetched: Vec<(String, Result<User, AxlError>)> = futures::stream::iter(to_fetch)
+            .map(|uuid| async move {
+                let r = client.get_user(Key::Uuid(&uuid)).await;
+                (uuid, r)
+            })
+            .buffer_unordered(self.options.get_concurrency.max(1))
+            .collect()
+            .await;
+        let mut upserts = Vec::new();
+        for (uuid, result) in fetched {
+            match result {
+                Ok(user) => {
+                    if let Some(u) = source_user(user, None) {
+                        upserts.push(u);
+                    }
+                }
+                // Removed after the change was queued.
+                Err(e) if e.is_not_found() => removals.push(uuid),
+                // The cursor is not moved: the whole batch is retried on the next poll.
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let rows_changed = self
+            .store
+            .apply_source_changes(
+                SOURCE_CUCM,
+                &upserts,
+                &removals,
+                (&new_cursor.queue_id, new_cursor.next_start_change_id),
+            )
+            .await?;
+        Ok(PollReport {
+            changes_seen: changes.len(),
+            users_fetched: upserts.len(),
+            users_removed: removals.len(),
+            rows_changed,
+        })
+    }
+
+    /// Keep the snapshot fresh until `shutdown` completes: a full refresh when the snapshot
+    /// is empty, failed, without cursor or older than `full_refresh_every`; otherwise a
+    /// change poll every `poll_interval`. Failures are logged and retried with back-off.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut failures = 0u32;
+        let mut force_full = false;
+        loop {
+            let result = self.tick(force_full).await;
+            force_full = false;
+            let wait = match result {
+                Ok(()) => {
+                    failures = 0;
+                    self.options.poll_interval
+                }
+                Err(SyncError::NeedsFullRefresh(why)) => {
+                    tracing::warn!(%why, "change queue lost; doing a full refresh");
+                    force_full = true;
+                    Duration::ZERO
+                }
+                Err(SyncError::Store(StoreError::Conflict(why))) => {
+                    tracing::info!(%why, "another node is refreshing");
+                    self.options.poll_interval
+                }
+                Err(e) => {
+                    failures += 1;
+                    let backoff = self
+                        .options
+                        .poll_interval
+                        .saturating_mul(1 << failures.min(6));
+                    let wait = backoff.min(Duration::from_secs(300));
+                    tracing::warn!(error = %e, ?wait, "snapshot upkeep failed; retrying");
+                    wait
+                }
+            };
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn tick(&self, force_full: bool) -> Result<(), SyncError> {
+        let state = self.store.snapshot_state(SOURCE_CUCM).await?;
+        let now = ucbridge_store::now_millis();
+        let full_age_ms =
+            i64::try_from(self.options.full_refresh_every.as_millis()).unwrap_or(i64::MAX);
+        let due = state
+            .last_full_refresh_at
+            .is_none_or(|t| now.saturating_sub(t) > full_age_ms);
+        let needs_full = force_full
+            || due
+            || state.change_queue_id.is_none()
+            || matches!(state.state, RefreshState::Empty | RefreshState::Failed);
+        if state.state == RefreshState::Refreshing {
+            // Another node (or a crashed one, until the claim is stale) is on it.
+            let stale_ms =
+                i64::try_from(self.options.stale_refresh_after.as_millis()).unwrap_or(i64::MAX);
+            if state
+                .refresh_started_at
+                .is_some_and(|t| now.saturating_sub(t) < stale_ms)
+            {
+                return Ok(());
+            }
+        }
+        if needs_full || state.state == RefreshState::Refreshing {
+            self.full_refresh(|_| {}).await.map(|_| ())
+        } else {
+            self.poll_changes().await.map(|_| ())
+        }
+    }
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(ucbridge_store::now_millis() as u128);
+    h.finish() as u32
+}
