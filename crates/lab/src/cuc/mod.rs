@@ -22,7 +22,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -291,6 +292,20 @@ fn error(format: Format, status: StatusCode, code: &str, message: &str) -> Respo
 const HTML_LOGIN_PAGE: &str = "<!DOCTYPE html><html><head><title>Cisco Unity Connection - Single Sign-On</title></head>\
 <body><h1>Cisco Unity Connection</h1><p>Redirecting to your identity provider to sign in...</p></body></html>";
 
+/// Every `/vmrest` handler starts from a `Call`: the optional HTML-answer fault, then
+/// authentication, then the query string, each answered as CUC would when it fails.
+impl FromRequestParts<Arc<CucState>> for Call {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        st: &Arc<CucState>,
+    ) -> Result<Self, Self::Rejection> {
+        let params: Params = Query::from_request_parts(parts, st).await;
+        begin(st, &parts.headers, params)
+    }
+}
+
 fn begin(st: &CucState, headers: &HeaderMap, params: Params) -> Result<Call, Response> {
     let format = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let take_html = st
@@ -385,22 +400,14 @@ fn folder_of(call: &Call, name: &str) -> Result<Folder, Response> {
     })
 }
 
-async fn version(State(st): State<Arc<CucState>>, headers: HeaderMap, params: Params) -> Response {
-    let call = match begin(&st, &headers, params) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn version(State(st): State<Arc<CucState>>, call: Call) -> Response {
     // Shape from `vmrest-version.xml` (CUC "API List Examples").
     call.ok(&Obj::new("VersionInformation")
         .text("name", "vmrest")
         .text("version", &st.config.version))
 }
 
-async fn mailbox(State(st): State<Arc<CucState>>, headers: HeaderMap, params: Params) -> Response {
-    let call = match begin(&st, &headers, params) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn mailbox(State(st): State<Arc<CucState>>, call: Call) -> Response {
     let user = match target(&st, &call) {
         Ok(Target::Mailbox(u)) => u,
         Ok(Target::Hidden) => {
@@ -447,11 +454,7 @@ fn folder_obj(st: &CucState, user: Option<&CuUser>, folder: Folder) -> Obj {
         .text("UIDValidity", uidv)
 }
 
-async fn folders(State(st): State<Arc<CucState>>, headers: HeaderMap, params: Params) -> Response {
-    let call = match begin(&st, &headers, params) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn folders(State(st): State<Arc<CucState>>, call: Call) -> Response {
     let user = match target(&st, &call) {
         Ok(Target::Mailbox(u)) => Some(u),
         Ok(Target::Hidden) => None,
@@ -466,16 +469,7 @@ async fn folders(State(st): State<Arc<CucState>>, headers: HeaderMap, params: Pa
     call.ok(&list)
 }
 
-async fn folder(
-    State(st): State<Arc<CucState>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    params: Params,
-) -> Response {
-    let call = match begin(&st, &headers, params) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn folder(State(st): State<Arc<CucState>>, Path(name): Path<String>, call: Call) -> Response {
     let f = match folder_of(&call, &name) {
         Ok(f) => f,
         Err(r) => return r,
@@ -546,13 +540,8 @@ fn message_obj(m: &Msg, detail: bool) -> Obj {
 async fn list_messages(
     State(st): State<Arc<CucState>>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    params: Params,
+    call: Call,
 ) -> Response {
-    let call = match begin(&st, &headers, params) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let folder = match folder_of(&call, &name) {
         Ok(f) => f,
         Err(r) => return r,
@@ -654,13 +643,8 @@ fn with_message<T>(
 async fn get_message(
     State(st): State<Arc<CucState>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    params: Params,
+    call: Call,
 ) -> Response {
-    let call = match begin(&st, &headers, params) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let result = with_message(&st, &call, &id, |mb, id| {
         Ok(mb.find(id).map(|m| message_obj(m, true)))
     });
@@ -733,14 +717,10 @@ fn parse_update(
 async fn put_message(
     State(st): State<Arc<CucState>>,
     Path(id): Path<String>,
+    call: Call,
     headers: HeaderMap,
-    params: Params,
     body: Bytes,
 ) -> Response {
-    let call = match begin(&st, &headers, params) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let (subject, read) = match parse_update(&headers, &body) {
         Ok(u) => u,
         Err(e) => return call.error(StatusCode::BAD_REQUEST, "DATA_EXCEPTION", &e),
@@ -776,13 +756,8 @@ async fn put_message(
 async fn delete_message(
     State(st): State<Arc<CucState>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    params: Params,
+    call: Call,
 ) -> Response {
-    let call = match begin(&st, &headers, params) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let hard = match call.bool_param("harddelete") {
         Ok(h) => h.unwrap_or(st.config.hard_delete),
         Err(r) => return r,
@@ -811,13 +786,8 @@ async fn delete_message(
 async fn attachment(
     State(st): State<Arc<CucState>>,
     Path((id, index)): Path<(String, String)>,
-    headers: HeaderMap,
-    params: Params,
+    call: Call,
 ) -> Response {
-    let call = match begin(&st, &headers, params) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let result = with_message(&st, &call, &id, |mb, id| {
         // Voice messages have one attachment, index 0 (zero-based, notes §1.1).
         if index != "0" {
@@ -893,15 +863,7 @@ fn require_admin(call: &Call) -> Result<(), Response> {
     }
 }
 
-async fn list_users(
-    State(st): State<Arc<CucState>>,
-    headers: HeaderMap,
-    params: Params,
-) -> Response {
-    let call = match begin(&st, &headers, params) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn list_users(State(st): State<Arc<CucState>>, call: Call) -> Response {
     if let Err(r) = require_admin(&call) {
         return r;
     }
@@ -955,16 +917,7 @@ async fn list_users(
     call.ok(&list)
 }
 
-async fn get_user(
-    State(st): State<Arc<CucState>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    params: Params,
-) -> Response {
-    let call = match begin(&st, &headers, params) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn get_user(State(st): State<Arc<CucState>>, Path(id): Path<String>, call: Call) -> Response {
     if let Err(r) = require_admin(&call) {
         return r;
     }
