@@ -11,6 +11,7 @@
 //! Secrets never reach `Debug` output or logs: [`Secret`] prints as `***`.
 
 mod ids;
+mod secret_box;
 mod tls;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 
 pub use ids::{TokenEndpoint, TokenSet};
+pub use secret_box::{SecretBox, SecretKeyError, SECRET_KEY_ENV, SECRET_KEY_FILE_ENV};
 pub use tls::{http_client, TlsOptions};
 
 /// A password or token: never printed by `Debug` or logged.

@@ -26,10 +26,8 @@ pub use provisioner::{
     BulkItem, DnSource, EnsureOptions, EnsureReport, Outcome, Provisioner, RemoveReport,
     ShowReport, UserDevice,
 };
-pub use secret::{
-    generate_digest_password, SecretBox, SecretKeyError, DIGEST_PASSWORD_LEN, SECRET_KEY_ENV,
-    SECRET_KEY_FILE_ENV,
-};
+pub use secret::{generate_digest_password, DIGEST_PASSWORD_LEN};
+pub use ucbridge_auth::{SecretBox, SecretKeyError, SECRET_KEY_ENV, SECRET_KEY_FILE_ENV};
 pub use settings::{DnRange, ProvisionSettings, ProvisioningConfig, PRODUCT, THIRD_PARTY_PRODUCTS};
 
 use ucbridge_axl::AxlError;

@@ -10,7 +10,8 @@ use ucbridge_axl::{
 };
 use ucbridge_store::{DeviceState, ProvisionedDevice, Store};
 
-use crate::secret::{generate_digest_password, SecretBox};
+use crate::secret::generate_digest_password;
+use ucbridge_auth::SecretBox;
 use crate::settings::{ProvisionSettings, PRODUCT, THIRD_PARTY_PRODUCTS};
 use crate::{device_name, ProvisionError, Result};
 

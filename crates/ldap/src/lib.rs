@@ -1,0 +1,1 @@
+//! LDAP export of ucbridge's users (uid, password, telephoneNumber) with ldap3.

@@ -1,0 +1,1 @@
+//! ucbridge serve: REST API, admin page, scheduler, auth, metrics, multi-node leases.

@@ -1,0 +1,1 @@
+//! Voicemail sync: Unity Connection mailboxes mirrored into users' IMAP mailboxes, both ways.
