@@ -280,12 +280,40 @@ impl AxlClient {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((operation, body.clone()));
+        let started = std::time::Instant::now();
+        let result = self
+            .call_with_retries(operation, &body, access, &mut on_part)
+            .await;
+        let outcome = match &result {
+            Ok(()) => "ok",
+            Err(AxlError::Fault { .. }) => "fault",
+            Err(AxlError::Throttled { .. }) => "throttled",
+            Err(AxlError::Unauthorized { .. } | AxlError::Forbidden { .. } | AxlError::Auth(_)) => {
+                "auth"
+            }
+            Err(AxlError::Transport { .. } | AxlError::Http { .. }) => "transport",
+            Err(_) => "error",
+        };
+        metrics::counter!("ucbridge_axl_requests_total", "operation" => operation, "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("ucbridge_axl_request_duration_seconds", "operation" => operation)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn call_with_retries(
+        &self,
+        operation: &'static str,
+        body: &[u8],
+        access: Access,
+        on_part: &mut impl FnMut(ResponsePart) -> Result<(), AxlError>,
+    ) -> Result<(), AxlError> {
         let retry = &self.inner.retry;
         let mut attempt = 0u32;
         loop {
             let mut delivered = false;
             let outcome = self
-                .attempt(operation, &body, |part| {
+                .attempt(operation, body, |part| {
                     delivered = true;
                     on_part(part)
                 })
@@ -317,6 +345,7 @@ impl AxlClient {
             let delay = retry.delay(attempt - 1, at_least);
             tracing::warn!(operation, attempt, ?delay, error = %error, "AXL call failed; retrying");
             self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("ucbridge_axl_retries_total", "operation" => operation).increment(1);
             tokio::time::sleep(delay).await;
         }
     }
@@ -369,6 +398,8 @@ impl AxlClient {
                             .counters
                             .throttled
                             .fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!("ucbridge_axl_throttled_total", "operation" => operation)
+                            .increment(1);
                         (error, Retry::After(None))
                     } else {
                         (error, Retry::No)
@@ -388,6 +419,8 @@ impl AxlClient {
                     .counters
                     .throttled
                     .fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("ucbridge_axl_throttled_total", "operation" => operation)
+                    .increment(1);
                 (
                     AxlError::Throttled {
                         operation: op,

@@ -92,7 +92,7 @@ impl std::fmt::Display for DnRange {
 }
 
 /// The `[provisioning]` table. Defaults match the lab's seeded configuration.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProvisioningConfig {
     pub device_pool: String,

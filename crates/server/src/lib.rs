@@ -1,1 +1,27 @@
-//! ucbridge serve: REST API, admin page, scheduler, auth, metrics, multi-node leases.
+//! `ucbridge serve`: one process that runs ucbridge's jobs and serves its REST API and
+//! admin page.
+//!
+//! - [`jobs`]: the scheduler. Every job has a lease in the database; the node holding it
+//!   runs the job (continuous jobs such as the snapshot keeper for as long as it holds it,
+//!   scheduled jobs once per claimed slot). Several nodes on one PostgreSQL share the work
+//!   that way, and a node that dies loses its leases after their TTL.
+//! - [`auth`]: admin accounts (argon2id), cookie sessions with a CSRF token, API tokens
+//!   (`Authorization: Bearer`), roles `admin` and `read_only`.
+//! - [`connections`]: CUCM, CUC, IdS, IMAP and LDAP connections edited on the admin page,
+//!   their passwords sealed with [`ucbridge_auth::SecretBox`] and never returned.
+//! - [`api`]: the REST API (`/api/v1/...`, OpenAPI at `/openapi.json`), health and
+//!   Prometheus metrics.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod connections;
+mod error;
+pub mod jobs;
+pub mod metrics;
+mod server;
+mod web;
+
+pub use config::{JobDefaults, ServerConfig};
+pub use error::ServerError;
+pub use server::{AppState, Extensions, RunningServer, Server, TestHook, UserDetailHook};

@@ -1,0 +1,412 @@
+//! `ucbridge serve` and `ucbridge admin ...`: run the server; manage its accounts and
+//! API tokens from the shell.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use serde::Deserialize;
+use ucbridge_auth::SecretBox;
+use ucbridge_server::connections::{self, AuthMode, ConnectionSettings, ConnectionUpdate};
+use ucbridge_server::{Extensions, JobDefaults, Server, ServerConfig};
+use ucbridge_store::{Role, Store};
+
+use crate::config::{self, FileConfig};
+
+/// The `[server]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFileConfig {
+    pub bind: Option<SocketAddr>,
+    pub node_id: Option<String>,
+    /// e.g. "15s": a dead node's jobs move to another node after at most this long.
+    pub lease_ttl: Option<String>,
+    pub tick: Option<String>,
+    pub session_ttl: Option<String>,
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
+    #[serde(default)]
+    pub secure_cookies: bool,
+    #[serde(default)]
+    pub metrics_public: bool,
+    /// Key file for secrets at rest when `UCBRIDGE_SECRET_KEY` is not set (default:
+    /// `secret.key` in the data directory, created on first start).
+    pub secret_key_file: Option<PathBuf>,
+    /// Schedules given to jobs when first registered (the admin page can change them).
+    pub devices_schedule: Option<String>,
+    pub ldap_export_schedule: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address of the API and admin page (default 127.0.0.1:8080).
+    #[arg(long, env = "UCBRIDGE_BIND")]
+    bind: Option<SocketAddr>,
+    /// This node's name in leases and job runs (default: host-pid-random).
+    #[arg(long, env = "UCBRIDGE_NODE_ID")]
+    node_id: Option<String>,
+    /// Lease TTL, e.g. 15s.
+    #[arg(long)]
+    lease_ttl: Option<humantime::Duration>,
+    /// Scheduler tick, e.g. 1s.
+    #[arg(long)]
+    tick: Option<humantime::Duration>,
+    /// Browser origins allowed to call the API (repeatable).
+    #[arg(long = "cors-origin")]
+    cors_origins: Vec<String>,
+    /// Serve /metrics without authentication.
+    #[arg(long)]
+    metrics_public: bool,
+    /// Serve the API only; run no jobs on this node.
+    #[arg(long)]
+    no_jobs: bool,
+    /// Also start the built-in lab (CUCM, CUC, IdS) and point unconfigured connections at
+    /// it: the zero-setup way to try everything.
+    #[arg(long)]
+    lab: bool,
+    /// End users in the built-in lab.
+    #[arg(long, default_value_t = 200)]
+    lab_users: usize,
+    /// Print "listening on <url>" as the first stdout line (for scripts and tests).
+    #[arg(long, hide = true)]
+    print_url: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Create an admin-page account or set its password and role. The password comes from
+    /// UCBRIDGE_ADMIN_PASSWORD or the first line of stdin.
+    SetAccount {
+        username: String,
+        /// admin or read-only.
+        #[arg(long, default_value = "admin")]
+        role: String,
+    },
+    /// Remove an account (its sessions end).
+    DeleteAccount { username: String },
+    /// List accounts and API tokens.
+    List,
+    /// Create an API token (printed once; only its hash is kept).
+    CreateToken {
+        name: String,
+        #[arg(long, default_value = "read-only")]
+        role: String,
+    },
+    /// Revoke an API token.
+    DeleteToken { name: String },
+}
+
+fn duration(name: &str, v: Option<&str>) -> Result<Option<Duration>> {
+    v.map(|v| humantime::parse_duration(v).with_context(|| format!("bad [server] {name} {v:?}")))
+        .transpose()
+}
+
+/// The key that seals secrets: `UCBRIDGE_SECRET_KEY`, `UCBRIDGE_SECRET_KEY_FILE`, the
+/// configured key file, else `secret.key` in the data directory (created, mode 0600).
+pub fn secret_box(file: &FileConfig) -> Result<SecretBox> {
+    let configured = file.server.as_ref().and_then(|s| s.secret_key_file.clone());
+    match SecretBox::from_env_or_file(configured.as_deref()) {
+        Ok(b) => return Ok(b),
+        Err(ucbridge_auth::SecretKeyError::Missing) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let path = config::data_dir().join("secret.key");
+    if !path.exists() {
+        create_key_file(&path)?;
+        eprintln!(
+            "Created a key for secrets at rest in {} (back it up: without it stored passwords cannot be read).",
+            path.display()
+        );
+    }
+    Ok(SecretBox::from_file(&path)?)
+}
+
+fn create_key_file(path: &Path) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(SecretBox::generate_key_base64().as_bytes())?;
+    Ok(())
+}
+
+pub fn server_config(args: &ServeArgs, file: &FileConfig) -> Result<ServerConfig> {
+    let f = file.server.as_ref();
+    let mut c = ServerConfig::default();
+    if let Some(b) = args.bind.or(f.and_then(|f| f.bind)) {
+        c.bind = b;
+    }
+    c.node_id = args.node_id.clone().or(f.and_then(|f| f.node_id.clone()));
+    if let Some(d) = args.lease_ttl.map(Into::into).or(duration("lease_ttl", f.and_then(|f| f.lease_ttl.as_deref()))?) {
+        c.lease_ttl = d;
+    }
+    if let Some(d) = args.tick.map(Into::into).or(duration("tick", f.and_then(|f| f.tick.as_deref()))?) {
+        c.tick = d;
+    }
+    if let Some(d) = duration("session_ttl", f.and_then(|f| f.session_ttl.as_deref()))? {
+        c.session_ttl = d;
+    }
+    if c.tick * 3 > c.lease_ttl {
+        bail!("the scheduler tick ({:?}) must be at most a third of the lease TTL ({:?}) so leases are renewed in time", c.tick, c.lease_ttl);
+    }
+    c.cors_origins = args.cors_origins.clone();
+    c.cors_origins.extend(f.map(|f| f.cors_origins.clone()).unwrap_or_default());
+    c.secure_cookies = f.is_some_and(|f| f.secure_cookies);
+    c.metrics_public = args.metrics_public || f.is_some_and(|f| f.metrics_public);
+    c.run_jobs = !args.no_jobs;
+    if let Some(s) = &file.snapshot {
+        c.snapshot = s.to_options()?;
+    }
+    c.jobs = JobDefaults {
+        user_sync: file.directory_sync.as_ref().and_then(|r| r.schedule.clone()),
+        devices: f.and_then(|f| f.devices_schedule.clone()),
+        ldap_export: f.and_then(|f| f.ldap_export_schedule.clone()),
+    };
+    Ok(c)
+}
+
+/// First start: an admin account from UCBRIDGE_ADMIN_PASSWORD (user UCBRIDGE_ADMIN_USER,
+/// default "admin") when there is none yet.
+async fn bootstrap_admin(store: &Store) -> Result<()> {
+    if !store.admin_accounts().await?.is_empty() {
+        return Ok(());
+    }
+    match std::env::var("UCBRIDGE_ADMIN_PASSWORD") {
+        Ok(password) if !password.is_empty() => {
+            let user = std::env::var("UCBRIDGE_ADMIN_USER").unwrap_or_else(|_| "admin".into());
+            ucbridge_server::auth::set_account(store, &user, &password, Role::Admin)
+                .await
+                .context("cannot create the first admin account from UCBRIDGE_ADMIN_PASSWORD")?;
+            eprintln!("Created the admin account {user:?}.");
+        }
+        _ => eprintln!(
+            "No admin account yet: create one with `UCBRIDGE_ADMIN_PASSWORD=... ucbridge admin set-account admin` (or set UCBRIDGE_ADMIN_PASSWORD before `serve`)."
+        ),
+    }
+    Ok(())
+}
+
+/// Seed connections from the configuration file ([axl], [cuc], [sso]); what the admin page
+/// saved later wins.
+async fn seed_connections(store: &Store, secrets: &SecretBox, file: &FileConfig) -> Result<()> {
+    let read_file = |p: &Option<PathBuf>| -> Result<Option<String>> {
+        p.as_ref()
+            .map(|p| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display())))
+            .transpose()
+    };
+    if let Some(a) = &file.axl {
+        if let Some(url) = &a.url {
+            let mut options = serde_json::Map::new();
+            if let Some(v) = &a.version {
+                options.insert("schema_version".into(), v.clone().into());
+            }
+            let password = match (&a.password, &a.password_file) {
+                (Some(p), _) => Some(p.clone()),
+                (None, Some(f)) => Some(std::fs::read_to_string(f)?.lines().next().unwrap_or_default().to_owned()),
+                _ => std::env::var("UCBRIDGE_AXL_PASSWORD").ok(),
+            };
+            let update = ConnectionUpdate {
+                settings: ConnectionSettings {
+                    url: url.clone(),
+                    username: a.username.clone().unwrap_or_default(),
+                    auth: AuthMode::Basic,
+                    ca_pem: read_file(&a.ca_file)?,
+                    insecure_skip_tls_verify: a.insecure_skip_tls_verify,
+                    options,
+                },
+                password,
+            };
+            connections::save(store, secrets, "cucm", update, Some("config file"), true).await?;
+        }
+    }
+    if let Some(c) = &file.cuc {
+        if let Some(url) = &c.url {
+            let password = match (&c.password, &c.password_file) {
+                (Some(p), _) => Some(p.clone()),
+                (None, Some(f)) => Some(std::fs::read_to_string(f)?.lines().next().unwrap_or_default().to_owned()),
+                _ => std::env::var("UCBRIDGE_CUC_PASSWORD").ok(),
+            };
+            let update = ConnectionUpdate {
+                settings: ConnectionSettings {
+                    url: url.clone(),
+                    username: c.username.clone().unwrap_or_default(),
+                    auth: AuthMode::Basic,
+                    ca_pem: read_file(&c.ca_file)?,
+                    insecure_skip_tls_verify: c.insecure_skip_tls_verify,
+                    options: Default::default(),
+                },
+                password,
+            };
+            connections::save(store, secrets, "cuc", update, Some("config file"), true).await?;
+        }
+    }
+    if let Some(s) = &file.sso {
+        if let Some(url) = &s.ids_token_url {
+            let mut options = serde_json::Map::new();
+            if let Some(v) = &s.client_id {
+                options.insert("client_id".into(), v.clone().into());
+            }
+            if let Some(v) = &s.url {
+                options.insert("status_url".into(), v.clone().into());
+            }
+            let update = ConnectionUpdate {
+                settings: ConnectionSettings {
+                    url: url.clone(),
+                    username: s.username.clone().unwrap_or_default(),
+                    auth: AuthMode::Basic,
+                    ca_pem: read_file(&s.ca_file)?,
+                    insecure_skip_tls_verify: s.insecure_skip_tls_verify,
+                    options,
+                },
+                password: s.password.clone(),
+            };
+            connections::save(store, secrets, "ids", update, Some("config file"), true).await?;
+        }
+    }
+    if let Some(rules) = &file.directory_sync {
+        rules.compile().context("bad [directory_sync] rules")?;
+        let text = serde_json::to_string(rules)?;
+        store
+            .put_setting(ucbridge_server::jobs::RULES_SETTING, &text, ucbridge_store::SecretUpdate::Clear, Some("config file"), true)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Point unconfigured connections at a lab started in this process.
+async fn seed_lab(store: &Store, secrets: &SecretBox, lab: &ucbridge_lab::RunningLab, user: &str, password: &str) -> Result<()> {
+    let ca = lab.ca_certificate_pem().map(str::to_owned);
+    let conn = |url: String, options: serde_json::Map<String, serde_json::Value>| ConnectionUpdate {
+        settings: ConnectionSettings {
+            url,
+            username: user.to_owned(),
+            auth: AuthMode::Basic,
+            ca_pem: ca.clone(),
+            insecure_skip_tls_verify: false,
+            options,
+        },
+        password: Some(password.to_owned()),
+    };
+    let mut ids_options = serde_json::Map::new();
+    ids_options.insert("status_url".into(), lab.unifiedconfig_url().into());
+    for (kind, update) in [
+        ("cucm", conn(lab.axl_url(), Default::default())),
+        ("cuc", conn(lab.cuc_url(), Default::default())),
+        ("ids", conn(lab.ids_token_url(), ids_options)),
+    ] {
+        if connections::save(store, secrets, kind, update, Some("built-in lab"), true).await? {
+            eprintln!("The {kind} connection points at the built-in lab.");
+        }
+    }
+    Ok(())
+}
+
+pub async fn serve(args: ServeArgs, file: &FileConfig, store: Store, extensions: Extensions) -> Result<()> {
+    let config = server_config(&args, file)?;
+    let secrets = secret_box(file)?;
+    bootstrap_admin(&store).await?;
+    seed_connections(&store, &secrets, file).await?;
+    let lab = if args.lab {
+        let lab_config = ucbridge_lab::LabConfig {
+            users: args.lab_users,
+            ..ucbridge_lab::LabConfig::default()
+        };
+        let (user, password) = (lab_config.username.clone(), lab_config.password.clone());
+        let lab = ucbridge_lab::RunningLab::start(lab_config).await.context("cannot start the built-in lab")?;
+        eprintln!("Built-in lab (CUCM AXL, CUC, IdS) at {}", lab.cuc_url());
+        seed_lab(&store, &secrets, &lab, &user, &password).await?;
+        Some(lab)
+    } else {
+        None
+    };
+    let server = Server::start(store, secrets, config, extensions)
+        .await
+        .context("cannot start the server")?;
+    if args.print_url {
+        println!("listening on {}", server.url());
+    }
+    eprintln!("ucbridge is serving the admin page at {}/ (node {}); Ctrl-C stops.", server.url(), server.node_id());
+    let stop = server.shutdown_token();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        stop.cancel();
+    });
+    #[cfg(unix)]
+    {
+        let stop = server.shutdown_token();
+        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            tokio::spawn(async move {
+                term.recv().await;
+                stop.cancel();
+            });
+        }
+    }
+    server.wait().await;
+    drop(lab);
+    eprintln!("stopped");
+    Ok(())
+}
+
+fn role(text: &str) -> Result<Role> {
+    Role::parse(text).with_context(|| format!("unknown role {text:?}: use admin or read-only"))
+}
+
+fn admin_password() -> Result<String> {
+    if let Ok(p) = std::env::var("UCBRIDGE_ADMIN_PASSWORD") {
+        return Ok(p);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("reading the password from stdin")?;
+    let p = line.trim_end_matches(['\r', '\n']).to_owned();
+    if p.is_empty() {
+        bail!("no password: set UCBRIDGE_ADMIN_PASSWORD or pipe it on stdin");
+    }
+    Ok(p)
+}
+
+pub async fn admin(store: &Store, command: AdminCommand) -> Result<()> {
+    match command {
+        AdminCommand::SetAccount { username, role: r } => {
+            let role = role(&r)?;
+            let account = ucbridge_server::auth::set_account(store, &username, &admin_password()?, role).await?;
+            println!("account {} ({})", account.username, account.role.as_str());
+        }
+        AdminCommand::DeleteAccount { username } => {
+            if !store.delete_admin_account(&username).await? {
+                bail!("no account {username:?}");
+            }
+            println!("deleted {username}");
+        }
+        AdminCommand::List => {
+            for a in store.admin_accounts().await? {
+                println!("account  {:<24} {}", a.username, a.role.as_str());
+            }
+            for t in store.api_tokens().await? {
+                println!("token    {:<24} {}", t.name, t.role.as_str());
+            }
+        }
+        AdminCommand::CreateToken { name, role: r } => {
+            let role = role(&r)?;
+            let token = ucbridge_server::auth::new_api_token();
+            store.create_api_token(&name, &ucbridge_server::auth::token_hash(&token), role).await?;
+            eprintln!("API token {name:?} ({}) created; it is shown only now:", role.as_str());
+            println!("{token}");
+        }
+        AdminCommand::DeleteToken { name } => {
+            if !store.delete_api_token(&name).await? {
+                bail!("no API token {name:?}");
+            }
+            println!("revoked {name}");
+        }
+    }
+    Ok(())
+}

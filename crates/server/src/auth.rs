@@ -1,0 +1,234 @@
+//! Login, sessions, API tokens and roles.
+//!
+//! - A browser logs in with `POST /api/v1/session`: the answer sets an `HttpOnly`,
+//!   `SameSite=Strict` cookie holding a random session token and returns a CSRF token.
+//!   Every unsafe request made with the cookie must echo the CSRF token in `X-CSRF-Token`
+//!   (SameSite alone does not cover same-site subdomains or old browsers).
+//! - Scripts send `Authorization: Bearer <token>` with an API token; no cookie, no CSRF.
+//! - The database keeps only SHA-256 hashes of session and API tokens, and argon2id hashes
+//!   of passwords.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, Method};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine as _;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use ucbridge_store::Role;
+
+use crate::error::ApiError;
+use crate::server::AppState;
+
+pub const SESSION_COOKIE: &str = "ucbridge_session";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// API tokens start with this, so a leaked one is recognisable (e.g. by secret scanners).
+pub const TOKEN_PREFIX: &str = "ucb_";
+
+/// 32 random bytes from the OS, URL-safe base64.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    B64.encode(bytes)
+}
+
+pub fn new_api_token() -> String {
+    format!("{TOKEN_PREFIX}{}", random_token())
+}
+
+pub fn token_hash(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Constant-time comparison, so the CSRF check leaks nothing through timing.
+fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// How the caller proved who it is.
+#[derive(Debug, Clone)]
+pub enum Via {
+    Session { csrf_token: String },
+    Token,
+}
+
+/// An authenticated caller (any role).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// `alice` for a login, `token:<name>` for an API token.
+    pub name: String,
+    pub role: Role,
+    pub via: Via,
+}
+
+impl Caller {
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        match self.role {
+            Role::Admin => Ok(()),
+            Role::ReadOnly => Err(ApiError::forbidden(
+                "read_only",
+                "this account is read-only; an admin must make this change",
+            )),
+        }
+    }
+}
+
+/// An authenticated caller with the admin role.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Caller);
+
+fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+pub(crate) async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| ApiError::unauthorized("use Authorization: Bearer <API token>"))?;
+        let found = state.store.use_api_token(&token_hash(token)).await?;
+        return match found {
+            Some(t) => Ok(Caller {
+                name: format!("token:{}", t.name),
+                role: t.role,
+                via: Via::Token,
+            }),
+            None => Err(ApiError::unauthorized("unknown or revoked API token")),
+        };
+    }
+    let Some(session) = cookie(parts, SESSION_COOKIE) else {
+        return Err(ApiError::unauthorized("log in first"));
+    };
+    let Some(s) = state.store.session(&token_hash(session)).await? else {
+        return Err(ApiError::unauthorized("the session expired; log in again"));
+    };
+    let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe {
+        let sent = parts
+            .headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !same(sent, &s.csrf_token) {
+            return Err(ApiError::forbidden(
+                "csrf",
+                "missing or wrong X-CSRF-Token header",
+            ));
+        }
+    }
+    Ok(Caller {
+        name: s.username,
+        role: s.role,
+        via: Via::Session {
+            csrf_token: s.csrf_token,
+        },
+    })
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = authenticate(parts, state).await?;
+        // Read-only callers may only read, whatever the handler.
+        if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+            caller.require_admin()?;
+        }
+        Ok(caller)
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = authenticate(parts, state).await?;
+        caller.require_admin()?;
+        Ok(Admin(caller))
+    }
+}
+
+/// A fixed argon2id hash to verify against when the username is unknown, so a login
+/// takes as long for a missing user as for a wrong password.
+pub(crate) fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        ucbridge_sync::password::hash_password("Dummy-password-1234").unwrap_or_default()
+    })
+}
+
+/// Set (or replace) a local admin account; the password must meet the password policy.
+pub async fn set_account(
+    store: &ucbridge_store::Store,
+    username: &str,
+    password: &str,
+    role: Role,
+) -> Result<ucbridge_store::AdminAccount, AccountError> {
+    if username.trim().is_empty() || username.len() > 64 {
+        return Err(AccountError::Username);
+    }
+    let password = password.to_owned();
+    // argon2 is deliberately slow: keep it off the async workers.
+    let hash =
+        tokio::task::spawn_blocking(move || ucbridge_sync::password::hash_password(&password))
+            .await
+            .map_err(|_| AccountError::Internal)?
+            .map_err(AccountError::Policy)?;
+    Ok(store.upsert_admin_account(username, &hash, role).await?)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("a username is 1 to 64 characters")]
+    Username,
+    #[error("{0}")]
+    Policy(ucbridge_sync::password::PolicyViolation),
+    #[error(transparent)]
+    Store(#[from] ucbridge_store::StoreError),
+    #[error("password hashing failed")]
+    Internal,
+}
+
+pub async fn verify(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || ucbridge_sync::password::verify_password(&password, &hash))
+        .await
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_and_hashed() {
+        let a = new_api_token();
+        assert!(a.starts_with(TOKEN_PREFIX));
+        assert_ne!(a, new_api_token());
+        assert_eq!(token_hash(&a).len(), 64);
+        assert_ne!(token_hash(&a), token_hash(&new_api_token()));
+    }
+
+    #[test]
+    fn csrf_comparison() {
+        assert!(same("abc", "abc"));
+        assert!(!same("abc", "abd"));
+        assert!(!same("abc", "ab"));
+        assert!(!same("", "a"));
+    }
+}

@@ -1,0 +1,75 @@
+//! How a node runs: where it listens, who it is, how long leases last.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ucbridge_sync::SnapshotOptions;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address of the API and admin page (loopback by default; put a TLS-terminating
+    /// proxy in front when exposing it).
+    pub bind: SocketAddr,
+    /// This node's name in leases and job runs; default `<hostname>-<pid>-<random>`.
+    pub node_id: Option<String>,
+    /// How long a job lease lasts without renewal: a dead node's jobs move to another
+    /// node after at most this long.
+    pub lease_ttl: Duration,
+    /// How often the scheduler renews leases and looks for due jobs and requests.
+    pub tick: Duration,
+    /// Lifetime of a login session.
+    pub session_ttl: Duration,
+    /// Origins allowed to call the API from a browser (CORS); empty = none.
+    pub cors_origins: Vec<String>,
+    /// Mark the session cookie `Secure` (set when the page is served over HTTPS).
+    pub secure_cookies: bool,
+    /// Serve `/metrics` without authentication (for a scraper on a trusted network).
+    pub metrics_public: bool,
+    /// Run no jobs (API only), e.g. for a read replica of the admin page.
+    pub run_jobs: bool,
+    pub snapshot: SnapshotOptions,
+    pub jobs: JobDefaults,
+}
+
+/// Schedules a job gets when it is first registered; the admin page can change them.
+#[derive(Debug, Clone, Default)]
+pub struct JobDefaults {
+    pub user_sync: Option<String>,
+    pub devices: Option<String>,
+    pub ldap_export: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            node_id: None,
+            lease_ttl: Duration::from_secs(15),
+            tick: Duration::from_secs(1),
+            session_ttl: Duration::from_secs(12 * 3600),
+            cors_origins: Vec::new(),
+            secure_cookies: false,
+            metrics_public: false,
+            run_jobs: true,
+            snapshot: SnapshotOptions::default(),
+            jobs: JobDefaults::default(),
+        }
+    }
+}
+
+pub(crate) fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    format!(
+        "{host}-{}-{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
+}
+
+pub(crate) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}

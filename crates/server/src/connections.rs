@@ -1,0 +1,519 @@
+//! The connections the admin page edits: CUCM (AXL), Unity Connection, the identity
+//! service (IdS / SSO status), IMAP and LDAP.
+//!
+//! Each is stored as the setting `connection.<kind>`: a JSON value without the password,
+//! and the password sealed by [`SecretBox`] to the setting's name. The API returns only
+//! whether a password is set. Kind-specific knobs (the AXL schema version, the LDAP base
+//! DN, the IMAP master user, ...) live in `options`.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use ucbridge_auth::{Credentials, Secret, SecretBox, TlsOptions, TokenEndpoint, TokenSource};
+use ucbridge_store::{SealedSecret, SecretUpdate, Store};
+use utoipa::ToSchema;
+
+/// The kinds of connection, in the order the admin page shows them.
+pub const KINDS: [&str; 5] = ["cucm", "cuc", "ids", "imap", "ldap"];
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// HTTP Basic with username and password.
+    #[default]
+    Basic,
+    /// An SSO Bearer token from the `ids` connection (OAuth password grant with this
+    /// connection's username and password).
+    Sso,
+}
+
+/// A connection as stored and as the API shows it (never with the password).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionSettings {
+    /// e.g. `https://cucm.example.com:8443/axl/`, `https://cuc.example.com`,
+    /// `https://ids.example.com:8553/ids/v1/oauth/token`, `imaps://mail.example.com:993`,
+    /// `ldaps://ldap.example.com`.
+    pub url: String,
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub auth: AuthMode,
+    /// Extra CA certificates to trust (PEM), e.g. the server's own Tomcat CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+    /// Skip TLS verification. Dangerous; only for throwaway labs.
+    #[serde(default)]
+    pub insecure_skip_tls_verify: bool,
+    /// Kind-specific settings, e.g. `{"schema_version": "14.0"}` for CUCM,
+    /// `{"client_id": "...", "status_url": "..."}` for IdS.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub options: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ConnectionSettings {
+    pub fn option_str(&self, key: &str) -> Option<&str> {
+        self.options
+            .get(key)
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+    }
+
+    pub fn tls(&self) -> TlsOptions {
+        TlsOptions {
+            ca_file: None,
+            ca_pem: self.ca_pem.clone().filter(|p| !p.trim().is_empty()),
+            insecure_skip_tls_verify: self.insecure_skip_tls_verify,
+        }
+    }
+}
+
+/// A connection with its password opened: what the jobs use.
+#[derive(Clone)]
+pub struct Connection {
+    pub kind: String,
+    pub settings: ConnectionSettings,
+    pub password: Option<Secret>,
+    /// When it was last saved (a change restarts the jobs that use it).
+    pub updated_at: i64,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("kind", &self.kind)
+            .field("settings", &self.settings)
+            .field("password_set", &self.password.is_some())
+            .finish()
+    }
+}
+
+/// What the API shows of a connection.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionView {
+    pub kind: String,
+    pub configured: bool,
+    pub settings: Option<ConnectionSettings>,
+    pub password_set: bool,
+    pub updated_at: Option<i64>,
+    pub updated_by: Option<String>,
+}
+
+/// A connection as the admin page sends it.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ConnectionUpdate {
+    #[serde(flatten)]
+    pub settings: ConnectionSettings,
+    /// Absent: keep the stored password; empty: remove it; otherwise: the new one.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("unknown connection kind {0:?} (known: cucm, cuc, ids, imap, ldap)")]
+    UnknownKind(String),
+    #[error("the {0} connection is not configured")]
+    NotConfigured(String),
+    #[error("the {kind} connection is invalid: {reason}")]
+    Invalid { kind: String, reason: String },
+    #[error("the stored {kind} connection is unreadable: {reason}")]
+    Corrupt { kind: String, reason: String },
+    #[error(transparent)]
+    Secret(#[from] ucbridge_auth::SecretKeyError),
+    #[error(transparent)]
+    Store(#[from] ucbridge_store::StoreError),
+    #[error("{0}")]
+    Remote(String),
+}
+
+fn setting_name(kind: &str) -> Result<String, ConnectionError> {
+    if KINDS.contains(&kind) {
+        Ok(format!("connection.{kind}"))
+    } else {
+        Err(ConnectionError::UnknownKind(kind.to_owned()))
+    }
+}
+
+fn validate(kind: &str, s: &ConnectionSettings) -> Result<(), ConnectionError> {
+    let invalid = |reason: &str| ConnectionError::Invalid {
+        kind: kind.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let url = s.url.trim();
+    let schemes: &[&str] = match kind {
+        "imap" => &["imap://", "imaps://"],
+        "ldap" => &["ldap://", "ldaps://"],
+        _ => &["https://", "http://"],
+    };
+    if !schemes.iter().any(|p| url.starts_with(p)) {
+        return Err(invalid(&format!(
+            "the URL must start with {}",
+            schemes.join(" or ")
+        )));
+    }
+    if s.auth == AuthMode::Sso && !matches!(kind, "cucm" | "cuc") {
+        return Err(invalid("SSO applies to the CUCM and CUC connections only"));
+    }
+    Ok(())
+}
+
+/// All connections as the API shows them.
+pub async fn views(store: &Store) -> Result<Vec<ConnectionView>, ConnectionError> {
+    let stored = store.settings("connection.").await?;
+    KINDS
+        .iter()
+        .map(|kind| {
+            let name = format!("connection.{kind}");
+            match stored.iter().find(|s| s.name == name) {
+                None => Ok(ConnectionView {
+                    kind: (*kind).to_owned(),
+                    configured: false,
+                    settings: None,
+                    password_set: false,
+                    updated_at: None,
+                    updated_by: None,
+                }),
+                Some(s) => Ok(ConnectionView {
+                    kind: (*kind).to_owned(),
+                    configured: true,
+                    settings: Some(serde_json::from_str(&s.value).map_err(|e| {
+                        ConnectionError::Corrupt {
+                            kind: (*kind).to_owned(),
+                            reason: e.to_string(),
+                        }
+                    })?),
+                    password_set: s.secret.is_some(),
+                    updated_at: Some(s.updated_at),
+                    updated_by: s.updated_by.clone(),
+                }),
+            }
+        })
+        .collect()
+}
+
+/// Save a connection. `seed_only` writes only when none is stored (the configuration
+/// file seeds connections; the admin page's edits win afterwards).
+pub async fn save(
+    store: &Store,
+    secrets: &SecretBox,
+    kind: &str,
+    update: ConnectionUpdate,
+    by: Option<&str>,
+    seed_only: bool,
+) -> Result<bool, ConnectionError> {
+    let name = setting_name(kind)?;
+    validate(kind, &update.settings)?;
+    let value = serde_json::to_string(&update.settings).map_err(|e| ConnectionError::Invalid {
+        kind: kind.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let secret = match update.password {
+        None => SecretUpdate::Keep,
+        Some(p) if p.is_empty() => SecretUpdate::Clear,
+        Some(p) => SecretUpdate::Set(SealedSecret {
+            sealed: secrets.seal(&name, &Secret::new(p)),
+            key_id: secrets.key_id().to_owned(),
+        }),
+    };
+    Ok(store
+        .put_setting(&name, &value, secret, by, seed_only)
+        .await?)
+}
+
+pub async fn delete(store: &Store, kind: &str) -> Result<bool, ConnectionError> {
+    Ok(store.delete_setting(&setting_name(kind)?).await?)
+}
+
+/// The connection with its password opened, or `None` when not configured.
+pub async fn load(
+    store: &Store,
+    secrets: &SecretBox,
+    kind: &str,
+) -> Result<Option<Connection>, ConnectionError> {
+    let name = setting_name(kind)?;
+    let Some(s) = store.setting(&name).await? else {
+        return Ok(None);
+    };
+    let settings = serde_json::from_str(&s.value).map_err(|e| ConnectionError::Corrupt {
+        kind: kind.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let password = match &s.secret {
+        Some(sealed) => Some(secrets.open(&name, &sealed.sealed, &sealed.key_id)?),
+        None => None,
+    };
+    Ok(Some(Connection {
+        kind: kind.to_owned(),
+        settings,
+        password,
+        updated_at: s.updated_at,
+    }))
+}
+
+pub async fn require(
+    store: &Store,
+    secrets: &SecretBox,
+    kind: &str,
+) -> Result<Connection, ConnectionError> {
+    load(store, secrets, kind)
+        .await?
+        .ok_or_else(|| ConnectionError::NotConfigured(kind.to_owned()))
+}
+
+fn http(tls: &TlsOptions) -> Result<reqwest::Client, ConnectionError> {
+    ucbridge_auth::http_client(tls, Duration::from_secs(10), Duration::from_secs(60))
+        .map_err(|e| ConnectionError::Remote(e.to_string()))
+}
+
+/// Credentials for a CUCM or CUC connection: Basic, or a Bearer token from IdS.
+pub async fn credentials(
+    store: &Store,
+    secrets: &SecretBox,
+    c: &Connection,
+) -> Result<Credentials, ConnectionError> {
+    let password = c
+        .password
+        .clone()
+        .unwrap_or_else(|| Secret::new(String::new()));
+    match c.settings.auth {
+        AuthMode::Basic => Ok(Credentials::basic(c.settings.username.clone(), password)),
+        AuthMode::Sso => {
+            let ids = require(store, secrets, "ids").await?;
+            let mut endpoint =
+                TokenEndpoint::new(ids.settings.url.clone(), http(&ids.settings.tls())?);
+            if let Some(id) = ids.settings.option_str("client_id") {
+                endpoint = endpoint.with_client(id, ids.password.clone());
+            }
+            let source = TokenSource::with_password(endpoint, &c.settings.username, &password)
+                .await
+                .map_err(|e| {
+                    ConnectionError::Remote(format!("SSO login for {} failed: {e}", c.kind))
+                })?;
+            Ok(Credentials::bearer(source))
+        }
+    }
+}
+
+/// An AXL client for the `cucm` connection.
+pub async fn axl_client(
+    store: &Store,
+    secrets: &SecretBox,
+) -> Result<ucbridge_axl::AxlClient, ConnectionError> {
+    let c = require(store, secrets, "cucm").await?;
+    let mut config = ucbridge_axl::AxlConfig::new(
+        c.settings.url.clone(),
+        c.settings.username.clone(),
+        c.password
+            .clone()
+            .unwrap_or_else(|| Secret::new(String::new())),
+    );
+    config.credentials = Some(credentials(store, secrets, &c).await?);
+    config.ca_pem = c.settings.tls().ca_pem;
+    config.insecure_skip_tls_verify = c.settings.insecure_skip_tls_verify;
+    if let Some(v) = c.settings.option_str("schema_version") {
+        config.version = Some(v.parse().map_err(|e| ConnectionError::Invalid {
+            kind: "cucm".into(),
+            reason: format!("schema_version: {e}"),
+        })?);
+    }
+    ucbridge_axl::AxlClient::connect(config)
+        .await
+        .map_err(|e| ConnectionError::Remote(format!("CUCM: {e}")))
+}
+
+/// A CUMI/CUPI client for the `cuc` connection.
+pub async fn cuc_client(
+    store: &Store,
+    secrets: &SecretBox,
+) -> Result<ucbridge_cuc::CucClient, ConnectionError> {
+    let c = require(store, secrets, "cuc").await?;
+    let mut config = ucbridge_cuc::CucConfig::new(
+        c.settings.url.clone(),
+        credentials(store, secrets, &c).await?,
+    );
+    config.tls = c.settings.tls();
+    ucbridge_cuc::CucClient::new(config).map_err(|e| ConnectionError::Remote(format!("CUC: {e}")))
+}
+
+/// The SSO Status API client of the `ids` connection (`options.status_url`, default the
+/// IdS URL's server).
+pub async fn sso_status_client(
+    store: &Store,
+    secrets: &SecretBox,
+) -> Result<ucbridge_cuc::SsoStatusClient, ConnectionError> {
+    let c = require(store, secrets, "ids").await?;
+    let base = match c.settings.option_str("status_url") {
+        Some(u) => u.to_owned(),
+        None => server_of(&c.settings.url),
+    };
+    let user = c
+        .settings
+        .option_str("status_username")
+        .unwrap_or(&c.settings.username)
+        .to_owned();
+    let password = c
+        .password
+        .clone()
+        .unwrap_or_else(|| Secret::new(String::new()));
+    ucbridge_cuc::SsoStatusClient::new(
+        &base,
+        Credentials::basic(user, password),
+        http(&c.settings.tls())?,
+    )
+    .map_err(|e| ConnectionError::Remote(e.to_string()))
+}
+
+/// `https://host:port` of a URL.
+fn server_of(url: &str) -> String {
+    match url.find("://") {
+        Some(i) => {
+            let rest = &url[i + 3..];
+            let end = rest.find('/').unwrap_or(rest.len());
+            format!("{}{}", &url[..i + 3], &rest[..end])
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// What "Test connection" found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestReport {
+    pub kind: String,
+    pub ok: bool,
+    /// One line for the page, e.g. "CUCM 14.0.1, AXL 14.0, 1,000 end users".
+    pub summary: String,
+    /// Some accounts (the first few), as the seed's test button lists them.
+    pub accounts: Vec<String>,
+    /// Total accounts, when known.
+    pub account_count: Option<u64>,
+    /// Messages counted in the listed accounts' mailboxes (CUC, IMAP).
+    pub message_count: Option<u64>,
+}
+
+const LISTED: usize = 10;
+
+/// Try a connection the way the jobs will use it.
+pub async fn test(
+    store: &Store,
+    secrets: &SecretBox,
+    kind: &str,
+    extra: &crate::server::Extensions,
+) -> Result<TestReport, ConnectionError> {
+    setting_name(kind)?;
+    match kind {
+        "cucm" => {
+            let client = axl_client(store, secrets).await?;
+            let count = client
+                .execute_sql_query("SELECT COUNT(*) AS n FROM enduser")
+                .await
+                .ok()
+                .and_then(|rows| {
+                    rows.first()
+                        .and_then(|r| r.get("n"))
+                        .and_then(|n| n.parse().ok())
+                });
+            let page = client
+                .list_users_page(
+                    &ucbridge_axl::UserSearch::default(),
+                    &[ucbridge_axl::UserTag::Userid],
+                    0,
+                    LISTED as u32,
+                )
+                .await
+                .map_err(|e| ConnectionError::Remote(format!("CUCM: {e}")))?;
+            Ok(TestReport {
+                kind: kind.into(),
+                ok: true,
+                summary: format!(
+                    "AXL schema {} at {}; {} end users",
+                    client.schema_version(),
+                    client.url(),
+                    count.map_or("an unknown number of".into(), |n: u64| n.to_string())
+                ),
+                accounts: page.into_iter().filter_map(|u| u.userid).collect(),
+                account_count: count,
+                message_count: None,
+            })
+        }
+        "cuc" => {
+            let client = cuc_client(store, secrets).await?;
+            let version = client
+                .version()
+                .await
+                .map_err(|e| ConnectionError::Remote(format!("CUC: {e}")))?;
+            let page = client
+                .users(&ucbridge_cuc::UserQuery {
+                    rows_per_page: LISTED as u32,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| ConnectionError::Remote(format!("CUC: {e}")))?;
+            let mut messages = 0;
+            for u in &page.users {
+                let mailbox = ucbridge_cuc::MailboxRef::User(u.object_id.clone());
+                for folder in [
+                    ucbridge_cuc::Folder::Inbox,
+                    ucbridge_cuc::Folder::Sent,
+                    ucbridge_cuc::Folder::Deleted,
+                ] {
+                    let f = client.folder(&mailbox, folder).await.map_err(|e| {
+                        ConnectionError::Remote(format!("CUC mailbox of {}: {e}", u.alias))
+                    })?;
+                    messages += f.message_count;
+                }
+            }
+            Ok(TestReport {
+                kind: kind.into(),
+                ok: true,
+                summary: format!(
+                    "Unity Connection {}; {} users; {} messages in the {} listed mailboxes",
+                    version.version,
+                    page.total,
+                    messages,
+                    page.users.len()
+                ),
+                accounts: page.users.iter().map(|u| u.alias.clone()).collect(),
+                account_count: Some(page.total),
+                message_count: Some(messages),
+            })
+        }
+        "ids" => {
+            let c = require(store, secrets, "ids").await?;
+            let status = sso_status_client(store, secrets)
+                .await?
+                .status()
+                .await
+                .map_err(|e| ConnectionError::Remote(format!("SSO status: {e}")))?;
+            Ok(TestReport {
+                kind: kind.into(),
+                ok: true,
+                summary: format!(
+                    "IdS at {}; SSO status: {}",
+                    c.settings.url,
+                    sso_summary(&status)
+                ),
+                accounts: Vec::new(),
+                account_count: None,
+                message_count: None,
+            })
+        }
+        other => match extra.test_connection.as_ref() {
+            Some(test) => test(store.clone(), secrets.clone(), other.to_owned()).await,
+            None => Err(ConnectionError::Remote(format!(
+                "testing the {other} connection is not available in this build"
+            ))),
+        },
+    }
+}
+
+pub fn sso_summary(status: &ucbridge_cuc::SsoStatus) -> String {
+    format!(
+        "{} (registration {}, mode {}, {} components)",
+        status.global_sso_state,
+        status.registration_state,
+        status.mode_state,
+        status.components.len()
+    )
+}

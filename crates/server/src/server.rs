@@ -1,0 +1,223 @@
+//! Assembling and starting a node: state, routes, scheduler.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::routing::get;
+use axum::Router;
+use futures::future::BoxFuture;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use ucbridge_auth::SecretBox;
+use ucbridge_store::Store;
+
+use crate::config::default_node_id;
+use crate::connections::{ConnectionError, TestReport};
+use crate::jobs::{JobSpec, Scheduler};
+use crate::{api, metrics, web, ServerConfig, ServerError};
+
+/// Tests a connection kind the server itself does not know (IMAP, LDAP).
+pub type TestHook = Arc<
+    dyn Fn(Store, SecretBox, String) -> BoxFuture<'static, Result<TestReport, ConnectionError>>
+        + Send
+        + Sync,
+>;
+
+/// Per-user details contributed by other engines (e.g. the voicemail state).
+pub type UserDetailHook = Arc<
+    dyn Fn(Store, String) -> BoxFuture<'static, Option<(String, serde_json::Value)>> + Send + Sync,
+>;
+
+/// What the binary plugs into the server: extra jobs (voicemail, LDAP export), extra
+/// routes (the CUC notification callback), connection tests and user details.
+#[derive(Clone, Default)]
+pub struct Extensions {
+    pub jobs: Vec<JobSpec>,
+    pub routes: Option<Router>,
+    pub test_connection: Option<TestHook>,
+    pub user_details: Vec<UserDetailHook>,
+}
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) inner: Arc<StateInner>,
+}
+
+#[doc(hidden)]
+pub struct StateInner {
+    pub store: Store,
+    pub secrets: SecretBox,
+    pub config: ServerConfig,
+    pub scheduler: Scheduler,
+    pub extensions: Extensions,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    pub jobs_started: AtomicBool,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = StateInner;
+    fn deref(&self) -> &StateInner {
+        &self.inner
+    }
+}
+
+pub struct Server;
+
+/// A started node. Dropping it does not stop it; call [`RunningServer::shutdown`].
+pub struct RunningServer {
+    addr: SocketAddr,
+    node: String,
+    shutdown: CancellationToken,
+    http: JoinHandle<()>,
+    scheduler: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Bind, register the jobs, start the scheduler (unless `run_jobs` is off) and serve.
+    pub async fn start(
+        store: Store,
+        secrets: SecretBox,
+        config: ServerConfig,
+        extensions: Extensions,
+    ) -> Result<RunningServer, ServerError> {
+        let node = config.node_id.clone().unwrap_or_else(default_node_id);
+        let mut specs = crate::jobs::builtin_jobs(&config);
+        specs.extend(extensions.jobs.iter().cloned());
+        let scheduler = Scheduler::new(
+            store.clone(),
+            secrets.clone(),
+            node.clone(),
+            config.lease_ttl,
+            config.tick,
+            specs,
+        );
+        scheduler.register().await?;
+        for origin in &config.cors_origins {
+            HeaderValue::from_str(origin)
+                .map_err(|_| ServerError::Config(format!("bad CORS origin {origin:?}")))?;
+        }
+        let state = AppState {
+            inner: Arc::new(StateInner {
+                store,
+                secrets,
+                config: config.clone(),
+                scheduler: scheduler.clone(),
+                extensions,
+                metrics: metrics::handle(),
+                jobs_started: AtomicBool::new(false),
+            }),
+        };
+        let app = router(state.clone());
+        let listener = tokio::net::TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: config.bind,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+        let shutdown = CancellationToken::new();
+        let scheduler_task = config.run_jobs.then(|| {
+            state.jobs_started.store(true, Ordering::Relaxed);
+            tokio::spawn(scheduler.run(shutdown.clone()))
+        });
+        let stop = shutdown.clone();
+        let http = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the HTTP server stopped");
+            }
+        });
+        tracing::info!(%addr, %node, "ucbridge server listening");
+        Ok(RunningServer {
+            addr,
+            node,
+            shutdown,
+            http,
+            scheduler: scheduler_task,
+        })
+    }
+}
+
+impl RunningServer {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node
+    }
+
+    /// A token that stops the server when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stop serving, stop the jobs and release the leases.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        if let Some(s) = self.scheduler {
+            let _ = s.await;
+        }
+        let _ = self.http.await;
+    }
+
+    /// Wait until the server stops (after the shutdown token is cancelled).
+    pub async fn wait(self) {
+        let _ = self.http.await;
+        if let Some(s) = self.scheduler {
+            let _ = s.await;
+        }
+    }
+}
+
+fn router(state: AppState) -> Router {
+    let cors = (!state.config.cors_origins.is_empty()).then(|| {
+        let origins: Vec<HeaderValue> = state
+            .config
+            .cors_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        // No credentials: cross-origin callers use API tokens, never the session cookie.
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static(crate::auth::CSRF_HEADER),
+            ])
+    });
+    let extra = state.extensions.routes.clone();
+    let mut app = api::routes()
+        .route("/", get(web::index))
+        .route("/assets/app.js", get(web::app_js))
+        .route("/assets/app.css", get(web::app_css))
+        .layer(axum::middleware::from_fn(metrics::track_http))
+        .with_state(state);
+    if let Some(cors) = cors {
+        app = app.layer(cors);
+    }
+    if let Some(extra) = extra {
+        app = app.merge(extra);
+    }
+    app.layer(
+        tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+    )
+}

@@ -1,0 +1,576 @@
+//! The server over real HTTP: login, CSRF, roles, API tokens, CORS, secrets, connections
+//! against the lab, "run now" through the scheduler, metrics and the OpenAPI document.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use ucbridge_auth::SecretBox;
+use ucbridge_lab::{LabConfig, RunningLab};
+use ucbridge_server::{Extensions, RunningServer, Server, ServerConfig};
+use ucbridge_store::{Role, Store};
+
+const ADMIN_PW: &str = "Admin-pass-1";
+const VIEWER_PW: &str = "Viewer-pass-1";
+const LAB_USERS: usize = 40;
+
+struct Fixture {
+    server: RunningServer,
+    store: Store,
+    lab: RunningLab,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("u.db").display()))
+        .await
+        .unwrap();
+    let lab = RunningLab::start(LabConfig {
+        users: LAB_USERS,
+        ..LabConfig::default()
+    })
+    .await
+    .unwrap();
+    ucbridge_server::auth::set_account(&store, "root", ADMIN_PW, Role::Admin)
+        .await
+        .unwrap();
+    ucbridge_server::auth::set_account(&store, "viewer", VIEWER_PW, Role::ReadOnly)
+        .await
+        .unwrap();
+    let secrets = SecretBox::from_base64(&SecretBox::generate_key_base64(), "test").unwrap();
+    let config = ServerConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        node_id: Some("test-node".into()),
+        lease_ttl: Duration::from_secs(2),
+        tick: Duration::from_millis(100),
+        cors_origins: vec!["https://portal.example.com".into()],
+        ..ServerConfig::default()
+    };
+    let server = Server::start(store.clone(), secrets, config, Extensions::default())
+        .await
+        .unwrap();
+    Fixture {
+        server,
+        store,
+        lab,
+        _dir: dir,
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap()
+}
+
+/// Log in; returns the CSRF token.
+async fn login(http: &reqwest::Client, base: &str, user: &str, pw: &str) -> String {
+    let r = http
+        .post(format!("{base}/api/v1/session"))
+        .json(&json!({"username": user, "password": pw}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let body: Value = r.json().await.unwrap();
+    body["csrf_token"].as_str().unwrap().to_owned()
+}
+
+async fn wait_for_run(http: &reqwest::Client, base: &str, job: &str) -> Value {
+    for _ in 0..300 {
+        let runs: Value = http
+            .get(format!("{base}/api/v1/job-runs?job={job}&limit=1"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(run) = runs.as_array().and_then(|a| a.first()) {
+            if run["status"] != "running" {
+                return run.clone();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{job} did not finish");
+}
+
+#[tokio::test]
+async fn login_csrf_roles_connections_and_run_now() {
+    let f = start().await;
+    let base = f.server.url();
+    let anon = reqwest::Client::new();
+
+    // Health needs nothing; the API and metrics need a login.
+    assert_eq!(
+        anon.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        anon.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let r = anon
+        .get(format!("{base}/api/v1/status"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthorized");
+    assert_eq!(
+        anon.get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let r = anon
+        .post(format!("{base}/api/v1/session"))
+        .json(&json!({"username": "root", "password": "wrong"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = anon
+        .post(format!("{base}/api/v1/session"))
+        .json(&json!({"username": "nobody", "password": ADMIN_PW}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    let admin = client();
+    let csrf = login(&admin, &base, "root", ADMIN_PW).await;
+    let status: Value = admin
+        .get(format!("{base}/api/v1/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["data_source_type"], "CUCM (AXL)");
+    assert_eq!(status["snapshot"]["state"], "empty");
+    let user_sync = status["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job"] == "user_sync")
+        .unwrap();
+    assert_eq!(
+        user_sync["here"]["blocked"],
+        "configure the cucm connection first"
+    );
+
+    // A write with the cookie but without the CSRF header is refused.
+    let cucm = json!({
+        "url": f.lab.axl_url(),
+        "username": "administrator",
+        "password": "ucbridge-lab",
+        "ca_pem": f.lab.ca_certificate_pem().unwrap(),
+    });
+    let r = admin
+        .put(format!("{base}/api/v1/connections/cucm"))
+        .json(&cucm)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "csrf");
+    let r = admin
+        .put(format!("{base}/api/v1/connections/cucm"))
+        .header("x-csrf-token", "forged")
+        .json(&cucm)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = admin
+        .put(format!("{base}/api/v1/connections/cucm"))
+        .header("x-csrf-token", &csrf)
+        .json(&cucm)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("\"password_set\":true"), "{text}");
+    assert!(
+        !text.contains("ucbridge-lab"),
+        "the password is never returned: {text}"
+    );
+    // At rest the password is sealed.
+    let raw = f.store.setting("connection.cucm").await.unwrap().unwrap();
+    assert!(!raw.value.contains("ucbridge-lab"));
+    assert!(raw.secret.is_some());
+    // A bad URL is a clear 400.
+    let r = admin
+        .put(format!("{base}/api/v1/connections/cuc"))
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"url": "ftp://x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("must start with"));
+
+    // Test connection lists the lab's users.
+    let r = admin
+        .post(format!("{base}/api/v1/connections/cucm/test"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let report: Value = r.json().await.unwrap();
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["account_count"], LAB_USERS);
+    assert_eq!(report["accounts"].as_array().unwrap().len(), 10);
+
+    // A read-only account reads but cannot run jobs.
+    let viewer = client();
+    let vcsrf = login(&viewer, &base, "viewer", VIEWER_PW).await;
+    assert_eq!(
+        viewer
+            .get(format!("{base}/api/v1/jobs"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let r = viewer
+        .post(format!("{base}/api/v1/jobs/user_sync/run"))
+        .header("x-csrf-token", &vcsrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "read_only"
+    );
+
+    // Run now: a full refresh of the snapshot, then the user sync.
+    let r = admin
+        .post(format!("{base}/api/v1/jobs/snapshot/run"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    // The continuous keeper may have refreshed first; a refresh under way refuses the
+    // manual one. Either way the snapshot ends up idle with the lab's users.
+    let run = wait_for_run(&admin, &base, "snapshot").await;
+    assert!(
+        ["succeeded", "refused"].contains(&run["status"].as_str().unwrap()),
+        "{run}"
+    );
+    for _ in 0..100 {
+        let s: Value = admin
+            .get(format!("{base}/api/v1/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if s["snapshot"]["state"] == "idle" && s["snapshot"]["users_count"] == LAB_USERS {
+            assert!(s["snapshot"]["source_updated_at"].is_i64());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = admin
+        .post(format!("{base}/api/v1/jobs/user_sync/run"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let run = wait_for_run(&admin, &base, "user_sync").await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["trigger"], "manual");
+    assert_eq!(run["requested_by"], "root");
+    assert_eq!(run["node"], "test-node");
+    assert_eq!(run["result"]["summary"]["creates"], LAB_USERS);
+    let sync_run_id = run["result"]["sync_run_id"].as_i64().unwrap();
+    let detail: Value = admin
+        .get(format!("{base}/api/v1/sync-runs/{sync_run_id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(detail["plan_json"].is_object(), "{detail}");
+    let audit: Value = admin
+        .get(format!("{base}/api/v1/audit?run_id={sync_run_id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit.as_array().unwrap().len(), LAB_USERS);
+
+    let users: Value = admin
+        .get(format!("{base}/api/v1/users?limit=5"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(users["total"], LAB_USERS);
+    assert_eq!(users["users"].as_array().unwrap().len(), 5);
+    let name = users["users"][0]["username"].as_str().unwrap().to_owned();
+    let one: Value = admin
+        .get(format!("{base}/api/v1/users/{name}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["user"]["username"], name);
+    assert!(one["device"].is_null());
+
+    // Rules are validated before they are saved.
+    let r = admin
+        .put(format!("{base}/api/v1/rules"))
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"max_removal_share": "lots"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = admin
+        .put(format!("{base}/api/v1/jobs/user_sync"))
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"schedule": "every now and then"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = admin
+        .put(format!("{base}/api/v1/jobs/user_sync"))
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"schedule": "every 1h"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // Metrics: AXL calls by operation, job runs, HTTP requests by route template.
+    let metrics = admin
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "ucbridge_job_runs_total{job=\"user_sync\",status=\"succeeded\"} 1",
+        "ucbridge_axl_requests_total{operation=\"listUser\",outcome=\"ok\"}",
+        "ucbridge_http_requests_total{route=\"/api/v1/users/{username}\"",
+        "ucbridge_sync_changes_total{action=\"create\"}",
+    ] {
+        assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
+    }
+
+    // Logout ends the session.
+    let r = admin
+        .delete(format!("{base}/api/v1/session"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        admin
+            .get(format!("{base}/api/v1/status"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    f.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn api_tokens_cors_and_openapi() {
+    let f = start().await;
+    let base = f.server.url();
+    let admin = client();
+    let csrf = login(&admin, &base, "root", ADMIN_PW).await;
+    let r = admin
+        .post(format!("{base}/api/v1/tokens"))
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"name": "monitoring", "role": "read_only"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let token = r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(token.starts_with("ucb_"));
+    // The token is not kept: listing shows names only.
+    let list = admin
+        .get(format!("{base}/api/v1/tokens"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(list.contains("monitoring") && !list.contains(&token));
+
+    let script = reqwest::Client::new();
+    let r = script
+        .get(format!("{base}/api/v1/status"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Tokens need no CSRF header, but a read-only token cannot write.
+    let r = script
+        .post(format!("{base}/api/v1/jobs/user_sync/run"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        script
+            .get(format!("{base}/metrics"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let r = script
+        .get(format!("{base}/api/v1/status"))
+        .bearer_auth("ucb_forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = script
+        .get(format!("{base}/api/v1/status"))
+        .header("authorization", "Basic cm9vdDp4")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // CORS: the configured origin only, and never with credentials.
+    let r = script
+        .get(format!("{base}/api/v1/status"))
+        .bearer_auth(&token)
+        .header("origin", "https://portal.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://portal.example.com"
+    );
+    assert!(r
+        .headers()
+        .get("access-control-allow-credentials")
+        .is_none());
+    let r = script
+        .get(format!("{base}/api/v1/status"))
+        .bearer_auth(&token)
+        .header("origin", "https://evil.example.net")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    let r = script
+        .request(reqwest::Method::OPTIONS, format!("{base}/api/v1/status"))
+        .header("origin", "https://portal.example.com")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://portal.example.com"
+    );
+
+    // Revoked tokens stop working at once.
+    let r = admin
+        .delete(format!("{base}/api/v1/tokens/monitoring"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        script
+            .get(format!("{base}/api/v1/status"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    // The OpenAPI document is generated from the handlers.
+    let doc: Value = script
+        .get(format!("{base}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/api/v1/status",
+        "/api/v1/jobs/{job}/run",
+        "/api/v1/connections/{kind}/test",
+        "/metrics",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from OpenAPI"
+        );
+    }
+    // The admin page is served with a strict CSP.
+    let r = script.get(format!("{base}/")).send().await.unwrap();
+    assert!(r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("script-src 'self'"));
+    f.server.shutdown().await;
+}
