@@ -7,12 +7,12 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::Secret;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use sha2::{Digest, Sha256};
-use crate::Secret;
 
 /// Environment variable holding the key (base64 of 32 bytes).
 pub const SECRET_KEY_ENV: &str = "UCBRIDGE_SECRET_KEY";

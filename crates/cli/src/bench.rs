@@ -17,7 +17,7 @@ use ucbridge_axl::{AxlClient, AxlConfig, AxlError, ListOptions, UserSearch, User
 pub struct BenchArgs {
     /// Users seeded in the lab and listed.
     #[arg(long, default_value_t = 100_000)]
-    users: usize,
+    pub(crate) users: usize,
     /// Rows per listUser request.
     #[arg(long, default_value_t = 1000)]
     page_size: u32,
@@ -26,19 +26,32 @@ pub struct BenchArgs {
     max_response_bytes: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     /// What to measure: listing users, or directory sync (refresh + sync + change latency).
     #[arg(long, value_enum, default_value_t = Scenario::List)]
     scenario: Scenario,
+    /// api-load: concurrent connections of the load generator.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) connections: usize,
+    /// voicemail: mailboxes synced (each with --messages messages).
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) mailboxes: usize,
+    /// voicemail: messages per mailbox (inbox + one sent + one deleted).
+    #[arg(long, default_value_t = 20)]
+    pub(crate) messages: usize,
     /// Database for the directory-sync scenario (default: a temporary SQLite file).
     #[arg(long, env = "UCBRIDGE_BENCH_DATABASE_URL")]
-    database_url: Option<String>,
+    pub(crate) database_url: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Scenario {
     List,
     DirectorySync,
+    /// Load on the server's status endpoint while it refreshes and syncs the lab's users.
+    ApiLoad,
+    /// Voicemail sync: initial sync of many mailboxes into Dovecot, CUC -> IMAP latency.
+    Voicemail,
 }
 
 #[derive(Serialize)]
@@ -68,7 +81,7 @@ struct Report {
 }
 
 /// Peak resident memory of this process (Linux `VmHWM`), in MiB.
-fn peak_rss_mib() -> Option<f64> {
+pub(crate) fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -76,15 +89,15 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 /// A lab in a child process: its AXL URL and the path of its CA.
-struct ChildLab {
+pub(crate) struct ChildLab {
     _child: tokio::process::Child,
-    url: String,
-    ca_path: std::path::PathBuf,
-    started: Duration,
+    pub(crate) url: String,
+    pub(crate) ca_path: std::path::PathBuf,
+    pub(crate) started: Duration,
     _dir: tempfile::TempDir,
 }
 
-async fn start_lab(args: &BenchArgs) -> Result<ChildLab> {
+pub(crate) async fn start_lab(args: &BenchArgs) -> Result<ChildLab> {
     let dir = tempfile::tempdir().context("cannot create a temp dir")?;
     let ca_path = dir.path().join("lab-ca.pem");
     let exe = std::env::current_exe().context("cannot find the ucbridge binary")?;
@@ -137,6 +150,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     match args.scenario {
         Scenario::List => run_list(args).await,
         Scenario::DirectorySync => run_directory_sync(args).await,
+        Scenario::ApiLoad => crate::bench_api::run(args).await,
+        Scenario::Voicemail => crate::bench_voicemail::run(args).await,
     }
 }
 

@@ -52,6 +52,14 @@ pub struct FileConfig {
     pub directory_sync: Option<ucbridge_sync::SyncRules>,
     /// `[provisioning]`: what `ucbridge devices ensure` creates.
     pub provisioning: Option<ucbridge_provision::ProvisioningConfig>,
+    /// `[imap]`: the mail server voicemail is mirrored into.
+    pub imap: Option<ucbridge_voicemail::ImapFileConfig>,
+    /// `[voicemail]`: account matching, folders, debounce, callback URL.
+    pub voicemail: Option<ucbridge_voicemail::VoicemailFileConfig>,
+    /// `[ldap_export]`: where `ucbridge ldap export` writes users.
+    pub ldap_export: Option<ucbridge_ldap::LdapExportSettings>,
+    /// `[server]`: how `ucbridge serve` runs.
+    pub server: Option<crate::serve_cmd::ServerFileConfig>,
 }
 
 impl SnapshotFileConfig {
@@ -79,14 +87,19 @@ pub fn database_url(flag: Option<String>, file: &FileConfig) -> String {
     if let Some(url) = flag.or_else(|| file.store.as_ref().and_then(|s| s.url.clone())) {
         return url;
     }
-    let dir = std::env::var_os("UCBRIDGE_DATA_DIR")
+    format!("sqlite://{}", data_dir().join("ucbridge.db").display())
+}
+
+/// ucbridge's data directory: `UCBRIDGE_DATA_DIR`, else `$XDG_DATA_HOME/ucbridge`, else
+/// `~/.local/share/ucbridge`.
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("UCBRIDGE_DATA_DIR")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("XDG_DATA_HOME").map(|d| PathBuf::from(d).join("ucbridge")))
         .or_else(|| {
             std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/ucbridge"))
         })
-        .unwrap_or_else(|| PathBuf::from("ucbridge-data"));
-    format!("sqlite://{}", dir.join("ucbridge.db").display())
+        .unwrap_or_else(|| PathBuf::from("ucbridge-data"))
 }
 
 pub fn load(path: Option<&Path>) -> Result<FileConfig> {

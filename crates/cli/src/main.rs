@@ -7,12 +7,17 @@
 //! - `bench`: measure listing users from the lab.
 
 mod bench;
+mod bench_api;
+mod bench_voicemail;
 mod config;
 mod cuc_cmd;
 mod devices_cmd;
+mod ldap_cmd;
 mod output;
+mod serve_cmd;
 mod sso_cmd;
 mod sync_cmd;
+mod voicemail_cmd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -106,6 +111,27 @@ enum Command {
         json: bool,
         #[command(subcommand)]
         command: cuc_cmd::CucCommand,
+    },
+    /// Run the server: REST API, admin page and the scheduled jobs.
+    Serve {
+        #[arg(long, env = "UCBRIDGE_DATABASE_URL")]
+        database_url: Option<String>,
+        #[command(flatten)]
+        args: serve_cmd::ServeArgs,
+    },
+    /// Accounts of the admin page and API tokens.
+    Admin {
+        #[arg(long, global = true, env = "UCBRIDGE_DATABASE_URL")]
+        database_url: Option<String>,
+        #[command(subcommand)]
+        command: serve_cmd::AdminCommand,
+    },
+    /// LDAP export of ucbridge's users: uid, password, telephoneNumber (see [ldap_export]).
+    Ldap {
+        #[arg(long, global = true, env = "UCBRIDGE_DATABASE_URL")]
+        database_url: Option<String>,
+        #[command(subcommand)]
+        command: ldap_cmd::LdapCommand,
     },
     /// SSO: tokens from an identity service, the SSO Status API.
     Sso {
@@ -338,6 +364,9 @@ async fn run(cli: Cli) -> Result<()> {
                     Ok(())
                 }
                 sync_cmd::SyncCommand::Status { json } => sync_cmd::status(&store, json).await,
+                sync_cmd::SyncCommand::Voicemail(args) => {
+                    voicemail_cmd::run(args, &file, store.clone()).await
+                }
                 sync_cmd::SyncCommand::Watch => {
                     let keeper = keeper().await?;
                     eprintln!("Keeping the CUCM snapshot fresh; Ctrl-C stops.");
@@ -382,6 +411,27 @@ async fn run(cli: Cli) -> Result<()> {
             let file = config::load(cli.config.as_deref())?;
             let client = connection.resolve(file.cuc.as_ref())?;
             cuc_cmd::run(&client, command, json).await
+        }
+        Command::Serve { database_url, args } => {
+            let file = config::load(cli.config.as_deref())?;
+            let store = open_store(database_url, &file).await?;
+            serve_cmd::serve(args, &file, store).await
+        }
+        Command::Admin {
+            database_url,
+            command,
+        } => {
+            let file = config::load(cli.config.as_deref())?;
+            let store = open_store(database_url, &file).await?;
+            serve_cmd::admin(&store, command).await
+        }
+        Command::Ldap {
+            database_url,
+            command,
+        } => {
+            let file = config::load(cli.config.as_deref())?;
+            let store = open_store(database_url, &file).await?;
+            ldap_cmd::run(store, file.ldap_export.as_ref(), command).await
         }
         Command::Sso {
             connection,

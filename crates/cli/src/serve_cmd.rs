@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use serde::Deserialize;
 use ucbridge_auth::SecretBox;
 use ucbridge_server::connections::{self, AuthMode, ConnectionSettings, ConnectionUpdate};
-use ucbridge_server::{Extensions, JobDefaults, Server, ServerConfig};
+use ucbridge_server::{JobDefaults, Server, ServerConfig};
 use ucbridge_store::{Role, Store};
 
 use crate::config::{self, FileConfig};
@@ -27,6 +27,9 @@ pub struct ServerFileConfig {
     pub session_ttl: Option<String>,
     #[serde(default)]
     pub cors_origins: Vec<String>,
+    /// Where CUC and browsers reach this node, e.g. `http://ucbridge-1.example.com:8080`
+    /// (CUC posts voicemail events to `<public_url>/callbacks/cuc`).
+    pub public_url: Option<String>,
     #[serde(default)]
     pub secure_cookies: bool,
     #[serde(default)]
@@ -146,10 +149,17 @@ pub fn server_config(args: &ServeArgs, file: &FileConfig) -> Result<ServerConfig
         c.bind = b;
     }
     c.node_id = args.node_id.clone().or(f.and_then(|f| f.node_id.clone()));
-    if let Some(d) = args.lease_ttl.map(Into::into).or(duration("lease_ttl", f.and_then(|f| f.lease_ttl.as_deref()))?) {
+    if let Some(d) = args.lease_ttl.map(Into::into).or(duration(
+        "lease_ttl",
+        f.and_then(|f| f.lease_ttl.as_deref()),
+    )?) {
         c.lease_ttl = d;
     }
-    if let Some(d) = args.tick.map(Into::into).or(duration("tick", f.and_then(|f| f.tick.as_deref()))?) {
+    if let Some(d) = args
+        .tick
+        .map(Into::into)
+        .or(duration("tick", f.and_then(|f| f.tick.as_deref()))?)
+    {
         c.tick = d;
     }
     if let Some(d) = duration("session_ttl", f.and_then(|f| f.session_ttl.as_deref()))? {
@@ -159,15 +169,20 @@ pub fn server_config(args: &ServeArgs, file: &FileConfig) -> Result<ServerConfig
         bail!("the scheduler tick ({:?}) must be at most a third of the lease TTL ({:?}) so leases are renewed in time", c.tick, c.lease_ttl);
     }
     c.cors_origins = args.cors_origins.clone();
-    c.cors_origins.extend(f.map(|f| f.cors_origins.clone()).unwrap_or_default());
+    c.cors_origins
+        .extend(f.map(|f| f.cors_origins.clone()).unwrap_or_default());
     c.secure_cookies = f.is_some_and(|f| f.secure_cookies);
+    c.public_url = f.and_then(|f| f.public_url.clone());
     c.metrics_public = args.metrics_public || f.is_some_and(|f| f.metrics_public);
     c.run_jobs = !args.no_jobs;
     if let Some(s) = &file.snapshot {
         c.snapshot = s.to_options()?;
     }
     c.jobs = JobDefaults {
-        user_sync: file.directory_sync.as_ref().and_then(|r| r.schedule.clone()),
+        user_sync: file
+            .directory_sync
+            .as_ref()
+            .and_then(|r| r.schedule.clone()),
         devices: f.and_then(|f| f.devices_schedule.clone()),
         ldap_export: f.and_then(|f| f.ldap_export_schedule.clone()),
     };
@@ -200,7 +215,9 @@ async fn bootstrap_admin(store: &Store) -> Result<()> {
 async fn seed_connections(store: &Store, secrets: &SecretBox, file: &FileConfig) -> Result<()> {
     let read_file = |p: &Option<PathBuf>| -> Result<Option<String>> {
         p.as_ref()
-            .map(|p| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display())))
+            .map(|p| {
+                std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+            })
             .transpose()
     };
     if let Some(a) = &file.axl {
@@ -211,7 +228,13 @@ async fn seed_connections(store: &Store, secrets: &SecretBox, file: &FileConfig)
             }
             let password = match (&a.password, &a.password_file) {
                 (Some(p), _) => Some(p.clone()),
-                (None, Some(f)) => Some(std::fs::read_to_string(f)?.lines().next().unwrap_or_default().to_owned()),
+                (None, Some(f)) => Some(
+                    std::fs::read_to_string(f)?
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                ),
                 _ => std::env::var("UCBRIDGE_AXL_PASSWORD").ok(),
             };
             let update = ConnectionUpdate {
@@ -232,7 +255,13 @@ async fn seed_connections(store: &Store, secrets: &SecretBox, file: &FileConfig)
         if let Some(url) = &c.url {
             let password = match (&c.password, &c.password_file) {
                 (Some(p), _) => Some(p.clone()),
-                (None, Some(f)) => Some(std::fs::read_to_string(f)?.lines().next().unwrap_or_default().to_owned()),
+                (None, Some(f)) => Some(
+                    std::fs::read_to_string(f)?
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                ),
                 _ => std::env::var("UCBRIDGE_CUC_PASSWORD").ok(),
             };
             let update = ConnectionUpdate {
@@ -272,30 +301,151 @@ async fn seed_connections(store: &Store, secrets: &SecretBox, file: &FileConfig)
             connections::save(store, secrets, "ids", update, Some("config file"), true).await?;
         }
     }
+    if let Some(i) = &file.imap {
+        if let Some(host) = &i.host {
+            let tls = !matches!(
+                i.security,
+                Some(
+                    ucbridge_voicemail::ImapSecurity::Plain
+                        | ucbridge_voicemail::ImapSecurity::Starttls
+                )
+            );
+            let scheme = if tls { "imaps" } else { "imap" };
+            let url = match i.port {
+                Some(p) => format!("{scheme}://{host}:{p}"),
+                None => format!("{scheme}://{host}"),
+            };
+            let mut options = serde_json::Map::new();
+            if matches!(i.security, Some(ucbridge_voicemail::ImapSecurity::Plain)) {
+                options.insert("security".into(), "plain".into());
+            }
+            if i.allow_plaintext {
+                options.insert("allow_plaintext".into(), true.into());
+            }
+            for (k, v) in [
+                ("login", &i.login),
+                ("master_separator", &i.master_separator),
+            ] {
+                if let Some(v) = v {
+                    options.insert(k.into(), v.clone().into());
+                }
+            }
+            let password = match (&i.master_password, &i.master_password_file) {
+                (Some(p), _) => Some(p.clone()),
+                (None, Some(f)) => Some(
+                    std::fs::read_to_string(f)?
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                ),
+                _ => std::env::var("UCBRIDGE_IMAP_MASTER_PASSWORD").ok(),
+            };
+            let update = ConnectionUpdate {
+                settings: ConnectionSettings {
+                    url,
+                    username: i.master_user.clone().unwrap_or_default(),
+                    auth: AuthMode::Basic,
+                    ca_pem: read_file(&i.ca_file)?,
+                    insecure_skip_tls_verify: i.insecure_skip_tls_verify,
+                    options,
+                },
+                password,
+            };
+            connections::save(store, secrets, "imap", update, Some("config file"), true).await?;
+        }
+    }
+    if let Some(v) = &file.voicemail {
+        v.to_options().context("bad [voicemail] options")?;
+        let text = serde_json::to_string(v)?;
+        store
+            .put_setting(
+                connections::VOICEMAIL_SETTING,
+                &text,
+                ucbridge_store::SecretUpdate::Clear,
+                Some("config file"),
+                true,
+            )
+            .await?;
+    }
+    if let Some(l) = &file.ldap_export {
+        let mut value = serde_json::to_value(l)?;
+        let options = value.as_object_mut().context("[ldap_export] is a table")?;
+        for key in [
+            "url",
+            "bind_dn",
+            "ca_file",
+            "ca_pem",
+            "insecure_skip_tls_verify",
+            "bind_password_file",
+        ] {
+            options.remove(key);
+        }
+        let password = match (&l.bind_password, &l.bind_password_file) {
+            (Some(p), _) => Some(p.expose().to_owned()),
+            (None, Some(f)) => Some(
+                std::fs::read_to_string(f)?
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+            _ => std::env::var("UCBRIDGE_LDAP_BIND_PASSWORD").ok(),
+        };
+        let ca_pem = match (&l.ca_pem, &l.ca_file) {
+            (Some(p), _) => Some(p.clone()),
+            (None, f) => read_file(f)?,
+        };
+        let update = ConnectionUpdate {
+            settings: ConnectionSettings {
+                url: l.url.clone(),
+                username: l.bind_dn.clone(),
+                auth: AuthMode::Basic,
+                ca_pem,
+                insecure_skip_tls_verify: l.insecure_skip_tls_verify,
+                options: options.clone(),
+            },
+            password,
+        };
+        connections::save(store, secrets, "ldap", update, Some("config file"), true).await?;
+    }
     if let Some(rules) = &file.directory_sync {
         rules.compile().context("bad [directory_sync] rules")?;
         let text = serde_json::to_string(rules)?;
         store
-            .put_setting(ucbridge_server::jobs::RULES_SETTING, &text, ucbridge_store::SecretUpdate::Clear, Some("config file"), true)
+            .put_setting(
+                ucbridge_server::jobs::RULES_SETTING,
+                &text,
+                ucbridge_store::SecretUpdate::Clear,
+                Some("config file"),
+                true,
+            )
             .await?;
     }
     Ok(())
 }
 
 /// Point unconfigured connections at a lab started in this process.
-async fn seed_lab(store: &Store, secrets: &SecretBox, lab: &ucbridge_lab::RunningLab, user: &str, password: &str) -> Result<()> {
+async fn seed_lab(
+    store: &Store,
+    secrets: &SecretBox,
+    lab: &ucbridge_lab::RunningLab,
+    user: &str,
+    password: &str,
+) -> Result<()> {
     let ca = lab.ca_certificate_pem().map(str::to_owned);
-    let conn = |url: String, options: serde_json::Map<String, serde_json::Value>| ConnectionUpdate {
-        settings: ConnectionSettings {
-            url,
-            username: user.to_owned(),
-            auth: AuthMode::Basic,
-            ca_pem: ca.clone(),
-            insecure_skip_tls_verify: false,
-            options,
-        },
-        password: Some(password.to_owned()),
-    };
+    let conn =
+        |url: String, options: serde_json::Map<String, serde_json::Value>| ConnectionUpdate {
+            settings: ConnectionSettings {
+                url,
+                username: user.to_owned(),
+                auth: AuthMode::Basic,
+                ca_pem: ca.clone(),
+                insecure_skip_tls_verify: false,
+                options,
+            },
+            password: Some(password.to_owned()),
+        };
     let mut ids_options = serde_json::Map::new();
     ids_options.insert("status_url".into(), lab.unifiedconfig_url().into());
     for (kind, update) in [
@@ -310,7 +460,7 @@ async fn seed_lab(store: &Store, secrets: &SecretBox, lab: &ucbridge_lab::Runnin
     Ok(())
 }
 
-pub async fn serve(args: ServeArgs, file: &FileConfig, store: Store, extensions: Extensions) -> Result<()> {
+pub async fn serve(args: ServeArgs, file: &FileConfig, store: Store) -> Result<()> {
     let config = server_config(&args, file)?;
     let secrets = secret_box(file)?;
     bootstrap_admin(&store).await?;
@@ -321,20 +471,26 @@ pub async fn serve(args: ServeArgs, file: &FileConfig, store: Store, extensions:
             ..ucbridge_lab::LabConfig::default()
         };
         let (user, password) = (lab_config.username.clone(), lab_config.password.clone());
-        let lab = ucbridge_lab::RunningLab::start(lab_config).await.context("cannot start the built-in lab")?;
+        let lab = ucbridge_lab::RunningLab::start(lab_config)
+            .await
+            .context("cannot start the built-in lab")?;
         eprintln!("Built-in lab (CUCM AXL, CUC, IdS) at {}", lab.cuc_url());
         seed_lab(&store, &secrets, &lab, &user, &password).await?;
         Some(lab)
     } else {
         None
     };
-    let server = Server::start(store, secrets, config, extensions)
+    let server = Server::start(store, secrets, config)
         .await
         .context("cannot start the server")?;
     if args.print_url {
         println!("listening on {}", server.url());
     }
-    eprintln!("ucbridge is serving the admin page at {}/ (node {}); Ctrl-C stops.", server.url(), server.node_id());
+    eprintln!(
+        "ucbridge is serving the admin page at {}/ (node {}); Ctrl-C stops.",
+        server.url(),
+        server.node_id()
+    );
     let stop = server.shutdown_token();
     tokio::spawn(async move {
         let _ = tokio::signal::ctrl_c().await;
@@ -343,7 +499,9 @@ pub async fn serve(args: ServeArgs, file: &FileConfig, store: Store, extensions:
     #[cfg(unix)]
     {
         let stop = server.shutdown_token();
-        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             tokio::spawn(async move {
                 term.recv().await;
                 stop.cancel();
@@ -365,7 +523,9 @@ fn admin_password() -> Result<String> {
         return Ok(p);
     }
     let mut line = String::new();
-    std::io::stdin().read_line(&mut line).context("reading the password from stdin")?;
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
     let p = line.trim_end_matches(['\r', '\n']).to_owned();
     if p.is_empty() {
         bail!("no password: set UCBRIDGE_ADMIN_PASSWORD or pipe it on stdin");
@@ -377,7 +537,9 @@ pub async fn admin(store: &Store, command: AdminCommand) -> Result<()> {
     match command {
         AdminCommand::SetAccount { username, role: r } => {
             let role = role(&r)?;
-            let account = ucbridge_server::auth::set_account(store, &username, &admin_password()?, role).await?;
+            let account =
+                ucbridge_server::auth::set_account(store, &username, &admin_password()?, role)
+                    .await?;
             println!("account {} ({})", account.username, account.role.as_str());
         }
         AdminCommand::DeleteAccount { username } => {
@@ -397,8 +559,13 @@ pub async fn admin(store: &Store, command: AdminCommand) -> Result<()> {
         AdminCommand::CreateToken { name, role: r } => {
             let role = role(&r)?;
             let token = ucbridge_server::auth::new_api_token();
-            store.create_api_token(&name, &ucbridge_server::auth::token_hash(&token), role).await?;
-            eprintln!("API token {name:?} ({}) created; it is shown only now:", role.as_str());
+            store
+                .create_api_token(&name, &ucbridge_server::auth::token_hash(&token), role)
+                .await?;
+            eprintln!(
+                "API token {name:?} ({}) created; it is shown only now:",
+                role.as_str()
+            );
             println!("{token}");
         }
         AdminCommand::DeleteToken { name } => {

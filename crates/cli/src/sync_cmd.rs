@@ -42,6 +42,8 @@ pub enum SyncCommand {
     },
     /// Keep the snapshot fresh until Ctrl-C: full refresh, then listChange polling.
     Watch,
+    /// Voicemail: mirror Unity Connection mailboxes into users' IMAP folders, both ways.
+    Voicemail(crate::voicemail_cmd::VoicemailArgs),
 }
 
 #[derive(Subcommand)]

@@ -124,9 +124,9 @@ pub struct AudioInfo {
 /// A Unity Connection client. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct CucClient {
-    http: reqwest::Client,
-    base: Url,
-    credentials: Credentials,
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: Url,
+    pub(crate) credentials: Credentials,
     format: Format,
     max_rows: u32,
 }
@@ -497,7 +497,7 @@ fn add_params<I: IntoIterator<Item = (&'static str, String)>>(url: &mut Url, par
     }
 }
 
-fn looks_like_html(body: &[u8]) -> bool {
+pub(crate) fn looks_like_html(body: &[u8]) -> bool {
     let start: String = String::from_utf8_lossy(&body[..body.len().min(256)])
         .trim_start()
         .chars()
@@ -507,7 +507,7 @@ fn looks_like_html(body: &[u8]) -> bool {
     start.starts_with("<!doctype html") || start.starts_with("<html")
 }
 
-fn html_error(status: u16, body: &[u8]) -> CucError {
+pub(crate) fn html_error(status: u16, body: &[u8]) -> CucError {
     let text = String::from_utf8_lossy(&body[..body.len().min(64 * 1024)]);
     let lower = text.to_ascii_lowercase();
     let title = lower.find("<title>").and_then(|start| {
@@ -518,7 +518,7 @@ fn html_error(status: u16, body: &[u8]) -> CucError {
     CucError::HtmlAnswer { status, title }
 }
 
-fn snippet(body: &[u8]) -> String {
+pub(crate) fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     text.split_whitespace()
         .collect::<Vec<_>>()

@@ -12,6 +12,8 @@
 //!   `userobjectid`, needing the "Mailbox Access Delegate Account" role).
 //! - CUC's error bodies become [`CucError::Api`] with its code and message; an HTML answer
 //!   (SSO login page, wrong URL) becomes [`CucError::HtmlAnswer`].
+//! - CUNI: [`CucClient::cuni_subscribe`] / [`CucClient::cuni_unsubscribe`] on the SOAP
+//!   `MessageEventService`, and [`MessageEvent::parse`] for the Notifier's callback bodies.
 //! - [`SsoStatusClient`]: the UCCE SSO Status API (`/unifiedconfig/config/sso/status`).
 //!
 //! ```no_run
@@ -27,6 +29,7 @@
 //! ```
 
 mod client;
+mod cuni;
 mod error;
 mod model;
 mod node;
@@ -34,6 +37,10 @@ mod query;
 mod sso_status;
 
 pub use client::{AudioInfo, CucClient, CucConfig, Folder, Format, MailboxRef};
+pub use cuni::{
+    subscribe_request, CallbackTarget, EventMessage, EventType, MessageEvent, Subscription,
+    CUNI_SERVICE_PATH, MAX_USERS_PER_SUBSCRIPTION,
+};
 pub use error::CucError;
 pub use model::{
     Address, Attachment, CallerId, FolderInfo, MailboxInfo, Message, MessagePage, Recipient, User,

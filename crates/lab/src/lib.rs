@@ -26,7 +26,9 @@ use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use cuc::{Cuc, CucFolder, CucLabConfig, LabMessage, NewVoicemail, UnknownUser};
+pub use cuc::{
+    Cuc, CucFolder, CucLabConfig, LabMessage, LabSubscription, NewVoicemail, UnknownUser,
+};
 pub use ids::sso::{
     GlobalSsoState, IdsConfigurationState, Sso, SsoComponent, SsoLabConfig, StepState,
 };

@@ -27,8 +27,8 @@ pub use provisioner::{
     ShowReport, UserDevice,
 };
 pub use secret::{generate_digest_password, DIGEST_PASSWORD_LEN};
-pub use ucbridge_auth::{SecretBox, SecretKeyError, SECRET_KEY_ENV, SECRET_KEY_FILE_ENV};
 pub use settings::{DnRange, ProvisionSettings, ProvisioningConfig, PRODUCT, THIRD_PARTY_PRODUCTS};
+pub use ucbridge_auth::{SecretBox, SecretKeyError, SECRET_KEY_ENV, SECRET_KEY_FILE_ENV};
 
 use ucbridge_axl::AxlError;
 use ucbridge_store::StoreError;

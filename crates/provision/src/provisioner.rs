@@ -11,9 +11,9 @@ use ucbridge_axl::{
 use ucbridge_store::{DeviceState, ProvisionedDevice, Store};
 
 use crate::secret::generate_digest_password;
-use ucbridge_auth::SecretBox;
 use crate::settings::{ProvisionSettings, PRODUCT, THIRD_PARTY_PRODUCTS};
 use crate::{device_name, ProvisionError, Result};
+use ucbridge_auth::SecretBox;
 
 /// What a run did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -33,7 +33,10 @@ mod tests {
         assert!(!format!("{pw:?}").contains(pw.expose()));
         let key = SecretBox::from_base64(&SecretBox::generate_key_base64(), "test").unwrap();
         let sealed = key.seal("alice", &pw);
-        assert_eq!(key.open("alice", &sealed, key.key_id()).unwrap().expose(), pw.expose());
+        assert_eq!(
+            key.open("alice", &sealed, key.key_id()).unwrap().expose(),
+            pw.expose()
+        );
     }
 
     #[test]

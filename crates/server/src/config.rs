@@ -21,6 +21,9 @@ pub struct ServerConfig {
     pub session_ttl: Duration,
     /// Origins allowed to call the API from a browser (CORS); empty = none.
     pub cors_origins: Vec<String>,
+    /// Where others reach this node (e.g. `http://ucbridge-1.example.com:8080`): CUC posts
+    /// voicemail events to `<public_url>/callbacks/cuc`.
+    pub public_url: Option<String>,
     /// Mark the session cookie `Secure` (set when the page is served over HTTPS).
     pub secure_cookies: bool,
     /// Serve `/metrics` without authentication (for a scraper on a trusted network).
@@ -48,6 +51,7 @@ impl Default for ServerConfig {
             tick: Duration::from_secs(1),
             session_ttl: Duration::from_secs(12 * 3600),
             cors_origins: Vec::new(),
+            public_url: None,
             secure_cookies: false,
             metrics_public: false,
             run_jobs: true,

@@ -100,14 +100,29 @@ pub struct ConnectionView {
     pub updated_by: Option<String>,
 }
 
-/// A connection as the admin page sends it.
-#[derive(Debug, Deserialize, ToSchema)]
+/// A connection as the admin page sends it: the settings plus a write-only `password`
+/// (absent: keep the stored one; empty: remove it; otherwise: the new one).
+#[derive(Debug, ToSchema)]
 pub struct ConnectionUpdate {
-    #[serde(flatten)]
     pub settings: ConnectionSettings,
-    /// Absent: keep the stored password; empty: remove it; otherwise: the new one.
-    #[serde(default)]
     pub password: Option<String>,
+}
+
+// By hand rather than `#[serde(flatten)]`: flattening would silently disable
+// `deny_unknown_fields` on the settings, and a misspelt field must be an error.
+impl<'de> Deserialize<'de> for ConnectionUpdate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        let password = match map.remove("password") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(p)) => Some(p),
+            Some(_) => return Err(D::Error::custom("password must be a string")),
+        };
+        let settings =
+            serde_json::from_value(serde_json::Value::Object(map)).map_err(D::Error::custom)?;
+        Ok(ConnectionUpdate { settings, password })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -377,6 +392,30 @@ fn server_of(url: &str) -> String {
     }
 }
 
+/// The LDAP export settings of the `ldap` connection: URL, bind DN (`username`), bind
+/// password, CA; the mapping (`base_dn`, `uid_from`, `phone_from`, `naming_attribute`,
+/// `object_classes`, `removal`, `starttls`, `timeout_secs`) from `options`.
+pub async fn ldap_settings(
+    store: &Store,
+    secrets: &SecretBox,
+) -> Result<ucbridge_ldap::LdapExportSettings, ConnectionError> {
+    let c = require(store, secrets, "ldap").await?;
+    let mut value = serde_json::Value::Object(c.settings.options.clone());
+    value["url"] = c.settings.url.clone().into();
+    value["bind_dn"] = c.settings.username.clone().into();
+    value["insecure_skip_tls_verify"] = c.settings.insecure_skip_tls_verify.into();
+    if let Some(pem) = &c.settings.ca_pem {
+        value["ca_pem"] = pem.clone().into();
+    }
+    let mut settings: ucbridge_ldap::LdapExportSettings =
+        serde_json::from_value(value).map_err(|e| ConnectionError::Invalid {
+            kind: "ldap".into(),
+            reason: e.to_string(),
+        })?;
+    settings.bind_password = c.password;
+    Ok(settings)
+}
+
 /// What "Test connection" found.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TestReport {
@@ -399,7 +438,6 @@ pub async fn test(
     store: &Store,
     secrets: &SecretBox,
     kind: &str,
-    extra: &crate::server::Extensions,
 ) -> Result<TestReport, ConnectionError> {
     setting_name(kind)?;
     match kind {
@@ -499,12 +537,91 @@ pub async fn test(
                 message_count: None,
             })
         }
-        other => match extra.test_connection.as_ref() {
-            Some(test) => test(store.clone(), secrets.clone(), other.to_owned()).await,
-            None => Err(ConnectionError::Remote(format!(
-                "testing the {other} connection is not available in this build"
-            ))),
-        },
+        "ldap" => {
+            let settings = ldap_settings(store, secrets).await?;
+            let base = settings.base_dn.clone();
+            let exporter = ucbridge_ldap::LdapExporter::new(settings, store.clone())
+                .map_err(|e| ConnectionError::Remote(format!("LDAP: {e}")))?;
+            let mut ldap = exporter
+                .connect()
+                .await
+                .map_err(|e| ConnectionError::Remote(format!("LDAP: {e}")))?;
+            // The entries under the export base (one level), as the export will see them.
+            let found = ldap
+                .search(
+                    &base,
+                    ldap3::Scope::OneLevel,
+                    "(objectClass=*)",
+                    vec!["1.1"],
+                )
+                .await
+                .and_then(|r| r.success())
+                .map_err(|e| ConnectionError::Remote(format!("LDAP search under {base}: {e}")))?;
+            let _ = ldap.unbind().await;
+            let dns: Vec<String> = found
+                .0
+                .into_iter()
+                .map(|e| ldap3::SearchEntry::construct(e).dn)
+                .collect();
+            Ok(TestReport {
+                kind: kind.into(),
+                ok: true,
+                summary: format!("bound; {} entries under {base}", dns.len()),
+                account_count: Some(dns.len() as u64),
+                accounts: dns.into_iter().take(LISTED).collect(),
+                message_count: None,
+            })
+        }
+        "imap" => {
+            // IMAP is tested the way voicemail sync uses it: match CUC users to local
+            // users, then log in (as the master user) to the first matched mailbox.
+            let (engine, _) = voicemail_engine(store, secrets).await?;
+            let report = engine
+                .match_accounts()
+                .await
+                .map_err(|e| ConnectionError::Remote(format!("matching accounts: {e}")))?;
+            let Some(first) = report.matched.first() else {
+                return Ok(TestReport {
+                    kind: kind.into(),
+                    ok: false,
+                    summary: format!(
+                        "no CUC user matches a local user ({} unmatched); run the user sync and check the voicemail matching options",
+                        report.unmatched.len()
+                    ),
+                    accounts: Vec::new(),
+                    account_count: Some(0),
+                    message_count: None,
+                });
+            };
+            engine.imap_changed(first).await.map_err(|e| {
+                ConnectionError::Remote(format!("IMAP login for {}: {e}", first.imap_user))
+            })?;
+            let messages: i64 = store
+                .voicemail_accounts()
+                .await?
+                .iter()
+                .map(|a| a.messages)
+                .sum();
+            Ok(TestReport {
+                kind: kind.into(),
+                ok: true,
+                summary: format!(
+                    "logged in to {}'s mailbox; {} accounts matched, {} unmatched",
+                    first.imap_user,
+                    report.matched.len(),
+                    report.unmatched.len()
+                ),
+                accounts: report
+                    .matched
+                    .iter()
+                    .take(LISTED)
+                    .map(|a| format!("{} -> {}", a.cuc_alias, a.imap_user))
+                    .collect(),
+                account_count: Some(report.matched.len() as u64),
+                message_count: Some(u64::try_from(messages).unwrap_or(0)),
+            })
+        }
+        other => Err(ConnectionError::UnknownKind(other.to_owned())),
     }
 }
 
@@ -516,4 +633,104 @@ pub fn sso_summary(status: &ucbridge_cuc::SsoStatus) -> String {
         status.mode_state,
         status.components.len()
     )
+}
+
+/// The IMAP settings of the `imap` connection: `imaps://host[:port]` (TLS) or
+/// `imap://host[:port]` (STARTTLS, or plain with `options.security = "plain"`, allowed to
+/// loopback only unless `options.allow_plaintext`); `username` is the master (or SASL
+/// admin) user; `options.login` = `master_user` (Dovecot `user*master`, default) or
+/// `sasl_authzid`; `options.master_separator` (default `*`).
+pub async fn imap_settings(
+    store: &Store,
+    secrets: &SecretBox,
+) -> Result<ucbridge_voicemail::ImapSettings, ConnectionError> {
+    let c = require(store, secrets, "imap").await?;
+    let invalid = |reason: String| ConnectionError::Invalid {
+        kind: "imap".into(),
+        reason,
+    };
+    let (tls, rest) = if let Some(rest) = c.settings.url.strip_prefix("imaps://") {
+        (true, rest)
+    } else if let Some(rest) = c.settings.url.strip_prefix("imap://") {
+        (false, rest)
+    } else {
+        return Err(invalid(
+            "the URL must start with imaps:// or imap://".into(),
+        ));
+    };
+    let authority = rest.trim_end_matches('/');
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (
+            h.to_owned(),
+            Some(
+                p.parse::<u16>()
+                    .map_err(|_| invalid(format!("bad port in {authority:?}")))?,
+            ),
+        ),
+        None => (authority.to_owned(), None),
+    };
+    let security = match (tls, c.settings.option_str("security")) {
+        (true, _) => "tls",
+        (false, Some("plain")) => "plain",
+        (false, _) => "starttls",
+    };
+    let mut file = serde_json::json!({
+        "host": host,
+        "security": security,
+        "insecure_skip_tls_verify": c.settings.insecure_skip_tls_verify,
+        "allow_plaintext": c.settings.options.get("allow_plaintext").and_then(|v| v.as_bool()).unwrap_or(false),
+        "master_user": c.settings.username,
+    });
+    if let Some(p) = port {
+        file["port"] = p.into();
+    }
+    for key in ["login", "master_separator"] {
+        if let Some(v) = c.settings.option_str(key) {
+            file[key] = v.into();
+        }
+    }
+    let file: ucbridge_voicemail::ImapFileConfig =
+        serde_json::from_value(file).map_err(|e| invalid(e.to_string()))?;
+    let password = c.password.map(|p| p.expose().to_owned());
+    let mut settings = file
+        .to_settings(password)
+        .map_err(|e| invalid(e.to_string()))?;
+    settings.tls.ca_pem = c.settings.tls().ca_pem;
+    Ok(settings)
+}
+
+/// Settings name of the voicemail sync options (`[voicemail]` of the configuration file).
+pub const VOICEMAIL_SETTING: &str = "voicemail";
+
+/// The voicemail sync options: the admin page's, else the defaults.
+pub async fn voicemail_options(
+    store: &Store,
+) -> Result<(ucbridge_voicemail::VoicemailOptions, Option<String>), ConnectionError> {
+    let file: ucbridge_voicemail::VoicemailFileConfig =
+        match store.setting(VOICEMAIL_SETTING).await? {
+            Some(s) => serde_json::from_str(&s.value).map_err(|e| ConnectionError::Corrupt {
+                kind: "voicemail".into(),
+                reason: e.to_string(),
+            })?,
+            None => Default::default(),
+        };
+    let options = file.to_options().map_err(|e| ConnectionError::Invalid {
+        kind: "voicemail".into(),
+        reason: e.to_string(),
+    })?;
+    Ok((options, file.callback_url.clone()))
+}
+
+/// A voicemail engine from the `cuc` and `imap` connections and the voicemail options.
+pub async fn voicemail_engine(
+    store: &Store,
+    secrets: &SecretBox,
+) -> Result<(ucbridge_voicemail::VoicemailEngine, Option<String>), ConnectionError> {
+    let cuc = cuc_client(store, secrets).await?;
+    let imap = imap_settings(store, secrets).await?;
+    let (options, callback_url) = voicemail_options(store).await?;
+    Ok((
+        ucbridge_voicemail::VoicemailEngine::new(store.clone(), cuc, imap, options),
+        callback_url,
+    ))
 }

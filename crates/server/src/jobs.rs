@@ -564,6 +564,10 @@ async fn stop_all(slot: &mut JobSlot) {
 // ---------------------------------------------------------------------------------------
 // Built-in jobs.
 
+/// Per-user failures kept in a run's result; the rest are only counted (LDAP export keeps
+/// every outcome in its own tables).
+const MAX_LISTED_FAILURES: usize = 100;
+
 /// Settings name of the directory sync rules edited on the admin page.
 pub const RULES_SETTING: &str = "rules.directory_sync";
 /// Settings name of the device provisioning job's settings.
@@ -757,9 +761,11 @@ fn devices_job(default_schedule: Option<String>) -> JobSpec {
                     }
                     Err(e) => {
                         *counts.entry("failed".into()).or_default() += 1;
-                        failures.push(
-                            serde_json::json!({"userid": item.userid, "error": e.to_string()}),
-                        );
+                        if failures.len() < MAX_LISTED_FAILURES {
+                            failures.push(
+                                serde_json::json!({"userid": item.userid, "error": e.to_string()}),
+                            );
+                        }
                     }
                 }
             }
@@ -770,7 +776,7 @@ fn devices_job(default_schedule: Option<String>) -> JobSpec {
                     JobRunStatus::Failed
                 },
                 summary: serde_json::json!({"users": items.len(), "outcomes": counts, "failures": failures}),
-                message: (!failures.is_empty()).then(|| format!("{} users failed", failures.len())),
+                message: counts.get("failed").map(|n| format!("{n} users failed")),
             })
         })
     });
@@ -786,11 +792,129 @@ fn devices_job(default_schedule: Option<String>) -> JobSpec {
     }
 }
 
-/// The built-in jobs (snapshot, user sync, devices).
-pub fn builtin_jobs(config: &crate::ServerConfig) -> Vec<JobSpec> {
+fn ldap_job(
+    name: &'static str,
+    title: &'static str,
+    mode: ucbridge_ldap::ExportMode,
+    default_schedule: Option<String>,
+) -> JobSpec {
+    let run: JobFn = Arc::new(move |ctx: JobContext| {
+        Box::pin(async move {
+            let settings = connections::ldap_settings(&ctx.store, &ctx.secrets)
+                .await
+                .map_err(|e| e.to_string())?;
+            let exporter = ucbridge_ldap::LdapExporter::new(settings, ctx.store.clone())
+                .map_err(|e| e.to_string())?;
+            ctx.progress.report("exporting to LDAP", 0, None);
+            let summary = exporter.export(mode).await.map_err(|e| e.to_string())?;
+            let failures: Vec<_> = summary.failures().collect();
+            let failed = failures.len();
+            // The run record keeps the counts and the first failures; a first export of
+            // 100,000 users must not put 100,000 outcomes into every status answer.
+            Ok(JobResult {
+                status: if failed == 0 {
+                    JobRunStatus::Succeeded
+                } else {
+                    JobRunStatus::Failed
+                },
+                message: (failed > 0).then(|| format!("{failed} users could not be exported")),
+                summary: serde_json::json!({
+                    "export_run_id": summary.run_id,
+                    "mode": summary.mode,
+                    "counts": summary.counts,
+                    "duration_ms": summary.duration_ms,
+                    "failures": failures.iter().take(MAX_LISTED_FAILURES).collect::<Vec<_>>(),
+                }),
+            })
+        })
+    });
+    JobSpec {
+        name,
+        title,
+        mode: JobMode::Scheduled,
+        needs: &["ldap"],
+        restart_on: &[],
+        default_schedule,
+        run,
+        run_once: None,
+    }
+}
+
+/// The voicemail engine of the running `voicemail` job on this node, for the CUC
+/// notification callback route (`None` while the job runs elsewhere or not at all).
+pub type EngineSlot = Arc<std::sync::RwLock<Option<ucbridge_voicemail::VoicemailEngine>>>;
+
+fn voicemail_job(slot: EngineSlot, public_url: Option<String>) -> JobSpec {
+    let run: JobFn = Arc::new(move |ctx: JobContext| {
+        let slot = slot.clone();
+        let public_url = public_url.clone();
+        Box::pin(async move {
+            let (engine, configured_url) = connections::voicemail_engine(&ctx.store, &ctx.secrets)
+                .await
+                .map_err(|e| e.to_string())?;
+            // CUC posts its events to this node (the lease holder), so subscribe with our
+            // own address; without one, changes arrive by the periodic reconcile only.
+            let callback_url = configured_url.or_else(|| {
+                public_url.map(|u| format!("{}/callbacks/cuc", u.trim_end_matches('/')))
+            });
+            if callback_url.is_none() {
+                tracing::warn!(
+                    "no public URL: CUC cannot push voicemail events; set [server] public_url"
+                );
+            }
+            *slot.write().unwrap_or_else(|p| p.into_inner()) = Some(engine.clone());
+            engine.run(callback_url, ctx.cancel.cancelled_owned()).await;
+            *slot.write().unwrap_or_else(|p| p.into_inner()) = None;
+            Ok(JobResult::succeeded(serde_json::Value::Null))
+        })
+    });
+    let once: JobFn = Arc::new(|ctx: JobContext| {
+        Box::pin(async move {
+            let (engine, _) = connections::voicemail_engine(&ctx.store, &ctx.secrets)
+                .await
+                .map_err(|e| e.to_string())?;
+            let progress = ctx.progress.clone();
+            let report = move |done: usize, total: usize| {
+                progress.report("syncing mailboxes", done as u64, Some(total as u64))
+            };
+            let summary = engine.sync_all(&report).await.map_err(|e| e.to_string())?;
+            Ok(JobResult::succeeded(
+                serde_json::to_value(&summary).unwrap_or_default(),
+            ))
+        })
+    });
+    JobSpec {
+        name: "voicemail",
+        title: "Voicemail sync (Unity Connection <-> IMAP; push, debounce, reconcile)",
+        mode: JobMode::Continuous,
+        needs: &["cuc", "imap"],
+        restart_on: &[connections::VOICEMAIL_SETTING],
+        default_schedule: None,
+        run,
+        run_once: Some(once),
+    }
+}
+
+/// The built-in jobs: snapshot, user sync, devices, LDAP export and re-synchronize,
+/// voicemail sync.
+pub fn builtin_jobs(config: &crate::ServerConfig, engine: EngineSlot) -> Vec<JobSpec> {
     vec![
+        voicemail_job(engine, config.public_url.clone()),
         snapshot_job(config.snapshot.clone()),
         user_sync_job(config.jobs.user_sync.clone()),
         devices_job(config.jobs.devices.clone()),
+        ldap_job(
+            "ldap_export",
+            "LDAP export (users changed since the last export)",
+            ucbridge_ldap::ExportMode::Incremental,
+            config.jobs.ldap_export.clone(),
+        ),
+        // The seed's "Re-Synchronize" button: run on request only.
+        ldap_job(
+            "ldap_resync",
+            "LDAP re-synchronize (re-export everyone, repair drift)",
+            ucbridge_ldap::ExportMode::Resynchronize,
+            None,
+        ),
     ]
 }

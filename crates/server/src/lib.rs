@@ -24,4 +24,4 @@ mod web;
 
 pub use config::{JobDefaults, ServerConfig};
 pub use error::ServerError;
-pub use server::{AppState, Extensions, RunningServer, Server, TestHook, UserDetailHook};
+pub use server::{AppState, RunningServer, Server};

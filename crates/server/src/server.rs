@@ -7,7 +7,6 @@ use std::sync::Arc;
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::routing::get;
 use axum::Router;
-use futures::future::BoxFuture;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -15,31 +14,8 @@ use ucbridge_auth::SecretBox;
 use ucbridge_store::Store;
 
 use crate::config::default_node_id;
-use crate::connections::{ConnectionError, TestReport};
-use crate::jobs::{JobSpec, Scheduler};
+use crate::jobs::Scheduler;
 use crate::{api, metrics, web, ServerConfig, ServerError};
-
-/// Tests a connection kind the server itself does not know (IMAP, LDAP).
-pub type TestHook = Arc<
-    dyn Fn(Store, SecretBox, String) -> BoxFuture<'static, Result<TestReport, ConnectionError>>
-        + Send
-        + Sync,
->;
-
-/// Per-user details contributed by other engines (e.g. the voicemail state).
-pub type UserDetailHook = Arc<
-    dyn Fn(Store, String) -> BoxFuture<'static, Option<(String, serde_json::Value)>> + Send + Sync,
->;
-
-/// What the binary plugs into the server: extra jobs (voicemail, LDAP export), extra
-/// routes (the CUC notification callback), connection tests and user details.
-#[derive(Clone, Default)]
-pub struct Extensions {
-    pub jobs: Vec<JobSpec>,
-    pub routes: Option<Router>,
-    pub test_connection: Option<TestHook>,
-    pub user_details: Vec<UserDetailHook>,
-}
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -53,7 +29,7 @@ pub struct StateInner {
     pub secrets: SecretBox,
     pub config: ServerConfig,
     pub scheduler: Scheduler,
-    pub extensions: Extensions,
+    pub voicemail: crate::jobs::EngineSlot,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub jobs_started: AtomicBool,
 }
@@ -82,11 +58,10 @@ impl Server {
         store: Store,
         secrets: SecretBox,
         config: ServerConfig,
-        extensions: Extensions,
     ) -> Result<RunningServer, ServerError> {
         let node = config.node_id.clone().unwrap_or_else(default_node_id);
-        let mut specs = crate::jobs::builtin_jobs(&config);
-        specs.extend(extensions.jobs.iter().cloned());
+        let engine: crate::jobs::EngineSlot = Default::default();
+        let specs = crate::jobs::builtin_jobs(&config, engine.clone());
         let scheduler = Scheduler::new(
             store.clone(),
             secrets.clone(),
@@ -106,7 +81,7 @@ impl Server {
                 secrets,
                 config: config.clone(),
                 scheduler: scheduler.clone(),
-                extensions,
+                voicemail: engine,
                 metrics: metrics::handle(),
                 jobs_started: AtomicBool::new(false),
             }),
@@ -201,7 +176,7 @@ fn router(state: AppState) -> Router {
                 HeaderName::from_static(crate::auth::CSRF_HEADER),
             ])
     });
-    let extra = state.extensions.routes.clone();
+    let voicemail = state.voicemail.clone();
     let mut app = api::routes()
         .route("/", get(web::index))
         .route("/assets/app.js", get(web::app_js))
@@ -211,9 +186,25 @@ fn router(state: AppState) -> Router {
     if let Some(cors) = cors {
         app = app.layer(cors);
     }
-    if let Some(extra) = extra {
-        app = app.merge(extra);
-    }
+    // CUC's notification callbacks go to the voicemail engine running on this node; the
+    // engine checks the Basic credentials it gave CUC when subscribing.
+    let slot = voicemail;
+    app = app.nest_service(
+        "/callbacks/cuc",
+        tower::service_fn(move |request: axum::extract::Request| {
+            let engine = slot.read().unwrap_or_else(|p| p.into_inner()).clone();
+            async move {
+                use tower::ServiceExt;
+                match engine {
+                    Some(engine) => engine.callback_router().oneshot(request).await,
+                    None => Ok(axum::response::IntoResponse::into_response((
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        "voicemail sync does not run on this node",
+                    ))),
+                }
+            }
+        }),
+    );
     app.layer(
         tower_http::set_header::SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use ucbridge_auth::SecretBox;
 use ucbridge_lab::{LabConfig, RunningLab};
-use ucbridge_server::{Extensions, RunningServer, Server, ServerConfig};
+use ucbridge_server::{RunningServer, Server, ServerConfig};
 use ucbridge_store::{Role, Store};
 
 const ADMIN_PW: &str = "Admin-pass-1";
@@ -47,9 +47,7 @@ async fn start() -> Fixture {
         cors_origins: vec!["https://portal.example.com".into()],
         ..ServerConfig::default()
     };
-    let server = Server::start(store.clone(), secrets, config, Extensions::default())
-        .await
-        .unwrap();
+    let server = Server::start(store.clone(), secrets, config).await.unwrap();
     Fixture {
         server,
         store,
@@ -232,6 +230,37 @@ async fn login_csrf_roles_connections_and_run_now() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(r.text().await.unwrap().contains("must start with"));
 
+    // Misspelt fields and malformed JSON are errors in the API's shape.
+    let r = admin
+        .put(format!("{base}/api/v1/connections/cuc"))
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"url": "https://cuc.example.com", "usrname": "typo"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("usrname"),
+        "{body}"
+    );
+    let r = admin
+        .put(format!("{base}/api/v1/connections/cuc"))
+        .header("x-csrf-token", &csrf)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "bad_request"
+    );
+
     // Test connection lists the lab's users.
     let r = admin
         .post(format!("{base}/api/v1/connections/cucm/test"))
@@ -343,6 +372,25 @@ async fn login_csrf_roles_connections_and_run_now() {
     assert_eq!(users["total"], LAB_USERS);
     assert_eq!(users["users"].as_array().unwrap().len(), 5);
     let name = users["users"][0]["username"].as_str().unwrap().to_owned();
+    // Search looks at identities, not at field names or other users' values.
+    let found: Value = admin
+        .get(format!("{base}/api/v1/users?q={name}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["total"], 1, "{found}");
+    let found: Value = admin
+        .get(format!("{base}/api/v1/users?q=source"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["total"], 0, "{found}");
     let one: Value = admin
         .get(format!("{base}/api/v1/users/{name}"))
         .send()
@@ -572,5 +620,106 @@ async fn api_tokens_cors_and_openapi() {
         .to_str()
         .unwrap()
         .contains("script-src 'self'"));
+    f.server.shutdown().await;
+}
+
+/// The LDAP connection from the API: test it, export (incremental), re-synchronize.
+#[tokio::test]
+async fn ldap_connection_test_and_export_jobs() {
+    let Some(slapd) = ucbridge_testkit::slapd::Slapd::start() else {
+        return;
+    };
+    let f = start().await;
+    let base = f.server.url();
+    for i in 0..5 {
+        let record = ucbridge_store::UserRecord {
+            username: format!("ldapuser{i}"),
+            first_name: Some("Lee".into()),
+            last_name: Some(format!("Dap{i}")),
+            email: Some(format!("ldapuser{i}@example.com")),
+            extension: Some(format!("+1 (555) 01{i}")),
+            source: "local".into(),
+            ..ucbridge_store::UserRecord::default()
+        };
+        f.store.create_local_user(&record).await.unwrap();
+    }
+    let admin = client();
+    let csrf = login(&admin, &base, "root", ADMIN_PW).await;
+    let r = admin
+        .put(format!("{base}/api/v1/connections/ldap"))
+        .header("x-csrf-token", &csrf)
+        .json(&json!({
+            "url": slapd.url,
+            "username": slapd.admin_dn(),
+            "password": slapd.admin_password(),
+            "options": {"base_dn": slapd.people_dn(), "uid_from": "username", "phone_from": "numeric_phone"},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let test = |admin: reqwest::Client, csrf: String, base: String| async move {
+        let r = admin
+            .post(format!("{base}/api/v1/connections/ldap/test"))
+            .header("x-csrf-token", &csrf)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json::<Value>().await.unwrap()
+    };
+    let before = test(admin.clone(), csrf.clone(), base.clone()).await;
+    assert_eq!(before["account_count"], 0, "{before}");
+
+    for job in ["ldap_export", "ldap_resync"] {
+        let r = admin
+            .post(format!("{base}/api/v1/jobs/{job}/run"))
+            .header("x-csrf-token", &csrf)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        let run = wait_for_run(&admin, &base, job).await;
+        assert_eq!(run["status"], "succeeded", "{run}");
+        let counts = &run["result"]["counts"];
+        if job == "ldap_export" {
+            assert_eq!(counts["added"], 5, "{run}");
+        } else {
+            assert_eq!(counts["unchanged"], 5, "{run}");
+        }
+    }
+    let after = test(admin.clone(), csrf.clone(), base.clone()).await;
+    assert_eq!(after["account_count"], 5, "{after}");
+    assert!(
+        after["accounts"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("uid=ldapuser"),
+        "{after}"
+    );
+
+    // A wrong bind password is a clear 502 naming LDAP, and never echoes the password.
+    admin
+        .put(format!("{base}/api/v1/connections/ldap"))
+        .header("x-csrf-token", &csrf)
+        .json(&json!({
+            "url": slapd.url, "username": slapd.admin_dn(), "password": "Wr0ng-secret",
+            "options": {"base_dn": slapd.people_dn()},
+        }))
+        .send()
+        .await
+        .unwrap();
+    let r = admin
+        .post(format!("{base}/api/v1/connections/ldap/test"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("LDAP") && !text.contains("Wr0ng-secret"),
+        "{text}"
+    );
     f.server.shutdown().await;
 }

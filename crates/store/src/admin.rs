@@ -137,7 +137,7 @@ impl Store {
 
     /// Remove the account and its sessions; false when there was none.
     pub async fn delete_admin_account(&self, username: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "DELETE FROM admin_sessions WHERE account_id IN \
              (SELECT id FROM admin_accounts WHERE username = $1)",
@@ -240,17 +240,28 @@ impl Store {
         }
     }
 
-    /// The token with this hash, marking it used.
+    /// The token with this hash, marking it used. `last_used_at` is written at most once a
+    /// minute, so a busy script does not turn every API read into a database write.
     pub async fn use_api_token(&self, token_hash: &str) -> Result<Option<ApiToken>> {
         let row = sqlx::query(
-            "UPDATE api_tokens SET last_used_at = $2 WHERE token_hash = $1 \
-             RETURNING id, name, role, created_at, last_used_at",
+            "SELECT id, name, role, created_at, last_used_at FROM api_tokens WHERE token_hash = $1",
         )
         .bind(token_hash)
-        .bind(now_millis())
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(token).transpose()
+        let Some(mut found) = row.as_ref().map(token).transpose()? else {
+            return Ok(None);
+        };
+        let now = now_millis();
+        if found.last_used_at.is_none_or(|t| now - t > 60_000) {
+            sqlx::query("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1")
+                .bind(found.id)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+            found.last_used_at = Some(now);
+        }
+        Ok(Some(found))
     }
 
     pub async fn api_tokens(&self) -> Result<Vec<ApiToken>> {

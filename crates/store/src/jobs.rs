@@ -309,7 +309,7 @@ impl Store {
         lease_token: i64,
         next_run_at: Option<i64>,
     ) -> Result<Option<i64>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "INSERT INTO job_runs (job, slot, node, lease_token, trigger_kind, requested_by, \
              started_at, status) VALUES ($1, $2, $3, $4, $5, $6, $7, 'running') \
@@ -418,6 +418,17 @@ impl Store {
                 .await?
             }
         };
+        rows.iter().map(job_run).collect()
+    }
+
+    /// The newest run of every job, in one query (the status view's hot path).
+    pub async fn latest_job_runs(&self) -> Result<Vec<JobRun>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM job_runs \
+             WHERE id IN (SELECT MAX(id) FROM job_runs GROUP BY job)"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(job_run).collect()
     }
 

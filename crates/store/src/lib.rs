@@ -6,10 +6,15 @@
 //! open. Times are stored as milliseconds since the Unix epoch and booleans as 0/1 so that
 //! every query is portable.
 
+mod admin;
 mod devices;
+mod jobs;
+pub mod ldap_export;
 mod runs;
+mod settings;
 mod snapshot;
 pub(crate) mod users;
+pub mod voicemail;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,12 +22,19 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
+pub use admin::{AdminAccount, ApiToken, Role, Session};
 pub use devices::{DeviceState, ProvisionedDevice};
+pub use jobs::{Claim, JobRow, JobRun, JobRunStatus, Lease, Trigger};
+pub use ldap_export::{
+    ExportUser, LdapExportCounts, LdapExportEntry, LdapExportRun, LdapExportStatus,
+};
 pub use runs::{AuditEntry, RunStatus, RunSummary, SyncRun};
+pub use settings::{SealedSecret, SecretUpdate, Setting};
 pub use snapshot::{
     RefreshState, SnapshotRead, SnapshotState, SourceUser, SwapSummary, SOURCE_CUCM,
 };
 pub use users::{LocalUser, UserChange, UserField, UserRecord};
+pub use voicemail::{VoicemailAccount, VoicemailFolder, VoicemailMessage};
 
 /// Everything the store can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -94,8 +106,9 @@ impl Store {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         };
         let max = match backend {
-            // One writer at a time is what SQLite does anyway; a small pool serves reads.
-            Backend::Sqlite => 4,
+            // SQLite has one writer at a time anyway; WAL lets the others read beside
+            // it, so the pool is sized for readers (the server's API during a sync).
+            Backend::Sqlite => 8,
             Backend::Postgres => 10,
         };
         let pool = AnyPoolOptions::new()
@@ -134,6 +147,17 @@ impl Store {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Begin a transaction that will write. On SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later
+    /// fails with SQLITE_BUSY_SNAPSHOT (517) when another connection committed in
+    /// between, and `busy_timeout` cannot wait that out.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     pub async fn close(&self) {

@@ -146,36 +146,57 @@ impl Store {
     }
 
     /// The most recent runs of `kind`, newest first.
+    /// The newest runs of `kind`, without their plans (which can be large; see
+    /// [`Store::sync_run`]).
     pub async fn recent_runs(&self, kind: &str, limit: i64) -> Result<Vec<SyncRun>> {
-        let rows = sqlx::query("SELECT * FROM sync_runs WHERE kind = $1 ORDER BY id DESC LIMIT $2")
-            .bind(kind)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let status: String = row.try_get("status")?;
-                Ok(SyncRun {
-                    id: row.try_get("id")?,
-                    kind: row.try_get("kind")?,
-                    started_at: row.try_get("started_at")?,
-                    finished_at: row.try_get("finished_at")?,
-                    dry_run: row.try_get::<i64, _>("dry_run")? != 0,
-                    status: RunStatus::parse(&status)?,
-                    message: opt_text(row, "message")?,
-                    summary: RunSummary {
-                        creates: count(row.try_get("creates")?),
-                        updates: count(row.try_get("updates")?),
-                        disables: count(row.try_get("disables")?),
-                        deletes: count(row.try_get("deletes")?),
-                        errors: count(row.try_get("errors")?),
-                    },
-                    plan: opt_text(row, "plan")?,
-                })
-            })
-            .collect()
+        let rows = sqlx::query(&format!(
+            "SELECT {RUN_SUMMARY_COLUMNS}, NULL AS plan FROM sync_runs WHERE kind = $1 \
+             ORDER BY id DESC LIMIT $2"
+        ))
+        .bind(kind)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(sync_run).collect()
     }
 
+    /// One run with its plan.
+    pub async fn sync_run(&self, id: i64) -> Result<Option<SyncRun>> {
+        let row = sqlx::query(&format!(
+            "SELECT {RUN_SUMMARY_COLUMNS}, plan FROM sync_runs WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(sync_run).transpose()
+    }
+}
+
+const RUN_SUMMARY_COLUMNS: &str = "id, kind, started_at, finished_at, dry_run, status, message, \
+                                   creates, updates, disables, deletes, errors";
+
+fn sync_run(row: &sqlx::any::AnyRow) -> Result<SyncRun> {
+    let status: String = row.try_get("status")?;
+    Ok(SyncRun {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        dry_run: row.try_get::<i64, _>("dry_run")? != 0,
+        status: RunStatus::parse(&status)?,
+        message: opt_text(row, "message")?,
+        summary: RunSummary {
+            creates: count(row.try_get("creates")?),
+            updates: count(row.try_get("updates")?),
+            disables: count(row.try_get("disables")?),
+            deletes: count(row.try_get("deletes")?),
+            errors: count(row.try_get("errors")?),
+        },
+        plan: opt_text(row, "plan")?,
+    })
+}
+
+impl Store {
     /// Audit entries, oldest first; of one run, or all when `run_id` is `None`.
     pub async fn audit_log(&self, run_id: Option<i64>, limit: i64) -> Result<Vec<AuditEntry>> {
         let rows = match run_id {

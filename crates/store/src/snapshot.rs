@@ -272,7 +272,7 @@ impl Store {
     /// Add a page of a running full refresh to the staging table.
     pub async fn stage_users(&self, users: &[SourceUser]) -> Result<()> {
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for chunk in users.chunks(ROWS_PER_INSERT) {
             // A user seen twice (pages shifted under concurrent changes) keeps the later copy.
             let sql = format!(
@@ -300,7 +300,7 @@ impl Store {
         cursor: Option<(&str, i64)>,
     ) -> Result<SwapSummary> {
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let owned = sqlx::query(
             "SELECT 1 FROM snapshot_state WHERE source = $1 AND state = 'refreshing' AND refresh_owner = $2",
         )
@@ -402,7 +402,7 @@ impl Store {
         cursor: (&str, i64),
     ) -> Result<u64> {
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut changed = 0;
         let sql = format!(
             "INSERT INTO cucm_users ({cols}) VALUES ({ph}) ON CONFLICT (uuid) DO UPDATE SET {updates} \

@@ -280,7 +280,7 @@ impl Store {
             "INSERT INTO users ({RECORD_COLUMNS}, created_at, updated_at) VALUES ({}) RETURNING id",
             crate::placeholders(1, 20)
         );
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = bind_record(sqlx::query(&sql), record)
             .bind(now)
             .bind(now)
@@ -318,7 +318,7 @@ impl Store {
         const CREATES_PER_INSERT: usize = 300;
         const AUDIT_PER_INSERT: usize = 500;
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let update_sql = format!(
             "UPDATE users SET ({RECORD_COLUMNS}, updated_at) = ({}) WHERE id = $20",
             crate::placeholders(1, 19)

@@ -176,7 +176,7 @@ impl SnapshotKeeper {
         match self.read_everything(&progress).await {
             Ok((cursor, pages)) => {
                 let phase = Instant::now();
-                let swap = self
+                let swap = match self
                     .store
                     .finish_full_refresh(
                         SOURCE_CUCM,
@@ -185,7 +185,20 @@ impl SnapshotKeeper {
                             .as_ref()
                             .map(|c| (c.queue_id.as_str(), c.next_start_change_id)),
                     )
-                    .await?;
+                    .await
+                {
+                    Ok(swap) => swap,
+                    Err(e) => {
+                        // Leave no claim behind: a refresh stuck in "refreshing" would make
+                        // every user sync refuse until the claim goes stale.
+                        let reason = format!("swapping the refreshed snapshot in failed: {e}");
+                        tracing::warn!(%reason, "CUCM snapshot refresh failed; the previous snapshot is kept");
+                        self.store
+                            .fail_full_refresh(SOURCE_CUCM, &self.owner, &reason)
+                            .await?;
+                        return Err(e.into());
+                    }
+                };
                 tracing::info!(
                     elapsed_ms = phase.elapsed().as_millis(),
                     ?swap,

@@ -16,6 +16,9 @@ use std::process::Command;
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
+pub mod dovecot;
+pub mod slapd;
+
 /// True when running under CI, where missing fixtures or tools are errors, not skips.
 pub fn in_ci() -> bool {
     std::env::var("CI")

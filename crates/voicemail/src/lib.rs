@@ -1,1 +1,55 @@
-//! Voicemail sync: Unity Connection mailboxes mirrored into users' IMAP mailboxes, both ways.
+//! Voicemail sync: Unity Connection mailboxes mirrored into users' IMAP mailboxes, both ways
+//! (seed 002, "VoiceMail Integration").
+//!
+//! For every CUC user matched to a local ucbridge user ([`matching`], the seed's "CISCO ID
+//! Source" x "Local ID Source"), CUC's `inbox`, `sent` and `deleted` folders are mirrored
+//! into three IMAP folders of the user's mailbox as MIME messages (From = caller, Date =
+//! arrival, Subject, a text part with caller id / duration / urgency, the WAV attached).
+//! CUC adds, deletes and read changes go to IMAP; IMAP deletes and read changes go to CUC;
+//! mail added on IMAP is not pushed to CUC. The rules, conflicts included, are in
+//! [`reconcile`].
+//!
+//! API used by the server and the CLI:
+//! - [`VoicemailEngine::new`]`(store, cuc_client, imap_settings, options)` — cheap to clone.
+//! - [`VoicemailEngine::sync_all`]`(progress)` — one full reconcile, bounded concurrency,
+//!   returns a [`SyncSummary`] (unmatched/ambiguous accounts included).
+//! - [`VoicemailEngine::sync_account`]`(alias_or_username)`.
+//! - [`VoicemailEngine::run`]`(callback_url, shutdown)` — continuous mode.
+//! - [`VoicemailEngine::subscribe`]`(callback_url)` — CUNI subscription (groups of 500).
+//! - [`VoicemailEngine::callback_router`]`()` — axum router for CUC's callback POSTs.
+//! - [`VoicemailEngine::status`]`()` — per-account state for the admin page.
+//!
+//! Metrics (`metrics` facade): `ucbridge_voicemail_lag_seconds` (histogram, CUC arrival ->
+//! visible in IMAP, for messages that arrived since the account's previous good sync),
+//! `ucbridge_voicemail_syncs_total{outcome=ok|cuc_error|error}`,
+//! `ucbridge_voicemail_actions_total{direction=cuc_to_imap|imap_to_cuc, action}`.
+//!
+//! Invariants:
+//! - CUC is read completely before IMAP is touched: with CUC down, IMAP stays as it is and
+//!   the account is retried with backoff.
+//! - Every message ucbridge appends carries `X-Ucbridge-Cuc-Id`; each sync reads the folders
+//!   (or trusts them when HIGHESTMODSEQ did not move), so a restart mid-sync adopts what it
+//!   already appended instead of appending it again.
+//! - IMAP folders are tracked by identity (UIDVALIDITY; RFC 8474 MAILBOXID is detected but
+//!   not readable with async-imap's parser), so renamed or moved folders keep being used
+//!   and never get a duplicate.
+//! - One sync per account at a time.
+
+mod config;
+mod engine;
+mod error;
+mod imap;
+pub mod matching;
+mod mime;
+pub mod reconcile;
+
+pub use config::{
+    AccountMatching, CucIdSource, FolderNames, ImapFileConfig, ImapLogin, ImapSecurity,
+    ImapSettings, ImapUserSource, VoicemailFileConfig, VoicemailOptions,
+};
+pub use engine::{
+    AccountStatus, AccountSummary, Progress, SyncSummary, VoicemailEngine, VoicemailStatus,
+};
+pub use error::VoicemailError;
+pub use imap::CUC_ID_HEADER;
+pub use matching::{MatchReport, MatchedAccount, UnmatchedAccount};

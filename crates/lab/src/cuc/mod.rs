@@ -11,13 +11,14 @@
 #![allow(clippy::result_large_err)]
 
 mod cors;
+mod cuni;
 pub(crate) mod render;
 mod store;
 mod users;
 mod wav;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::body::Bytes;
@@ -26,10 +27,11 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
 use crate::rest::{Identity, RestAuth};
+pub use cuni::LabSubscription;
 use render::{error_details, render, Format, Obj};
 use store::{Folder, Msg, Store};
 pub use store::{Folder as CucFolder, NewVoicemail};
@@ -59,6 +61,9 @@ pub struct CucLabConfig {
     pub smtp_domain: String,
     /// What `GET /vmrest/version` reports.
     pub version: String,
+    /// How often the CUNI Notifier sends KEEP_ALIVE to a subscription that asked for it
+    /// (`keepAliveInterval` > 0). CUC's period is not documented (notes §3).
+    pub cuni_keep_alive_every: std::time::Duration,
 }
 
 impl Default for CucLabConfig {
@@ -72,6 +77,7 @@ impl Default for CucLabConfig {
             hard_delete: false,
             smtp_domain: "cuc.ucbridge.lab".into(),
             version: "14.0.1.14900-117".into(),
+            cuni_keep_alive_every: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -82,6 +88,9 @@ pub(crate) struct CucState {
     mask: IdMask,
     store: Mutex<Store>,
     html_next: AtomicU32,
+    notifier: cuni::Notifier,
+    /// Tests switch CUC "down": every `/vmrest` and CUNI request gets HTTP 503.
+    unavailable: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -100,6 +109,8 @@ impl CucState {
             auth,
             config,
             html_next: AtomicU32::new(0),
+            notifier: cuni::Notifier::default(),
+            unavailable: AtomicBool::new(false),
         }
     }
 
@@ -145,7 +156,38 @@ impl Cuc<'_> {
             .state
             .user_by_alias(alias)
             .ok_or_else(|| UnknownUser(alias.to_owned()))?;
-        Ok(lock(&self.state.store).deliver(&user.owner(), vm))
+        let mut store = lock(&self.state.store);
+        let id = store.deliver(&user.owner(), vm);
+        let mailbox = store.mailbox(&user.owner());
+        if let Some(m) = mailbox.find(&id) {
+            self.state.notifier.emit(
+                cuni::EventKind::New,
+                &mailbox.owner.alias,
+                &mailbox.owner.display,
+                mailbox.usn,
+                m,
+            );
+        }
+        Ok(id)
+    }
+
+    /// Make the whole Unity Connection unavailable (`true`: every `/vmrest` and CUNI
+    /// request is answered 503, as while Tomcat restarts) or available again.
+    pub fn set_unavailable(&self, down: bool) {
+        self.state.unavailable.store(down, Ordering::SeqCst);
+    }
+
+    /// Live CUNI subscriptions.
+    pub fn subscriptions(&self) -> Vec<LabSubscription> {
+        self.state.notifier.subscriptions()
+    }
+
+    /// Callback POSTs answered 2xx, and those that failed, since start.
+    pub fn notifications(&self) -> (u64, u64) {
+        (
+            self.state.notifier.sent.load(Ordering::Relaxed),
+            self.state.notifier.failed.load(Ordering::Relaxed),
+        )
     }
 
     /// The CUC ObjectId of a user.
@@ -199,8 +241,24 @@ pub(crate) fn router(state: Arc<CucState>) -> Result<Router, String> {
         .route("/vmrest/messages/{id}/attachments/{index}", get(attachment))
         .route("/vmrest/users", get(list_users))
         .route("/vmrest/users/{id}", get(get_user))
+        .route(CUNI_PATH, post(cuni::service))
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(cors, cors::layer)))
+}
+
+/// The CUNI SOAP service path (notes §3).
+const CUNI_PATH: &str = "/messageeventservice/services/MessageEventService";
+
+/// 503 while the lab's CUC is switched off ([`Cuc::set_unavailable`]).
+fn unavailable_answer(st: &CucState) -> Option<Response> {
+    st.unavailable.load(Ordering::SeqCst).then(|| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "text/html;charset=UTF-8")],
+            "<html><head><title>503 Service Unavailable</title></head><body>Service Unavailable</body></html>",
+        )
+            .into_response()
+    })
 }
 
 type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
@@ -307,6 +365,9 @@ impl FromRequestParts<Arc<CucState>> for Call {
 }
 
 fn begin(st: &CucState, headers: &HeaderMap, params: Params) -> Result<Call, Response> {
+    if let Some(r) = unavailable_answer(st) {
+        return Err(r);
+    }
     let format = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let take_html = st
         .html_next
@@ -738,6 +799,7 @@ async fn put_message(
                 "Read can only be changed on inbox messages",
             ));
         }
+        let read_changed = read.is_some_and(|r| r != m.read);
         if let Some(r) = read {
             m.read = r;
         }
@@ -745,6 +807,16 @@ async fn put_message(
             m.subject = s;
         }
         m.modification_ms = now;
+        if read_changed {
+            let kind = if m.read {
+                cuni::EventKind::Saved
+            } else {
+                cuni::EventKind::Unread
+            };
+            let m = m.clone();
+            st.notifier
+                .emit(kind, &mb.owner.alias, &mb.owner.display, mb.usn, &m);
+        }
         Ok(())
     });
     match result {
@@ -764,7 +836,18 @@ async fn delete_message(
     };
     let result = with_message(&st, &call, &id, |mb, id| {
         let folder = mb.find(id).map(|m| m.folder);
+        let before = mb.find(id).cloned();
         // Deleting from `deleted` is always hard; elsewhere soft unless asked (notes §0.5).
+        if let Some(m) = &before {
+            // Emitted with the USN after the change (touch() below bumps it by one).
+            st.notifier.emit(
+                cuni::EventKind::Deleted,
+                &mb.owner.alias,
+                &mb.owner.display,
+                mb.usn + 1,
+                m,
+            );
+        }
         if hard || folder == Some(Folder::Deleted) {
             mb.remove(id);
         } else {

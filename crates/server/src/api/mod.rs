@@ -15,7 +15,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::{self, Admin, Caller, Via};
 use crate::connections::{self, ConnectionError, ConnectionUpdate, ConnectionView, TestReport};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::jobs::{DevicesJobSettings, JobMode, LocalJobState, DEVICES_SETTING, RULES_SETTING};
 use crate::server::AppState;
 
@@ -26,7 +26,7 @@ use crate::server::AppState;
         login, whoami, logout, status, list_jobs, run_job, update_job, list_job_runs, get_job_run,
         list_sync_runs, get_sync_run, audit_log, get_rules, put_rules, list_users, get_user,
         list_connections, put_connection, delete_connection, test_connection, get_provisioning,
-        put_provisioning, sso_status, list_tokens, create_token, delete_token, healthz, readyz, prometheus
+        put_provisioning, sso_status, get_voicemail, put_voicemail, list_tokens, create_token, delete_token, healthz, readyz, prometheus
     ),
     components(schemas(ErrorBody, ConnectionView, TestReport, StatusView, JobView, LocalJobState, JobMode, LoginRequest, SessionView, TokenCreated, NewToken, JobUpdate, DevicesJobSettings)),
     modifiers(&SecurityAddon),
@@ -83,6 +83,7 @@ pub(crate) fn routes() -> Router<AppState> {
             get(get_provisioning).put(put_provisioning),
         )
         .route("/api/v1/sso/status", get(sso_status))
+        .route("/api/v1/voicemail", get(get_voicemail).put(put_voicemail))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{name}", axum::routing::delete(delete_token))
 }
@@ -193,7 +194,7 @@ pub struct SessionView {
     responses((status = 200, body = SessionView), (status = 401, body = ErrorBody)))]
 async fn login(
     State(state): State<AppState>,
-    Json(req): Json<LoginRequest>,
+    ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let account = state.store.admin_account(&req.username).await?;
     let hash = account
@@ -317,16 +318,15 @@ pub struct StatusView {
 async fn job_views(state: &AppState) -> Result<Vec<JobView>, ApiError> {
     let rows = state.store.jobs().await?;
     let leases = state.store.leases().await?;
+    let mut latest = state.store.latest_job_runs().await?;
     let mut out = Vec::new();
     for spec in state.scheduler.specs() {
         let row = rows.iter().find(|r| r.job == spec.name);
         let lease = leases.iter().find(|l| l.job == spec.name && !l.expired);
-        let last_run = state
-            .store
-            .job_runs(Some(spec.name), 1)
-            .await?
-            .into_iter()
-            .next();
+        let last_run = latest
+            .iter()
+            .position(|r| r.job == spec.name)
+            .map(|i| latest.swap_remove(i));
         out.push(JobView {
             job: spec.name.to_owned(),
             title: spec.title.to_owned(),
@@ -356,11 +356,7 @@ async fn status(State(state): State<AppState>, _caller: Caller) -> ApiResult<Sta
         .recent_runs(ucbridge_sync::directory::RUN_KIND, 1)
         .await?
         .into_iter()
-        .next()
-        .map(|mut r| {
-            r.plan = None;
-            r
-        });
+        .next();
     Ok(Json(StatusView {
         data_source_type: "CUCM (AXL)",
         snapshot,
@@ -434,7 +430,7 @@ async fn update_job(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Path(job): Path<String>,
-    Json(update): Json<JobUpdate>,
+    ApiJson(update): ApiJson<JobUpdate>,
 ) -> ApiResult<Vec<JobView>> {
     if state.scheduler.spec(&job).is_none() {
         return Err(ApiError::not_found(format!("no job {job:?}")));
@@ -516,13 +512,10 @@ async fn list_sync_runs(
     _caller: Caller,
     Query(q): Query<LimitQuery>,
 ) -> ApiResult<Vec<SyncRun>> {
-    let mut runs = state
+    let runs = state
         .store
         .recent_runs(ucbridge_sync::directory::RUN_KIND, q.limit.clamp(1, 500))
         .await?;
-    for r in &mut runs {
-        r.plan = None;
-    }
     Ok(Json(runs))
 }
 
@@ -541,11 +534,7 @@ async fn get_sync_run(
     _caller: Caller,
     Path(id): Path<i64>,
 ) -> Result<Response, ApiError> {
-    let runs = state
-        .store
-        .recent_runs(ucbridge_sync::directory::RUN_KIND, 10_000)
-        .await?;
-    let Some(mut run) = runs.into_iter().find(|r| r.id == id) else {
+    let Some(mut run) = state.store.sync_run(id).await? else {
         return Err(ApiError::not_found(format!("no sync run {id}")));
     };
     let plan_json = run.plan.take().and_then(|p| serde_json::from_str(&p).ok());
@@ -594,7 +583,7 @@ async fn get_rules(State(state): State<AppState>, _caller: Caller) -> Result<Res
 async fn put_rules(
     State(state): State<AppState>,
     Admin(caller): Admin,
-    Json(value): Json<serde_json::Value>,
+    ApiJson(value): ApiJson<serde_json::Value>,
 ) -> Result<Response, ApiError> {
     let rules: ucbridge_sync::rules::SyncRules = serde_json::from_value(value)
         .map_err(|e| ApiError::bad_request(format!("invalid rules: {e}")))?;
@@ -618,7 +607,8 @@ async fn put_rules(
 
 #[derive(Deserialize, IntoParams)]
 struct UsersQuery {
-    /// Substring of the username, name or e-mail (case-insensitive).
+    /// Substring of the username, a name, the e-mail, an alias or the extension
+    /// (case-insensitive).
     q: Option<String>,
     #[serde(default)]
     offset: usize,
@@ -634,6 +624,24 @@ fn default_users_limit() -> usize {
 struct UserList {
     total: usize,
     users: Vec<ucbridge_store::LocalUser>,
+}
+
+/// Whether `needle` (lower case) is in the user's username, names, e-mail, aliases or
+/// extension.
+fn matches_user(u: &ucbridge_store::UserRecord, needle: &str) -> bool {
+    let found = |v: &str| v.to_lowercase().contains(needle);
+    found(&u.username)
+        || [
+            &u.first_name,
+            &u.last_name,
+            &u.display_name,
+            &u.email,
+            &u.extension,
+        ]
+        .into_iter()
+        .flatten()
+        .any(|v| found(v))
+        || u.aliases.iter().any(|a| found(a))
 }
 
 /// ucbridge's users (as directory sync made them), paged and filtered.
@@ -652,7 +660,7 @@ async fn list_users(
         .into_iter()
         .filter(|u| match &needle {
             None => true,
-            Some(n) => serde_json::to_string(&u.record).is_ok_and(|s| s.to_lowercase().contains(n)),
+            Some(n) => matches_user(&u.record, n),
         })
         .collect();
     let total = matching.len();
@@ -664,7 +672,7 @@ async fn list_users(
     Ok(Json(UserList { total, users }).into_response())
 }
 
-/// One user with their device and the state other engines keep (voicemail).
+/// One user with their provisioned device and their voicemail sync state.
 #[utoipa::path(get, path = "/api/v1/users/{username}", params(("username" = String, Path)), responses((status = 200), (status = 404, body = ErrorBody)))]
 async fn get_user(
     State(state): State<AppState>,
@@ -688,12 +696,13 @@ async fn get_user(
                 "updated_at": d.updated_at,
             })
         });
-    let mut body = serde_json::json!({ "user": user, "device": device });
-    for hook in &state.extensions.user_details {
-        if let Some((key, value)) = hook(state.store.clone(), username.clone()).await {
-            body[key] = value;
-        }
-    }
+    let voicemail = state
+        .store
+        .voicemail_accounts()
+        .await?
+        .into_iter()
+        .find(|a| a.local_username == user.record.username);
+    let body = serde_json::json!({ "user": user, "device": device, "voicemail": voicemail });
     Ok(Json(body).into_response())
 }
 
@@ -718,7 +727,7 @@ async fn put_connection(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Path(kind): Path<String>,
-    Json(update): Json<ConnectionUpdate>,
+    ApiJson(update): ApiJson<ConnectionUpdate>,
 ) -> ApiResult<Vec<ConnectionView>> {
     connections::save(
         &state.store,
@@ -761,7 +770,7 @@ async fn test_connection(
     Admin(_caller): Admin,
     Path(kind): Path<String>,
 ) -> ApiResult<TestReport> {
-    let report = connections::test(&state.store, &state.secrets, &kind, &state.extensions)
+    let report = connections::test(&state.store, &state.secrets, &kind)
         .await
         .map_err(connection_error)?;
     Ok(Json(report))
@@ -788,7 +797,7 @@ async fn get_provisioning(
 async fn put_provisioning(
     State(state): State<AppState>,
     Admin(caller): Admin,
-    Json(settings): Json<DevicesJobSettings>,
+    ApiJson(settings): ApiJson<DevicesJobSettings>,
 ) -> ApiResult<DevicesJobSettings> {
     settings
         .provisioning
@@ -829,6 +838,49 @@ async fn sso_status(State(state): State<AppState>, _caller: Caller) -> Result<Re
     Ok(Json(status).into_response())
 }
 
+// --- voicemail ----------------------------------------------------------------------------
+
+/// Voicemail sync: its options and the state of every matched account (from the
+/// database, so any node answers).
+#[utoipa::path(get, path = "/api/v1/voicemail", responses((status = 200)))]
+async fn get_voicemail(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Response, ApiError> {
+    let options = match state.store.setting(connections::VOICEMAIL_SETTING).await? {
+        Some(s) => serde_json::from_str(&s.value).map_err(|e| ApiError::internal(e.to_string()))?,
+        None => serde_json::json!({}),
+    };
+    let accounts = state.store.voicemail_accounts().await?;
+    Ok(Json(serde_json::json!({ "options": options, "accounts": accounts })).into_response())
+}
+
+/// Set the voicemail sync options (the `[voicemail]` table: matching, folders, debounce,
+/// reconcile interval, callback URL, ...); the running job restarts with them.
+#[utoipa::path(put, path = "/api/v1/voicemail", responses((status = 200), (status = 400, body = ErrorBody)))]
+async fn put_voicemail(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    ApiJson(value): ApiJson<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    let file: ucbridge_voicemail::VoicemailFileConfig = serde_json::from_value(value.clone())
+        .map_err(|e| ApiError::bad_request(format!("invalid voicemail options: {e}")))?;
+    file.to_options()
+        .map_err(|e| ApiError::bad_request(format!("invalid voicemail options: {e}")))?;
+    state
+        .store
+        .put_setting(
+            connections::VOICEMAIL_SETTING,
+            &value.to_string(),
+            ucbridge_store::SecretUpdate::Clear,
+            Some(&caller.name),
+            false,
+        )
+        .await?;
+    state.scheduler.wake();
+    Ok(Json(value).into_response())
+}
+
 // --- API tokens ---------------------------------------------------------------------------
 
 #[derive(Deserialize, ToSchema)]
@@ -862,7 +914,7 @@ async fn list_tokens(
 async fn create_token(
     State(state): State<AppState>,
     Admin(caller): Admin,
-    Json(req): Json<NewToken>,
+    ApiJson(req): ApiJson<NewToken>,
 ) -> Result<Response, ApiError> {
     let name = req.name.trim();
     if name.is_empty() || name.len() > 64 {

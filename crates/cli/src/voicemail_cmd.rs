@@ -1,0 +1,158 @@
+//! `ucbridge sync voicemail [--user U] [--watch] [--listen ADDR]`: voicemail sync between
+//! Unity Connection and users' IMAP mailboxes ([cuc], [imap], [voicemail] tables).
+
+use std::net::SocketAddr;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use indicatif::{ProgressBar, ProgressStyle};
+use ucbridge_store::Store;
+use ucbridge_voicemail::{VoicemailEngine, VoicemailOptions};
+
+use crate::config::FileConfig;
+use crate::output;
+
+#[derive(Args, Debug)]
+pub struct VoicemailArgs {
+    /// Sync only this account (CUC alias or local username).
+    #[arg(long = "user")]
+    user: Option<String>,
+    /// Keep syncing until Ctrl-C: CUC events, IMAP changes (debounced), periodic reconcile.
+    #[arg(long)]
+    watch: bool,
+    /// With --watch: serve CUC's callbacks (at /callbacks/cuc) on this address.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// URL CUC calls back (default: [voicemail] callback_url, else http://<listen>/callbacks/cuc).
+    #[arg(long)]
+    callback_url: Option<String>,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The CUC connection from `UCBRIDGE_CUC_*` and `[cuc]` (its flags would clash with the
+/// AXL flags of `ucbridge sync`).
+#[derive(Parser)]
+struct CucFromEnv {
+    #[command(flatten)]
+    connection: crate::cuc_cmd::CucConnection,
+}
+
+pub async fn run(args: VoicemailArgs, file: &FileConfig, store: Store) -> Result<()> {
+    let cuc = CucFromEnv::try_parse_from(["ucbridge"])
+        .context("bad UCBRIDGE_CUC_* environment")?
+        .connection
+        .resolve(file.cuc.as_ref())?;
+    let Some(imap) = &file.imap else {
+        bail!("voicemail sync needs an [imap] table in the config file (see README \"Voicemail sync\")");
+    };
+    let imap = imap.to_settings(std::env::var("UCBRIDGE_IMAP_MASTER_PASSWORD").ok())?;
+    let options = match &file.voicemail {
+        Some(v) => v.to_options()?,
+        None => VoicemailOptions::default(),
+    };
+    let engine = VoicemailEngine::new(store, cuc, imap, options);
+    if let Some(user) = &args.user {
+        let summary = engine
+            .sync_account(user)
+            .await
+            .with_context(|| format!("voicemail sync of {user} failed"))?;
+        if args.json {
+            return output::json(&summary);
+        }
+        println!(
+            "{}: {} messages; IMAP: {} added, {} removed, {} moved, {} flags; CUC: {} read changes, {} deletes",
+            summary.cuc_alias,
+            summary.messages,
+            summary.appended,
+            summary.removed_from_imap,
+            summary.moved_on_imap,
+            summary.seen_changed_on_imap,
+            summary.read_changed_on_cuc,
+            summary.deleted_on_cuc
+        );
+    } else if !args.watch {
+        let bar = ProgressBar::new(0).with_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} accounts ({eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let progress = bar.clone();
+        let summary = engine
+            .sync_all(&move |done, total| {
+                progress.set_length(total as u64);
+                progress.set_position(done as u64);
+            })
+            .await;
+        bar.finish_and_clear();
+        let summary = summary.context("voicemail sync failed")?;
+        if args.json {
+            output::json(&summary)?;
+        } else {
+            let mut t = Table::new();
+            t.load_preset(UTF8_FULL_CONDENSED).set_header([
+                "accounts",
+                "synced",
+                "failed",
+                "unmatched",
+                "added to IMAP",
+                "IMAP changes",
+                "CUC changes",
+                "time",
+            ]);
+            t.add_row([
+                summary.accounts.to_string(),
+                summary.succeeded.to_string(),
+                summary.failed.len().to_string(),
+                summary.unmatched.len().to_string(),
+                summary.appended.to_string(),
+                summary.imap_changes.to_string(),
+                summary.cuc_changes.to_string(),
+                format!("{:.1} s", summary.duration_ms as f64 / 1000.0),
+            ]);
+            println!("{t}");
+            for u in &summary.unmatched {
+                eprintln!("unmatched: {} ({})", u.cuc_alias, u.reason);
+            }
+            for (alias, e) in &summary.failed {
+                eprintln!("failed: {alias}: {e}");
+            }
+        }
+        if !summary.failed.is_empty() {
+            bail!("{} account(s) failed", summary.failed.len());
+        }
+    }
+    if args.watch {
+        let callback_url = args
+            .callback_url
+            .clone()
+            .or_else(|| file.voicemail.as_ref().and_then(|v| v.callback_url.clone()))
+            .or_else(|| args.listen.map(|a| format!("http://{a}/callbacks/cuc")));
+        if let Some(addr) = args.listen {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            let app = axum::Router::new().nest("/callbacks/cuc", engine.callback_router());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "callback listener stopped");
+                }
+            });
+            eprintln!("Serving CUC callbacks on http://{addr}/callbacks/cuc");
+        }
+        match &callback_url {
+            Some(url) => eprintln!("CUC notifications go to {url}"),
+            None => eprintln!(
+                "No callback URL: CUC changes are picked up by the periodic reconcile only"
+            ),
+        }
+        eprintln!("Voicemail sync running; Ctrl-C stops.");
+        engine
+            .run(callback_url, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await;
+    }
+    Ok(())
+}

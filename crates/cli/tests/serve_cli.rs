@@ -1,0 +1,271 @@
+//! Several `ucbridge serve` processes on one PostgreSQL: each job runs on one node at a
+//! time, every scheduled slot runs once, and killing a node hands its jobs to the other.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use ucbridge_auth::SecretBox;
+use ucbridge_lab::{LabConfig, RunningLab};
+use ucbridge_server::connections::{self, ConnectionSettings, ConnectionUpdate};
+use ucbridge_store::{JobRunStatus, Role, Store};
+
+struct Node {
+    name: String,
+    child: Child,
+    url: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_node(name: &str, db: &str, key: &str, data: &std::path::Path) -> Node {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ucbridge"))
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--print-url",
+            "--node-id",
+            name,
+        ])
+        .args(["--lease-ttl", "2s", "--tick", "200ms"])
+        .env("UCBRIDGE_DATABASE_URL", db)
+        .env("UCBRIDGE_SECRET_KEY", key)
+        .env("UCBRIDGE_DATA_DIR", data)
+        .env_remove("UCBRIDGE_CONFIG")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ucbridge serve starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    Node {
+        name: name.to_owned(),
+        child,
+        url,
+    }
+}
+
+async fn wait_until<F: std::future::Future<Output = bool>>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> F,
+) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn holder(store: &Store, job: &str) -> Option<String> {
+    store
+        .leases()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|l| l.job == job && !l.expired)
+        .map(|l| l.holder)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_jobs_run_each_slot_once_and_take_over() {
+    let Some(db) = ucbridge_testkit::postgres_database() else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let lab = RunningLab::start(LabConfig {
+        users: 30,
+        ..LabConfig::default()
+    })
+    .await
+    .unwrap();
+    let key = SecretBox::generate_key_base64();
+    let secrets = SecretBox::from_base64(&key, "test").unwrap();
+    let store = Store::open(&db).await.unwrap();
+    connections::save(
+        &store,
+        &secrets,
+        "cucm",
+        ConnectionUpdate {
+            settings: ConnectionSettings {
+                url: lab.axl_url(),
+                username: "administrator".into(),
+                ca_pem: lab.ca_certificate_pem().map(str::to_owned),
+                ..ConnectionSettings::default()
+            },
+            password: Some("ucbridge-lab".into()),
+        },
+        None,
+        false,
+    )
+    .await
+    .unwrap();
+    let token = ucbridge_server::auth::new_api_token();
+    store
+        .create_api_token(
+            "test",
+            &ucbridge_server::auth::token_hash(&token),
+            Role::Admin,
+        )
+        .await
+        .unwrap();
+
+    let a = start_node("node-a", &db, &key, data.path());
+    let b = start_node("node-b", &db, &key, data.path());
+    // Both nodes registered the jobs; every 1 s user syncs from now on.
+    wait_until("jobs registered", Duration::from_secs(20), || async {
+        store.job("user_sync").await.unwrap().is_some()
+    })
+    .await;
+    store
+        .set_job_schedule(
+            "user_sync",
+            Some("every 1s"),
+            true,
+            Some(ucbridge_store::now_millis()),
+        )
+        .await
+        .unwrap();
+    // The snapshot keeper runs on exactly one node and fills the snapshot.
+    wait_until("snapshot refreshed", Duration::from_secs(30), || async {
+        store
+            .snapshot_state(ucbridge_store::SOURCE_CUCM)
+            .await
+            .unwrap()
+            .users_count
+            == 30
+    })
+    .await;
+    let snapshot_holder = holder(&store, "snapshot")
+        .await
+        .expect("someone runs the snapshot");
+    wait_until(
+        "several scheduled syncs",
+        Duration::from_secs(30),
+        || async { store.job_runs(Some("user_sync"), 100).await.unwrap().len() >= 4 },
+    )
+    .await;
+
+    // "Run now" through the node that does NOT hold user_sync: the holder runs it, once.
+    let sync_holder = holder(&store, "user_sync").await.unwrap();
+    let other = if sync_holder == a.name { &b } else { &a };
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/api/v1/jobs/user_sync/run", other.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    wait_until("the manual run", Duration::from_secs(20), || async {
+        store
+            .job_runs(Some("user_sync"), 100)
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.trigger == "manual" && r.status != JobRunStatus::Running)
+    })
+    .await;
+
+    // Every slot ran once, by the lease holder, and runs of one job never overlapped.
+    let runs = store.job_runs(Some("user_sync"), 1000).await.unwrap();
+    let mut slots: Vec<_> = runs.iter().map(|r| r.slot.clone()).collect();
+    slots.sort();
+    slots.dedup();
+    assert_eq!(slots.len(), runs.len(), "a slot ran twice: {runs:#?}");
+    let manual: Vec<_> = runs.iter().filter(|r| r.trigger == "manual").collect();
+    assert_eq!(manual.len(), 1);
+    assert_eq!(
+        manual[0].node, sync_holder,
+        "the lease holder ran the request"
+    );
+    let mut ordered = runs.clone();
+    ordered.sort_by_key(|r| r.started_at);
+    for pair in ordered.windows(2) {
+        if let Some(end) = pair[0].finished_at {
+            assert!(
+                pair[1].started_at >= end,
+                "overlapping runs: {:?} / {:?}",
+                pair[0],
+                pair[1]
+            );
+        }
+    }
+    assert!(
+        runs.iter().all(|r| r.status != JobRunStatus::Failed),
+        "{runs:#?}"
+    );
+
+    // The status endpoint of either node shows the same holders.
+    let status: Value = http
+        .get(format!("{}/api/v1/status", other.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let snap = status["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job"] == "snapshot")
+        .unwrap();
+    assert_eq!(snap["holder"], snapshot_holder.as_str());
+
+    // Kill the node holding user_sync (no clean shutdown, leases stay until they expire):
+    // the survivor takes over both its jobs.
+    let (victim, survivor) = if sync_holder == a.name {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let killed_at = ucbridge_store::now_millis();
+    drop(victim);
+    wait_until(
+        "the survivor to take over",
+        Duration::from_secs(20),
+        || async {
+            holder(&store, "user_sync").await.as_deref() == Some(survivor.name.as_str())
+                && holder(&store, "snapshot").await.as_deref() == Some(survivor.name.as_str())
+        },
+    )
+    .await;
+    wait_until("a run on the survivor", Duration::from_secs(20), || async {
+        store
+            .job_runs(Some("user_sync"), 5)
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| {
+                r.node == survivor.name
+                    && r.started_at > killed_at
+                    && r.status == JobRunStatus::Succeeded
+            })
+    })
+    .await;
+    let runs = store.job_runs(Some("user_sync"), 1000).await.unwrap();
+    let mut slots: Vec<_> = runs.iter().map(|r| r.slot.clone()).collect();
+    slots.sort();
+    slots.dedup();
+    assert_eq!(slots.len(), runs.len());
+    drop(survivor);
+}

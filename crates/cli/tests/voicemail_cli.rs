@@ -1,0 +1,125 @@
+//! `ucbridge sync voicemail` end to end: the binary, a config file with [imap] and
+//! [voicemail], CUC from `UCBRIDGE_CUC_*`, the lab and a throwaway Dovecot.
+
+use tokio::process::Command;
+use ucbridge_lab::{CucLabConfig, LabConfig, RunningLab};
+use ucbridge_store::{Store, UserRecord};
+use ucbridge_testkit::dovecot::{Dovecot, MASTER_PASSWORD, MASTER_USER};
+
+#[tokio::test]
+async fn sync_voicemail_mirrors_mailboxes_and_reports_unmatched_users() {
+    let lab = RunningLab::start(LabConfig {
+        users: 3,
+        seed: 21,
+        cuc: CucLabConfig {
+            messages_per_user: 2,
+            ..CucLabConfig::default()
+        },
+        ..LabConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), lab.ca_certificate_pem().unwrap()).unwrap();
+    // Aliases from the lab's end users (CUC alias = CUCM userid).
+    let conn_aliases = {
+        let mut config = ucbridge_cuc::CucConfig::new(
+            lab.cuc_url(),
+            ucbridge_auth::Credentials::basic("administrator", "ucbridge-lab"),
+        );
+        config.tls.ca_pem = lab.ca_certificate_pem().map(str::to_owned);
+        let cuc = ucbridge_cuc::CucClient::new(config).unwrap();
+        cuc.all_users(&ucbridge_cuc::UserQuery::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.alias)
+            .collect::<Vec<_>>()
+    };
+    let refs: Vec<&str> = conn_aliases.iter().map(String::as_str).collect();
+    let Some(dovecot) = Dovecot::start(&refs) else {
+        return;
+    };
+    // Two of the three CUC users have a local user; the third is reported unmatched.
+    let db = dir.path().join("data").join("ucbridge.db");
+    let store = Store::open(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    for alias in &conn_aliases[..2] {
+        store
+            .create_local_user(&UserRecord {
+                username: alias.clone(),
+                source: "local".into(),
+                ..UserRecord::default()
+            })
+            .await
+            .unwrap();
+    }
+    store.close().await;
+    let config = dir.path().join("ucbridge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[imap]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\nmaster_user = \"{MASTER_USER}\"\n\n[voicemail]\ncuc_id = \"alias\"\nlocal_id = \"username\"\n",
+            dovecot.port()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ucbridge"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("UCBRIDGE_CONFIG", &config)
+            .env("UCBRIDGE_DATA_DIR", dir.path().join("data"))
+            .env("UCBRIDGE_CUC_URL", lab.cuc_url())
+            .env("UCBRIDGE_CUC_USERNAME", "administrator")
+            .env("UCBRIDGE_CUC_PASSWORD", "ucbridge-lab")
+            .env("UCBRIDGE_CUC_CA_FILE", dir.path().join("ca.pem"))
+            .env("UCBRIDGE_IMAP_MASTER_PASSWORD", MASTER_PASSWORD);
+        cmd.output()
+    };
+    let out = run(&["sync", "voicemail", "--json"]).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["accounts"], 2);
+    assert_eq!(summary["succeeded"], 2);
+    // 2 inbox + 1 sent + 1 deleted each.
+    assert_eq!(summary["appended"], 8);
+    assert_eq!(
+        summary["unmatched"][0]["cuc_alias"],
+        conn_aliases[2].as_str()
+    );
+    // One account again: nothing to do.
+    let out = run(&["sync", "voicemail", "--user", &conn_aliases[0]])
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("0 added"), "{stdout}");
+    // An unknown account is an error naming it.
+    let out = run(&["sync", "voicemail", "--user", &conn_aliases[2]])
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(conn_aliases[2].as_str()));
+    // Without the master password the command says what is missing.
+    let out = Command::new(env!("CARGO_BIN_EXE_ucbridge"))
+        .args(["sync", "voicemail"])
+        .env_clear()
+        .env("UCBRIDGE_CONFIG", &config)
+        .env("UCBRIDGE_DATA_DIR", dir.path().join("data"))
+        .env("UCBRIDGE_CUC_URL", lab.cuc_url())
+        .env("UCBRIDGE_CUC_USERNAME", "administrator")
+        .env("UCBRIDGE_CUC_PASSWORD", "ucbridge-lab")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("UCBRIDGE_IMAP_MASTER_PASSWORD"));
+}

@@ -1,0 +1,276 @@
+//! A throwaway Dovecot IMAP server for tests (Debian `dovecot-imapd`).
+//!
+//! [`Dovecot::start`] writes a config into a temp dir — its own `base_dir`, `state_dir` and
+//! logs, so it never touches a system Dovecot — with passwd-file users, one master user
+//! (`user*master` logins, see the README's "Voicemail sync" section) and maildirs under the
+//! temp dir, then runs `dovecot -F` on a free 127.0.0.1 port. Dropping the handle stops it.
+//! A missing `dovecot` binary is a loud skip, or a failure under `CI=true`.
+//!
+//! As root, Dovecot drops privileges: mail processes run as `nobody`, so the mail
+//! directory belongs to `nobody` and the temp dir is made traversable.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::skip_or_fail;
+
+/// The master user every test Dovecot has.
+pub const MASTER_USER: &str = "ucbridge-master";
+/// Its password (a throwaway server on 127.0.0.1).
+pub const MASTER_PASSWORD: &str = "master-secret";
+/// Password of users added without one.
+pub const USER_PASSWORD: &str = "user-secret";
+
+/// A running test Dovecot; stopped on drop.
+pub struct Dovecot {
+    dir: PathBuf,
+    port: u16,
+    users_file: PathBuf,
+    pid_file: PathBuf,
+}
+
+fn dovecot_binary() -> Option<PathBuf> {
+    for candidate in ["dovecot", "/usr/sbin/dovecot"] {
+        let ok = Command::new(candidate)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if ok {
+            return Some(PathBuf::from(candidate));
+        }
+    }
+    None
+}
+
+fn command_output(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+impl Dovecot {
+    /// Start a Dovecot with `users` (each with [`USER_PASSWORD`]). `None` = skip the test.
+    pub fn start(users: &[&str]) -> Option<Dovecot> {
+        let Some(binary) = dovecot_binary() else {
+            skip_or_fail("dovecot is not installed (Debian package dovecot-imapd)");
+            return None;
+        };
+        match Self::start_with(&binary, users) {
+            Ok(d) => Some(d),
+            Err(why) => {
+                skip_or_fail(&format!("cannot start a test Dovecot: {why}"));
+                None
+            }
+        }
+    }
+
+    fn start_with(binary: &Path, users: &[&str]) -> Result<Dovecot, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("ucbridge-dovecot-")
+            .tempdir()
+            .map_err(|e| e.to_string())?
+            .keep();
+        let as_root = command_output("id", &["-u"]).as_deref() == Some("0");
+        let (mail_user, mail_group) = if as_root {
+            ("nobody".to_owned(), "nogroup".to_owned())
+        } else {
+            (
+                command_output("id", &["-un"]).ok_or("cannot read the user name")?,
+                command_output("id", &["-gn"]).ok_or("cannot read the group name")?,
+            )
+        };
+        for sub in ["base", "state", "mail"] {
+            std::fs::create_dir_all(dir.join(sub)).map_err(|e| e.to_string())?;
+        }
+        // The auth and mail processes (as mail_user) must traverse the dir and read the
+        // passwd-files.
+        let _ = Command::new("chmod").arg("755").arg(&dir).status();
+        if as_root {
+            let _ = Command::new("chown")
+                .arg(format!("{mail_user}:{mail_group}"))
+                .arg(dir.join("mail"))
+                .status();
+        }
+        let port = free_port()?;
+        let users_file = dir.join("users");
+        let masters_file = dir.join("master-users");
+        let mut users_text = String::new();
+        for u in users {
+            users_text.push_str(&format!("{u}:{{PLAIN}}{USER_PASSWORD}::::::\n"));
+        }
+        std::fs::write(&users_file, users_text).map_err(|e| e.to_string())?;
+        std::fs::write(
+            &masters_file,
+            format!("{MASTER_USER}:{{PLAIN}}{MASTER_PASSWORD}::::::\n"),
+        )
+        .map_err(|e| e.to_string())?;
+        let d = dir.display();
+        let config = format!(
+            r#"# Throwaway Dovecot for ucbridge tests.
+base_dir = {d}/base
+state_dir = {d}/state
+instance_name = ucbridge-test-{port}
+log_path = {d}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+# Plain LOGIN over loopback only (the test server has no TLS).
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+# "user*master" logs in as user with the master's password (Dovecot master users).
+auth_master_user_separator = *
+mail_location = maildir:{d}/mail/%u
+mail_uid = {mail_user}
+mail_gid = {mail_group}
+first_valid_uid = 1
+first_valid_gid = 1
+default_internal_user = {mail_user}
+default_internal_group = {mail_group}
+default_login_user = {mail_user}
+mail_fsync = never
+default_process_limit = 1100
+default_client_limit = 4000
+protocol imap {{
+  mail_max_userip_connections = 50
+}}
+service imap-login {{
+  chroot =
+  # High-performance mode: login processes serve many clients.
+  service_count = 0
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+passdb {{
+  driver = passwd-file
+  args = {masters}
+  master = yes
+  pass = yes
+}}
+passdb {{
+  driver = passwd-file
+  args = {users}
+}}
+userdb {{
+  driver = static
+  args = uid={mail_user} gid={mail_group} home={d}/mail/%u
+}}
+"#,
+            masters = masters_file.display(),
+            users = users_file.display(),
+        );
+        let config_path = dir.join("dovecot.conf");
+        std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
+        for f in [&users_file, &masters_file, &config_path] {
+            let _ = Command::new("chmod").arg("644").arg(f).status();
+        }
+        // A watchdog shell stops Dovecot once this test process is gone, even if it was
+        // killed before Drop could run.
+        let script = format!(
+            "'{bin}' -F -c '{conf}' >'{d}/stdout.log' 2>&1 & dc=$!; \
+             while [ -d /proc/{parent} ] && [ -d /proc/$dc ]; do sleep 1; done; \
+             kill $dc 2>/dev/null; wait $dc; rm -rf '{d}'",
+            bin = binary.display(),
+            conf = config_path.display(),
+            parent = std::process::id(),
+        );
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run dovecot: {e}"))?;
+        let dovecot = Dovecot {
+            pid_file: dir.join("base").join("master.pid"),
+            dir,
+            port,
+            users_file,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut greeting = String::new();
+                if BufReader::new(stream).read_line(&mut greeting).is_ok()
+                    && greeting.starts_with("* OK")
+                {
+                    return Ok(dovecot);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "Dovecot did not answer on 127.0.0.1:{port}; log: {} {}",
+                    std::fs::read_to_string(dovecot.dir.join("dovecot.log")).unwrap_or_default(),
+                    std::fs::read_to_string(dovecot.dir.join("stdout.log")).unwrap_or_default()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn host(&self) -> &'static str {
+        "127.0.0.1"
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The folder holding each user's maildir (`<dir>/<user>`).
+    pub fn mail_dir(&self) -> PathBuf {
+        self.dir.join("mail")
+    }
+
+    /// Dovecot's log (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("dovecot.log")).unwrap_or_default()
+    }
+
+    /// Add users (password [`USER_PASSWORD`]); passwd-file is re-read when it changes.
+    pub fn add_users(&self, users: &[&str]) -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.users_file)?;
+        for u in users {
+            writeln!(f, "{u}:{{PLAIN}}{USER_PASSWORD}::::::")?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        let Some(pid) = std::fs::read_to_string(&self.pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+        else {
+            return;
+        };
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The watchdog removes the directory once Dovecot is gone.
+    }
+}

@@ -1,0 +1,399 @@
+//! Settings: the IMAP server (`[imap]`) and the sync itself (`[voicemail]`), as typed
+//! values and as the TOML tables the CLI and the server read.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use ucbridge_auth::{Secret, TlsOptions};
+use ucbridge_sync::rules::LocalKey;
+
+use crate::VoicemailError;
+
+/// How the connection to the IMAP server is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImapSecurity {
+    /// Implicit TLS (port 993, RFC 8314).
+    Tls,
+    /// Plain connection upgraded with STARTTLS (port 143).
+    Starttls,
+    /// No TLS: allowed only to a loopback address, or with `allow_plaintext`.
+    Plain,
+}
+
+/// How ucbridge logs in to each user's mailbox without the user's password.
+#[derive(Clone)]
+pub enum ImapLogin {
+    /// Dovecot master user: `LOGIN "<user><separator><master>" <master password>`
+    /// (Dovecot `auth_master_user_separator`, usually `*`).
+    MasterUser {
+        master_user: String,
+        password: Secret,
+        separator: String,
+    },
+    /// SASL PLAIN with an authorization identity (RFC 4616 §2): authcid = the admin,
+    /// authzid = the user. Dovecot master users and Cyrus admins accept it.
+    SaslAuthzid {
+        admin_user: String,
+        password: Secret,
+    },
+}
+
+impl std::fmt::Debug for ImapLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImapLogin::MasterUser {
+                master_user,
+                separator,
+                ..
+            } => f
+                .debug_struct("MasterUser")
+                .field("master_user", master_user)
+                .field("separator", separator)
+                .field("password", &"***")
+                .finish(),
+            ImapLogin::SaslAuthzid { admin_user, .. } => f
+                .debug_struct("SaslAuthzid")
+                .field("admin_user", admin_user)
+                .field("password", &"***")
+                .finish(),
+        }
+    }
+}
+
+/// Where the IMAP server is and how to log in.
+#[derive(Debug, Clone)]
+pub struct ImapSettings {
+    pub host: String,
+    pub port: u16,
+    pub security: ImapSecurity,
+    /// Extra CAs / verification switch (verification is on by default).
+    pub tls: TlsOptions,
+    /// Allow `Plain` to a non-loopback host (passwords would cross the network in clear).
+    pub allow_plaintext: bool,
+    pub login: ImapLogin,
+    pub connect_timeout: Duration,
+    /// Upper bound for one IMAP command.
+    pub command_timeout: Duration,
+}
+
+impl ImapSettings {
+    /// Plain IMAP to a loopback server with a Dovecot master user (tests, labs).
+    pub fn plain_loopback(port: u16, master_user: &str, password: &str) -> ImapSettings {
+        ImapSettings {
+            host: "127.0.0.1".into(),
+            port,
+            security: ImapSecurity::Plain,
+            tls: TlsOptions::default(),
+            allow_plaintext: false,
+            login: ImapLogin::MasterUser {
+                master_user: master_user.into(),
+                password: Secret::new(password),
+                separator: "*".into(),
+            },
+            connect_timeout: Duration::from_secs(10),
+            command_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The seed's "CISCO ID Source": which CUC value identifies an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CucIdSource {
+    /// Alias (User ID).
+    Alias,
+    /// Part before @ of the alias (when aliases are whole addresses).
+    AliasLocalPart,
+    /// CUC's SMTP address (not the corporate e-mail; seed 002 warns about the two).
+    SmtpAddress,
+    SmtpLocalPart,
+    /// The primary extension (DtmfAccessId).
+    Extension,
+}
+
+/// Account matching: a CUC value against a local value (seed 002 "Account Matching").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountMatching {
+    pub cuc: CucIdSource,
+    pub local: LocalKey,
+}
+
+impl Default for AccountMatching {
+    fn default() -> Self {
+        AccountMatching {
+            cuc: CucIdSource::Alias,
+            local: LocalKey::Username,
+        }
+    }
+}
+
+/// Which local value is the IMAP login name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImapUserSource {
+    #[default]
+    Username,
+    Email,
+}
+
+/// IMAP folders mirroring CUC's three folders; `/` separates levels and is replaced by the
+/// server's hierarchy delimiter. Only used to create a folder: once created, a folder is
+/// found by identity wherever the user moves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FolderNames {
+    pub inbox: String,
+    pub sent: String,
+    pub deleted: String,
+}
+
+impl Default for FolderNames {
+    fn default() -> Self {
+        FolderNames {
+            inbox: "Voicemail".into(),
+            sent: "Voicemail/Sent".into(),
+            deleted: "Voicemail/Deleted".into(),
+        }
+    }
+}
+
+/// How the engine behaves.
+#[derive(Debug, Clone)]
+pub struct VoicemailOptions {
+    pub matching: AccountMatching,
+    pub imap_user: ImapUserSource,
+    pub folders: FolderNames,
+    /// Wait after an IMAP-side change before syncing the account, so that several actions
+    /// in a row make one sync (seed 002: five seconds).
+    pub debounce: Duration,
+    /// Full reconcile of every account (catches anything events and polling missed).
+    pub reconcile_every: Duration,
+    /// How often IMAP folders are checked for changes (HIGHESTMODSEQ, RFC 7162).
+    pub imap_poll_every: Duration,
+    /// Accounts synced at once.
+    pub concurrency: usize,
+    /// CUMI rows per page.
+    pub page_size: u32,
+    /// Lifetime asked for a CUNI subscription; it is renewed at half of it.
+    pub subscription_lifetime: Duration,
+    /// First retry delay after a failed account sync; doubles up to `retry_max`.
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    /// `harddelete=` on CUC deletes coming from IMAP; `None` lets CUC's COS decide.
+    pub hard_delete: Option<bool>,
+    /// Domain of synthetic sender addresses (callers have numbers, not addresses).
+    pub sender_domain: String,
+    /// Upper bound for one account sync.
+    pub account_timeout: Duration,
+}
+
+impl Default for VoicemailOptions {
+    fn default() -> Self {
+        VoicemailOptions {
+            matching: AccountMatching::default(),
+            imap_user: ImapUserSource::Username,
+            folders: FolderNames::default(),
+            debounce: Duration::from_secs(5),
+            reconcile_every: Duration::from_secs(15 * 60),
+            imap_poll_every: Duration::from_secs(30),
+            concurrency: 8,
+            page_size: 500,
+            subscription_lifetime: Duration::from_secs(24 * 3600),
+            retry_initial: Duration::from_secs(5),
+            retry_max: Duration::from_secs(600),
+            hard_delete: None,
+            // RFC 2606: a domain that can never receive mail.
+            sender_domain: "voicemail.invalid".into(),
+            account_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The `[imap]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImapFileConfig {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    /// `tls` (default), `starttls` or `plain`.
+    pub security: Option<ImapSecurity>,
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub insecure_skip_tls_verify: bool,
+    #[serde(default)]
+    pub allow_plaintext: bool,
+    /// `master_user` (Dovecot `user*master`, default) or `sasl_authzid`.
+    pub login: Option<String>,
+    pub master_user: Option<String>,
+    pub master_password: Option<String>,
+    pub master_password_file: Option<PathBuf>,
+    /// Dovecot's `auth_master_user_separator`; default `*`.
+    pub master_separator: Option<String>,
+}
+
+impl ImapFileConfig {
+    /// Validate into settings; the password from the value, the file, or
+    /// `UCBRIDGE_IMAP_MASTER_PASSWORD` (`env_password`).
+    pub fn to_settings(
+        &self,
+        env_password: Option<String>,
+    ) -> Result<ImapSettings, VoicemailError> {
+        let config = |m: &str| VoicemailError::Config(m.to_owned());
+        let host = self
+            .host
+            .clone()
+            .ok_or_else(|| config("[imap] host is required"))?;
+        let security = self.security.unwrap_or(ImapSecurity::Tls);
+        let port = self.port.unwrap_or(match security {
+            ImapSecurity::Tls => 993,
+            _ => 143,
+        });
+        let master_user = self
+            .master_user
+            .clone()
+            .ok_or_else(|| config("[imap] master_user is required"))?;
+        let password = match (env_password, &self.master_password, &self.master_password_file) {
+            (Some(p), _, _) => p,
+            (None, Some(p), _) => p.clone(),
+            (None, None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| {
+                    VoicemailError::Config(format!(
+                        "cannot read [imap] master_password_file {}: {e}",
+                        path.display()
+                    ))
+                })?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            (None, None, None) => {
+                return Err(config(
+                    "no IMAP master password: set UCBRIDGE_IMAP_MASTER_PASSWORD or [imap] master_password(_file)",
+                ))
+            }
+        };
+        let login = match self.login.as_deref().unwrap_or("master_user") {
+            "master_user" => ImapLogin::MasterUser {
+                master_user,
+                password: Secret::new(password),
+                separator: self.master_separator.clone().unwrap_or_else(|| "*".into()),
+            },
+            "sasl_authzid" => ImapLogin::SaslAuthzid {
+                admin_user: master_user,
+                password: Secret::new(password),
+            },
+            other => {
+                return Err(VoicemailError::Config(format!(
+                    "[imap] login {other:?}: use master_user or sasl_authzid"
+                )))
+            }
+        };
+        Ok(ImapSettings {
+            host,
+            port,
+            security,
+            tls: TlsOptions {
+                ca_file: self.ca_file.clone(),
+                ca_pem: None,
+                insecure_skip_tls_verify: self.insecure_skip_tls_verify,
+            },
+            allow_plaintext: self.allow_plaintext,
+            login,
+            connect_timeout: Duration::from_secs(10),
+            command_timeout: Duration::from_secs(60),
+        })
+    }
+}
+
+/// The `[voicemail]` table (durations as "5s", "15m").
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoicemailFileConfig {
+    /// CUC side of account matching: alias | alias_local_part | smtp_address |
+    /// smtp_local_part | extension.
+    pub cuc_id: Option<CucIdSource>,
+    /// Local side: username | any_alias | any_email | alias_or_email.
+    pub local_id: Option<LocalKey>,
+    pub imap_user: Option<ImapUserSource>,
+    pub folders: Option<FolderNames>,
+    pub debounce: Option<String>,
+    pub reconcile_every: Option<String>,
+    pub imap_poll_every: Option<String>,
+    pub concurrency: Option<usize>,
+    pub hard_delete: Option<bool>,
+    /// Where CUC's Notifier reaches ucbridge, e.g. `http://ucbridge.example.com:8080/callbacks/cuc`
+    /// (HTTP only before CUC 12.5(1)SU3).
+    pub callback_url: Option<String>,
+    pub sender_domain: Option<String>,
+}
+
+impl VoicemailFileConfig {
+    pub fn to_options(&self) -> Result<VoicemailOptions, VoicemailError> {
+        let mut o = VoicemailOptions::default();
+        let parse = |name: &str, v: &str| {
+            humantime::parse_duration(v)
+                .map_err(|e| VoicemailError::Config(format!("bad [voicemail] {name} {v:?}: {e}")))
+        };
+        if let Some(c) = self.cuc_id {
+            o.matching.cuc = c;
+        }
+        if let Some(l) = self.local_id {
+            o.matching.local = l;
+        }
+        if let Some(u) = self.imap_user {
+            o.imap_user = u;
+        }
+        if let Some(f) = &self.folders {
+            o.folders = f.clone();
+        }
+        if let Some(v) = &self.debounce {
+            o.debounce = parse("debounce", v)?;
+        }
+        if let Some(v) = &self.reconcile_every {
+            o.reconcile_every = parse("reconcile_every", v)?;
+        }
+        if let Some(v) = &self.imap_poll_every {
+            o.imap_poll_every = parse("imap_poll_every", v)?;
+        }
+        if let Some(c) = self.concurrency {
+            o.concurrency = c.max(1);
+        }
+        o.hard_delete = self.hard_delete;
+        if let Some(d) = &self.sender_domain {
+            o.sender_domain = d.clone();
+        }
+        Ok(o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_tables_parse() {
+        let imap: ImapFileConfig = toml::from_str(
+            "host = \"mail.example.com\"\nmaster_user = \"ucb\"\nmaster_password = \"x\"\n",
+        )
+        .unwrap();
+        let s = imap.to_settings(None).unwrap();
+        assert_eq!((s.port, s.security), (993, ImapSecurity::Tls));
+        assert!(format!("{:?}", s.login).contains("***"));
+        let vm: VoicemailFileConfig =
+            toml::from_str("cuc_id = \"extension\"\nlocal_id = \"any_alias\"\ndebounce = \"2s\"\n")
+                .unwrap();
+        let o = vm.to_options().unwrap();
+        assert_eq!(o.matching.cuc, CucIdSource::Extension);
+        assert_eq!(o.matching.local, LocalKey::AnyAlias);
+        assert_eq!(o.debounce, Duration::from_secs(2));
+        assert!(toml::from_str::<VoicemailFileConfig>("debounc = \"1s\"").is_err());
+        assert!(VoicemailFileConfig {
+            debounce: Some("soon".into()),
+            ..Default::default()
+        }
+        .to_options()
+        .is_err());
+    }
+}

@@ -1,0 +1,1144 @@
+//! The engine: account matching, one account's sync, all accounts' reconcile, the
+//! continuous mode, CUNI subscription and its callback endpoint, status.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use base64::Engine as _;
+use futures::StreamExt;
+use rand::Rng;
+use serde::Serialize;
+use tokio::sync::{mpsc, Semaphore};
+use ucbridge_auth::Secret;
+use ucbridge_cuc::{
+    CallbackTarget, CucClient, EventType, MailboxRef, Message, MessageEvent, Subscription,
+    UserQuery, MAX_USERS_PER_SUBSCRIPTION,
+};
+use ucbridge_store::{Store, VoicemailAccount, VoicemailFolder, VoicemailMessage};
+
+use crate::config::{ImapSettings, VoicemailOptions};
+use crate::imap::{internal_date, FolderState, ImapConn, ImapMessage};
+use crate::matching::{match_accounts, MatchReport, MatchedAccount, UnmatchedAccount};
+use crate::reconcile::{decide, Action, CucView, ImapView, Role};
+use crate::{mime, VoicemailError};
+
+/// User name the CUNI Notifier presents on callbacks.
+const CALLBACK_USER: &str = "ucbridge-cuni";
+
+/// Counts of one account sync.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AccountSummary {
+    pub cuc_alias: String,
+    pub appended: u64,
+    pub removed_from_imap: u64,
+    pub moved_on_imap: u64,
+    pub seen_changed_on_imap: u64,
+    pub read_changed_on_cuc: u64,
+    pub deleted_on_cuc: u64,
+    /// IMAP folders fetched (not skipped thanks to an unchanged HIGHESTMODSEQ).
+    pub folders_scanned: u64,
+    pub messages: u64,
+}
+
+/// The outcome of [`VoicemailEngine::sync_all`].
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncSummary {
+    pub accounts: usize,
+    pub succeeded: usize,
+    pub failed: Vec<(String, String)>,
+    pub unmatched: Vec<UnmatchedAccount>,
+    pub appended: u64,
+    pub imap_changes: u64,
+    pub cuc_changes: u64,
+    pub duration_ms: u64,
+}
+
+/// Progress of a `sync_all`: accounts done / total.
+pub type Progress<'a> = &'a (dyn Fn(usize, usize) + Send + Sync);
+
+/// Per-account line of the admin page.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountStatus {
+    #[serde(flatten)]
+    pub account: VoicemailAccount,
+    /// Current names of the IMAP folders by CUC folder.
+    pub folders: BTreeMap<String, String>,
+}
+
+/// Everything the admin page shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct VoicemailStatus {
+    pub accounts: Vec<AccountStatus>,
+    /// From the last matching (empty before the first sync).
+    pub unmatched: Vec<UnmatchedAccount>,
+    pub subscriptions: Vec<Subscription>,
+    /// Milliseconds since the epoch.
+    pub last_event_at: Option<i64>,
+    pub last_keep_alive_at: Option<i64>,
+    pub events_received: u64,
+}
+
+#[derive(Default)]
+struct Shared {
+    matched: HashMap<String, MatchedAccount>,
+    by_alias: HashMap<String, String>,
+    unmatched: Vec<UnmatchedAccount>,
+    subscriptions: Vec<Subscription>,
+    last_event_at: Option<i64>,
+    last_keep_alive_at: Option<i64>,
+    events_received: u64,
+    resubscribe_now: bool,
+    locks: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+}
+
+struct Inner {
+    store: Store,
+    cuc: CucClient,
+    imap: ImapSettings,
+    options: VoicemailOptions,
+    shared: Mutex<Shared>,
+    callback_password: Secret,
+    /// Account object ids to sync now (CUNI callbacks), read by [`VoicemailEngine::run`].
+    events_tx: mpsc::Sender<String>,
+    events_rx: tokio::sync::Mutex<mpsc::Receiver<String>>,
+}
+
+/// The voicemail sync engine. Cheap to clone; clones share state.
+#[derive(Clone)]
+pub struct VoicemailEngine {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn now_ms() -> i64 {
+    ucbridge_store::now_millis()
+}
+
+impl VoicemailEngine {
+    /// `cuc` must authenticate as an administrator with the "Mailbox Access Delegate
+    /// Account" role (without it CUC shows empty mailboxes, notes §1.3).
+    pub fn new(
+        store: Store,
+        cuc: CucClient,
+        imap: ImapSettings,
+        options: VoicemailOptions,
+    ) -> VoicemailEngine {
+        let (events_tx, events_rx) = mpsc::channel(10_000);
+        let password: String = rand::thread_rng()
+            .sample_iter(rand::distributions::Alphanumeric)
+            .take(32)
+            .map(char::from)
+            .collect();
+        VoicemailEngine {
+            inner: Arc::new(Inner {
+                store,
+                cuc,
+                imap,
+                options,
+                shared: Mutex::new(Shared::default()),
+                callback_password: Secret::new(password),
+                events_tx,
+                events_rx: tokio::sync::Mutex::new(events_rx),
+            }),
+        }
+    }
+
+    pub fn options(&self) -> &VoicemailOptions {
+        &self.inner.options
+    }
+
+    /// Match CUC users to local users (seed 002 rules), remember the result and record the
+    /// matched accounts in the store.
+    pub async fn match_accounts(&self) -> Result<MatchReport, VoicemailError> {
+        let inner = &self.inner;
+        let mut cuc_users = inner
+            .cuc
+            .all_users(&UserQuery {
+                rows_per_page: 1000,
+                ..UserQuery::default()
+            })
+            .await?;
+        if matches!(
+            inner.options.matching.cuc,
+            crate::CucIdSource::SmtpAddress | crate::CucIdSource::SmtpLocalPart
+        ) {
+            // The SMTP address is only on the full user object (notes §2).
+            for u in cuc_users.iter_mut() {
+                u.smtp_address = inner.cuc.user(&u.object_id).await?.smtp_address;
+            }
+        }
+        let locals = inner.store.local_users().await?;
+        let report = match_accounts(
+            &cuc_users,
+            &locals,
+            inner.options.matching,
+            inner.options.imap_user,
+        );
+        for m in &report.matched {
+            inner
+                .store
+                .upsert_voicemail_account(
+                    &m.cuc_object_id,
+                    &m.cuc_alias,
+                    &m.local_username,
+                    &m.imap_user,
+                )
+                .await?;
+        }
+        let mut shared = lock(&inner.shared);
+        shared.matched = report
+            .matched
+            .iter()
+            .map(|m| (m.cuc_object_id.clone(), m.clone()))
+            .collect();
+        shared.by_alias = report
+            .matched
+            .iter()
+            .map(|m| (m.cuc_alias.to_lowercase(), m.cuc_object_id.clone()))
+            .collect();
+        shared.unmatched = report.unmatched.clone();
+        Ok(report)
+    }
+
+    /// Matched accounts (matching first when it has not run yet).
+    pub async fn accounts(&self) -> Result<Vec<MatchedAccount>, VoicemailError> {
+        let empty = lock(&self.inner.shared).matched.is_empty();
+        if empty {
+            self.match_accounts().await?;
+        }
+        let mut v: Vec<_> = lock(&self.inner.shared).matched.values().cloned().collect();
+        v.sort_by(|a, b| a.cuc_alias.cmp(&b.cuc_alias));
+        Ok(v)
+    }
+
+    /// The matched account with this CUC alias or local username.
+    pub async fn find_account(&self, user: &str) -> Result<MatchedAccount, VoicemailError> {
+        let accounts = self.accounts().await?;
+        accounts
+            .into_iter()
+            .find(|a| {
+                a.cuc_alias.eq_ignore_ascii_case(user)
+                    || a.local_username.eq_ignore_ascii_case(user)
+            })
+            .ok_or_else(|| VoicemailError::UnknownAccount(user.to_owned()))
+    }
+
+    /// One full reconcile: match accounts, then sync each (at most `concurrency` at once).
+    pub async fn sync_all(&self, progress: Progress<'_>) -> Result<SyncSummary, VoicemailError> {
+        let started = Instant::now();
+        let report = self.match_accounts().await?;
+        let total = report.matched.len();
+        let semaphore = Arc::new(Semaphore::new(self.inner.options.concurrency.max(1)));
+        let mut tasks = futures::stream::FuturesUnordered::new();
+        for account in report.matched.clone() {
+            let engine = self.clone();
+            let semaphore = semaphore.clone();
+            tasks.push(tokio::spawn(async move {
+                let _permit = semaphore.acquire_owned().await;
+                let result = engine.sync_matched(&account).await;
+                (account.cuc_alias, result)
+            }));
+        }
+        let mut summary = SyncSummary {
+            accounts: total,
+            unmatched: report.unmatched,
+            ..SyncSummary::default()
+        };
+        let mut done = 0;
+        while let Some(joined) = tasks.next().await {
+            done += 1;
+            progress(done, total);
+            match joined {
+                Ok((_, Ok(s))) => {
+                    summary.succeeded += 1;
+                    summary.appended += s.appended;
+                    summary.imap_changes +=
+                        s.appended + s.removed_from_imap + s.moved_on_imap + s.seen_changed_on_imap;
+                    summary.cuc_changes += s.read_changed_on_cuc + s.deleted_on_cuc;
+                }
+                Ok((alias, Err(e))) => summary.failed.push((alias, e.to_string())),
+                Err(e) => summary.failed.push(("?".into(), e.to_string())),
+            }
+        }
+        summary.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Ok(summary)
+    }
+
+    /// Sync one account, by CUC alias or local username.
+    pub async fn sync_account(&self, user: &str) -> Result<AccountSummary, VoicemailError> {
+        let account = self.find_account(user).await?;
+        self.sync_matched(&account).await
+    }
+
+    async fn account_by_id(&self, object_id: &str) -> Option<MatchedAccount> {
+        lock(&self.inner.shared).matched.get(object_id).cloned()
+    }
+
+    /// Sync one matched account; the outcome is recorded and counted.
+    pub async fn sync_matched(
+        &self,
+        account: &MatchedAccount,
+    ) -> Result<AccountSummary, VoicemailError> {
+        let account_lock = {
+            let mut shared = lock(&self.inner.shared);
+            shared
+                .locks
+                .entry(account.cuc_object_id.clone())
+                .or_default()
+                .clone()
+        };
+        // One sync per account at a time; a second request waits and then sees the
+        // first one's result as its "last sync" state.
+        let _guard = account_lock.lock().await;
+        let timeout = self.inner.options.account_timeout;
+        let result = match tokio::time::timeout(timeout, self.sync_inner(account)).await {
+            Ok(r) => r,
+            Err(_) => Err(VoicemailError::Timeout(timeout)),
+        };
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) if e.is_cuc() => "cuc_error",
+            Err(_) => "error",
+        };
+        metrics::counter!("ucbridge_voicemail_syncs_total", "outcome" => outcome).increment(1);
+        let recorded = match &result {
+            Ok(_) => {
+                self.inner
+                    .store
+                    .record_voicemail_sync(&account.cuc_object_id, Ok(()))
+                    .await
+            }
+            Err(e) => {
+                tracing::warn!(account = %account.cuc_alias, error = %e, "voicemail sync failed");
+                self.inner
+                    .store
+                    .record_voicemail_sync(&account.cuc_object_id, Err(&e.to_string()))
+                    .await
+            }
+        };
+        if let Err(e) = recorded {
+            tracing::warn!(error = %e, "cannot record the voicemail sync outcome");
+        }
+        result
+    }
+
+    async fn sync_inner(&self, account: &MatchedAccount) -> Result<AccountSummary, VoicemailError> {
+        let inner = &self.inner;
+        let oid = account.cuc_object_id.as_str();
+        let mailbox = MailboxRef::User(oid.to_owned());
+        let previous_success = inner
+            .store
+            .voicemail_account(oid)
+            .await?
+            .and_then(|a| a.last_success_at);
+        // CUC first: if it is down, nothing is touched on IMAP.
+        let mut on_cuc: HashMap<String, (Role, Message)> = HashMap::new();
+        for role in Role::ALL {
+            for m in inner
+                .cuc
+                .all_messages(&mailbox, role.cuc_folder(), inner.options.page_size)
+                .await?
+            {
+                // Voice messages only: e-mail/fax/receipts are not voicemail (notes §1.2).
+                if m.msg_type
+                    .as_deref()
+                    .is_some_and(|t| !t.eq_ignore_ascii_case("voice"))
+                {
+                    continue;
+                }
+                on_cuc.insert(m.id.clone(), (role, m));
+            }
+        }
+        let mut known: HashMap<String, VoicemailMessage> = inner
+            .store
+            .voicemail_messages(oid)
+            .await?
+            .into_iter()
+            .map(|m| (m.cuc_message_id.clone(), m))
+            .collect();
+        let mut conn = ImapConn::open(&inner.imap, &account.imap_user).await?;
+        let result = self
+            .sync_with_imap(
+                account,
+                &mut conn,
+                &mailbox,
+                on_cuc,
+                &mut known,
+                previous_success,
+            )
+            .await;
+        conn.logout().await;
+        result
+    }
+
+    /// Find each role's folder by identity (creating it when there is none).
+    async fn resolve_folders(
+        &self,
+        oid: &str,
+        conn: &mut ImapConn,
+        known: &mut HashMap<String, VoicemailMessage>,
+    ) -> Result<BTreeMap<Role, (VoicemailFolder, FolderState)>, VoicemailError> {
+        let stored: HashMap<String, VoicemailFolder> = self
+            .inner
+            .store
+            .voicemail_folders(oid)
+            .await?
+            .into_iter()
+            .map(|f| (f.role.clone(), f))
+            .collect();
+        let mut current = conn.folders().await?;
+        let delimiter = conn.delimiter().await?;
+        let names = &self.inner.options.folders;
+        let mut out = BTreeMap::new();
+        for role in Role::ALL {
+            let stored_folder = stored.get(role.as_str());
+            // UIDVALIDITY identifies a mailbox: RENAME keeps it (RFC 3501 §6.3.5) and it is
+            // never reused for another mailbox name (§2.3.1.1); Dovecot keeps it unique per
+            // user (its dovecot-uidvalidity file).
+            let by_identity = stored_folder.and_then(|f| {
+                current
+                    .iter()
+                    .find(|c| c.uid_validity == f.uid_validity)
+                    .cloned()
+            });
+            let configured = match role {
+                Role::Inbox => &names.inbox,
+                Role::Sent => &names.sent,
+                Role::Deleted => &names.deleted,
+            }
+            .replace('/', &delimiter);
+            let state = match by_identity {
+                Some(state) => {
+                    if stored_folder.is_some_and(|f| f.imap_name != state.name) {
+                        tracing::info!(role = role.as_str(), to = %state.name, "voicemail folder was renamed or moved; following it");
+                    }
+                    state
+                }
+                None => {
+                    if stored_folder.is_some() {
+                        // The folder is gone (deleted by the user): its messages are no
+                        // longer on IMAP. That is not a delete of every voicemail on CUC:
+                        // they are put back into a new folder.
+                        tracing::warn!(
+                            role = role.as_str(),
+                            "voicemail folder disappeared; recreating it"
+                        );
+                        for m in known.values_mut() {
+                            if m.imap_role.as_deref() == Some(role.as_str()) {
+                                m.imap_role = None;
+                                m.imap_uid = None;
+                            }
+                        }
+                    }
+                    let existing = current.iter().find(|c| c.name == configured).cloned();
+                    match existing {
+                        // Same name, unknown identity: made by an earlier run that stopped
+                        // before recording it (or by the user): adopt it.
+                        Some(state)
+                            if !out.values().any(|(_, s): &(VoicemailFolder, FolderState)| {
+                                s.uid_validity == state.uid_validity
+                            }) =>
+                        {
+                            state
+                        }
+                        _ => {
+                            conn.create(&configured).await?;
+                            let state = conn.status(&configured).await?.ok_or_else(|| {
+                                VoicemailError::Imap(format!(
+                                    "folder {configured:?} missing right after CREATE"
+                                ))
+                            })?;
+                            current.push(state.clone());
+                            state
+                        }
+                    }
+                }
+            };
+            let folder = VoicemailFolder {
+                cuc_object_id: oid.to_owned(),
+                role: role.as_str().to_owned(),
+                imap_name: state.name.clone(),
+                mailbox_id: None,
+                uid_validity: state.uid_validity,
+                // Unchanged since the last sync only when identity and modseq both match.
+                highest_modseq: stored_folder
+                    .filter(|f| f.uid_validity == state.uid_validity)
+                    .and_then(|f| f.highest_modseq),
+            };
+            out.insert(role, (folder, state));
+        }
+        Ok(out)
+    }
+
+    async fn sync_with_imap(
+        &self,
+        account: &MatchedAccount,
+        conn: &mut ImapConn,
+        mailbox: &MailboxRef,
+        on_cuc: HashMap<String, (Role, Message)>,
+        known: &mut HashMap<String, VoicemailMessage>,
+        previous_success: Option<i64>,
+    ) -> Result<AccountSummary, VoicemailError> {
+        let inner = &self.inner;
+        let oid = account.cuc_object_id.as_str();
+        let mut summary = AccountSummary {
+            cuc_alias: account.cuc_alias.clone(),
+            ..AccountSummary::default()
+        };
+        let folders = self.resolve_folders(oid, conn, known).await?;
+        // What IMAP shows: from a fetch, or from the mapping when HIGHESTMODSEQ says the
+        // folder did not change since ucbridge last looked (RFC 7162 §3.1.2).
+        let mut on_imap: HashMap<String, ImapView> = HashMap::new();
+        let mut modseq_seen: HashMap<Role, Option<u64>> = HashMap::new();
+        for (role, (folder, state)) in &folders {
+            let unchanged = conn.caps.condstore
+                && state.highest_modseq.is_some()
+                && folder.highest_modseq == state.highest_modseq
+                && known
+                    .values()
+                    .all(|k| k.imap_role.as_deref() != Some(role.as_str()) || k.imap_uid.is_some());
+            if unchanged {
+                for k in known.values() {
+                    if k.imap_role.as_deref() == Some(role.as_str()) {
+                        if let Some(uid) = k.imap_uid {
+                            on_imap.insert(
+                                k.cuc_message_id.clone(),
+                                ImapView {
+                                    role: *role,
+                                    uid,
+                                    seen: k.imap_seen,
+                                    deleted: false,
+                                },
+                            );
+                        }
+                    }
+                }
+                modseq_seen.insert(*role, state.highest_modseq);
+                continue;
+            }
+            conn.select(&state.name).await?;
+            summary.folders_scanned += 1;
+            for m in conn.scan().await? {
+                add_view(&mut on_imap, *role, &m);
+            }
+            // Taken by LIST-STATUS before this read: a change after it raises the modseq.
+            modseq_seen.insert(*role, state.highest_modseq);
+        }
+        // Decide per message.
+        let ids: HashSet<String> = on_cuc
+            .keys()
+            .chain(on_imap.keys())
+            .chain(known.keys())
+            .cloned()
+            .collect();
+        let mut ids: Vec<String> = ids.into_iter().collect();
+        ids.sort();
+        let mut plans = Vec::with_capacity(ids.len());
+        for id in &ids {
+            let cuc = on_cuc.get(id).map(|(role, m)| CucView {
+                folder: *role,
+                read: m.read,
+            });
+            let d = decide(id, cuc, on_imap.get(id).copied(), known.get(id));
+            plans.push((id.clone(), d));
+        }
+        // 1. CUC writes (IMAP -> CUC). A failure stops the sync before IMAP is touched.
+        for (id, d) in &plans {
+            for a in &d.actions {
+                match a {
+                    Action::SetCucRead { read } => {
+                        inner.cuc.set_read(mailbox, id, *read).await?;
+                        summary.read_changed_on_cuc += 1;
+                        count("imap_to_cuc", if *read { "read" } else { "unread" });
+                    }
+                    Action::DeleteOnCuc => {
+                        match inner
+                            .cuc
+                            .delete_message(mailbox, id, inner.options.hard_delete)
+                            .await
+                        {
+                            Ok(()) => {}
+                            // Already gone on CUC: the wanted state.
+                            Err(e) if e.is_not_found() => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                        summary.deleted_on_cuc += 1;
+                        count("imap_to_cuc", "delete");
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // 2. IMAP flag changes, removals and moves, folder by folder.
+        let name_of = |r: Role| {
+            folders
+                .get(&r)
+                .map(|(_, s)| s.name.clone())
+                .unwrap_or_default()
+        };
+        let mut touched: HashSet<Role> = HashSet::new();
+        for role in Role::ALL {
+            let mut seen_on = Vec::new();
+            let mut seen_off = Vec::new();
+            let mut remove = Vec::new();
+            let mut moves: BTreeMap<Role, Vec<u32>> = BTreeMap::new();
+            for (_, d) in &plans {
+                for a in &d.actions {
+                    match *a {
+                        Action::SetImapSeen { uid, seen, .. } => {
+                            // The flag goes on the copy where it is now (before any move).
+                            let at = d.actions.iter().find_map(|x| match *x {
+                                Action::MoveOnImap { from, .. } => Some(from),
+                                _ => None,
+                            });
+                            let here = at.unwrap_or(
+                                match d
+                                    .next
+                                    .as_ref()
+                                    .and_then(|n| n.imap_role.as_deref())
+                                    .and_then(Role::parse)
+                                {
+                                    Some(r) => r,
+                                    None => continue,
+                                },
+                            );
+                            if here == role {
+                                if seen {
+                                    seen_on.push(uid)
+                                } else {
+                                    seen_off.push(uid)
+                                }
+                            }
+                        }
+                        Action::RemoveFromImap { role: r, uid } if r == role => remove.push(uid),
+                        Action::MoveOnImap { from, uid, to } if from == role => {
+                            moves.entry(to).or_default().push(uid)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if seen_on.is_empty() && seen_off.is_empty() && remove.is_empty() && moves.is_empty() {
+                continue;
+            }
+            conn.select(&name_of(role)).await?;
+            touched.insert(role);
+            conn.set_seen(&seen_on, true).await?;
+            conn.set_seen(&seen_off, false).await?;
+            for (n, seen) in [(seen_on.len(), true), (seen_off.len(), false)] {
+                summary.seen_changed_on_imap += n as u64;
+                metrics::counter!("ucbridge_voicemail_actions_total", "direction" => "cuc_to_imap", "action" => if seen { "read" } else { "unread" }).increment(n as u64);
+            }
+            conn.remove(&remove).await?;
+            summary.removed_from_imap += remove.len() as u64;
+            metrics::counter!("ucbridge_voicemail_actions_total", "direction" => "cuc_to_imap", "action" => "delete").increment(remove.len() as u64);
+            for (to, uids) in moves {
+                conn.move_to(&uids, &name_of(to)).await?;
+                touched.insert(to);
+                summary.moved_on_imap += uids.len() as u64;
+                metrics::counter!("ucbridge_voicemail_actions_total", "direction" => "cuc_to_imap", "action" => "move").increment(uids.len() as u64);
+            }
+        }
+        // 3. Appends (CUC add -> IMAP): audio from CUC, MIME, APPEND.
+        let to = account.email.as_deref().map(|e| {
+            (
+                account
+                    .cuc_display_name
+                    .as_deref()
+                    .unwrap_or(account.local_username.as_str()),
+                e,
+            )
+        });
+        let mut failed_appends: HashSet<String> = HashSet::new();
+        let mut append_error = None;
+        for (id, d) in &plans {
+            for a in &d.actions {
+                let Action::Append { role, seen } = *a else {
+                    continue;
+                };
+                let Some((_, m)) = on_cuc.get(id) else {
+                    continue;
+                };
+                let result = async {
+                    let mut audio =
+                        Vec::with_capacity(m.size_bytes.unwrap_or(0).min(16 << 20) as usize);
+                    let info = inner.cuc.download_audio(mailbox, id, &mut audio).await?;
+                    let raw = mime::build(
+                        m,
+                        audio,
+                        info.content_type.as_deref(),
+                        to,
+                        &inner.options.sender_domain,
+                    )?;
+                    let date = m.arrival_time_ms.and_then(internal_date);
+                    conn.append(&name_of(role), seen, date.as_deref(), &raw)
+                        .await
+                }
+                .await;
+                match result {
+                    Ok(()) => {
+                        touched.insert(role);
+                        summary.appended += 1;
+                        count("cuc_to_imap", "add");
+                        if let (Some(arrival), Some(since)) = (m.arrival_time_ms, previous_success)
+                        {
+                            // Only messages that arrived since the last good sync: a first
+                            // sync's backlog is not lag.
+                            if arrival >= since - 60_000 {
+                                let lag = (now_ms() - arrival).max(0) as f64 / 1000.0;
+                                metrics::histogram!("ucbridge_voicemail_lag_seconds").record(lag);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        failed_appends.insert(id.clone());
+                        append_error = Some(e);
+                        break;
+                    }
+                }
+            }
+            if append_error.is_some() {
+                break;
+            }
+        }
+        // 4. Read back what IMAP holds now in touched folders (UIDs of appended and moved
+        // copies, flags), noting HIGHESTMODSEQ before the read.
+        let mut final_view: HashMap<String, ImapView> = HashMap::new();
+        for role in &touched {
+            let name = name_of(*role);
+            let highest = conn.status(&name).await?.and_then(|s| s.highest_modseq);
+            conn.select(&name).await?;
+            for m in conn.scan().await? {
+                add_view(&mut final_view, *role, &m);
+            }
+            modseq_seen.insert(*role, highest);
+        }
+        // 5. Save rows and folders.
+        let mut upserts = Vec::new();
+        let mut removals = Vec::new();
+        for (id, d) in plans {
+            if failed_appends.contains(&id) {
+                continue;
+            }
+            let skipped_after_error = append_error.is_some()
+                && d.actions.iter().any(|a| matches!(a, Action::Append { .. }))
+                && !final_view.contains_key(&id);
+            if skipped_after_error {
+                continue;
+            }
+            match d.next {
+                None => {
+                    if known.contains_key(&id) {
+                        removals.push(id);
+                    }
+                }
+                Some(mut next) => {
+                    let role = next.imap_role.as_deref().and_then(Role::parse);
+                    if let Some(role) = role.filter(|r| touched.contains(r)) {
+                        match final_view.get(&id).filter(|v| v.role == role) {
+                            Some(v) => {
+                                next.imap_uid = Some(v.uid);
+                                next.imap_seen = v.seen;
+                            }
+                            // Not there after all: the next sync appends it again.
+                            None => {
+                                next.imap_role = None;
+                                next.imap_uid = None;
+                            }
+                        }
+                    }
+                    if let Some((_, state)) = role.and_then(|r| folders.get(&r)) {
+                        next.imap_uid_validity = Some(state.uid_validity);
+                    }
+                    if known.get(&id) != Some(&next) {
+                        upserts.push(next);
+                    }
+                }
+            }
+        }
+        summary.messages = on_cuc.len() as u64;
+        inner
+            .store
+            .apply_voicemail_messages(oid, &upserts, &removals)
+            .await?;
+        for (role, (mut folder, state)) in folders {
+            folder.imap_name = state.name;
+            folder.highest_modseq = modseq_seen.get(&role).copied().flatten();
+            inner.store.save_voicemail_folder(&folder).await?;
+        }
+        match append_error {
+            Some(e) => Err(e),
+            None => Ok(summary),
+        }
+    }
+
+    /// Whether an account's IMAP folders changed since its last sync (one LIST-STATUS).
+    pub async fn imap_changed(&self, account: &MatchedAccount) -> Result<bool, VoicemailError> {
+        let stored = self
+            .inner
+            .store
+            .voicemail_folders(&account.cuc_object_id)
+            .await?;
+        if stored.is_empty() {
+            return Ok(true);
+        }
+        let mut conn = ImapConn::open(&self.inner.imap, &account.imap_user).await?;
+        let current = conn.folders().await;
+        conn.logout().await;
+        let current = current?;
+        Ok(stored.iter().any(
+            |f| match current.iter().find(|c| c.uid_validity == f.uid_validity) {
+                None => true,
+                Some(c) => c.highest_modseq.is_none() || c.highest_modseq != f.highest_modseq,
+            },
+        ))
+    }
+
+    /// (Re)register the CUNI subscription of every matched account with `callback_url`,
+    /// in groups of at most 500 users (Cisco's advice), group `n` at `<callback_url>/<n>`
+    /// when there are several, since one callback URL holds one subscription (notes §3).
+    pub async fn subscribe(&self, callback_url: &str) -> Result<Vec<Subscription>, VoicemailError> {
+        let accounts = self.accounts().await?;
+        let aliases: Vec<String> = accounts.iter().map(|a| a.cuc_alias.clone()).collect();
+        let groups: Vec<&[String]> = aliases.chunks(MAX_USERS_PER_SUBSCRIPTION).collect();
+        let base = callback_url.trim_end_matches('/');
+        let mut subscriptions = Vec::new();
+        for (n, group) in groups.iter().enumerate() {
+            let url = if groups.len() == 1 {
+                base.to_owned()
+            } else {
+                format!("{base}/{n}")
+            };
+            let target = CallbackTarget {
+                url,
+                username: Some(CALLBACK_USER.into()),
+                password: Some(self.inner.callback_password.clone()),
+            };
+            let s = self
+                .inner
+                .cuc
+                .cuni_subscribe(
+                    group,
+                    &target,
+                    self.inner.options.subscription_lifetime,
+                    true,
+                )
+                .await?;
+            subscriptions.push(s);
+        }
+        lock(&self.inner.shared).subscriptions = subscriptions.clone();
+        Ok(subscriptions)
+    }
+
+    /// The endpoint CUC's Notifier POSTs to (`POST /` and `POST /{group}`); mount it where
+    /// the callback URL points, e.g. `Router::new().nest("/callbacks/cuc", engine.callback_router())`.
+    pub fn callback_router(&self) -> axum::Router {
+        axum::Router::new()
+            .route("/", post(callback))
+            .route("/{group}", post(callback))
+            .with_state(self.clone())
+    }
+
+    /// Queue a sync of the account with this CUC alias (what a callback does).
+    pub fn notify_cuc_change(&self, alias: &str) -> bool {
+        let oid = lock(&self.inner.shared)
+            .by_alias
+            .get(&alias.to_lowercase())
+            .cloned();
+        match oid {
+            Some(oid) => self.inner.events_tx.try_send(oid).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Status for the admin page.
+    pub async fn status(&self) -> Result<VoicemailStatus, VoicemailError> {
+        let accounts = self.inner.store.voicemail_accounts().await?;
+        let mut out = Vec::with_capacity(accounts.len());
+        for account in accounts {
+            let folders = self
+                .inner
+                .store
+                .voicemail_folders(&account.cuc_object_id)
+                .await?
+                .into_iter()
+                .map(|f| (f.role, f.imap_name))
+                .collect();
+            out.push(AccountStatus { account, folders });
+        }
+        let shared = lock(&self.inner.shared);
+        Ok(VoicemailStatus {
+            accounts: out,
+            unmatched: shared.unmatched.clone(),
+            subscriptions: shared.subscriptions.clone(),
+            last_event_at: shared.last_event_at,
+            last_keep_alive_at: shared.last_keep_alive_at,
+            events_received: shared.events_received,
+        })
+    }
+
+    /// The continuous mode until `shutdown` resolves: a full reconcile at start and every
+    /// `reconcile_every`; CUC events (callbacks) synced at once; IMAP changes detected by
+    /// polling HIGHESTMODSEQ every `imap_poll_every` and synced after `debounce`; failed
+    /// accounts retried with exponential backoff; the CUNI subscription (when
+    /// `callback_url` is given) renewed at half its lifetime or when CUC ends it.
+    pub async fn run(
+        &self,
+        callback_url: Option<String>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let Ok(mut events) = self.inner.events_rx.try_lock() else {
+            tracing::error!("VoicemailEngine::run is already running");
+            return;
+        };
+        tokio::pin!(shutdown);
+        let options = self.inner.options.clone();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, bool)>();
+        let (changed_tx, mut changed_rx) = mpsc::unbounded_channel::<String>();
+        let semaphore = Arc::new(Semaphore::new(options.concurrency.max(1)));
+        let mut debounced: HashMap<String, Instant> = HashMap::new();
+        let mut retries: HashMap<String, (Instant, u32)> = HashMap::new();
+        let mut running: HashSet<String> = HashSet::new();
+        let mut rerun: HashSet<String> = HashSet::new();
+        let now = Instant::now();
+        let mut next_reconcile = now;
+        let mut next_poll = now + options.imap_poll_every;
+        let mut next_subscribe = callback_url.as_ref().map(|_| now);
+        let mut reconciling = false;
+        let (reconciled_tx, mut reconciled_rx) = mpsc::unbounded_channel::<bool>();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let spawn_sync =
+            |oid: String, running: &mut HashSet<String>, rerun: &mut HashSet<String>| {
+                if !running.insert(oid.clone()) {
+                    // A sync of it is in flight: run once more after it.
+                    rerun.insert(oid);
+                    return;
+                }
+                let engine = self.clone();
+                let semaphore = semaphore.clone();
+                let done = done_tx.clone();
+                tokio::spawn(async move {
+                    let _permit = semaphore.acquire_owned().await;
+                    let ok = match engine.account_by_id(&oid).await {
+                        Some(a) => engine.sync_matched(&a).await.is_ok(),
+                        None => true,
+                    };
+                    let _ = done.send((oid, ok));
+                });
+            };
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(oid) = events.recv() => spawn_sync(oid, &mut running, &mut rerun),
+                Some(oid) = changed_rx.recv() => {
+                    debounced.entry(oid).or_insert_with(|| Instant::now() + options.debounce);
+                }
+                Some((oid, ok)) = done_rx.recv() => {
+                    running.remove(&oid);
+                    if ok {
+                        retries.remove(&oid);
+                    } else {
+                        let attempts = retries.get(&oid).map_or(0, |r| r.1) + 1;
+                        let delay = options.retry_initial.saturating_mul(1 << attempts.min(16).saturating_sub(1)).min(options.retry_max);
+                        retries.insert(oid.clone(), (Instant::now() + delay, attempts));
+                    }
+                    if rerun.remove(&oid) {
+                        spawn_sync(oid, &mut running, &mut rerun);
+                    }
+                }
+                Some(ok) = reconciled_rx.recv() => {
+                    reconciling = false;
+                    if !ok {
+                        next_reconcile = Instant::now() + options.retry_initial;
+                    }
+                }
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    let due: Vec<String> = debounced.iter().filter(|(_, t)| **t <= now).map(|(k, _)| k.clone()).collect();
+                    for oid in due {
+                        debounced.remove(&oid);
+                        spawn_sync(oid, &mut running, &mut rerun);
+                    }
+                    let due: Vec<String> = retries.iter().filter(|(_, (t, _))| *t <= now).map(|(k, _)| k.clone()).collect();
+                    for oid in due {
+                        if let Some(r) = retries.get_mut(&oid) {
+                            // Not due again until this attempt reports back.
+                            r.0 = now + options.retry_max;
+                        }
+                        spawn_sync(oid, &mut running, &mut rerun);
+                    }
+                    if !reconciling && now >= next_reconcile {
+                        reconciling = true;
+                        next_reconcile = now + options.reconcile_every;
+                        let engine = self.clone();
+                        let tx = reconciled_tx.clone();
+                        tokio::spawn(async move {
+                            let ok = match engine.sync_all(&|_, _| {}).await {
+                                Ok(s) => {
+                                    tracing::info!(accounts = s.accounts, failed = s.failed.len(), appended = s.appended, "voicemail reconcile done");
+                                    true
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "voicemail reconcile failed");
+                                    false
+                                }
+                            };
+                            let _ = tx.send(ok);
+                        });
+                    }
+                    if now >= next_poll {
+                        next_poll = now + options.imap_poll_every;
+                        self.spawn_poll(semaphore.clone(), changed_tx.clone());
+                    }
+                    let resubscribe = std::mem::take(&mut lock(&self.inner.shared).resubscribe_now);
+                    if let (Some(url), Some(at)) = (&callback_url, next_subscribe) {
+                        if now >= at || resubscribe {
+                            match self.subscribe(url).await {
+                                Ok(_) => {
+                                    next_subscribe = Some(now + options.subscription_lifetime / 2);
+                                    // Events may have been lost meanwhile (notes §3): reconcile.
+                                    if resubscribe {
+                                        next_reconcile = now;
+                                    }
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "CUNI subscription failed; retrying");
+                                    next_subscribe = Some(now + options.retry_initial);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Let account syncs in flight finish (their outcome is recorded) before returning.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !running.is_empty() {
+            match tokio::time::timeout_at(deadline, done_rx.recv()).await {
+                Ok(Some((oid, _))) => {
+                    running.remove(&oid);
+                }
+                _ => break,
+            }
+        }
+    }
+
+    fn spawn_poll(&self, semaphore: Arc<Semaphore>, changed: mpsc::UnboundedSender<String>) {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let accounts: Vec<MatchedAccount> = lock(&engine.inner.shared)
+                .matched
+                .values()
+                .cloned()
+                .collect();
+            let mut tasks = futures::stream::FuturesUnordered::new();
+            for account in accounts {
+                let engine = engine.clone();
+                let semaphore = semaphore.clone();
+                tasks.push(async move {
+                    let _permit = semaphore.acquire_owned().await;
+                    (
+                        account.cuc_object_id.clone(),
+                        engine.imap_changed(&account).await,
+                    )
+                });
+            }
+            while let Some((oid, changed_now)) = tasks.next().await {
+                match changed_now {
+                    Ok(true) => {
+                        let _ = changed.send(oid);
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::debug!(error = %e, "IMAP change check failed"),
+                }
+            }
+        });
+    }
+}
+
+fn count(direction: &'static str, action: &'static str) {
+    metrics::counter!("ucbridge_voicemail_actions_total", "direction" => direction, "action" => action)
+        .increment(1);
+}
+
+/// Keep one copy per CUC id: the first one seen wins (extra copies are left alone).
+fn add_view(views: &mut HashMap<String, ImapView>, role: Role, m: &ImapMessage) {
+    let Some(id) = &m.cuc_id else { return };
+    views.entry(id.clone()).or_insert(ImapView {
+        role,
+        uid: m.uid,
+        seen: m.seen,
+        deleted: m.deleted,
+    });
+}
+
+fn authorized(engine: &VoicemailEngine, headers: &HeaderMap) -> bool {
+    let expected = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{CALLBACK_USER}:{}",
+        engine.inner.callback_password.expose()
+    ));
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .is_some_and(|v| constant_time_eq(v.trim().as_bytes(), expected.as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn callback(
+    State(engine): State<VoicemailEngine>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !authorized(&engine, &headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Basic realm=\"ucbridge\"")],
+        )
+            .into_response();
+    }
+    let event = match MessageEvent::parse(&body) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = %e, "unreadable CUNI callback");
+            return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
+        }
+    };
+    {
+        let mut shared = lock(&engine.inner.shared);
+        match event.event_type {
+            EventType::KeepAlive => {
+                shared.last_keep_alive_at = Some(now_ms());
+                return StatusCode::OK.into_response();
+            }
+            EventType::SubscriptionEnded => {
+                shared.resubscribe_now = true;
+                return StatusCode::OK.into_response();
+            }
+            _ => {
+                shared.last_event_at = Some(now_ms());
+                shared.events_received += 1;
+            }
+        }
+    }
+    if let Some(alias) = &event.mailbox_id {
+        if !engine.notify_cuc_change(alias) {
+            tracing::debug!(%alias, "CUNI event for an account that is not matched");
+        }
+    }
+    // The Notifier only needs a 2xx (vmo3-uc answers 200 to everything, notes §3).
+    StatusCode::OK.into_response()
+}

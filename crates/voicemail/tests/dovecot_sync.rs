@@ -1,0 +1,430 @@
+//! Voicemail sync against a real Dovecot (started per test on 127.0.0.1) and the CUC lab
+//! over HTTPS: the scenarios.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{cuc_client, eventually, world};
+use ucbridge_cuc::MailboxRef;
+use ucbridge_lab::{CucFolder, NewVoicemail};
+use ucbridge_voicemail::{VoicemailEngine, VoicemailOptions};
+
+fn quick_options() -> VoicemailOptions {
+    VoicemailOptions {
+        debounce: Duration::from_millis(300),
+        imap_poll_every: Duration::from_millis(250),
+        retry_initial: Duration::from_millis(200),
+        retry_max: Duration::from_secs(1),
+        ..VoicemailOptions::default()
+    }
+}
+
+fn voicemail(caller: &str) -> NewVoicemail {
+    NewVoicemail {
+        caller_number: "+14085550100".into(),
+        caller_name: caller.into(),
+        duration_ms: 1200,
+        ..NewVoicemail::default()
+    }
+}
+
+/// Serve the engine's callback router on 127.0.0.1; the callback URL.
+async fn serve_callbacks(engine: &VoicemailEngine) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = axum::Router::new().nest("/callbacks/cuc", engine.callback_router());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/callbacks/cuc")
+}
+
+#[tokio::test]
+async fn initial_sync_mirrors_every_folder_and_both_directions_follow() {
+    let Some(w) = world(3, 3).await else { return };
+    let engine = w.engine(quick_options());
+    let summary = engine.sync_all(&|_, _| {}).await.expect("sync");
+    assert_eq!(
+        (summary.accounts, summary.succeeded),
+        (3, 3),
+        "{:?}",
+        summary.failed
+    );
+    // 3 inbox + 1 sent + 1 deleted per user.
+    assert_eq!(summary.appended, 15);
+    for alias in &w.aliases {
+        let mut imap = w.imap(alias).await;
+        let folders = imap.folders().await;
+        for f in ["Voicemail", "Voicemail.Sent", "Voicemail.Deleted"] {
+            assert!(folders.contains(&f.to_owned()), "{alias}: {folders:?}");
+        }
+        let inbox = imap.messages("Voicemail").await;
+        let lab_inbox = w.lab.cuc().messages(alias, CucFolder::Inbox).unwrap();
+        assert_eq!(inbox.len(), lab_inbox.len());
+        for m in &lab_inbox {
+            let on_imap = inbox
+                .iter()
+                .find(|x| x.cuc_id.as_deref() == Some(m.id.as_str()))
+                .expect("mirrored");
+            assert_eq!(on_imap.seen, m.read, "read status mirrored");
+        }
+        assert_eq!(imap.messages("Voicemail.Sent").await.len(), 1);
+        assert_eq!(imap.messages("Voicemail.Deleted").await.len(), 1);
+        imap.logout().await;
+    }
+    // The message itself: MIME with caller, date, text part and the WAV.
+    let alias = &w.aliases[0];
+    let mut imap = w.imap(alias).await;
+    let first = imap.messages("Voicemail").await.remove(0);
+    let raw = imap.full_message("Voicemail", first.uid).await;
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&raw)
+        .expect("MIME");
+    assert!(parsed.from().is_some() && parsed.date().is_some() && parsed.subject().is_some());
+    assert!(parsed.body_text(0).expect("text").contains("Duration:"));
+    let wav = parsed.attachment(0).expect("audio").contents();
+    assert_eq!(&wav[..4], b"RIFF", "the WAV as CUC stores it");
+
+    // A second run changes nothing (and skips unchanged folders by HIGHESTMODSEQ).
+    let again = engine.sync_all(&|_, _| {}).await.expect("resync");
+    assert_eq!(
+        (again.appended, again.imap_changes, again.cuc_changes),
+        (0, 0, 0)
+    );
+    let s = engine.sync_account(alias).await.expect("account");
+    assert_eq!(s.folders_scanned, 0, "nothing changed on IMAP: no fetch");
+
+    // Read on IMAP -> read on CUC.
+    let unread = imap
+        .messages("Voicemail")
+        .await
+        .into_iter()
+        .find(|m| !m.seen)
+        .expect("an unread message");
+    imap.set_seen("Voicemail", unread.uid, true).await;
+    engine.sync_account(alias).await.expect("sync");
+    let id = unread.cuc_id.clone().unwrap();
+    let lab_msg = w
+        .lab
+        .cuc()
+        .messages(alias, CucFolder::Inbox)
+        .unwrap()
+        .into_iter()
+        .find(|m| m.id == id)
+        .unwrap();
+    assert!(lab_msg.read, "IMAP read reached CUC");
+
+    // Delete on CUC (soft: into CUC's deleted folder) -> moved on IMAP; hard -> gone.
+    let cuc = cuc_client(&w.lab);
+    let oid = w.lab.cuc().object_id(alias).unwrap();
+    cuc.delete_message(&MailboxRef::User(oid.clone()), &id, Some(false))
+        .await
+        .unwrap();
+    engine.sync_account(alias).await.expect("sync");
+    let deleted = imap.messages("Voicemail.Deleted").await;
+    assert!(deleted
+        .iter()
+        .any(|m| m.cuc_id.as_deref() == Some(id.as_str())));
+    assert!(!imap
+        .messages("Voicemail")
+        .await
+        .iter()
+        .any(|m| m.cuc_id.as_deref() == Some(id.as_str())));
+    cuc.delete_message(&MailboxRef::User(oid.clone()), &id, Some(true))
+        .await
+        .unwrap();
+    engine.sync_account(alias).await.expect("sync");
+    assert!(!imap
+        .messages("Voicemail.Deleted")
+        .await
+        .iter()
+        .any(|m| m.cuc_id.as_deref() == Some(id.as_str())));
+
+    // Delete on IMAP -> deleted on CUC.
+    let victim = imap.messages("Voicemail").await.remove(0);
+    let victim_id = victim.cuc_id.clone().unwrap();
+    imap.expunge("Voicemail", victim.uid).await;
+    engine.sync_account(alias).await.expect("sync");
+    let inbox_ids: Vec<String> = w
+        .lab
+        .cuc()
+        .messages(alias, CucFolder::Inbox)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert!(!inbox_ids.contains(&victim_id), "IMAP delete reached CUC");
+    // CUC soft-deleted it; its deleted folder is mirrored, so it is in Voicemail.Deleted.
+    assert!(w
+        .lab
+        .cuc()
+        .messages(alias, CucFolder::Deleted)
+        .unwrap()
+        .iter()
+        .any(|m| m.id == victim_id));
+    engine.sync_account(alias).await.expect("sync");
+    assert!(imap
+        .messages("Voicemail.Deleted")
+        .await
+        .iter()
+        .any(|m| m.cuc_id.as_deref() == Some(victim_id.as_str())));
+
+    // Mail added on IMAP is not pushed to CUC (and is left alone).
+    let cuc_count = w.lab.cuc().messages(alias, CucFolder::Inbox).unwrap().len();
+    let status = engine.status().await.expect("status");
+    assert_eq!(status.accounts.len(), 3);
+    assert!(status
+        .accounts
+        .iter()
+        .all(|a| a.account.last_error.is_none()));
+    assert_eq!(
+        w.lab.cuc().messages(alias, CucFolder::Inbox).unwrap().len(),
+        cuc_count
+    );
+    imap.logout().await;
+}
+
+#[tokio::test]
+async fn pushed_voicemail_appears_and_follows_a_renamed_folder() {
+    let Some(w) = world(2, 1).await else { return };
+    let engine = w.engine(quick_options());
+    let url = serve_callbacks(&engine).await;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = engine.clone();
+    let task = tokio::spawn(async move {
+        runner
+            .run(Some(url), async {
+                let _ = stop_rx.await;
+            })
+            .await;
+    });
+    let alias = w.aliases[0].clone();
+    // Initial reconcile and subscription.
+    let subscribed = eventually(Duration::from_secs(10), || async {
+        (!w.lab.cuc().subscriptions().is_empty()).then_some(())
+    })
+    .await;
+    assert!(subscribed.is_some(), "the engine subscribed to CUNI");
+    let sub = &w.lab.cuc().subscriptions()[0];
+    assert!(sub.aliases.contains(&alias) && sub.callback_url.ends_with("/callbacks/cuc"));
+    let mut imap = w.imap(&alias).await;
+    let synced = eventually(Duration::from_secs(10), || async {
+        let status = engine.status().await.ok()?;
+        status
+            .accounts
+            .iter()
+            .all(|a| a.account.last_success_at.is_some())
+            .then_some(())
+    })
+    .await;
+    assert!(synced.is_some(), "initial reconcile");
+
+    // New voicemail on CUC -> pushed -> in IMAP within 2 s.
+    let id = w
+        .lab
+        .cuc()
+        .deliver_voicemail(&alias, voicemail("Pushed Caller"))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let seen = imap
+        .wait_for("Voicemail", &id, Duration::from_secs(2))
+        .await;
+    assert!(seen, "pushed voicemail visible in IMAP within 2 s");
+    eprintln!("push -> IMAP: {:?}", started.elapsed());
+    assert!(engine.status().await.unwrap().events_received >= 1);
+
+    // Rename (and move) the folder on IMAP; the next voicemail lands in it.
+    imap.rename("Voicemail", "Archive.Calls").await;
+    let id2 = w
+        .lab
+        .cuc()
+        .deliver_voicemail(&alias, voicemail("After Rename"))
+        .unwrap();
+    let landed = imap
+        .wait_for("Archive.Calls", &id2, Duration::from_secs(5))
+        .await;
+    assert!(landed, "new voicemail in the renamed folder");
+    let folders = imap.folders().await;
+    assert!(
+        !folders.contains(&"Voicemail".to_owned()),
+        "no duplicate folder: {folders:?}"
+    );
+    // The children moved with their parent and are still used.
+    assert!(
+        folders.contains(&"Archive.Calls.Sent".to_owned()),
+        "{folders:?}"
+    );
+
+    // Read on IMAP: detected by polling, synced after the debounce.
+    let msg = imap
+        .messages("Archive.Calls")
+        .await
+        .into_iter()
+        .find(|m| m.cuc_id.as_deref() == Some(id2.as_str()))
+        .unwrap();
+    imap.set_seen("Archive.Calls", msg.uid, true).await;
+    let read = eventually(Duration::from_secs(5), || async {
+        w.lab
+            .cuc()
+            .messages(&alias, CucFolder::Inbox)
+            .ok()?
+            .into_iter()
+            .find(|m| m.id == id2 && m.read)
+            .map(|_| ())
+    })
+    .await;
+    assert!(
+        read.is_some(),
+        "IMAP read status reached CUC without a manual sync"
+    );
+    let _ = stop_tx.send(());
+    let _ = task.await;
+    imap.logout().await;
+}
+
+#[tokio::test]
+async fn a_restart_mid_sync_leaves_no_duplicates() {
+    let Some(w) = world(1, 40).await else { return };
+    let alias = w.aliases[0].clone();
+    let engine = w.engine(quick_options());
+    let first = engine.clone();
+    let who = alias.clone();
+    // sync_account runs in this task (sync_all would spawn per-account tasks that an
+    // abort does not reach, unlike a process that dies).
+    let task = tokio::spawn(async move { first.sync_account(&who).await });
+    // Stop it (as a crash would) once some messages are in, before it finished.
+    let mut imap = w.imap(&alias).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let partial = loop {
+        if imap.folders().await.contains(&"Voicemail".to_owned()) {
+            let n = imap.messages("Voicemail").await.len();
+            if n >= 3 {
+                break n;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first sync got going"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    task.abort();
+    let _ = task.await;
+    assert!(partial < 40, "stopped mid-sync ({partial} of 40 appended)");
+    // A new engine on the same store (a restarted process).
+    let restarted = w.engine(quick_options());
+    let s = restarted.sync_all(&|_, _| {}).await.expect("sync");
+    assert!(s.failed.is_empty(), "{:?}", s.failed);
+    let inbox = imap.messages("Voicemail").await;
+    let mut ids: Vec<_> = inbox.iter().map(|m| m.cuc_id.clone().unwrap()).collect();
+    ids.sort();
+    let before = ids.len();
+    ids.dedup();
+    assert_eq!(before, ids.len(), "no duplicates");
+    assert_eq!(ids.len(), 40);
+    imap.logout().await;
+}
+
+#[tokio::test]
+async fn with_cuc_down_imap_is_untouched_and_the_account_is_retried() {
+    let Some(w) = world(1, 2).await else { return };
+    let alias = w.aliases[0].clone();
+    let engine = w.engine(quick_options());
+    engine.sync_all(&|_, _| {}).await.expect("first sync");
+    let mut imap = w.imap(&alias).await;
+    let before = imap.messages("Voicemail").await;
+
+    w.lab.cuc().set_unavailable(true);
+    let unread = before.iter().find(|m| !m.seen).expect("unread").clone();
+    imap.set_seen("Voicemail", unread.uid, true).await;
+    let err = engine.sync_account(&alias).await.expect_err("CUC is down");
+    assert!(err.is_cuc(), "{err}");
+    let after = imap.messages("Voicemail").await;
+    assert_eq!(after.len(), before.len(), "IMAP untouched");
+    assert!(
+        after.iter().find(|m| m.uid == unread.uid).unwrap().seen,
+        "the user's change is kept"
+    );
+    let status = engine.status().await.unwrap();
+    assert!(status.accounts[0].account.last_error.is_some());
+    assert_eq!(status.accounts[0].account.consecutive_failures, 1);
+
+    // Continuous mode: the retry (with backoff) succeeds once CUC is back.
+    let id = w
+        .lab
+        .cuc()
+        .deliver_voicemail(&alias, voicemail("While Down"))
+        .unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = engine.clone();
+    let task = tokio::spawn(async move {
+        runner
+            .run(None, async {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!imap
+        .messages("Voicemail")
+        .await
+        .iter()
+        .any(|m| m.cuc_id.as_deref() == Some(id.as_str())));
+    w.lab.cuc().set_unavailable(false);
+    let healed = imap
+        .wait_for("Voicemail", &id, Duration::from_secs(5))
+        .await;
+    assert!(healed, "retried after CUC came back");
+    let read = w
+        .lab
+        .cuc()
+        .messages(&alias, CucFolder::Inbox)
+        .unwrap()
+        .into_iter()
+        .find(|m| Some(m.id.as_str()) == unread.cuc_id.as_deref())
+        .unwrap();
+    assert!(
+        read.read,
+        "the IMAP change made while CUC was down reached CUC"
+    );
+    let _ = stop_tx.send(());
+    let _ = task.await;
+    imap.logout().await;
+}
+
+#[tokio::test]
+async fn sasl_authzid_login_works_like_the_master_user_syntax() {
+    let Some(w) = world(1, 1).await else { return };
+    let mut settings = w.imap_settings();
+    settings.login = ucbridge_voicemail::ImapLogin::SaslAuthzid {
+        admin_user: ucbridge_testkit::dovecot::MASTER_USER.into(),
+        password: ucbridge_auth::Secret::new(ucbridge_testkit::dovecot::MASTER_PASSWORD),
+    };
+    let engine = VoicemailEngine::new(
+        w.store.clone(),
+        cuc_client(&w.lab),
+        settings.clone(),
+        quick_options(),
+    );
+    let s = engine.sync_all(&|_, _| {}).await.expect("sync");
+    assert_eq!(s.succeeded, 1, "{:?}", s.failed);
+    assert_eq!(s.appended, 3);
+    // A wrong master password is an IMAP login error, reported per account.
+    settings.login = ucbridge_voicemail::ImapLogin::MasterUser {
+        master_user: ucbridge_testkit::dovecot::MASTER_USER.into(),
+        password: ucbridge_auth::Secret::new("wrong"),
+        separator: "*".into(),
+    };
+    let engine = VoicemailEngine::new(
+        w.store.clone(),
+        cuc_client(&w.lab),
+        settings,
+        quick_options(),
+    );
+    let s = engine.sync_all(&|_, _| {}).await.expect("sync");
+    assert_eq!(s.failed.len(), 1);
+    assert!(s.failed[0].1.contains("refused"), "{:?}", s.failed);
+}

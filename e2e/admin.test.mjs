@@ -1,0 +1,431 @@
+// Browser test of the admin page served by `ucbridge serve` (crates/server/web), in
+// Debian's headless Chromium, against a separate `ucbridge lab` (CUCM AXL over TLS).
+//
+// Flow: sign in (a wrong password first), configure the CUCM connection through the form
+// with the lab's URL, credentials and CA, "Test connection", "Run now" on the snapshot job
+// (a full refresh) and on user sync, then the users list and one user, an API token
+// (a read-only token cannot run a job; revoked it stops working), a read-only account's
+// view, and sign out. The page must run under the server's CSP without a violation.
+//
+// Needs: the `ucbridge` binary (UCBRIDGE_BIN, else $CARGO_TARGET_DIR or ../target, debug),
+// /usr/bin/chromium (Debian package `chromium`), `npm ci` here. A missing binary or
+// browser is a loud skip, and a failure under CI=true. Screenshots and the two processes'
+// logs go to e2e/artifacts/ (git-ignored).
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const run = promisify(execFile);
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '..');
+const artifacts = path.join(here, 'artifacts');
+const bin = process.env.UCBRIDGE_BIN
+  || path.join(process.env.CARGO_TARGET_DIR || path.join(root, 'target'), 'debug', 'ucbridge');
+const chromiumPath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+// Closed network: without these Chromium keeps dialling out and floods refused connections.
+const chromiumArgs = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+];
+
+const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => fs.existsSync(p));
+
+const LAB_USERS = 120;
+const LAB_ADMIN = { username: 'administrator', password: 'ucbridge-lab' };
+const ADMIN_PASSWORD = 'Admin-pass-1';
+const VIEWER = { username: 'viewer', password: 'Viewer-pass-1' };
+const WAIT = 20000;
+
+const missing = [
+  [bin, 'the ucbridge binary (cargo build -p ucbridge, or set UCBRIDGE_BIN)'],
+  [chromiumPath, 'Chromium (apt-get install chromium)'],
+].filter(([file]) => !fs.existsSync(file)).map(([file, what]) => `${what}: ${file} not found`);
+if (missing.length && process.env.CI === 'true') {
+  throw new Error(`admin page e2e cannot run under CI: ${missing.join('; ')}`);
+}
+const skip = missing.length ? `SKIPPED: ${missing.join('; ')}` : false;
+if (skip) console.error(`\n*** admin.test.mjs ${skip} ***\n`);
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ucbridge-admin-e2e-'));
+const dataDir = path.join(tmp, 'data');
+const caFile = path.join(tmp, 'lab-ca.pem');
+const children = [];
+const state = { lab: null, server: null, context: null, page: null };
+const problems = []; // CSP violations and uncaught page errors
+
+/** The environment of a child: this one's without UCBRIDGE_* settings, plus `extra`. */
+function childEnv(extra) {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('UCBRIDGE_')));
+  return { ...env, UCBRIDGE_DATA_DIR: dataDir, ...extra };
+}
+
+/** Start `ucbridge <args>` and wait until its stdout matches every pattern of `ready`. */
+function start(name, args, env, ready) {
+  return new Promise((resolve, reject) => {
+    const log = fs.createWriteStream(path.join(artifacts, `admin-${name}.log`));
+    // With util-linux's setpriv the kernel kills the child when this process dies, however
+    // it dies (PR_SET_PDEATHSIG survives the exec).
+    const child = setpriv
+      ? spawn(setpriv, ['--pdeathsig', 'KILL', '--', bin, ...args], { env, cwd: tmp, stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn(bin, args, { env, cwd: tmp, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
+    child.stderr.pipe(log, { end: false });
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`${name} did not start: ${out}`)), 30000);
+    child.on('error', (e) => { clearTimeout(timer); reject(e); });
+    child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`${name} exited (${code}): ${out}`)); });
+    child.stdout.on('data', (chunk) => {
+      out += chunk;
+      log.write(chunk);
+      const matches = ready.map((re) => out.match(re));
+      if (matches.every(Boolean)) {
+        clearTimeout(timer);
+        child.removeAllListeners('exit');
+        resolve({ child, matches });
+      }
+    });
+  });
+}
+
+function stopChildren(signal) {
+  for (const child of children) {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+  }
+}
+// Even if the test process is stopped or dies mid-test, no lab or server is left behind
+// (the test runner stops a file's process with a signal, which skips `after`).
+process.on('exit', () => stopChildren('SIGKILL'));
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.once(signal, () => {
+    stopChildren('SIGKILL');
+    fs.rmSync(tmp, { recursive: true, force: true });
+    process.exit(1);
+  });
+}
+
+async function shot(name) {
+  await state.page.screenshot({ path: path.join(artifacts, `admin-${name}.png`), fullPage: true });
+}
+
+const byTestId = (id) => state.page.locator(`[data-testid="${id}"]`);
+
+async function text(locator) {
+  return (await locator.textContent() ?? '').trim();
+}
+
+/** Wait until the element `selector` has text matching `pattern`. */
+async function waitForText(selector, pattern, timeout = WAIT) {
+  try {
+    await state.page.waitForFunction(([sel, source, flags]) => {
+      const el = document.querySelector(sel);
+      return el && new RegExp(source, flags).test(el.textContent);
+    }, [selector, pattern.source, pattern.flags], { timeout });
+  } catch (e) {
+    const now = await state.page.locator(selector).textContent().catch(() => '(missing)');
+    throw new Error(`${selector} never matched ${pattern} (it says ${JSON.stringify(now)}): ${e.message}`);
+  }
+}
+
+/** Wait for a job's last run to end; returns its status, result, error and progress. */
+async function waitForJobRun(job, timeout = 45000) {
+  await waitForText(`[data-testid="job-status-${job}"]`, /^(succeeded|failed|refused|abandoned)$/, timeout);
+  return {
+    status: await text(byTestId(`job-status-${job}`)),
+    result: await text(byTestId(`result-${job}`)),
+    error: await text(byTestId(`error-${job}`)),
+  };
+}
+
+/** A fetch from the page (same origin), returning status and parsed body. */
+function pageFetch(url, init) {
+  return state.page.evaluate(async ([u, i]) => {
+    const response = await fetch(u, i);
+    const body = await response.text();
+    let json = null;
+    try { json = JSON.parse(body); } catch { json = null; }
+    return { status: response.status, json };
+  }, [url, init]);
+}
+
+/**
+ * A test step. The steps build on each other (one browser, one server), so after a
+ * failure the rest are skipped rather than each timing out on the same cause.
+ */
+function step(name, fn) {
+  test(name, { skip }, async (t) => {
+    if (state.failedStep) {
+      t.skip(`after the failed step "${state.failedStep}"`);
+      return;
+    }
+    try {
+      await fn(t);
+      assert.deepEqual(problems, [], 'no CSP violation or script error on the page');
+    } catch (e) {
+      state.failedStep = name;
+      await shot(`failed-${name.replace(/\W+/g, '-').slice(0, 40)}`).catch(() => {});
+      throw e;
+    }
+  });
+}
+
+async function login(username, password) {
+  await state.page.fill('#login-username', username);
+  await state.page.fill('#login-password', password);
+  await state.page.click('#login-submit');
+}
+
+before(async () => {
+  if (skip) return;
+  fs.mkdirSync(artifacts, { recursive: true });
+  fs.mkdirSync(dataDir, { recursive: true });
+  state.lab = await start('lab', [
+    'lab', '--bind', '127.0.0.1:0', '--users', String(LAB_USERS), '--ca-out', caFile,
+  ], childEnv({}), [/AXL endpoint: (https:\/\/\S+)/, /Press Ctrl-C/]);
+  state.lab.axlUrl = state.lab.matches[0][1];
+  // No --lab: every connection comes from the form.
+  state.server = await start('serve', ['serve', '-v', '--bind', '127.0.0.1:0', '--print-url'],
+    childEnv({ UCBRIDGE_ADMIN_PASSWORD: ADMIN_PASSWORD }), [/listening on (http:\/\/\S+)/]);
+  state.server.url = state.server.matches[0][1];
+  state.context = await chromium.launchPersistentContext(path.join(tmp, 'profile'), {
+    executablePath: chromiumPath,
+    headless: true,
+    args: chromiumArgs,
+    viewport: { width: 1280, height: 900 },
+  });
+  state.page = state.context.pages()[0] || await state.context.newPage();
+  state.page.on('console', (m) => {
+    if (/Content Security Policy/i.test(m.text())) problems.push(`console: ${m.text()}`);
+  });
+  state.page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+});
+
+after(async () => {
+  await state.context?.close().catch(() => {});
+  stopChildren('SIGTERM');
+  await Promise.all(children.map((c) => (c.exitCode === null && c.signalCode === null
+    ? new Promise((resolve) => { c.once('exit', resolve); setTimeout(resolve, 5000); })
+    : null)));
+  stopChildren('SIGKILL');
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+step('sign-in: a wrong password is refused with a message, the right one opens the page', async () => {
+  const response = await state.page.goto(state.server.url);
+  const csp = response.headers()['content-security-policy'] || '';
+  assert.match(csp, /script-src 'self'/, 'the page is served with its CSP');
+  await byTestId('login-form').waitFor();
+
+  await login('admin', 'not-the-password');
+  await waitForText('#login-error', /wrong username or password/);
+  assert.equal(await state.page.isVisible('#nav'), false, 'nothing but the form before signing in');
+  await shot('01-login-refused');
+
+  await login('admin', ADMIN_PASSWORD);
+  await state.page.locator('#view-status').waitFor();
+  assert.equal(await text(byTestId('whoami')), 'admin');
+  assert.equal(await text(byTestId('role')), 'admin');
+  assert.equal(await state.page.isVisible('#login-error'), false);
+  // Nothing is configured: the jobs say why they cannot run.
+  await waitForText('[data-testid="blocked-user_sync"]', /configure the cucm connection first/);
+  assert.equal(await byTestId('run-user_sync').isDisabled(), true);
+  await shot('02-status-unconfigured');
+});
+
+step('the CUCM connection is configured through the form and tested', async () => {
+  const page = state.page;
+  await byTestId('nav-connections').click();
+  await page.locator('#conn-cucm-url').waitFor();
+  await page.fill('#conn-cucm-url', state.lab.axlUrl);
+  await page.fill('#conn-cucm-username', LAB_ADMIN.username);
+  await page.fill('#conn-cucm-password', LAB_ADMIN.password);
+  await page.click('[data-testid="conn-cucm-tls"]');
+  await page.fill('#conn-cucm-ca', fs.readFileSync(caFile, 'utf8'));
+  await page.click('#conn-cucm-save');
+  await waitForText('[data-testid="conn-cucm-msg"]', /^Saved/);
+  assert.equal(await text(byTestId('conn-cucm-password-state')), 'password set');
+  assert.equal(await page.inputValue('#conn-cucm-password'), '', 'the password is never shown again');
+  assert.match(await page.inputValue('#conn-cucm-ca'), /BEGIN CERTIFICATE/);
+
+  await page.click('#conn-cucm-test');
+  await waitForText('[data-testid="conn-cucm-msg"]', /^(Connection OK|Test failed)/);
+  assert.equal(await text(byTestId('conn-cucm-msg')), 'Connection OK.');
+  assert.match(await text(byTestId('conn-cucm-summary')), new RegExp(`${LAB_USERS} end users`));
+  assert.equal(await text(byTestId('conn-cucm-account-count')), String(LAB_USERS));
+  const accounts = await byTestId('conn-cucm-accounts').locator('li').allTextContents();
+  assert.equal(accounts.length, 10, `the test lists the first accounts: ${accounts}`);
+  assert.ok(accounts.every((a) => /^[a-z]+\d+$/.test(a)), `CUCM userids: ${accounts}`);
+  state.someUser = accounts[0];
+  await shot('03-connection-tested');
+});
+
+step('Run now: snapshot full refresh, then user sync with progress and result', async () => {
+  const page = state.page;
+  await byTestId('nav-status').click();
+  // Saving the connection started the snapshot job; its own first full refresh must end
+  // before a requested one can claim the snapshot.
+  await waitForText('[data-testid="snapshot-state"]', /^idle$/, 30000);
+  assert.equal(await text(byTestId('snapshot-users')), String(LAB_USERS));
+  await page.waitForFunction(() => !document.querySelector('[data-testid="run-snapshot"]').disabled, null, { timeout: WAIT });
+  await byTestId('run-snapshot').click();
+  const snapshot = await waitForJobRun('snapshot');
+  assert.equal(snapshot.status, 'succeeded', `snapshot run: ${JSON.stringify(snapshot)}`);
+  assert.match(snapshot.result, new RegExp(`^Snapshot of ${LAB_USERS} users`));
+  await waitForText('[data-testid="snapshot-state"]', /^idle$/);
+  await shot('04-snapshot-refreshed');
+
+  // Every progress text the page shows for user sync, in order.
+  await page.evaluate(() => {
+    window.seenProgress = [];
+    const el = document.querySelector('[data-testid="progress-text-user_sync"]');
+    new MutationObserver(() => window.seenProgress.push(el.textContent))
+      .observe(el, { childList: true, characterData: true, subtree: true });
+  });
+  await byTestId('run-user_sync').click();
+  const sync = await waitForJobRun('user_sync');
+  assert.equal(sync.status, 'succeeded', `user sync run: ${JSON.stringify(sync)}`);
+  assert.equal(await text(byTestId('result-user_sync-creates')), `created ${LAB_USERS}`);
+  const seen = await page.evaluate(() => window.seenProgress);
+  assert.ok(seen.includes(`syncing users: ${LAB_USERS} / ${LAB_USERS}`), `progress shown: ${JSON.stringify(seen)}`);
+  const bar = byTestId('progress-user_sync');
+  assert.equal(await bar.isVisible(), true);
+  assert.equal(await bar.evaluate((p) => [p.value, p.max].join('/')), `${LAB_USERS}/${LAB_USERS}`);
+
+  // The status view's summary of the last sync and the snapshot's time.
+  await waitForText('[data-testid="last-sync-creates"]', new RegExp(`^${LAB_USERS}$`));
+  assert.equal(await text(byTestId('last-sync-status')), 'applied');
+  const updated = await byTestId('source-updated-at').locator('time').getAttribute('datetime');
+  assert.ok(updated, 'Source users updated at shows a time');
+  const age = Date.now() - Date.parse(updated);
+  assert.ok(age >= -5000 && age < 120000, `Source users updated at is recent: ${updated}`);
+  assert.equal(await state.page.isVisible('[data-testid="snapshot-warning"]'), false);
+  await shot('05-user-sync-done');
+});
+
+step('the sync run shows its audit log', async () => {
+  await byTestId('nav-runs').click();
+  const row = state.page.locator('#runs-table tbody tr').first();
+  await row.waitFor();
+  await row.click();
+  await byTestId('audit-list').waitFor();
+  await waitForText('[data-testid="run-detail"] h3', new RegExp(`Audit log \\(${LAB_USERS} applied changes\\)`));
+  const first = byTestId('audit-list').locator('details').first();
+  await first.locator('summary').click();
+  assert.match(await text(first), /create/);
+  assert.match(await text(first.locator('table')), /username/);
+  await shot('06-sync-run');
+});
+
+step('users: list, paging, search and one user', async () => {
+  const page = state.page;
+  await byTestId('nav-users').click();
+  await waitForText('[data-testid="users-range"]', new RegExp(`^1–50 of ${LAB_USERS}$`));
+  assert.equal(await page.locator('#users-table tbody tr').count(), 50);
+  await byTestId('users-next').click();
+  await waitForText('[data-testid="users-range"]', new RegExp(`^51–100 of ${LAB_USERS}$`));
+  await shot('07-users');
+
+  await page.fill('#users-search', state.someUser);
+  await page.press('#users-search', 'Enter');
+  const row = byTestId(`user-row-${state.someUser}`);
+  await row.waitFor();
+  await waitForText('[data-testid="users-range"]', /^1–\d+ of \d+$/);
+  await row.click();
+  await waitForText('[data-testid="user-user-username"]', new RegExp(`^${state.someUser}$`));
+  assert.equal(await text(byTestId('user-detail-username')), state.someUser);
+  assert.equal(await text(byTestId('user-user-source')), 'cucm');
+  assert.match(await text(byTestId('user-section-device')), /No device provisioned/);
+  await shot('08-user-detail');
+  await page.click('#user-detail-close');
+});
+
+step('rules and schedules show the server\'s validation errors; SSO says what is missing', async () => {
+  const page = state.page;
+  await byTestId('nav-rules').click();
+  await page.waitForFunction(() => /"orphans"/.test(document.getElementById('rules-editor').value), null, { timeout: WAIT });
+  const rules = JSON.parse(await page.inputValue('#rules-editor'));
+  await page.fill('#rules-editor', JSON.stringify({ ...rules, orphans: 'vanish' }));
+  await page.click('#rules-save');
+  await waitForText('[data-testid="rules-msg"]', /invalid rules/);
+  assert.match(await text(byTestId('rules-msg')), /vanish/);
+  await page.fill('#rules-editor', '{ not json');
+  await page.click('#rules-save');
+  await waitForText('[data-testid="rules-msg"]', /not valid JSON/);
+
+  await page.fill('#schedule-user_sync', 'every banana');
+  await page.click('[data-testid="schedule-save-user_sync"]');
+  await waitForText('[data-testid="schedule-msg-user_sync"]', /banana/);
+  await page.fill('#schedule-user_sync', 'every 1h');
+  await page.click('[data-testid="schedule-save-user_sync"]');
+  await waitForText('[data-testid="schedule-msg-user_sync"]', /^Saved$/);
+  assert.equal(await page.inputValue('#schedule-user_sync'), 'every 1h');
+  await shot('09-rules-and-schedules');
+
+  await byTestId('nav-sso').click();
+  await waitForText('[data-testid="sso-error"]', /ids connection is not configured/);
+});
+
+step('API tokens: a read-only token reads but cannot run a job; a revoked one is refused', async () => {
+  const page = state.page;
+  await byTestId('nav-tokens').click();
+  await page.fill('#token-name', 'e2e-reader');
+  await page.selectOption('#token-role', 'read_only');
+  await page.click('#token-create');
+  await byTestId('token-created').waitFor();
+  const token = await page.inputValue('#token-value');
+  assert.match(token, /^ucb_[A-Za-z0-9_-]{20,}$/);
+  await byTestId('token-row-e2e-reader').waitFor();
+  await shot('10-token-created');
+
+  const bearer = { Authorization: `Bearer ${token}` };
+  const read = await pageFetch('/api/v1/status', { headers: bearer, credentials: 'omit' });
+  assert.equal(read.status, 200);
+  const runNow = await pageFetch('/api/v1/jobs/user_sync/run', { method: 'POST', headers: bearer, credentials: 'omit' });
+  assert.equal(runNow.status, 403, JSON.stringify(runNow));
+  assert.equal(runNow.json?.error?.code, 'read_only');
+
+  // Revoking takes a confirming second click.
+  await byTestId('token-revoke-e2e-reader').click();
+  await byTestId('token-revoke-e2e-reader').click();
+  await byTestId('token-row-e2e-reader').waitFor({ state: 'detached' });
+  const revoked = await pageFetch('/api/v1/status', { headers: bearer, credentials: 'omit' });
+  assert.equal(revoked.status, 401);
+});
+
+step('a read-only account sees the page without write controls', async () => {
+  const page = state.page;
+  await run(bin, ['admin', 'set-account', VIEWER.username, '--role', 'read-only'], {
+    env: childEnv({ UCBRIDGE_ADMIN_PASSWORD: VIEWER.password }), cwd: tmp, timeout: 30000,
+  });
+  await byTestId('logout').click();
+  await byTestId('login-form').waitFor();
+  await login(VIEWER.username, VIEWER.password);
+  await byTestId('readonly-banner').waitFor();
+  assert.equal(await text(byTestId('role')), 'read-only');
+  await waitForText('[data-testid="job-status-user_sync"]', /^succeeded$/);
+  assert.equal(await byTestId('run-user_sync').isVisible(), false, 'no Run now for read-only');
+  assert.equal(await byTestId('nav-tokens').isVisible(), false, 'no API tokens page for read-only');
+  await shot('11-read-only');
+  // The server enforces it too, whatever the page shows.
+  const csrf = await page.evaluate(async () => (await (await fetch('/api/v1/session')).json()).csrf_token);
+  const refused = await pageFetch('/api/v1/jobs/user_sync/run', { method: 'POST', headers: { 'X-CSRF-Token': csrf } });
+  assert.equal(refused.status, 403);
+  assert.equal(refused.json?.error?.code, 'read_only');
+});
+
+step('sign-out ends the session', async () => {
+  await byTestId('logout').click();
+  await byTestId('login-form').waitFor();
+  assert.equal(await state.page.isVisible('#nav'), false);
+  const session = await pageFetch('/api/v1/session', {});
+  assert.equal(session.status, 401);
+  await state.page.reload();
+  await byTestId('login-form').waitFor();
+  await shot('12-signed-out');
+});
