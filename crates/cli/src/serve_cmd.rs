@@ -210,6 +210,23 @@ async fn bootstrap_admin(store: &Store) -> Result<()> {
     Ok(())
 }
 
+/// A password given inline, else the first line of a file, else an environment variable.
+fn configured_password(
+    inline: Option<String>,
+    file: &Option<PathBuf>,
+    env: &str,
+) -> Result<Option<String>> {
+    if inline.is_some() {
+        return Ok(inline);
+    }
+    if let Some(f) = file {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        return Ok(Some(text.lines().next().unwrap_or_default().to_owned()));
+    }
+    Ok(std::env::var(env).ok())
+}
+
 /// Seed connections from the configuration file ([axl], [cuc], [sso]); what the admin page
 /// saved later wins.
 async fn seed_connections(store: &Store, secrets: &SecretBox, file: &FileConfig) -> Result<()> {
@@ -226,17 +243,11 @@ async fn seed_connections(store: &Store, secrets: &SecretBox, file: &FileConfig)
             if let Some(v) = &a.version {
                 options.insert("schema_version".into(), v.clone().into());
             }
-            let password = match (&a.password, &a.password_file) {
-                (Some(p), _) => Some(p.clone()),
-                (None, Some(f)) => Some(
-                    std::fs::read_to_string(f)?
-                        .lines()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned(),
-                ),
-                _ => std::env::var("UCBRIDGE_AXL_PASSWORD").ok(),
-            };
+            let password = configured_password(
+                a.password.clone(),
+                &a.password_file,
+                "UCBRIDGE_AXL_PASSWORD",
+            )?;
             let update = ConnectionUpdate {
                 settings: ConnectionSettings {
                     url: url.clone(),
@@ -253,17 +264,11 @@ async fn seed_connections(store: &Store, secrets: &SecretBox, file: &FileConfig)
     }
     if let Some(c) = &file.cuc {
         if let Some(url) = &c.url {
-            let password = match (&c.password, &c.password_file) {
-                (Some(p), _) => Some(p.clone()),
-                (None, Some(f)) => Some(
-                    std::fs::read_to_string(f)?
-                        .lines()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned(),
-                ),
-                _ => std::env::var("UCBRIDGE_CUC_PASSWORD").ok(),
-            };
+            let password = configured_password(
+                c.password.clone(),
+                &c.password_file,
+                "UCBRIDGE_CUC_PASSWORD",
+            )?;
             let update = ConnectionUpdate {
                 settings: ConnectionSettings {
                     url: url.clone(),
@@ -330,17 +335,11 @@ async fn seed_connections(store: &Store, secrets: &SecretBox, file: &FileConfig)
                     options.insert(k.into(), v.clone().into());
                 }
             }
-            let password = match (&i.master_password, &i.master_password_file) {
-                (Some(p), _) => Some(p.clone()),
-                (None, Some(f)) => Some(
-                    std::fs::read_to_string(f)?
-                        .lines()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned(),
-                ),
-                _ => std::env::var("UCBRIDGE_IMAP_MASTER_PASSWORD").ok(),
-            };
+            let password = configured_password(
+                i.master_password.clone(),
+                &i.master_password_file,
+                "UCBRIDGE_IMAP_MASTER_PASSWORD",
+            )?;
             let update = ConnectionUpdate {
                 settings: ConnectionSettings {
                     url,
@@ -381,17 +380,11 @@ async fn seed_connections(store: &Store, secrets: &SecretBox, file: &FileConfig)
         ] {
             options.remove(key);
         }
-        let password = match (&l.bind_password, &l.bind_password_file) {
-            (Some(p), _) => Some(p.expose().to_owned()),
-            (None, Some(f)) => Some(
-                std::fs::read_to_string(f)?
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned(),
-            ),
-            _ => std::env::var("UCBRIDGE_LDAP_BIND_PASSWORD").ok(),
-        };
+        let password = configured_password(
+            l.bind_password.as_ref().map(|p| p.expose().to_owned()),
+            &l.bind_password_file,
+            "UCBRIDGE_LDAP_BIND_PASSWORD",
+        )?;
         let ca_pem = match (&l.ca_pem, &l.ca_file) {
             (Some(p), _) => Some(p.clone()),
             (None, f) => read_file(f)?,

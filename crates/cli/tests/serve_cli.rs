@@ -269,3 +269,171 @@ async fn two_nodes_share_jobs_run_each_slot_once_and_take_over() {
     assert_eq!(slots.len(), runs.len());
     drop(survivor);
 }
+
+/// `ucbridge admin` and `ucbridge serve` with a configuration file: the file seeds the
+/// connections (password sealed, never shown), accounts and tokens come from the CLI,
+/// the admin page and OpenAPI are served, and SIGTERM stops the node cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_seeds_connections_from_the_config_file() {
+    let lab = RunningLab::start(LabConfig {
+        users: 5,
+        ..LabConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("lab-ca.pem");
+    std::fs::write(&ca, lab.ca_certificate_pem().unwrap()).unwrap();
+    let config = dir.path().join("ucbridge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[axl]\nurl = \"{}\"\nusername = \"administrator\"\npassword = \"ucbridge-lab\"\nca_file = \"{}\"\n\n\
+             [server]\nlease_ttl = \"3s\"\ntick = \"200ms\"\n\n[directory_sync]\nschedule = \"every 1h\"\n",
+            lab.axl_url(),
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ucbridge"));
+        cmd.args(args)
+            .env("UCBRIDGE_CONFIG", &config)
+            .env("UCBRIDGE_DATA_DIR", dir.path())
+            .env_remove("UCBRIDGE_DATABASE_URL")
+            .env_remove("UCBRIDGE_SECRET_KEY")
+            .env_remove("UCBRIDGE_ADMIN_PASSWORD")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        if let Some(text) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().unwrap()
+    };
+    // A weak password is refused with the policy's reason.
+    let out = run(&["admin", "set-account", "root"], Some("short\n"));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Missing"),
+        "{out:?}"
+    );
+    let out = run(
+        &["admin", "set-account", "root", "--role", "admin"],
+        Some("Root-pass-12\n"),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = run(
+        &["admin", "create-token", "ci", "--role", "read-only"],
+        None,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(token.starts_with("ucb_"));
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ucbridge"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--print-url"])
+        .env("UCBRIDGE_CONFIG", &config)
+        .env("UCBRIDGE_DATA_DIR", dir.path())
+        .env_remove("UCBRIDGE_DATABASE_URL")
+        .env_remove("UCBRIDGE_SECRET_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    // The key for secrets at rest was created in the data dir, readable by the owner only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("secret.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let http = reqwest::Client::new();
+    let conns = http
+        .get(format!("{url}/api/v1/connections"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(conns.contains(&lab.axl_url()), "{conns}");
+    assert!(conns.contains("\"password_set\":true"), "{conns}");
+    assert!(!conns.contains("ucbridge-lab"), "{conns}");
+    let jobs: Value = http
+        .get(format!("{url}/api/v1/jobs"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user_sync = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job"] == "user_sync")
+        .unwrap();
+    assert_eq!(user_sync["schedule"], "every 1h", "{user_sync}");
+    let page = http
+        .get(format!("{url}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("ucbridge"), "the admin page is served");
+    // The snapshot job runs from the seeded connection.
+    let store = Store::open(&format!(
+        "sqlite://{}",
+        dir.path().join("ucbridge.db").display()
+    ))
+    .await
+    .unwrap();
+    wait_until(
+        "the seeded CUCM to be read",
+        Duration::from_secs(30),
+        || async {
+            store
+                .snapshot_state(ucbridge_store::SOURCE_CUCM)
+                .await
+                .unwrap()
+                .users_count
+                == 5
+        },
+    )
+    .await;
+    // SIGTERM: a clean stop that releases the leases.
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        store.leases().await.unwrap().is_empty(),
+        "leases released on shutdown"
+    );
+}
