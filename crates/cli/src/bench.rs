@@ -52,6 +52,8 @@ enum Scenario {
     ApiLoad,
     /// Voicemail sync: initial sync of many mailboxes into Dovecot, CUC -> IMAP latency.
     Voicemail,
+    /// LDAP export of `--users` local users into a throwaway slapd.
+    LdapExport,
 }
 
 #[derive(Serialize)]
@@ -152,6 +154,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         Scenario::DirectorySync => run_directory_sync(args).await,
         Scenario::ApiLoad => crate::bench_api::run(args).await,
         Scenario::Voicemail => crate::bench_voicemail::run(args).await,
+        Scenario::LdapExport => crate::bench_ldap::run(args).await,
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod bench;
 mod bench_api;
+mod bench_ldap;
 mod bench_voicemail;
 mod config;
 mod cuc_cmd;
