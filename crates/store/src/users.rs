@@ -265,6 +265,58 @@ impl Store {
         local_users_on(&mut conn).await
     }
 
+    /// One page of local users ordered by username, and how many match in all. `needle`
+    /// (case-insensitive substring) is looked for in the username, names, e-mail,
+    /// extension and aliases; the filtering and paging happen in the database.
+    pub async fn search_local_users(
+        &self,
+        needle: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(i64, Vec<LocalUser>)> {
+        let pattern = needle.filter(|n| !n.is_empty()).map(|n| {
+            let escaped = n
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        });
+        let filter = if pattern.is_some() {
+            [
+                "username",
+                "first_name",
+                "last_name",
+                "display_name",
+                "email",
+                "extension",
+                "aliases",
+            ]
+            .iter()
+            .map(|c| format!("lower(COALESCE({c}, '')) LIKE $1 ESCAPE '\\'"))
+            .collect::<Vec<_>>()
+            .join(" OR ")
+        } else {
+            "$1 = ''".to_owned()
+        };
+        let bound = pattern.clone().unwrap_or_default();
+        let total: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM users WHERE {filter}"))
+            .bind(&bound)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        let rows = sqlx::query(&format!(
+            "SELECT * FROM users WHERE {filter} ORDER BY lower(username) LIMIT $2 OFFSET $3"
+        ))
+        .bind(&bound)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        let users = rows.iter().map(user_from_row).collect::<Result<Vec<_>>>()?;
+        Ok((total, users))
+    }
+
     pub async fn local_user(&self, username: &str) -> Result<Option<LocalUser>> {
         let row = sqlx::query("SELECT * FROM users WHERE lower(username) = lower($1)")
             .bind(username)

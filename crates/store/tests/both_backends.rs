@@ -342,3 +342,85 @@ async fn rejects_unknown_urls() {
     let err = Store::open("mysql://x").await.unwrap_err();
     assert!(matches!(err, StoreError::UnsupportedUrl(_)));
 }
+
+#[tokio::test]
+async fn local_users_are_searched_and_paged_in_the_database() {
+    for (store, _dir) in backends().await {
+        let b = store.backend();
+        for (name, first, alias) in [
+            ("alice", "Alice", "ally"),
+            ("bob", "Robert", "bobby"),
+            ("carol_x", "Carol", "c100%"),
+            ("dave", "Dave", "d"),
+        ] {
+            store
+                .create_local_user(&UserRecord {
+                    username: name.into(),
+                    first_name: Some(first.into()),
+                    aliases: vec![alias.into()],
+                    source: "local".into(),
+                    ..UserRecord::default()
+                })
+                .await
+                .unwrap();
+        }
+        let names = |(total, users): (i64, Vec<LocalUser>)| {
+            (
+                total,
+                users
+                    .into_iter()
+                    .map(|u| u.record.username)
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(
+            names(store.search_local_users(None, 0, 2).await.unwrap()),
+            (4, vec!["alice".into(), "bob".into()]),
+            "{b:?}"
+        );
+        assert_eq!(
+            names(store.search_local_users(None, 2, 10).await.unwrap()).1,
+            ["carol_x", "dave"]
+        );
+        // Case-insensitive, over names and aliases.
+        assert_eq!(
+            names(
+                store
+                    .search_local_users(Some("ROBERT"), 0, 10)
+                    .await
+                    .unwrap()
+            )
+            .1,
+            ["bob"]
+        );
+        assert_eq!(
+            names(
+                store
+                    .search_local_users(Some("bobby"), 0, 10)
+                    .await
+                    .unwrap()
+            )
+            .1,
+            ["bob"]
+        );
+        // LIKE wildcards in the needle are literal.
+        assert_eq!(
+            names(store.search_local_users(Some("_"), 0, 10).await.unwrap()).1,
+            ["carol_x"],
+            "{b:?}"
+        );
+        assert_eq!(
+            names(store.search_local_users(Some("0%"), 0, 10).await.unwrap()).1,
+            ["carol_x"],
+            "{b:?}"
+        );
+        assert_eq!(
+            store
+                .search_local_users(Some("zzz"), 0, 10)
+                .await
+                .unwrap()
+                .0,
+            0
+        );
+    }
+}

@@ -622,26 +622,8 @@ fn default_users_limit() -> usize {
 
 #[derive(Serialize)]
 struct UserList {
-    total: usize,
+    total: i64,
     users: Vec<ucbridge_store::LocalUser>,
-}
-
-/// Whether `needle` (lower case) is in the user's username, names, e-mail, aliases or
-/// extension.
-fn matches_user(u: &ucbridge_store::UserRecord, needle: &str) -> bool {
-    let found = |v: &str| v.to_lowercase().contains(needle);
-    found(&u.username)
-        || [
-            &u.first_name,
-            &u.last_name,
-            &u.display_name,
-            &u.email,
-            &u.extension,
-        ]
-        .into_iter()
-        .flatten()
-        .any(|v| found(v))
-        || u.aliases.iter().any(|a| found(a))
 }
 
 /// ucbridge's users (as directory sync made them), paged and filtered.
@@ -651,24 +633,12 @@ async fn list_users(
     _caller: Caller,
     Query(q): Query<UsersQuery>,
 ) -> Result<Response, ApiError> {
-    let needle =
-        q.q.as_deref()
-            .map(str::to_lowercase)
-            .filter(|s| !s.is_empty());
-    let all = state.store.local_users().await?;
-    let matching: Vec<_> = all
-        .into_iter()
-        .filter(|u| match &needle {
-            None => true,
-            Some(n) => matches_user(&u.record, n),
-        })
-        .collect();
-    let total = matching.len();
-    let users = matching
-        .into_iter()
-        .skip(q.offset)
-        .take(q.limit.clamp(1, 1000))
-        .collect();
+    let limit = i64::try_from(q.limit.clamp(1, 1000)).unwrap_or(1000);
+    let offset = i64::try_from(q.offset).unwrap_or(i64::MAX);
+    let (total, users) = state
+        .store
+        .search_local_users(q.q.as_deref(), offset, limit)
+        .await?;
     Ok(Json(UserList { total, users }).into_response())
 }
 
