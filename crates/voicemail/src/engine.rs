@@ -451,12 +451,25 @@ impl VoicemailEngine {
                             state
                         }
                         _ => {
-                            conn.create(&configured).await?;
-                            let state = conn.status(&configured).await?.ok_or_else(|| {
-                                VoicemailError::Imap(format!(
-                                    "folder {configured:?} missing right after CREATE"
-                                ))
-                            })?;
+                            // A refused CREATE is fine when the folder exists now: another
+                            // session (the user's mail client, or Dovecot creating the
+                            // user's mail root on first access) made it between LIST and
+                            // CREATE, and the server answered NO [ALREADYEXISTS] (RFC 5530).
+                            let created = conn.create(&configured).await;
+                            let state = match (conn.status(&configured).await, created) {
+                                (Ok(Some(state)), created) => {
+                                    if let Err(e) = created {
+                                        tracing::info!(folder = %configured, error = %e, "CREATE refused but the folder exists now; using it");
+                                    }
+                                    state
+                                }
+                                (Ok(None), Ok(())) => {
+                                    return Err(VoicemailError::Imap(format!(
+                                        "folder {configured:?} missing right after CREATE"
+                                    )))
+                                }
+                                (_, Err(e)) | (Err(e), Ok(())) => return Err(e),
+                            };
                             current.push(state.clone());
                             state
                         }

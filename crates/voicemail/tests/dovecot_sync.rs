@@ -292,12 +292,15 @@ async fn a_restart_mid_sync_leaves_no_duplicates() {
     let engine = w.engine(quick_options());
     let first = engine.clone();
     let who = alias.clone();
+    // A slow CUC (each message's audio costs a round trip) keeps the sync in flight long
+    // enough to stop it part-way, however loaded the machine is.
+    w.lab.cuc().set_latency(Duration::from_millis(25));
     // sync_account runs in this task (sync_all would spawn per-account tasks that an
     // abort does not reach, unlike a process that dies).
     let task = tokio::spawn(async move { first.sync_account(&who).await });
     // Stop it (as a crash would) once some messages are in, before it finished.
     let mut imap = w.imap(&alias).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let partial = loop {
         if imap.folders().await.contains(&"Voicemail".to_owned()) {
             let n = imap.messages("Voicemail").await.len();
@@ -305,15 +308,20 @@ async fn a_restart_mid_sync_leaves_no_duplicates() {
                 break n;
             }
         }
+        if task.is_finished() {
+            // Done (or failed) before 3 messages were in: say how, not "timed out".
+            panic!("the first sync ended early: {:?}", task.await);
+        }
         assert!(
             std::time::Instant::now() < deadline,
             "the first sync got going"
         );
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     };
     task.abort();
     let _ = task.await;
     assert!(partial < 40, "stopped mid-sync ({partial} of 40 appended)");
+    w.lab.cuc().set_latency(Duration::ZERO);
     // A new engine on the same store (a restarted process).
     let restarted = w.engine(quick_options());
     let s = restarted.sync_all(&|_, _| {}).await.expect("sync");

@@ -18,8 +18,9 @@ mod users;
 mod wav;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
@@ -91,6 +92,8 @@ pub(crate) struct CucState {
     notifier: cuni::Notifier,
     /// Tests switch CUC "down": every `/vmrest` and CUNI request gets HTTP 503.
     unavailable: AtomicBool,
+    /// Added before every `/vmrest` answer ([`Cuc::set_latency`]).
+    latency_ms: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -111,6 +114,7 @@ impl CucState {
             html_next: AtomicU32::new(0),
             notifier: cuni::Notifier::default(),
             unavailable: AtomicBool::new(false),
+            latency_ms: AtomicU64::new(0),
         }
     }
 
@@ -175,6 +179,13 @@ impl Cuc<'_> {
     /// request is answered 503, as while Tomcat restarts) or available again.
     pub fn set_unavailable(&self, down: bool) {
         self.state.unavailable.store(down, Ordering::SeqCst);
+    }
+
+    /// Delay every `/vmrest` answer by `latency` (zero: none), as a CUC across a slow WAN
+    /// link or under load answers. Tests use it to catch a sync part-way through.
+    pub fn set_latency(&self, latency: Duration) {
+        let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        self.state.latency_ms.store(ms, Ordering::SeqCst);
     }
 
     /// Live CUNI subscriptions.
@@ -359,6 +370,10 @@ impl FromRequestParts<Arc<CucState>> for Call {
         parts: &mut Parts,
         st: &Arc<CucState>,
     ) -> Result<Self, Self::Rejection> {
+        let latency = st.latency_ms.load(Ordering::SeqCst);
+        if latency > 0 {
+            tokio::time::sleep(Duration::from_millis(latency)).await;
+        }
         let params: Params = Query::from_request_parts(parts, st).await;
         begin(st, &parts.headers, params)
     }
