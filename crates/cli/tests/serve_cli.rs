@@ -34,7 +34,7 @@ fn start_node(name: &str, db: &str, key: &str, data: &std::path::Path) -> Node {
             "--node-id",
             name,
         ])
-        .args(["--lease-ttl", "2s", "--tick", "200ms"])
+        .args(["--lease-ttl", "4s", "--tick", "200ms"])
         .env("UCBRIDGE_DATABASE_URL", db)
         .env("UCBRIDGE_SECRET_KEY", key)
         .env("UCBRIDGE_DATA_DIR", data)

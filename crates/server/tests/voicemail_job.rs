@@ -205,7 +205,7 @@ async fn voicemail_job_pushes_through_the_server_callback() {
     let started = Instant::now();
     while !maildir_contains(&dovecot.mail_dir(), "Pushed Through Server") {
         assert!(
-            started.elapsed() < Duration::from_secs(5),
+            started.elapsed() < Duration::from_secs(30),
             "pushed voicemail not in IMAP; {}",
             dovecot.log()
         );

@@ -736,6 +736,7 @@ impl VoicemailEngine {
             modseq_seen.insert(*role, highest);
         }
         // 5. Save rows and folders.
+        let mut changed_meanwhile: HashSet<Role> = HashSet::new();
         let mut upserts = Vec::new();
         let mut removals = Vec::new();
         for (id, d) in plans {
@@ -760,7 +761,12 @@ impl VoicemailEngine {
                         match final_view.get(&id).filter(|v| v.role == role) {
                             Some(v) => {
                                 next.imap_uid = Some(v.uid);
-                                next.imap_seen = v.seen;
+                                // The flag as written stays the last-seen state. A different
+                                // one read back is the user's change since the write: it is
+                                // left for the next pass, which must then scan the folder.
+                                if v.seen != next.imap_seen {
+                                    changed_meanwhile.insert(role);
+                                }
                             }
                             // Not there after all: the next sync appends it again.
                             None => {
@@ -779,6 +785,10 @@ impl VoicemailEngine {
             }
         }
         summary.messages = on_cuc.len() as u64;
+        // No modseq for such a folder: the next poll sees a change and the next sync scans.
+        for role in changed_meanwhile {
+            modseq_seen.insert(role, None);
+        }
         inner
             .store
             .apply_voicemail_messages(oid, &upserts, &removals)

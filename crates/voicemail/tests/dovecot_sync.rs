@@ -203,7 +203,7 @@ async fn pushed_voicemail_appears_and_follows_a_renamed_folder() {
     });
     let alias = w.aliases[0].clone();
     // Initial reconcile and subscription.
-    let subscribed = eventually(Duration::from_secs(10), || async {
+    let subscribed = eventually(Duration::from_secs(30), || async {
         (!w.lab.cuc().subscriptions().is_empty()).then_some(())
     })
     .await;
@@ -211,7 +211,7 @@ async fn pushed_voicemail_appears_and_follows_a_renamed_folder() {
     let sub = &w.lab.cuc().subscriptions()[0];
     assert!(sub.aliases.contains(&alias) && sub.callback_url.ends_with("/callbacks/cuc"));
     let mut imap = w.imap(&alias).await;
-    let synced = eventually(Duration::from_secs(10), || async {
+    let synced = eventually(Duration::from_secs(30), || async {
         let status = engine.status().await.ok()?;
         status
             .accounts
@@ -222,7 +222,9 @@ async fn pushed_voicemail_appears_and_follows_a_renamed_folder() {
     .await;
     assert!(synced.is_some(), "initial reconcile");
 
-    // New voicemail on CUC -> pushed -> in IMAP within 2 s.
+    // New voicemail on CUC -> pushed -> in IMAP. The full reconcile runs every 15 min, so
+    // arriving at all within this window means the push worked; how fast is measured by
+    // `ucbridge bench --scenario voicemail` (p95 target 2 s), not asserted here.
     let id = w
         .lab
         .cuc()
@@ -230,9 +232,9 @@ async fn pushed_voicemail_appears_and_follows_a_renamed_folder() {
         .unwrap();
     let started = std::time::Instant::now();
     let seen = imap
-        .wait_for("Voicemail", &id, Duration::from_secs(2))
+        .wait_for("Voicemail", &id, Duration::from_secs(20))
         .await;
-    assert!(seen, "pushed voicemail visible in IMAP within 2 s");
+    assert!(seen, "pushed voicemail visible in IMAP");
     eprintln!("push -> IMAP: {:?}", started.elapsed());
     assert!(engine.status().await.unwrap().events_received >= 1);
 
@@ -244,7 +246,7 @@ async fn pushed_voicemail_appears_and_follows_a_renamed_folder() {
         .deliver_voicemail(&alias, voicemail("After Rename"))
         .unwrap();
     let landed = imap
-        .wait_for("Archive.Calls", &id2, Duration::from_secs(5))
+        .wait_for("Archive.Calls", &id2, Duration::from_secs(20))
         .await;
     assert!(landed, "new voicemail in the renamed folder");
     let folders = imap.folders().await;
@@ -266,7 +268,7 @@ async fn pushed_voicemail_appears_and_follows_a_renamed_folder() {
         .find(|m| m.cuc_id.as_deref() == Some(id2.as_str()))
         .unwrap();
     imap.set_seen("Archive.Calls", msg.uid, true).await;
-    let read = eventually(Duration::from_secs(5), || async {
+    let read = eventually(Duration::from_secs(20), || async {
         w.lab
             .cuc()
             .messages(&alias, CucFolder::Inbox)
@@ -336,6 +338,69 @@ async fn a_restart_mid_sync_leaves_no_duplicates() {
     imap.logout().await;
 }
 
+/// The user reads a message on IMAP while the sync that appended it is still running
+/// (between its APPEND and its final read-back). The read must still reach CUC: the sync
+/// may not record the user's flag as "already in sync".
+#[tokio::test]
+async fn a_read_on_imap_during_the_sync_that_appended_it_reaches_cuc() {
+    let Some(w) = world(1, 30).await else { return };
+    let alias = w.aliases[0].clone();
+    let engine = w.engine(quick_options());
+    // Every message costs a slow audio download: the sync is still appending the others
+    // when the test marks the first one read.
+    w.lab.cuc().set_latency(Duration::from_millis(40));
+    let first = engine.clone();
+    let who = alias.clone();
+    let task = tokio::spawn(async move { first.sync_account(&who).await });
+    let mut imap = w.imap(&alias).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let target = loop {
+        if imap.folders().await.contains(&"Voicemail".to_owned()) {
+            if let Some(m) = imap
+                .messages("Voicemail")
+                .await
+                .into_iter()
+                .find(|m| !m.seen)
+            {
+                break m;
+            }
+        }
+        assert!(
+            !task.is_finished(),
+            "the sync ended before a message was in"
+        );
+        assert!(std::time::Instant::now() < deadline, "no message appended");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    imap.set_seen("Voicemail", target.uid, true).await;
+    assert!(
+        !task.is_finished(),
+        "the read must happen while the sync runs, or this test shows nothing"
+    );
+    task.await.expect("join").expect("first sync");
+    w.lab.cuc().set_latency(Duration::ZERO);
+
+    let id = target.cuc_id.clone().expect("our header");
+    assert!(
+        engine
+            .imap_changed(&engine.find_account(&alias).await.expect("account"))
+            .await
+            .expect("poll"),
+        "the poll sees a change left to sync"
+    );
+    engine.sync_account(&alias).await.expect("second sync");
+    let on_cuc = w
+        .lab
+        .cuc()
+        .messages(&alias, CucFolder::Inbox)
+        .unwrap()
+        .into_iter()
+        .find(|m| m.id == id)
+        .expect("still on CUC");
+    assert!(on_cuc.read, "IMAP read during the sync reached CUC");
+    imap.logout().await;
+}
+
 #[tokio::test]
 async fn with_cuc_down_imap_is_untouched_and_the_account_is_retried() {
     let Some(w) = world(1, 2).await else { return };
@@ -383,7 +448,7 @@ async fn with_cuc_down_imap_is_untouched_and_the_account_is_retried() {
         .any(|m| m.cuc_id.as_deref() == Some(id.as_str())));
     w.lab.cuc().set_unavailable(false);
     let healed = imap
-        .wait_for("Voicemail", &id, Duration::from_secs(5))
+        .wait_for("Voicemail", &id, Duration::from_secs(20))
         .await;
     assert!(healed, "retried after CUC came back");
     let read = w
