@@ -10,7 +10,7 @@ use ucbridge_ldap::{
     PhoneSource, RemovalPolicy, UidSource,
 };
 use ucbridge_store::{LocalUser, Store, UserChange, UserRecord};
-use ucbridge_testkit::slapd::{Slapd, SlapdOptions, SlapdTls};
+use ucbridge_testkit::slapd::{Slapd, SlapdOptions};
 
 const PASSWORD: &str = "Secr3t!pw";
 
@@ -617,29 +617,9 @@ async fn bad_bind_and_concurrent_runs_are_errors() {
     assert_eq!(a.counts.added + b.counts.added, 1);
 }
 
-fn tls_material() -> (String, SlapdTls) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    leaf.subject_alt_names
-        .push(SanType::IpAddress([127, 0, 0, 1].into()));
-    let key = KeyPair::generate().unwrap();
-    let cert = leaf.signed_by(&key, &ca, &ca_key).unwrap();
-    (
-        ca.pem(),
-        SlapdTls {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        },
-    )
-}
-
 #[tokio::test]
 async fn tls_is_verified_against_the_configured_ca() {
-    let (ca_pem, tls) = tls_material();
+    let (ca_pem, tls) = ucbridge_testkit::tls::localhost_certificate();
     let Some(slapd) = Slapd::start_with(SlapdOptions { tls: Some(tls) }) else {
         return;
     };

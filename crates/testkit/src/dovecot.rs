@@ -28,6 +28,7 @@ pub const USER_PASSWORD: &str = "user-secret";
 pub struct Dovecot {
     dir: PathBuf,
     port: u16,
+    imaps_port: Option<u16>,
     users_file: PathBuf,
     pid_file: PathBuf,
 }
@@ -63,11 +64,20 @@ fn free_port() -> Result<u16, String> {
 impl Dovecot {
     /// Start a Dovecot with `users` (each with [`USER_PASSWORD`]). `None` = skip the test.
     pub fn start(users: &[&str]) -> Option<Dovecot> {
+        Self::start_with_tls(users, None)
+    }
+
+    /// Like [`Dovecot::start`]; with a certificate it also offers STARTTLS on the IMAP
+    /// port and implicit TLS on a second port ([`Dovecot::imaps_port`]).
+    pub fn start_with_tls(
+        users: &[&str],
+        tls: Option<&crate::tls::ServerCertificate>,
+    ) -> Option<Dovecot> {
         let Some(binary) = dovecot_binary() else {
             skip_or_fail("dovecot is not installed (Debian package dovecot-imapd)");
             return None;
         };
-        match Self::start_with(&binary, users) {
+        match Self::start_with(&binary, users, tls) {
             Ok(d) => Some(d),
             Err(why) => {
                 skip_or_fail(&format!("cannot start a test Dovecot: {why}"));
@@ -76,7 +86,11 @@ impl Dovecot {
         }
     }
 
-    fn start_with(binary: &Path, users: &[&str]) -> Result<Dovecot, String> {
+    fn start_with(
+        binary: &Path,
+        users: &[&str],
+        tls: Option<&crate::tls::ServerCertificate>,
+    ) -> Result<Dovecot, String> {
         let dir = tempfile::Builder::new()
             .prefix("ucbridge-dovecot-")
             .tempdir()
@@ -117,6 +131,22 @@ impl Dovecot {
         )
         .map_err(|e| e.to_string())?;
         let d = dir.display();
+        let (ssl, imaps_port) = match tls {
+            None => ("ssl = no".to_owned(), None),
+            Some(cert) => {
+                std::fs::write(dir.join("server.pem"), &cert.cert_pem)
+                    .map_err(|e| e.to_string())?;
+                std::fs::write(dir.join("server.key"), &cert.key_pem).map_err(|e| e.to_string())?;
+                (
+                    format!("ssl = yes\nssl_cert = <{d}/server.pem\nssl_key = <{d}/server.key"),
+                    Some(free_port()?),
+                )
+            }
+        };
+        let imaps_listener = match imaps_port {
+            Some(p) => format!("address = 127.0.0.1\n    port = {p}"),
+            None => "port = 0".to_owned(),
+        };
         let config = format!(
             r#"# Throwaway Dovecot for ucbridge tests.
 base_dir = {d}/base
@@ -125,7 +155,7 @@ instance_name = ucbridge-test-{port}
 log_path = {d}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl}
 # Plain LOGIN over loopback only (the test server has no TLS).
 disable_plaintext_auth = no
 auth_mechanisms = plain login
@@ -154,7 +184,7 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    {imaps_listener}
   }}
 }}
 service anvil {{
@@ -204,6 +234,7 @@ userdb {{
             pid_file: dir.join("base").join("master.pid"),
             dir,
             port,
+            imaps_port,
             users_file,
         };
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -234,6 +265,11 @@ userdb {{
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The implicit-TLS port, when started with a certificate.
+    pub fn imaps_port(&self) -> Option<u16> {
+        self.imaps_port
     }
 
     /// The folder holding each user's maildir (`<dir>/<user>`).

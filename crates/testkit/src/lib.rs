@@ -18,6 +18,7 @@ use quick_xml::Reader;
 
 pub mod dovecot;
 pub mod slapd;
+pub mod tls;
 
 /// True when running under CI, where missing fixtures or tools are errors, not skips.
 pub fn in_ci() -> bool {

@@ -29,12 +29,8 @@ pub const ADMIN_PASSWORD: &str = "ucbridge-test-admin";
 const MODULE_DIR: &str = "/usr/lib/ldap";
 const SCHEMA_DIR: &str = "/etc/ldap/schema";
 
-/// A server certificate for TLS, PEM text.
-#[derive(Debug, Clone)]
-pub struct SlapdTls {
-    pub cert_pem: String,
-    pub key_pem: String,
-}
+/// The server certificate slapd presents.
+pub type SlapdTls = crate::tls::ServerCertificate;
 
 /// How to start the server.
 #[derive(Debug, Clone, Default)]

@@ -178,6 +178,11 @@ pub struct VoicemailOptions {
     pub page_size: u32,
     /// Lifetime asked for a CUNI subscription; it is renewed at half of it.
     pub subscription_lifetime: Duration,
+    /// Re-subscribe (and reconcile) when CUC has sent nothing, not even a keep-alive, for
+    /// this long: a CUC restart or refresh upgrade drops subscriptions without telling
+    /// anyone (notes §3). CUC's keep-alive period is not documented, so keep this well
+    /// above it; `None` turns the watchdog off.
+    pub push_silence_limit: Option<Duration>,
     /// First retry delay after a failed account sync; doubles up to `retry_max`.
     pub retry_initial: Duration,
     pub retry_max: Duration,
@@ -201,6 +206,7 @@ impl Default for VoicemailOptions {
             concurrency: 8,
             page_size: 500,
             subscription_lifetime: Duration::from_secs(24 * 3600),
+            push_silence_limit: Some(Duration::from_secs(10 * 60)),
             retry_initial: Duration::from_secs(5),
             retry_max: Duration::from_secs(600),
             hard_delete: None,
@@ -322,6 +328,8 @@ pub struct VoicemailFileConfig {
     pub reconcile_every: Option<String>,
     pub imap_poll_every: Option<String>,
     pub concurrency: Option<usize>,
+    /// Re-subscribe when CUC has been silent this long (e.g. "10m"; "0s" = never).
+    pub push_silence_limit: Option<String>,
     pub hard_delete: Option<bool>,
     /// Where CUC's Notifier reaches ucbridge, e.g. `http://ucbridge.example.com:8080/callbacks/cuc`
     /// (HTTP only before CUC 12.5(1)SU3).
@@ -360,6 +368,10 @@ impl VoicemailFileConfig {
         if let Some(c) = self.concurrency {
             o.concurrency = c.max(1);
         }
+        if let Some(v) = &self.push_silence_limit {
+            let limit = parse("push_silence_limit", v)?;
+            o.push_silence_limit = (!limit.is_zero()).then_some(limit);
+        }
         o.hard_delete = self.hard_delete;
         if let Some(d) = &self.sender_domain {
             o.sender_domain = d.clone();
@@ -388,6 +400,9 @@ mod tests {
         assert_eq!(o.matching.cuc, CucIdSource::Extension);
         assert_eq!(o.matching.local, LocalKey::AnyAlias);
         assert_eq!(o.debounce, Duration::from_secs(2));
+        assert_eq!(o.push_silence_limit, Some(Duration::from_secs(600)));
+        let off: VoicemailFileConfig = toml::from_str("push_silence_limit = \"0s\"").unwrap();
+        assert_eq!(off.to_options().unwrap().push_silence_limit, None);
         assert!(toml::from_str::<VoicemailFileConfig>("debounc = \"1s\"").is_err());
         assert!(VoicemailFileConfig {
             debounce: Some("soon".into()),

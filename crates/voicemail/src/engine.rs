@@ -936,6 +936,8 @@ impl VoicemailEngine {
         let mut next_reconcile = now;
         let mut next_poll = now + options.imap_poll_every;
         let mut next_subscribe = callback_url.as_ref().map(|_| now);
+        // When the current subscription was made (the push watchdog's reference point).
+        let mut subscribed_at: Option<i64> = None;
         let mut reconciling = false;
         let (reconciled_tx, mut reconciled_rx) = mpsc::unbounded_channel::<bool>();
         let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -1023,11 +1025,26 @@ impl VoicemailEngine {
                         next_poll = now + options.imap_poll_every;
                         self.spawn_poll(semaphore.clone(), changed_tx.clone());
                     }
-                    let resubscribe = std::mem::take(&mut lock(&self.inner.shared).resubscribe_now);
+                    let mut resubscribe = std::mem::take(&mut lock(&self.inner.shared).resubscribe_now);
+                    if let (Some(limit), Some(since)) = (options.push_silence_limit, subscribed_at) {
+                        let heard = {
+                            let shared = lock(&self.inner.shared);
+                            shared.last_event_at.max(shared.last_keep_alive_at)
+                        };
+                        let silent_ms = now_ms() - heard.unwrap_or(since).max(since);
+                        if silent_ms > i64::try_from(limit.as_millis()).unwrap_or(i64::MAX) {
+                            tracing::warn!(silent_for_s = silent_ms / 1000, "nothing from CUC's Notifier, not even a keep-alive; re-subscribing");
+                            metrics::counter!("ucbridge_voicemail_push_silences_total").increment(1);
+                            resubscribe = true;
+                            // Not again before the new subscription had its chance.
+                            subscribed_at = None;
+                        }
+                    }
                     if let (Some(url), Some(at)) = (&callback_url, next_subscribe) {
                         if now >= at || resubscribe {
                             match self.subscribe(url).await {
                                 Ok(_) => {
+                                    subscribed_at = Some(now_ms());
                                     next_subscribe = Some(now + options.subscription_lifetime / 2);
                                     // Events may have been lost meanwhile (notes §3): reconcile.
                                     if resubscribe {

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{cuc_client, eventually, world};
+use common::{cuc_client, eventually, world, world_with, WorldOptions};
 use ucbridge_cuc::MailboxRef;
 use ucbridge_lab::{CucFolder, NewVoicemail};
 use ucbridge_voicemail::{VoicemailEngine, VoicemailOptions};
@@ -335,6 +335,78 @@ async fn a_restart_mid_sync_leaves_no_duplicates() {
     ids.dedup();
     assert_eq!(before, ids.len(), "no duplicates");
     assert_eq!(ids.len(), 40);
+    imap.logout().await;
+}
+
+/// CUC forgets subscriptions on a restart or refresh upgrade without a word (notes §3).
+/// Keep-alives keep a healthy subscription alone; their silence makes the engine
+/// re-subscribe and reconcile, so a voicemail whose event was lost still arrives.
+#[tokio::test]
+async fn a_silently_dropped_subscription_is_noticed_and_renewed() {
+    let options = WorldOptions {
+        cuni_keep_alive_every: Some(Duration::from_millis(200)),
+        ..WorldOptions::default()
+    };
+    let Some(w) = world_with(1, 1, options).await else {
+        return;
+    };
+    let silence = Duration::from_millis(1500);
+    let engine = w.engine(VoicemailOptions {
+        push_silence_limit: Some(silence),
+        ..quick_options()
+    });
+    let url = serve_callbacks(&engine).await;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = engine.clone();
+    let task = tokio::spawn(async move {
+        runner
+            .run(Some(url), async {
+                let _ = stop_rx.await;
+            })
+            .await;
+    });
+    let first = eventually(Duration::from_secs(30), || async {
+        w.lab.cuc().subscriptions().first().map(|s| s.id.clone())
+    })
+    .await
+    .expect("subscribed");
+    // Healthy: keep-alives arrive, so three silence limits pass without a new subscription.
+    tokio::time::sleep(silence * 3).await;
+    assert!(engine.status().await.unwrap().last_keep_alive_at.is_some());
+    assert_eq!(
+        w.lab.cuc().subscriptions().first().map(|s| s.id.clone()),
+        Some(first.clone()),
+        "no re-subscription while keep-alives arrive"
+    );
+
+    // CUC restarts: the subscription is gone, and so is the next event.
+    w.lab.cuc().drop_subscriptions();
+    let alias = w.aliases[0].clone();
+    let id = w
+        .lab
+        .cuc()
+        .deliver_voicemail(&alias, voicemail("During The Outage"))
+        .unwrap();
+    let renewed = eventually(Duration::from_secs(30), || async {
+        w.lab
+            .cuc()
+            .subscriptions()
+            .first()
+            .filter(|s| s.id != first)
+            .map(|_| ())
+    })
+    .await;
+    assert!(renewed.is_some(), "re-subscribed after the silence");
+    // The reconcile after re-subscribing brings the lost one (the periodic one is 15 min
+    // away).
+    let mut imap = w.imap(&alias).await;
+    assert!(
+        imap.wait_for("Voicemail", &id, Duration::from_secs(30))
+            .await,
+        "the voicemail whose event was lost arrived"
+    );
+    let _ = stop_tx.send(());
+    let _ = task.await;
     imap.logout().await;
 }
 

@@ -159,6 +159,12 @@ impl Notifier {
         }
     }
 
+    /// Forget every subscription without a word to the subscribers (their Notifier tasks
+    /// end with their queues).
+    pub(crate) fn forget_all(&self) {
+        lock(&self.subs).clear();
+    }
+
     pub(crate) fn subscriptions(&self) -> Vec<LabSubscription> {
         let mut v: Vec<_> = lock(&self.subs).values().map(|s| s.info.clone()).collect();
         v.sort_by(|a, b| a.callback_url.cmp(&b.callback_url));

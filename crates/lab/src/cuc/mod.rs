@@ -188,6 +188,12 @@ impl Cuc<'_> {
         self.state.latency_ms.store(ms, Ordering::SeqCst);
     }
 
+    /// Drop every CUNI subscription silently, as a CUC restart or refresh upgrade does
+    /// (no SUB_END is sent; notes §3): events stop until the subscriber notices.
+    pub fn drop_subscriptions(&self) {
+        self.state.notifier.forget_all();
+    }
+
     /// Live CUNI subscriptions.
     pub fn subscriptions(&self) -> Vec<LabSubscription> {
         self.state.notifier.subscriptions()

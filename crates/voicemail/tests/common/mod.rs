@@ -37,12 +37,33 @@ pub fn cuc_client(lab: &RunningLab) -> CucClient {
 
 /// `None` = skipped (no Dovecot outside CI).
 pub async fn world(users: usize, messages_per_user: usize) -> Option<World> {
+    world_with(users, messages_per_user, WorldOptions::default()).await
+}
+
+/// What [`world_with`] changes from the defaults.
+#[derive(Default)]
+pub struct WorldOptions<'a> {
+    /// Dovecot also speaks TLS with this certificate (STARTTLS and imaps).
+    pub tls: Option<&'a ucbridge_testkit::tls::ServerCertificate>,
+    /// The lab's CUNI keep-alive period.
+    pub cuni_keep_alive_every: Option<Duration>,
+}
+
+pub async fn world_with(
+    users: usize,
+    messages_per_user: usize,
+    options: WorldOptions<'_>,
+) -> Option<World> {
+    let defaults = CucLabConfig::default();
     let lab = RunningLab::start(LabConfig {
         users,
         seed: 11,
         cuc: CucLabConfig {
             messages_per_user,
-            ..CucLabConfig::default()
+            cuni_keep_alive_every: options
+                .cuni_keep_alive_every
+                .unwrap_or(defaults.cuni_keep_alive_every),
+            ..defaults
         },
         ..LabConfig::default()
     })
@@ -60,7 +81,7 @@ pub async fn world(users: usize, messages_per_user: usize) -> Option<World> {
         .map(|u| u.alias)
         .collect();
     let refs: Vec<&str> = aliases.iter().map(String::as_str).collect();
-    let dovecot = Dovecot::start(&refs)?;
+    let dovecot = Dovecot::start_with_tls(&refs, options.tls)?;
     let dir = tempfile::tempdir().expect("temp dir");
     let store_url = format!("sqlite://{}", dir.path().join("vm.db").display());
     let store = Store::open(&store_url).await.expect("store");
