@@ -34,6 +34,9 @@ pub struct ServerFileConfig {
     pub secure_cookies: bool,
     #[serde(default)]
     pub metrics_public: bool,
+    /// Login attempts per minute per client address and per username (default 10; 0 =
+    /// unlimited).
+    pub login_attempts_per_minute: Option<u32>,
     /// Key file for secrets at rest when `UCBRIDGE_SECRET_KEY` is not set (default:
     /// `secret.key` in the data directory, created on first start).
     pub secret_key_file: Option<PathBuf>,
@@ -172,6 +175,9 @@ pub fn server_config(args: &ServeArgs, file: &FileConfig) -> Result<ServerConfig
     c.cors_origins
         .extend(f.map(|f| f.cors_origins.clone()).unwrap_or_default());
     c.secure_cookies = f.is_some_and(|f| f.secure_cookies);
+    if let Some(n) = f.and_then(|f| f.login_attempts_per_minute) {
+        c.login_attempts_per_minute = n;
+    }
     c.public_url = f.and_then(|f| f.public_url.clone());
     c.metrics_public = args.metrics_public || f.is_some_and(|f| f.metrics_public);
     c.run_jobs = !args.no_jobs;

@@ -24,6 +24,9 @@ pub struct ServerConfig {
     /// Where others reach this node (e.g. `http://ucbridge-1.example.com:8080`): CUC posts
     /// voicemail events to `<public_url>/callbacks/cuc`.
     pub public_url: Option<String>,
+    /// Login attempts allowed per minute from one client address, and separately for one
+    /// username (a burst of this many, then one every `60 s / n`); more get 429.
+    pub login_attempts_per_minute: u32,
     /// Mark the session cookie `Secure` (set when the page is served over HTTPS).
     pub secure_cookies: bool,
     /// Serve `/metrics` without authentication (for a scraper on a trusted network).
@@ -52,6 +55,7 @@ impl Default for ServerConfig {
             session_ttl: Duration::from_secs(12 * 3600),
             cors_origins: Vec::new(),
             public_url: None,
+            login_attempts_per_minute: 10,
             secure_cookies: false,
             metrics_public: false,
             run_jobs: true,

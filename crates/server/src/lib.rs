@@ -18,6 +18,7 @@ pub mod config;
 pub mod connections;
 mod error;
 pub mod jobs;
+mod login_limit;
 pub mod metrics;
 mod server;
 mod web;

@@ -32,6 +32,8 @@ pub struct StateInner {
     pub voicemail: crate::jobs::EngineSlot,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub jobs_started: AtomicBool,
+    /// `None` when `login_attempts_per_minute` is 0.
+    pub login_limiter: Option<crate::login_limit::LoginLimiter>,
 }
 
 impl std::ops::Deref for AppState {
@@ -84,6 +86,9 @@ impl Server {
                 voicemail: engine,
                 metrics: metrics::handle(),
                 jobs_started: AtomicBool::new(false),
+                login_limiter: crate::login_limit::LoginLimiter::new(
+                    config.login_attempts_per_minute,
+                ),
             }),
         };
         let app = router(state.clone());
@@ -104,6 +109,8 @@ impl Server {
         });
         let stop = shutdown.clone();
         let http = tokio::spawn(async move {
+            // The peer address is what login attempts are counted by.
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await;

@@ -260,6 +260,23 @@ async fn login_csrf_roles_connections_and_run_now() {
         r.json::<Value>().await.unwrap()["error"]["code"],
         "bad_request"
     );
+    // A query string or path segment that does not parse: the same JSON error shape.
+    for url in [
+        format!("{base}/api/v1/job-runs?limit=ten"),
+        format!("{base}/api/v1/job-runs/not-a-number"),
+    ] {
+        let r = admin.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{url}");
+        let body: Value = r.json().await.expect("a JSON error body");
+        assert_eq!(body["error"]["code"], "bad_request", "{url}: {body}");
+        assert!(
+            !body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .is_empty(),
+            "{body}"
+        );
+    }
 
     // Test connection lists the lab's users.
     let r = admin
@@ -722,4 +739,59 @@ async fn ldap_connection_test_and_export_jobs() {
         "{text}"
     );
     f.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn login_attempts_are_throttled_per_address_and_username() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("u.db").display()))
+        .await
+        .unwrap();
+    ucbridge_server::auth::set_account(&store, "root", ADMIN_PW, Role::Admin)
+        .await
+        .unwrap();
+    let secrets = SecretBox::from_base64(&SecretBox::generate_key_base64(), "test").unwrap();
+    let config = ServerConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        login_attempts_per_minute: 3,
+        run_jobs: false,
+        ..ServerConfig::default()
+    };
+    let server = Server::start(store.clone(), secrets, config).await.unwrap();
+    let base = server.url();
+    let http = client();
+    let attempt = |user: &'static str, pw: &'static str| {
+        let http = http.clone();
+        let url = format!("{base}/api/v1/session");
+        async move {
+            http.post(url)
+                .json(&json!({"username": user, "password": pw}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            attempt("root", "guess").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // Over the limit: refused before the password is even looked at, the right one too.
+    let r = attempt("root", ADMIN_PW).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=21).contains(&retry_after), "{retry_after}");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_attempts", "{body}");
+    // The address is spent for every username.
+    assert_eq!(
+        attempt("someone-else", "x").await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    server.shutdown().await;
 }

@@ -4,7 +4,7 @@
 //! cookie, the CSRF header). Secrets are write-only: the API says whether a password is
 //! set, never what it is.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -15,7 +15,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::{self, Admin, Caller, Via};
 use crate::connections::{self, ConnectionError, ConnectionUpdate, ConnectionView, TestReport};
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::jobs::{DevicesJobSettings, JobMode, LocalJobState, DEVICES_SETTING, RULES_SETTING};
 use crate::server::AppState;
 
@@ -191,11 +191,31 @@ pub struct SessionView {
 
 /// Log in: sets the session cookie and returns the CSRF token.
 #[utoipa::path(post, path = "/api/v1/session", request_body = LoginRequest,
-    responses((status = 200, body = SessionView), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = SessionView), (status = 401, body = ErrorBody),
+        (status = 429, description = "Too many login attempts; see Retry-After", body = ErrorBody)))]
 async fn login(
     State(state): State<AppState>,
+    // Absent when the router is served without connect info (tests calling it directly).
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
+    if let Some(limiter) = &state.login_limiter {
+        if let Err(wait) = limiter.check(peer.map(|p| p.0 .0.ip()), &req.username) {
+            metrics::counter!("ucbridge_logins_total", "outcome" => "throttled").increment(1);
+            tracing::warn!(username = %req.username, "login throttled");
+            let secs = wait.as_secs() + 1;
+            let mut response = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                format!("too many login attempts; try again in {secs} s"),
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+            return Ok(response);
+        }
+    }
     let account = state.store.admin_account(&req.username).await?;
     let hash = account
         .as_ref()
@@ -385,7 +405,7 @@ struct RunRequested {
 async fn run_job(
     State(state): State<AppState>,
     Admin(caller): Admin,
-    Path(job): Path<String>,
+    ApiPath(job): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let Some(spec) = state.scheduler.spec(&job) else {
         return Err(ApiError::not_found(format!("no job {job:?}")));
@@ -429,7 +449,7 @@ fn yes() -> bool {
 async fn update_job(
     State(state): State<AppState>,
     Admin(caller): Admin,
-    Path(job): Path<String>,
+    ApiPath(job): ApiPath<String>,
     ApiJson(update): ApiJson<JobUpdate>,
 ) -> ApiResult<Vec<JobView>> {
     if state.scheduler.spec(&job).is_none() {
@@ -474,7 +494,7 @@ fn default_limit() -> i64 {
 async fn list_job_runs(
     State(state): State<AppState>,
     _caller: Caller,
-    Query(q): Query<RunsQuery>,
+    ApiQuery(q): ApiQuery<RunsQuery>,
 ) -> ApiResult<Vec<JobRun>> {
     Ok(Json(
         state
@@ -489,7 +509,7 @@ async fn list_job_runs(
 async fn get_job_run(
     State(state): State<AppState>,
     _caller: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<JobRun> {
     state
         .store
@@ -510,7 +530,7 @@ struct LimitQuery {
 async fn list_sync_runs(
     State(state): State<AppState>,
     _caller: Caller,
-    Query(q): Query<LimitQuery>,
+    ApiQuery(q): ApiQuery<LimitQuery>,
 ) -> ApiResult<Vec<SyncRun>> {
     let runs = state
         .store
@@ -532,7 +552,7 @@ struct SyncRunDetail {
 async fn get_sync_run(
     State(state): State<AppState>,
     _caller: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, ApiError> {
     let Some(mut run) = state.store.sync_run(id).await? else {
         return Err(ApiError::not_found(format!("no sync run {id}")));
@@ -557,7 +577,7 @@ fn default_audit_limit() -> i64 {
 async fn audit_log(
     State(state): State<AppState>,
     _caller: Caller,
-    Query(q): Query<AuditQuery>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Vec<AuditEntry>> {
     Ok(Json(
         state
@@ -631,7 +651,7 @@ struct UserList {
 async fn list_users(
     State(state): State<AppState>,
     _caller: Caller,
-    Query(q): Query<UsersQuery>,
+    ApiQuery(q): ApiQuery<UsersQuery>,
 ) -> Result<Response, ApiError> {
     let limit = i64::try_from(q.limit.clamp(1, 1000)).unwrap_or(1000);
     let offset = i64::try_from(q.offset).unwrap_or(i64::MAX);
@@ -647,7 +667,7 @@ async fn list_users(
 async fn get_user(
     State(state): State<AppState>,
     _caller: Caller,
-    Path(username): Path<String>,
+    ApiPath(username): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let Some(user) = state.store.local_user(&username).await? else {
         return Err(ApiError::not_found(format!("no user {username:?}")));
@@ -696,7 +716,7 @@ async fn list_connections(
 async fn put_connection(
     State(state): State<AppState>,
     Admin(caller): Admin,
-    Path(kind): Path<String>,
+    ApiPath(kind): ApiPath<String>,
     ApiJson(update): ApiJson<ConnectionUpdate>,
 ) -> ApiResult<Vec<ConnectionView>> {
     connections::save(
@@ -722,7 +742,7 @@ async fn put_connection(
 async fn delete_connection(
     State(state): State<AppState>,
     Admin(caller): Admin,
-    Path(kind): Path<String>,
+    ApiPath(kind): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     connections::delete(&state.store, &kind)
         .await
@@ -738,7 +758,7 @@ async fn delete_connection(
 async fn test_connection(
     State(state): State<AppState>,
     Admin(_caller): Admin,
-    Path(kind): Path<String>,
+    ApiPath(kind): ApiPath<String>,
 ) -> ApiResult<TestReport> {
     let report = connections::test(&state.store, &state.secrets, &kind)
         .await
@@ -912,7 +932,7 @@ async fn create_token(
 async fn delete_token(
     State(state): State<AppState>,
     Admin(caller): Admin,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     if !state.store.delete_api_token(&name).await? {
         return Err(ApiError::not_found(format!("no API token {name:?}")));
