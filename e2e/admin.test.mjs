@@ -3,9 +3,10 @@
 //
 // Flow: sign in (a wrong password first), configure the CUCM connection through the form
 // with the lab's URL, credentials and CA, "Test connection", "Run now" on the snapshot job
-// (a full refresh) and on user sync, then the users list and one user, an API token
-// (a read-only token cannot run a job; revoked it stops working), a read-only account's
-// view, and sign out. The page must run under the server's CSP without a violation.
+// (a full refresh) and on user sync, then the users list and one user, the voicemail
+// options form (saved, shown again after a reload, a bad duration refused by the server),
+// an API token (a read-only token cannot run a job; revoked it stops working), a read-only
+// account's view, and sign out. The page must run under the server's CSP without a violation.
 //
 // Needs: the `ucbridge` binary (UCBRIDGE_BIN, else $CARGO_TARGET_DIR or ../target, debug),
 // /usr/bin/chromium (Debian package `chromium`), `npm ci` here. A missing binary or
@@ -131,6 +132,21 @@ async function waitForText(selector, pattern, timeout = WAIT) {
     const now = await state.page.locator(selector).textContent().catch(() => '(missing)');
     throw new Error(`${selector} never matched ${pattern} (it says ${JSON.stringify(now)}): ${e.message}`);
   }
+}
+
+/** Wait until the input or select `selector` has the value `value`. */
+async function waitForValue(selector, value, timeout = WAIT) {
+  try {
+    await state.page.waitForFunction(([sel, v]) => document.querySelector(sel)?.value === v, [selector, value], { timeout });
+  } catch (e) {
+    const now = await state.page.inputValue(selector).catch(() => '(missing)');
+    throw new Error(`${selector} never had the value ${JSON.stringify(value)} (it has ${JSON.stringify(now)}): ${e.message}`);
+  }
+}
+
+/** A screenshot of one element (a form rather than the whole page). */
+async function shotOf(locator, name) {
+  await locator.screenshot({ path: path.join(artifacts, `admin-${name}.png`) });
 }
 
 /** Wait for a job's last run to end; returns its status, result, error and progress. */
@@ -345,6 +361,79 @@ step('users: list, paging, search and one user', async () => {
   await page.click('#user-detail-close');
 });
 
+// What the voicemail options form saves when the admin sets a few fields (and only those).
+const VOICEMAIL_SAVED = {
+  cuc_id: 'extension',
+  debounce: '2s',
+  // One folder set: the form sends all three, the others with their defaults.
+  folders: { inbox: 'Calls/Voicemail', sent: 'Voicemail/Sent', deleted: 'Voicemail/Deleted' },
+  hard_delete: false,
+  concurrency: 3,
+};
+
+step('voicemail options: saved, shown again after a reload; the server refuses a bad duration', async () => {
+  const page = state.page;
+  await byTestId('vm-debounce').waitFor();
+  // Never set: the fields are empty and their placeholders show the defaults.
+  assert.deepEqual((await pageFetch('/api/v1/voicemail', {})).json?.options, {});
+  assert.equal(await page.inputValue('#vm-debounce'), '');
+  assert.equal(await byTestId('vm-debounce').getAttribute('placeholder'), 'default: 5s');
+  assert.equal(await byTestId('vm-reconcile_every').getAttribute('placeholder'), 'default: 15m');
+  assert.equal(await byTestId('vm-folders-sent').getAttribute('placeholder'), 'default: Voicemail/Sent');
+  assert.equal(await byTestId('vm-concurrency').getAttribute('placeholder'), 'default: 8');
+  assert.equal(await page.inputValue('#vm-cuc_id'), '');
+  assert.equal(await text(byTestId('vm-cuc_id').locator('option:checked')), 'default: alias');
+  assert.equal(await page.inputValue('#vm-hard_delete'), '', 'hard_delete is unset');
+
+  // A concurrency below 1 never reaches the server.
+  await page.fill('#vm-concurrency', '0');
+  await page.click('#voicemail-save');
+  await waitForText('[data-testid="voicemail-msg"]', /^Concurrency must be a whole number of at least 1\.$/);
+  assert.deepEqual((await pageFetch('/api/v1/voicemail', {})).json?.options, {});
+
+  await page.selectOption('#vm-cuc_id', 'extension');
+  await page.fill('#vm-debounce', '2s');
+  await page.fill('#vm-folders-inbox', 'Calls/Voicemail');
+  await page.selectOption('#vm-hard_delete', 'false');
+  await page.fill('#vm-concurrency', '3');
+  await page.click('#voicemail-save');
+  await waitForText('[data-testid="voicemail-msg"]', /^Voicemail options saved/);
+  assert.match(await byTestId('voicemail-msg').getAttribute('class'), /alert-ok/);
+
+  // A new page load reads them back from the server.
+  await page.reload();
+  await waitForValue('#vm-debounce', '2s');
+  assert.equal(await page.inputValue('#vm-cuc_id'), 'extension');
+  assert.equal(await page.inputValue('#vm-folders-inbox'), 'Calls/Voicemail');
+  assert.equal(await page.inputValue('#vm-folders-sent'), 'Voicemail/Sent');
+  assert.equal(await page.inputValue('#vm-hard_delete'), 'false');
+  assert.equal(await page.inputValue('#vm-concurrency'), '3');
+  assert.equal(await page.inputValue('#vm-local_id'), '', 'a field left empty stays unset');
+  assert.equal(await page.inputValue('#vm-reconcile_every'), '');
+  // The API (with the page's session) has exactly what was set: defaults stay defaults.
+  const saved = await pageFetch('/api/v1/voicemail', {});
+  assert.equal(saved.status, 200);
+  assert.deepEqual(saved.json.options, VOICEMAIL_SAVED);
+  assert.ok(Array.isArray(saved.json.accounts));
+  await shotOf(byTestId('voicemail-card'), '08b-voicemail-options');
+
+  // A bad duration: the server's message is shown, nothing is saved, the input is kept.
+  await page.fill('#vm-debounce', 'soon');
+  await page.selectOption('#vm-cuc_id', 'alias');
+  await page.click('#voicemail-save');
+  await waitForText('[data-testid="voicemail-msg"]', /invalid voicemail options/);
+  assert.match(await text(byTestId('voicemail-msg')), /debounce "soon"/);
+  assert.match(await byTestId('voicemail-msg').getAttribute('class'), /alert-error/);
+  assert.equal(await page.inputValue('#vm-debounce'), 'soon');
+  await shotOf(byTestId('voicemail-card'), '08c-voicemail-refused');
+  assert.deepEqual((await pageFetch('/api/v1/voicemail', {})).json?.options, VOICEMAIL_SAVED, 'nothing saved');
+  // Reload drops the edits.
+  await byTestId('voicemail-reload').click();
+  await waitForValue('#vm-debounce', '2s');
+  assert.equal(await page.inputValue('#vm-cuc_id'), 'extension');
+  assert.equal(await page.isVisible('[data-testid="voicemail-msg"]'), false);
+});
+
 step('rules and schedules show the server\'s validation errors; SSO says what is missing', async () => {
   const page = state.page;
   await byTestId('nav-rules').click();
@@ -412,11 +501,28 @@ step('a read-only account sees the page without write controls', async () => {
   assert.equal(await byTestId('run-user_sync').isVisible(), false, 'no Run now for read-only');
   assert.equal(await byTestId('nav-tokens').isVisible(), false, 'no API tokens page for read-only');
   await shot('11-read-only');
+  // The voicemail options: the values, in disabled fields, and no Save.
+  await byTestId('nav-users').click();
+  await waitForValue('#vm-debounce', '2s');
+  assert.equal(await page.inputValue('#vm-cuc_id'), 'extension');
+  assert.equal(await page.inputValue('#vm-folders-inbox'), 'Calls/Voicemail');
+  for (const id of ['vm-debounce', 'vm-cuc_id', 'vm-hard_delete', 'vm-concurrency', 'vm-folders-inbox']) {
+    assert.equal(await byTestId(id).isDisabled(), true, `${id} is disabled for read-only`);
+  }
+  assert.equal(await byTestId('voicemail-save').isVisible(), false, 'no Save for read-only');
+  assert.equal(await byTestId('voicemail-reload').isVisible(), true);
+  await shotOf(byTestId('voicemail-card'), '11b-read-only-voicemail');
   // The server enforces it too, whatever the page shows.
   const csrf = await page.evaluate(async () => (await (await fetch('/api/v1/session')).json()).csrf_token);
   const refused = await pageFetch('/api/v1/jobs/user_sync/run', { method: 'POST', headers: { 'X-CSRF-Token': csrf } });
   assert.equal(refused.status, 403);
   assert.equal(refused.json?.error?.code, 'read_only');
+  const vmRefused = await pageFetch('/api/v1/voicemail', {
+    method: 'PUT', headers: { 'X-CSRF-Token': csrf, 'Content-Type': 'application/json' }, body: JSON.stringify({ debounce: '1s' }),
+  });
+  assert.equal(vmRefused.status, 403);
+  assert.equal(vmRefused.json?.error?.code, 'read_only');
+  assert.deepEqual((await pageFetch('/api/v1/voicemail', {})).json?.options, VOICEMAIL_SAVED);
 });
 
 step('sign-out ends the session', async () => {

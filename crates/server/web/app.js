@@ -55,6 +55,77 @@ const CONNECTION_INFO = {
   },
 };
 
+// The voicemail sync options (GET/PUT /api/v1/voicemail: the `[voicemail]` table). Only
+// the fields the admin fills in are saved; an empty one keeps the server's default
+// (`fallback`, shown as the placeholder). `folders.*` are the three keys of `folders`.
+const VOICEMAIL_GROUPS = [
+  {
+    title: 'Account matching',
+    fields: [
+      {
+        key: 'cuc_id', label: 'Unity Connection ID', kind: 'choice', fallback: 'alias',
+        hint: 'Which CUC value identifies an account.',
+        choices: [
+          ['alias', 'alias (User ID)'],
+          ['alias_local_part', 'alias_local_part (alias before @)'],
+          ['smtp_address', 'smtp_address (CUC\'s SMTP address)'],
+          ['smtp_local_part', 'smtp_local_part (SMTP address before @)'],
+          ['extension', 'extension (primary extension)'],
+        ],
+      },
+      {
+        key: 'local_id', label: 'Local ID', kind: 'choice', fallback: 'username',
+        hint: 'The local value it must equal.',
+        choices: [
+          ['username', 'username'],
+          ['any_alias', 'any_alias (any of the user\'s aliases)'],
+          ['any_email', 'any_email (any of the user\'s e-mail addresses)'],
+          ['alias_or_email', 'alias_or_email (e-mail if it has @, else alias)'],
+        ],
+      },
+      {
+        key: 'imap_user', label: 'IMAP login name', kind: 'choice', fallback: 'username',
+        hint: 'Which local value logs in to the user\'s mailbox.',
+        choices: [['username', 'username'], ['email', 'email']],
+      },
+    ],
+  },
+  {
+    title: 'IMAP folders',
+    hint: '"/" separates levels. Used to create a folder only: once created, it is found wherever the user moves it. '
+      + 'Setting one folder saves all three (an empty one gets its default).',
+    fields: [
+      { key: 'folders.inbox', label: 'Inbox', kind: 'text', fallback: 'Voicemail' },
+      { key: 'folders.sent', label: 'Sent', kind: 'text', fallback: 'Voicemail/Sent' },
+      { key: 'folders.deleted', label: 'Deleted', kind: 'text', fallback: 'Voicemail/Deleted' },
+    ],
+  },
+  {
+    title: 'Timing',
+    hint: 'Durations such as 30s, 15m or 1h 30m.',
+    fields: [
+      { key: 'debounce', label: 'Debounce', kind: 'text', fallback: '5s', hint: 'After an IMAP change, wait this long, so several actions make one sync.' },
+      { key: 'imap_poll_every', label: 'IMAP poll interval', kind: 'text', fallback: '30s', hint: 'How often the IMAP folders are checked for changes.' },
+      { key: 'reconcile_every', label: 'Full reconcile every', kind: 'text', fallback: '15m', hint: 'Catches anything push and polling missed.' },
+      { key: 'push_silence_limit', label: 'Push silence limit', kind: 'text', fallback: '10m', hint: 'Re-subscribe when CUC has sent nothing this long; 0s turns it off.' },
+      { key: 'concurrency', label: 'Concurrency', kind: 'count', fallback: '8', hint: 'Accounts synced at once (at least 1).' },
+    ],
+  },
+  {
+    title: 'Unity Connection',
+    fields: [
+      {
+        key: 'hard_delete', label: 'Deleting on IMAP', kind: 'boolean',
+        unset: 'not set: CUC\'s class of service decides',
+        choices: [['true', 'true: deletes on CUC for good'], ['false', 'false: moves to CUC\'s Deleted Items']],
+      },
+      { key: 'callback_url', label: 'Callback URL', kind: 'text', fallback: '[server] public_url + /callbacks/cuc', hint: 'Where CUC\'s Notifier posts its events (HTTP only before CUC 12.5(1)SU3).' },
+      { key: 'sender_domain', label: 'Sender domain', kind: 'text', fallback: 'voicemail.invalid', hint: 'Domain of the synthetic sender addresses (callers have numbers).' },
+    ],
+  },
+];
+const VOICEMAIL_FIELDS = VOICEMAIL_GROUPS.flatMap((g) => g.fields);
+
 const state = {
   csrf: null,
   username: null,
@@ -65,6 +136,8 @@ const state = {
   jobRows: new Map(),
   connections: new Map(),
   users: { q: '', offset: 0, total: 0 },
+  // The voicemail options form: its inputs, stored keys it has no field for, unsaved edits.
+  voicemail: null,
   selectedRun: null,
 };
 
@@ -317,6 +390,9 @@ function leaveSession(message) {
   // Nothing of the previous account's view survives (the next one may have another role).
   state.connections.clear();
   $('connections').replaceChildren();
+  state.voicemail = null;
+  $('voicemail-form').replaceChildren();
+  say($('voicemail-error'), 'error', '');
   $('token-value').value = '';
   show($('token-created'), false);
   closeUser();
@@ -387,7 +463,7 @@ const VIEWS = {
   connections: { enter: loadConnections },
   rules: { enter: loadRulesView },
   runs: { enter: loadRuns },
-  users: { enter: () => loadUsers() },
+  users: { enter: enterUsers },
   sso: { enter: loadSso },
   tokens: { enter: loadTokens, adminOnly: true },
 };
@@ -1213,6 +1289,122 @@ async function openUser(username) {
   }
 }
 
+function enterUsers() {
+  loadUsers();
+  loadVoicemail();
+}
+
+// --- voicemail options ---------------------------------------------------------------
+
+/** A field's stored value as the form shows it ('' when not set). */
+function voicemailValue(options, key) {
+  const [outer, inner] = key.split('.');
+  let value = options[outer];
+  if (inner) value = value && typeof value === 'object' ? value[inner] : undefined;
+  return value === undefined || value === null ? '' : String(value);
+}
+
+async function loadVoicemail({ force = false } = {}) {
+  // Unsaved edits survive a visit to another view; Reload drops them.
+  if (state.voicemail && state.voicemail.dirty && !force) return;
+  say($('voicemail-error'), 'error', '');
+  const data = await guarded($('voicemail-error'), () => api('GET', '/api/v1/voicemail'));
+  if (!data || !state.username) return;
+  buildVoicemailForm(data.options || {});
+}
+
+function voicemailInput(f, value) {
+  const id = `vm-${f.key.replace('.', '-')}`;
+  const common = { id, class: 'write-field', dataset: { testid: id } };
+  let input;
+  if (f.kind === 'choice' || f.kind === 'boolean') {
+    input = h('select', common,
+      h('option', { value: '', text: f.kind === 'boolean' ? f.unset : `default: ${f.fallback}` }),
+      f.choices.map(([v, label]) => h('option', { value: v, text: label })));
+    // A value this page does not know yet is still shown (and saved back) as it is.
+    if (value && !f.choices.some(([v]) => v === value)) input.append(h('option', { value, text: value }));
+    input.value = value;
+  } else if (f.kind === 'count') {
+    input = h('input', { ...common, type: 'number', min: 1, step: 1, inputMode: 'numeric', placeholder: `default: ${f.fallback}`, value });
+  } else {
+    input = h('input', { ...common, type: 'text', spellcheck: false, placeholder: `default: ${f.fallback}`, value });
+  }
+  return { id, input };
+}
+
+/** (Re)build the form from the stored options (`{}` when never set). */
+function buildVoicemailForm(options) {
+  const known = new Set(VOICEMAIL_FIELDS.map((f) => f.key.split('.')[0]));
+  const vm = {
+    dirty: false,
+    inputs: {},
+    // Stored keys without a field here (a newer server's) are sent back unchanged.
+    extra: Object.fromEntries(Object.entries(options).filter(([k]) => !known.has(k))),
+  };
+  const groups = VOICEMAIL_GROUPS.map((group) => h('section', { class: 'vm-group' },
+    h('h3', { text: group.title }),
+    group.hint ? h('p', { class: 'hint', text: group.hint }) : null,
+    h('div', { class: 'form-grid' }, group.fields.map((f) => {
+      const { id, input } = voicemailInput(f, voicemailValue(options, f.key));
+      vm.inputs[f.key] = input;
+      return field(id, f.label, input, f.hint);
+    }))));
+  const extraKeys = Object.keys(vm.extra);
+  vm.msg = h('p', { id: 'voicemail-msg', class: 'alert', hidden: true, attrs: { role: 'status' }, dataset: { testid: 'voicemail-msg' } });
+  vm.save = h('button', { type: 'submit', id: 'voicemail-save', class: 'button-primary write', text: 'Save voicemail options', dataset: { testid: 'voicemail-save' } });
+  const reload = h('button', { type: 'button', id: 'voicemail-reload', text: 'Reload', dataset: { testid: 'voicemail-reload' } });
+  reload.addEventListener('click', () => loadVoicemail({ force: true }));
+  fill($('voicemail-form'),
+    groups,
+    extraKeys.length ? h('p', { class: 'hint', text: `Also stored, kept as they are: ${extraKeys.join(', ')}.` }) : null,
+    vm.msg,
+    h('div', { class: 'actions' }, vm.save, reload));
+  state.voicemail = vm;
+  applyRole($('voicemail-form'));
+  return vm;
+}
+
+/** The object to PUT: only the fields that are filled in. */
+function voicemailUpdate(vm) {
+  const update = { ...vm.extra };
+  const folders = {};
+  for (const f of VOICEMAIL_FIELDS) {
+    const input = vm.inputs[f.key];
+    const raw = input.value.trim();
+    const [outer, inner] = f.key.split('.');
+    if (f.kind === 'count' && (input.validity.badInput || (raw && !/^\d+$/.test(raw)) || (raw && Number(raw) < 1))) {
+      throw new Error(`${f.label} must be a whole number of at least 1.`);
+    }
+    if (!raw) continue;
+    if (inner) folders[inner] = raw;
+    else if (f.kind === 'boolean') update[outer] = raw === 'true';
+    else if (f.kind === 'count') update[outer] = Number(raw);
+    else update[outer] = raw;
+  }
+  // The server wants all three folders or none: an empty one takes its default.
+  if (Object.keys(folders).length) {
+    update.folders = Object.fromEntries(VOICEMAIL_FIELDS
+      .filter((f) => f.key.startsWith('folders.'))
+      .map((f) => {
+        const name = f.key.split('.')[1];
+        return [name, folders[name] || f.fallback];
+      }));
+  }
+  return update;
+}
+
+async function saveVoicemail(event) {
+  event.preventDefault();
+  const vm = state.voicemail;
+  if (!vm || !isAdmin()) return;
+  say(vm.msg, 'info', '');
+  await guarded(vm.msg, async () => {
+    const saved = await api('PUT', '/api/v1/voicemail', voicemailUpdate(vm));
+    const fresh = buildVoicemailForm(saved || {});
+    say(fresh.msg, 'ok', 'Voicemail options saved. The voicemail sync restarts with them within a few seconds.');
+  }, vm.save);
+}
+
 // --- SSO -----------------------------------------------------------------------------
 
 async function loadSso() {
@@ -1351,6 +1543,13 @@ function wire() {
   });
   $('users-prev').addEventListener('click', () => loadUsers(Math.max(0, state.users.offset - USERS_PAGE)));
   $('users-next').addEventListener('click', () => loadUsers(state.users.offset + USERS_PAGE));
+
+  $('voicemail-form').addEventListener('submit', saveVoicemail);
+  const voicemailEdited = () => {
+    if (state.voicemail) state.voicemail.dirty = true;
+  };
+  $('voicemail-form').addEventListener('input', voicemailEdited);
+  $('voicemail-form').addEventListener('change', voicemailEdited);
 
   $('sso-reload').addEventListener('click', loadSso);
 

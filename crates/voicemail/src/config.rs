@@ -365,8 +365,14 @@ impl VoicemailFileConfig {
         if let Some(v) = &self.imap_poll_every {
             o.imap_poll_every = parse("imap_poll_every", v)?;
         }
-        if let Some(c) = self.concurrency {
-            o.concurrency = c.max(1);
+        match self.concurrency {
+            Some(0) => {
+                return Err(VoicemailError::Config(
+                    "bad [voicemail] concurrency 0: at least 1".into(),
+                ))
+            }
+            Some(c) => o.concurrency = c,
+            None => {}
         }
         if let Some(v) = &self.push_silence_limit {
             let limit = parse("push_silence_limit", v)?;
@@ -404,6 +410,12 @@ mod tests {
         let off: VoicemailFileConfig = toml::from_str("push_silence_limit = \"0s\"").unwrap();
         assert_eq!(off.to_options().unwrap().push_silence_limit, None);
         assert!(toml::from_str::<VoicemailFileConfig>("debounc = \"1s\"").is_err());
+        assert!(VoicemailFileConfig {
+            concurrency: Some(0),
+            ..Default::default()
+        }
+        .to_options()
+        .is_err());
         assert!(VoicemailFileConfig {
             debounce: Some("soon".into()),
             ..Default::default()

@@ -1131,11 +1131,10 @@ fn authorized(engine: &VoicemailEngine, headers: &HeaderMap) -> bool {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
-        .is_some_and(|v| constant_time_eq(v.trim().as_bytes(), expected.as_bytes()))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        .is_some_and(|v| {
+            use subtle::ConstantTimeEq;
+            bool::from(v.trim().as_bytes().ct_eq(expected.as_bytes()))
+        })
 }
 
 async fn callback(
