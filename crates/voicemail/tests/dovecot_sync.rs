@@ -42,6 +42,55 @@ async fn serve_callbacks(engine: &VoicemailEngine) -> String {
     format!("http://{addr}/callbacks/cuc")
 }
 
+/// `engine.run` in the background (with its callbacks served on 127.0.0.1 when
+/// `push` is set) until [`Running::stop`].
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    async fn start(engine: &VoicemailEngine, push: bool) -> Running {
+        let url = if push {
+            Some(serve_callbacks(engine).await)
+        } else {
+            None
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runner = engine.clone();
+        let task = tokio::spawn(async move {
+            runner
+                .run(url, async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Running { stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// One account's sync in its own task against a CUC slowed to `latency` per request, so
+/// the test can act while it is part-way (an abort of this task is like a crash: unlike
+/// `sync_all`, nothing else runs on its behalf).
+fn slow_sync(
+    w: &common::World,
+    engine: &VoicemailEngine,
+    alias: &str,
+    latency: Duration,
+) -> tokio::task::JoinHandle<
+    Result<ucbridge_voicemail::AccountSummary, ucbridge_voicemail::VoicemailError>,
+> {
+    w.lab.cuc().set_latency(latency);
+    let engine = engine.clone();
+    let alias = alias.to_owned();
+    tokio::spawn(async move { engine.sync_account(&alias).await })
+}
+
 #[tokio::test]
 async fn initial_sync_mirrors_every_folder_and_both_directions_follow() {
     let Some(w) = world(3, 3).await else { return };
@@ -191,16 +240,7 @@ async fn initial_sync_mirrors_every_folder_and_both_directions_follow() {
 async fn pushed_voicemail_appears_and_follows_a_renamed_folder() {
     let Some(w) = world(2, 1).await else { return };
     let engine = w.engine(quick_options());
-    let url = serve_callbacks(&engine).await;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = engine.clone();
-    let task = tokio::spawn(async move {
-        runner
-            .run(Some(url), async {
-                let _ = stop_rx.await;
-            })
-            .await;
-    });
+    let running = Running::start(&engine, true).await;
     let alias = w.aliases[0].clone();
     // Initial reconcile and subscription.
     let subscribed = eventually(Duration::from_secs(30), || async {
@@ -282,8 +322,7 @@ async fn pushed_voicemail_appears_and_follows_a_renamed_folder() {
         read.is_some(),
         "IMAP read status reached CUC without a manual sync"
     );
-    let _ = stop_tx.send(());
-    let _ = task.await;
+    running.stop().await;
     imap.logout().await;
 }
 
@@ -292,14 +331,9 @@ async fn a_restart_mid_sync_leaves_no_duplicates() {
     let Some(w) = world(1, 40).await else { return };
     let alias = w.aliases[0].clone();
     let engine = w.engine(quick_options());
-    let first = engine.clone();
-    let who = alias.clone();
     // A slow CUC (each message's audio costs a round trip) keeps the sync in flight long
     // enough to stop it part-way, however loaded the machine is.
-    w.lab.cuc().set_latency(Duration::from_millis(25));
-    // sync_account runs in this task (sync_all would spawn per-account tasks that an
-    // abort does not reach, unlike a process that dies).
-    let task = tokio::spawn(async move { first.sync_account(&who).await });
+    let task = slow_sync(&w, &engine, &alias, Duration::from_millis(25));
     // Stop it (as a crash would) once some messages are in, before it finished.
     let mut imap = w.imap(&alias).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -357,16 +391,7 @@ async fn a_silently_dropped_subscription_is_noticed_and_renewed() {
         push_silence_limit: Some(silence),
         ..quick_options()
     });
-    let url = serve_callbacks(&engine).await;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = engine.clone();
-    let task = tokio::spawn(async move {
-        runner
-            .run(Some(url), async {
-                let _ = stop_rx.await;
-            })
-            .await;
-    });
+    let running = Running::start(&engine, true).await;
     let first = eventually(Duration::from_secs(30), || async {
         w.lab.cuc().subscriptions().first().map(|s| s.id.clone())
     })
@@ -407,8 +432,7 @@ async fn a_silently_dropped_subscription_is_noticed_and_renewed() {
             .await,
         "the voicemail whose event was lost arrived"
     );
-    let _ = stop_tx.send(());
-    let _ = task.await;
+    running.stop().await;
     imap.logout().await;
 }
 
@@ -422,10 +446,7 @@ async fn a_read_on_imap_during_the_sync_that_appended_it_reaches_cuc() {
     let engine = w.engine(quick_options());
     // Every message costs a slow audio download: the sync is still appending the others
     // when the test marks the first one read.
-    w.lab.cuc().set_latency(Duration::from_millis(40));
-    let first = engine.clone();
-    let who = alias.clone();
-    let task = tokio::spawn(async move { first.sync_account(&who).await });
+    let task = slow_sync(&w, &engine, &alias, Duration::from_millis(40));
     let mut imap = w.imap(&alias).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let target = loop {
@@ -505,15 +526,7 @@ async fn with_cuc_down_imap_is_untouched_and_the_account_is_retried() {
         .cuc()
         .deliver_voicemail(&alias, voicemail("While Down"))
         .unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = engine.clone();
-    let task = tokio::spawn(async move {
-        runner
-            .run(None, async {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
+    let running = Running::start(&engine, false).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(!imap
         .messages("Voicemail")
@@ -537,8 +550,7 @@ async fn with_cuc_down_imap_is_untouched_and_the_account_is_retried() {
         read.read,
         "the IMAP change made while CUC was down reached CUC"
     );
-    let _ = stop_tx.send(());
-    let _ = task.await;
+    running.stop().await;
     imap.logout().await;
 }
 
