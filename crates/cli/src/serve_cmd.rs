@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use serde::Deserialize;
 use ucbridge_auth::SecretBox;
 use ucbridge_server::connections::{self, AuthMode, ConnectionSettings, ConnectionUpdate};
-use ucbridge_server::{JobDefaults, Server, ServerConfig};
+use ucbridge_server::{JobDefaults, Server, ServerConfig, TlsFiles};
 use ucbridge_store::{Role, Store};
 
 use crate::config::{self, FileConfig};
@@ -37,6 +37,9 @@ pub struct ServerFileConfig {
     /// Login attempts per minute per client address and per username (default 10; 0 =
     /// unlimited).
     pub login_attempts_per_minute: Option<u32>,
+    /// Serve HTTPS: the certificate chain (PEM, leaf first) and its private key (PEM).
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
     /// Key file for secrets at rest when `UCBRIDGE_SECRET_KEY` is not set (default:
     /// `secret.key` in the data directory, created on first start).
     pub secret_key_file: Option<PathBuf>,
@@ -65,6 +68,12 @@ pub struct ServeArgs {
     /// Serve /metrics without authentication.
     #[arg(long)]
     metrics_public: bool,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key.
+    #[arg(long, env = "UCBRIDGE_TLS_CERT_FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "UCBRIDGE_TLS_KEY_FILE")]
+    tls_key: Option<PathBuf>,
     /// Serve the API only; run no jobs on this node.
     #[arg(long)]
     no_jobs: bool,
@@ -175,6 +184,22 @@ pub fn server_config(args: &ServeArgs, file: &FileConfig) -> Result<ServerConfig
     c.cors_origins
         .extend(f.map(|f| f.cors_origins.clone()).unwrap_or_default());
     c.secure_cookies = f.is_some_and(|f| f.secure_cookies);
+    let cert = args
+        .tls_cert
+        .clone()
+        .or_else(|| f.and_then(|f| f.tls_cert_file.clone()));
+    let key = args
+        .tls_key
+        .clone()
+        .or_else(|| f.and_then(|f| f.tls_key_file.clone()));
+    c.tls = match (cert, key) {
+        (Some(cert_file), Some(key_file)) => Some(TlsFiles {
+            cert_file,
+            key_file,
+        }),
+        (None, None) => None,
+        _ => bail!("HTTPS needs both a certificate and a key (tls_cert_file and tls_key_file, or --tls-cert and --tls-key)"),
+    };
     if let Some(n) = f.and_then(|f| f.login_attempts_per_minute) {
         c.login_attempts_per_minute = n;
     }
@@ -575,4 +600,44 @@ pub async fn admin(store: &Store, command: AdminCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn config(flags: &[&str], toml_text: &str) -> Result<ServerConfig> {
+        let cli = Cli::try_parse_from(std::iter::once("serve").chain(flags.iter().copied()))?;
+        let file: FileConfig = toml::from_str(toml_text)?;
+        server_config(&cli.serve, &file)
+    }
+
+    #[test]
+    fn https_needs_a_certificate_and_a_key_from_flags_or_the_file() {
+        let plain = config(&[], "").unwrap();
+        assert!(plain.tls.is_none());
+        let from_flags = config(&["--tls-cert", "c.pem", "--tls-key", "k.pem"], "").unwrap();
+        let tls = from_flags.tls.expect("tls");
+        assert_eq!(
+            (tls.cert_file.as_path(), tls.key_file.as_path()),
+            (Path::new("c.pem"), Path::new("k.pem"))
+        );
+        let from_file = config(
+            &[],
+            "[server]\ntls_cert_file = \"/etc/u/c.pem\"\ntls_key_file = \"/etc/u/k.pem\"\n",
+        )
+        .unwrap();
+        assert!(from_file.tls.is_some());
+        let err = config(&["--tls-cert", "c.pem"], "").unwrap_err();
+        assert!(err.to_string().contains("both"), "{err}");
+        let err = config(&[], "[server]\ntls_key_file = \"k.pem\"\n").unwrap_err();
+        assert!(err.to_string().contains("both"), "{err}");
+    }
 }

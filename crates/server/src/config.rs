@@ -1,6 +1,7 @@
 //! How a node runs: where it listens, who it is, how long leases last.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ucbridge_sync::SnapshotOptions;
@@ -27,7 +28,10 @@ pub struct ServerConfig {
     /// Login attempts allowed per minute from one client address, and separately for one
     /// username (a burst of this many, then one every `60 s / n`); more get 429.
     pub login_attempts_per_minute: u32,
-    /// Mark the session cookie `Secure` (set when the page is served over HTTPS).
+    /// Serve HTTPS with this certificate instead of plain HTTP (the session cookie is then
+    /// `Secure` whatever `secure_cookies` says).
+    pub tls: Option<TlsFiles>,
+    /// Mark the session cookie `Secure` (set when a proxy serves the page over HTTPS).
     pub secure_cookies: bool,
     /// Serve `/metrics` without authentication (for a scraper on a trusted network).
     pub metrics_public: bool,
@@ -35,6 +39,14 @@ pub struct ServerConfig {
     pub run_jobs: bool,
     pub snapshot: SnapshotOptions,
     pub jobs: JobDefaults,
+}
+
+/// The node's own HTTPS certificate: PEM files, the chain leaf first, and its private key
+/// (PKCS#8, PKCS#1 or SEC1).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 /// Schedules a job gets when it is first registered; the admin page can change them.
@@ -56,6 +68,7 @@ impl Default for ServerConfig {
             cors_origins: Vec::new(),
             public_url: None,
             login_attempts_per_minute: 10,
+            tls: None,
             secure_cookies: false,
             metrics_public: false,
             run_jobs: true,

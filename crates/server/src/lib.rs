@@ -23,6 +23,6 @@ pub mod metrics;
 mod server;
 mod web;
 
-pub use config::{JobDefaults, ServerConfig};
+pub use config::{JobDefaults, ServerConfig, TlsFiles};
 pub use error::ServerError;
 pub use server::{AppState, RunningServer, Server};

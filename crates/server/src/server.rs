@@ -48,6 +48,8 @@ pub struct Server;
 /// A started node. Dropping it does not stop it; call [`RunningServer::shutdown`].
 pub struct RunningServer {
     addr: SocketAddr,
+    /// `http` or `https`.
+    scheme: &'static str,
     node: String,
     shutdown: CancellationToken,
     http: JoinHandle<()>,
@@ -102,25 +104,55 @@ impl Server {
             addr: config.bind,
             source,
         })?;
+        let tls = match &config.tls {
+            Some(files) => Some(tls_config(files)?),
+            None => None,
+        };
         let shutdown = CancellationToken::new();
         let scheduler_task = config.run_jobs.then(|| {
             state.jobs_started.store(true, Ordering::Relaxed);
             tokio::spawn(scheduler.run(shutdown.clone()))
         });
         let stop = shutdown.clone();
-        let http = tokio::spawn(async move {
-            // The peer address is what login attempts are counted by.
-            let app = app.into_make_service_with_connect_info::<SocketAddr>();
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "the HTTP server stopped");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        // The peer address is what login attempts are counted by.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
+        let http = match tls {
+            None => tokio::spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "the HTTP server stopped");
+                }
+            }),
+            Some(tls) => {
+                let listener = listener.into_std().map_err(|source| ServerError::Bind {
+                    addr: config.bind,
+                    source,
+                })?;
+                let handle = axum_server::Handle::new();
+                let server = axum_server::from_tcp_rustls(
+                    listener,
+                    axum_server::tls_rustls::RustlsConfig::from_config(tls),
+                )
+                .handle(handle.clone());
+                tokio::spawn(async move {
+                    tokio::spawn(async move {
+                        stop.cancelled().await;
+                        // Like axum::serve's graceful shutdown: finish requests in flight.
+                        handle.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+                    });
+                    if let Err(e) = server.serve(app).await {
+                        tracing::error!(error = %e, "the HTTPS server stopped");
+                    }
+                })
             }
-        });
+        };
         tracing::info!(%addr, %node, "ucbridge server listening");
         Ok(RunningServer {
             addr,
+            scheme,
             node,
             shutdown,
             http,
@@ -135,7 +167,7 @@ impl RunningServer {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     pub fn node_id(&self) -> &str {
@@ -163,6 +195,38 @@ impl RunningServer {
             let _ = s.await;
         }
     }
+}
+
+/// The rustls configuration for serving HTTPS from PEM files (ring, TLS 1.2 and 1.3,
+/// HTTP/2 and HTTP/1.1).
+fn tls_config(files: &crate::TlsFiles) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
+        ServerError::Config(format!("TLS {what} {}: {e}", path.display()))
+    };
+    let chain = CertificateDer::pem_file_iter(&files.cert_file)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| bad("certificate", &files.cert_file, &e))?;
+    if chain.is_empty() {
+        return Err(bad(
+            "certificate",
+            &files.cert_file,
+            &"no certificate in the file",
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key_file)
+        .map_err(|e| bad("key", &files.key_file, &e))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| ServerError::Config(format!("TLS: {e}")))?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| bad("certificate and key", &files.cert_file, &e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 fn router(state: AppState) -> Router {

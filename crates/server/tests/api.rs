@@ -795,3 +795,85 @@ async fn login_attempts_are_throttled_per_address_and_username() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn serves_https_with_its_own_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("u.db").display()))
+        .await
+        .unwrap();
+    ucbridge_server::auth::set_account(&store, "root", ADMIN_PW, Role::Admin)
+        .await
+        .unwrap();
+    let (ca_pem, certificate) = ucbridge_testkit::tls::localhost_certificate();
+    let cert_file = dir.path().join("server.pem");
+    let key_file = dir.path().join("server.key");
+    std::fs::write(&cert_file, &certificate.cert_pem).unwrap();
+    std::fs::write(&key_file, &certificate.key_pem).unwrap();
+    let secrets = SecretBox::from_base64(&SecretBox::generate_key_base64(), "test").unwrap();
+    let config = |tls| ServerConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        run_jobs: false,
+        tls,
+        ..ServerConfig::default()
+    };
+
+    // A key that is not one is refused at start, naming the file.
+    let wrong = ucbridge_server::TlsFiles {
+        cert_file: cert_file.clone(),
+        key_file: cert_file.clone(),
+    };
+    let err = Server::start(store.clone(), secrets.clone(), config(Some(wrong)))
+        .await
+        .err()
+        .expect("a certificate is not a key");
+    assert!(err.to_string().contains("server.pem"), "{err}");
+
+    let tls = ucbridge_server::TlsFiles {
+        cert_file,
+        key_file,
+    };
+    let server = Server::start(store, secrets, config(Some(tls)))
+        .await
+        .unwrap();
+    let base = server.url();
+    assert!(base.starts_with("https://127.0.0.1:"), "{base}");
+    let trusting = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    assert_eq!(
+        trusting
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    // Over HTTPS the session cookie is Secure without being told.
+    let r = trusting
+        .post(format!("{base}/api/v1/session"))
+        .json(&json!({"username": "root", "password": ADMIN_PW}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    // A client that does not trust the CA, and plain HTTP on the same port, get nowhere.
+    assert!(reqwest::Client::new()
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .is_err());
+    let plain = base.replacen("https://", "http://", 1);
+    let answered = reqwest::Client::new()
+        .get(format!("{plain}/healthz"))
+        .send()
+        .await
+        .map(|r| r.status().is_success())
+        .unwrap_or(false);
+    assert!(!answered, "plain HTTP must not be served on the HTTPS port");
+    server.shutdown().await;
+}

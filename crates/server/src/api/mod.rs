@@ -241,7 +241,7 @@ async fn login(
         "{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
         auth::SESSION_COOKIE,
         ttl.as_secs(),
-        if state.config.secure_cookies {
+        if state.config.secure_cookies || state.config.tls.is_some() {
             "; Secure"
         } else {
             ""
