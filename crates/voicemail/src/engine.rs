@@ -938,6 +938,9 @@ impl VoicemailEngine {
         let mut next_subscribe = callback_url.as_ref().map(|_| now);
         // When the current subscription was made (the push watchdog's reference point).
         let mut subscribed_at: Option<i64> = None;
+        // A re-subscription was asked for (SUB_END, silence): reconcile once it succeeds,
+        // even if that takes several attempts.
+        let mut reconcile_after_subscribe = false;
         let mut reconciling = false;
         let (reconciled_tx, mut reconciled_rx) = mpsc::unbounded_channel::<bool>();
         let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -1040,6 +1043,7 @@ impl VoicemailEngine {
                             subscribed_at = None;
                         }
                     }
+                    reconcile_after_subscribe |= resubscribe;
                     if let (Some(url), Some(at)) = (&callback_url, next_subscribe) {
                         if now >= at || resubscribe {
                             match self.subscribe(url).await {
@@ -1047,7 +1051,7 @@ impl VoicemailEngine {
                                     subscribed_at = Some(now_ms());
                                     next_subscribe = Some(now + options.subscription_lifetime / 2);
                                     // Events may have been lost meanwhile (notes §3): reconcile.
-                                    if resubscribe {
+                                    if std::mem::take(&mut reconcile_after_subscribe) {
                                         next_reconcile = now;
                                     }
                                 }

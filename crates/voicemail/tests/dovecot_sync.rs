@@ -432,6 +432,35 @@ async fn a_silently_dropped_subscription_is_noticed_and_renewed() {
             .await,
         "the voicemail whose event was lost arrived"
     );
+
+    // Again, but CUC stays down past the silence: the re-subscription fails, is retried,
+    // and the reconcile still follows the one that succeeds.
+    let second = w.lab.cuc().subscriptions().first().map(|s| s.id.clone());
+    w.lab.cuc().drop_subscriptions();
+    w.lab.cuc().set_unavailable(true);
+    let id = w
+        .lab
+        .cuc()
+        .deliver_voicemail(&alias, voicemail("During The Long Outage"))
+        .unwrap();
+    tokio::time::sleep(silence * 2).await;
+    assert!(w.lab.cuc().subscriptions().is_empty(), "CUC was down");
+    w.lab.cuc().set_unavailable(false);
+    let renewed = eventually(Duration::from_secs(30), || async {
+        w.lab
+            .cuc()
+            .subscriptions()
+            .first()
+            .filter(|s| Some(&s.id) != second.as_ref())
+            .map(|_| ())
+    })
+    .await;
+    assert!(renewed.is_some(), "re-subscribed once CUC was back");
+    assert!(
+        imap.wait_for("Voicemail", &id, Duration::from_secs(30))
+            .await,
+        "reconciled after the late re-subscription"
+    );
     running.stop().await;
     imap.logout().await;
 }
