@@ -45,7 +45,7 @@ impl LoginLimiter {
                 .check_key(&ip)
                 .map_err(|not_until| not_until.wait_time_from(now))?;
         }
-        // Usernames are matched case-insensitively at login, so they are counted so too.
+        // Counted case-insensitively, so "Admin", "ADMIN", ... do not each get a budget.
         self.by_username
             .check_key(&username.to_lowercase())
             .map_err(|not_until| not_until.wait_time_from(now))?;
