@@ -15,13 +15,16 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 /// Above this many tracked keys, keys whose limit has fully replenished are dropped, so
-/// random usernames cannot grow the maps without bound.
+/// random usernames cannot grow the maps without bound; at most every `PRUNE_EVERY`, so a
+/// flood does not pay a full scan per attempt.
 const PRUNE_ABOVE: usize = 10_000;
+const PRUNE_EVERY: Duration = Duration::from_secs(10);
 
 pub struct LoginLimiter {
     by_address: DefaultKeyedRateLimiter<IpAddr>,
     by_username: DefaultKeyedRateLimiter<String>,
     clock: DefaultClock,
+    last_prune: std::sync::Mutex<std::time::Instant>,
 }
 
 impl LoginLimiter {
@@ -34,6 +37,7 @@ impl LoginLimiter {
             by_address: RateLimiter::keyed(quota),
             by_username: RateLimiter::keyed(quota),
             clock: DefaultClock::default(),
+            last_prune: std::sync::Mutex::new(std::time::Instant::now()),
         })
     }
 
@@ -50,8 +54,17 @@ impl LoginLimiter {
             .check_key(&username.to_lowercase())
             .map_err(|not_until| not_until.wait_time_from(now))?;
         if self.by_address.len() > PRUNE_ABOVE || self.by_username.len() > PRUNE_ABOVE {
-            self.by_address.retain_recent();
-            self.by_username.retain_recent();
+            // A poisoned lock only means a panic elsewhere mid-prune; pruning stays safe.
+            let mut last = self
+                .last_prune
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.elapsed() >= PRUNE_EVERY {
+                *last = std::time::Instant::now();
+                drop(last);
+                self.by_address.retain_recent();
+                self.by_username.retain_recent();
+            }
         }
         Ok(())
     }
