@@ -17,6 +17,7 @@ use quick_xml::events::Event;
 use quick_xml::Reader;
 
 pub mod dovecot;
+pub mod hostile;
 pub mod slapd;
 pub mod tls;
 
