@@ -279,6 +279,18 @@ step('the CUCM connection is configured through the form and tested', async () =
   assert.ok(accounts.every((a) => /^[a-z]+\d+$/.test(a)), `CUCM userids: ${accounts}`);
   state.someUser = accounts[0];
   await shot('03-connection-tested');
+
+  // Pointing the connection elsewhere without typing the password again is refused, with
+  // the reason on the card and the password field marked; the saved URL still works.
+  await page.fill('#conn-cucm-url', state.lab.axlUrl.replace(/:(\d+)\//, (_, port) => `:${Number(port) + 1}/`));
+  await page.click('#conn-cucm-save');
+  await waitForText('[data-testid="conn-cucm-msg"]', /password again/);
+  assert.equal(await page.getAttribute('#conn-cucm-password', 'aria-invalid'), 'true');
+  await shot('03b-password-required');
+  await page.fill('#conn-cucm-url', state.lab.axlUrl);
+  await page.click('#conn-cucm-save');
+  await waitForText('[data-testid="conn-cucm-msg"]', /^Saved/);
+  assert.equal(await text(byTestId('conn-cucm-password-state')), 'password set');
 });
 
 step('Run now: snapshot full refresh, then user sync with progress and result', async () => {

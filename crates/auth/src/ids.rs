@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::{AuthError, Secret};
+use crate::{net, AuthError, Secret};
 
 /// Tokens as an identity service hands them out.
 #[derive(Debug, Clone)]
@@ -34,6 +34,14 @@ struct TokenJson {
     refresh_token: Option<String>,
 }
 
+/// Longest a token request may take, sending and reading included. A token endpoint
+/// answers from memory; 30 s is generous and keeps a stalled IdS from holding a caller
+/// (and every request waiting for the token lock) indefinitely.
+pub const DEFAULT_TOKEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest token-endpoint answer read. An OAuth token response or error is a few hundred
+/// bytes (RFC 6749 §5.1/§5.2; Cisco's tokens are ~50 characters), so 64 KiB is ample.
+pub const DEFAULT_TOKEN_MAX_BODY: u64 = 64 << 10;
+
 /// Where to obtain and renew tokens.
 #[derive(Clone)]
 pub struct TokenEndpoint {
@@ -41,6 +49,8 @@ pub struct TokenEndpoint {
     client_id: Option<String>,
     client_secret: Option<Secret>,
     http: reqwest::Client,
+    timeout: Duration,
+    max_body: u64,
 }
 
 impl std::fmt::Debug for TokenEndpoint {
@@ -60,7 +70,22 @@ impl TokenEndpoint {
             client_id: None,
             client_secret: None,
             http,
+            timeout: DEFAULT_TOKEN_TIMEOUT,
+            max_body: DEFAULT_TOKEN_MAX_BODY,
         }
+    }
+
+    /// Deadline of one token request, from sending to the last byte of the answer
+    /// (default [`DEFAULT_TOKEN_TIMEOUT`]).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Largest answer read (default [`DEFAULT_TOKEN_MAX_BODY`]); more is an error.
+    pub fn with_max_body(mut self, bytes: u64) -> Self {
+        self.max_body = bytes;
+        self
     }
 
     pub fn with_client(mut self, id: impl Into<String>, secret: Option<Secret>) -> Self {
@@ -113,21 +138,12 @@ impl TokenEndpoint {
         if let Some(secret) = &self.client_secret {
             form.push(("client_secret", secret.expose()));
         }
-        let transport = |source| AuthError::IdsTransport {
-            url: self.url.clone(),
-            source,
-        };
-        let response = self
-            .http
-            .post(&self.url)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .form(&form)
-            .send()
+        let (status, body) = tokio::time::timeout(self.timeout, self.exchange(&form))
             .await
-            .map_err(transport)?;
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(transport)?;
-        let body = String::from_utf8_lossy(&bytes[..bytes.len().min(64 * 1024)]).into_owned();
+            .map_err(|_| AuthError::IdsTimeout {
+                url: self.url.clone(),
+                limit: self.timeout,
+            })??;
         if status == 200 {
             return parse_token_response(&body).map_err(|detail| AuthError::IdsProtocol {
                 url: self.url.clone(),
@@ -146,6 +162,35 @@ impl TokenEndpoint {
                 detail: format!("HTTP {status}: {}", snippet(&body)),
             }),
         }
+    }
+
+    /// POST the form and read the answer, at most `max_body` bytes of it.
+    async fn exchange(&self, form: &[(&str, &str)]) -> Result<(u16, String), AuthError> {
+        let transport = |source: reqwest::Error| AuthError::IdsTransport {
+            url: self.url.clone(),
+            failure: net::classify(&source),
+            source,
+        };
+        let response = self
+            .http
+            .post(&self.url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .form(form)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status().as_u16();
+        let bytes = net::read_capped(response, self.max_body)
+            .await
+            .map_err(|e| match e {
+                net::BodyError::TooLarge { limit } => AuthError::IdsTooLarge {
+                    url: self.url.clone(),
+                    status,
+                    limit,
+                },
+                net::BodyError::Transport(source) => transport(source),
+            })?;
+        Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
     }
 }
 
@@ -233,6 +278,25 @@ mod tests {
         assert_eq!(t.refresh_token.as_ref().map(Secret::expose), Some("r"));
         assert!(parse_token_response(r#"{"access_token":"abc","token_type":"mac"}"#).is_err());
         assert!(parse_token_response("<html>login</html>").is_err());
+    }
+
+    /// serde_json stops at 128 levels (its default recursion limit; the workspace does
+    /// not enable `unbounded_depth`), so a deep answer is an error, not a stack overflow.
+    #[test]
+    fn deeply_nested_json_is_refused_not_recursed_into() {
+        let depth = 100_000;
+        // Under an unknown key, which serde skips by walking it (IgnoredAny).
+        let mut deep = "{\"x\":".repeat(depth);
+        deep.push('1');
+        deep.push_str(&"}".repeat(depth));
+        // Typed parsing skips unknown values without recursing...
+        assert!(parse_token_response(&deep).is_err());
+        // ...and a Value (as parse_oauth_error builds) stops at the limit.
+        let err = serde_json::from_str::<serde_json::Value>(&deep).unwrap_err();
+        assert!(err.to_string().contains("recursion limit"), "{err}");
+        assert_eq!(parse_oauth_error(&deep), None);
+        let arrays = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        assert!(parse_token_response(&arrays).is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! Secrets never reach `Debug` output or logs: [`Secret`] prints as `***`.
 
 mod ids;
+pub mod net;
 mod secret_box;
 mod tls;
 
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 
-pub use ids::{TokenEndpoint, TokenSet};
+pub use ids::{TokenEndpoint, TokenSet, DEFAULT_TOKEN_MAX_BODY, DEFAULT_TOKEN_TIMEOUT};
 pub use secret_box::{SecretBox, SecretKeyError, SECRET_KEY_ENV, SECRET_KEY_FILE_ENV};
 pub use tls::{http_client, TlsOptions};
 
@@ -80,11 +81,24 @@ pub enum AuthError {
         error: String,
         description: Option<String>,
     },
-    #[error("cannot reach the identity service at {url}: {source}")]
+    /// The identity service could not be reached or the exchange broke off; `failure`
+    /// names the root cause (refused, untrusted certificate, ...) and whether it can heal.
+    #[error("cannot reach the identity service at {url}: {failure}")]
     IdsTransport {
         url: String,
+        failure: net::TransportFailure,
         #[source]
         source: reqwest::Error,
+    },
+    /// No complete answer within the token endpoint's deadline.
+    #[error("the identity service at {url} did not answer completely within {} (the token request deadline; TokenEndpoint::with_timeout changes it)", net::format_duration(*limit))]
+    IdsTimeout { url: String, limit: Duration },
+    /// The answer was larger than any OAuth token response (a few hundred bytes).
+    #[error("the identity service at {url} sent more than {} (HTTP {status}), which is no OAuth token response (TokenEndpoint::with_max_body changes the limit)", net::format_bytes(*limit))]
+    IdsTooLarge {
+        url: String,
+        status: u16,
+        limit: u64,
     },
     /// An answer that is not an OAuth token response (HTML login page, bad JSON, ...).
     #[error("unexpected answer from the identity service at {url}: {detail}")]

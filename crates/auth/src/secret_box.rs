@@ -23,7 +23,7 @@ pub const SECRET_KEY_FILE_ENV: &str = "UCBRIDGE_SECRET_KEY_FILE";
 #[derive(Debug, thiserror::Error)]
 pub enum SecretKeyError {
     #[error(
-        "no secret key for digest passwords: set {SECRET_KEY_ENV} to the base64 of 32 random \
+        "no secret key for secrets at rest (connection and digest passwords): set {SECRET_KEY_ENV} to the base64 of 32 random \
          bytes (e.g. `openssl rand -base64 32`), or point {SECRET_KEY_FILE_ENV} / \
          [provisioning] secret_key_file at a file holding it"
     )]
@@ -37,15 +37,15 @@ pub enum SecretKeyError {
         source: std::io::Error,
     },
     #[error(
-        "the stored digest password of {userid} was encrypted with key {stored_key_id}, \
-         the configured key is {key_id}"
+        "the stored secret of {userid} was sealed with secret key {stored_key_id}, \
+         the configured key is {key_id} (set the key that sealed it, or enter the secret again)"
     )]
     WrongKey {
         userid: String,
         stored_key_id: String,
         key_id: String,
     },
-    #[error("the stored digest password of {userid} cannot be decrypted (corrupt or tampered)")]
+    #[error("the stored secret of {userid} cannot be opened with the configured secret key (wrong key, corrupt or tampered)")]
     Decrypt { userid: String },
 }
 

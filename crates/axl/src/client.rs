@@ -1,24 +1,19 @@
 //! The AXL transport: one HTTP client per CUCM, session reuse, retries with back-off.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::TryStreamExt;
 use rand::Rng;
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, COOKIE, SET_COOKIE};
-use reqwest::StatusCode;
-use tokio::io::BufReader;
-use tokio_util::io::StreamReader;
 
-use crate::error::Retry;
-use crate::xml::{parse_fault, Envelope, ReadError, ResponsePart, ResponseReader, SoapWriter};
+use crate::transport::{Limits, Request, Transport};
+use crate::xml::{ResponsePart, SoapWriter};
 use crate::{AxlError, SchemaVersion};
 
+use ucbridge_auth::Credentials;
 /// Re-exported from `ucbridge-auth`, where every Cisco client's credentials live.
 pub use ucbridge_auth::Secret;
-use ucbridge_auth::{Authorization, Credentials};
 
 /// How to retry throttled and transient failures.
 #[derive(Debug, Clone)]
@@ -43,7 +38,7 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    fn delay(&self, attempt: u32, at_least: Option<Duration>) -> Duration {
+    pub(crate) fn delay(&self, attempt: u32, at_least: Option<Duration>) -> Duration {
         let ceiling = self
             .base_delay
             .saturating_mul(1u32 << attempt.min(16))
@@ -80,8 +75,32 @@ pub struct AxlConfig {
     pub connect_timeout: Duration,
     /// Longest silence while waiting for bytes of a response.
     pub read_timeout: Duration,
+    /// Longest one attempt may take: connecting, sending, and reading the whole answer.
+    /// Default 60 s. A trickling server is cut off here even if it never falls silent.
+    pub request_timeout: Duration,
+    /// Longest one call may take, every retry and back-off included. Default 120 s; a
+    /// retry whose back-off would end later is not made. Use a short one (e.g. 15 s) for
+    /// interactive checks such as "Test connection".
+    pub total_timeout: Duration,
+    /// Largest successful (200) answer read. Default 16 MiB: CUCM caps every AXL response
+    /// at 8 MB and answers larger queries with a "Query request too large" fault (AXL
+    /// Developer Guide, "Data Throttling and Performance"), so twice that is margin for
+    /// encoding and whitespace, and anything beyond is not CUCM.
+    pub max_response_bytes: u64,
+    /// Largest error answer (500 fault, 503, ...) read. Default 1 MiB: faults are a few
+    /// hundred bytes.
+    pub max_error_body_bytes: u64,
     pub retry: RetryPolicy,
 }
+
+/// Default of [`AxlConfig::request_timeout`].
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default of [`AxlConfig::total_timeout`].
+pub const DEFAULT_TOTAL_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default of [`AxlConfig::max_response_bytes`].
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 << 20;
+/// Default of [`AxlConfig::max_error_body_bytes`].
+pub const DEFAULT_MAX_ERROR_BODY_BYTES: u64 = 1 << 20;
 
 impl AxlConfig {
     pub fn new(
@@ -99,9 +118,40 @@ impl AxlConfig {
             ca_pem: None,
             insecure_skip_tls_verify: false,
             connect_timeout: Duration::from_secs(10),
-            read_timeout: Duration::from_secs(120),
+            // Silence this long is a stall; the per-attempt deadline bounds the rest.
+            read_timeout: Duration::from_secs(30),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            total_timeout: DEFAULT_TOTAL_TIMEOUT,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_error_body_bytes: DEFAULT_MAX_ERROR_BODY_BYTES,
             retry: RetryPolicy::default(),
         }
+    }
+
+    /// Set both deadlines: per attempt and for the whole call (retries included).
+    pub fn with_timeouts(mut self, request: Duration, total: Duration) -> Self {
+        self.request_timeout = request;
+        self.total_timeout = total;
+        self
+    }
+
+    pub(crate) fn limits(&self) -> Result<Limits, AxlError> {
+        if self.request_timeout.is_zero() || self.total_timeout.is_zero() {
+            return Err(AxlError::Config(
+                "request_timeout and total_timeout must be above zero".into(),
+            ));
+        }
+        if self.max_response_bytes == 0 || self.max_error_body_bytes == 0 {
+            return Err(AxlError::Config(
+                "max_response_bytes and max_error_body_bytes must be above zero".into(),
+            ));
+        }
+        Ok(Limits {
+            request_timeout: self.request_timeout,
+            total_timeout: self.total_timeout,
+            max_response_bytes: self.max_response_bytes,
+            max_error_body_bytes: self.max_error_body_bytes,
+        })
     }
 }
 
@@ -114,21 +164,11 @@ impl AxlConfig {
         config
     }
 
-    fn effective_credentials(&self) -> Credentials {
+    pub(crate) fn effective_credentials(&self) -> Credentials {
         self.credentials
             .clone()
             .unwrap_or_else(|| Credentials::basic(self.username.clone(), self.password.clone()))
     }
-}
-
-/// Counters of what the client did, for tests, metrics and benchmarks.
-#[derive(Debug, Default)]
-struct Counters {
-    requests: AtomicU64,
-    retries: AtomicU64,
-    throttled: AtomicU64,
-    session_reuses: AtomicU64,
-    page_shrinks: AtomicU64,
 }
 
 /// A snapshot of [`AxlClient::stats`].
@@ -154,19 +194,12 @@ pub(crate) enum Access {
 }
 
 struct Inner {
-    http: reqwest::Client,
-    url: String,
+    transport: Transport,
     username: String,
-    credentials: Credentials,
     version: SchemaVersion,
-    retry: RetryPolicy,
-    /// CUCM's JSESSIONIDSSO. Reusing it spares CUCM an authentication per request, which
-    /// is what its throttling protects (AXL Developer Guide, "Using JSESSIONIDSSO").
-    session: Mutex<Option<String>>,
-    counters: Counters,
     /// Every envelope sent, so unit tests can validate requests against Cisco's XSD.
     #[cfg(test)]
-    pub(crate) sent: Mutex<Vec<(&'static str, Vec<u8>)>>,
+    pub(crate) sent: std::sync::Mutex<Vec<(&'static str, Vec<u8>)>>,
 }
 
 /// An AXL client for one CUCM cluster. Cheap to clone; clones share the connection pool,
@@ -179,27 +212,24 @@ pub struct AxlClient {
 impl std::fmt::Debug for AxlClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AxlClient")
-            .field("url", &self.inner.url)
+            .field("url", &self.inner.transport.url)
             .field("username", &self.inner.username)
-            .field("auth", &self.inner.credentials.scheme())
+            .field("auth", &self.inner.transport.credentials.scheme())
             .field("version", &self.inner.version)
             .finish_non_exhaustive()
     }
 }
 
-const SESSION_COOKIE: &str = "JSESSIONIDSSO";
-
 impl AxlClient {
     /// Build a client and, when no version is configured, discover the CUCM release with
     /// `getCCMVersion` and pick the matching schema.
     pub async fn connect(config: AxlConfig) -> Result<AxlClient, AxlError> {
-        let http = build_http(&config)?;
         let url = normalise_url(&config.url)?;
-        let credentials = config.effective_credentials();
+        let transport = Transport::new(&config, url)?;
         let version = match config.version {
             Some(v) => v,
             None => {
-                let release = discover_release(&http, &url, &config, &credentials).await?;
+                let release = discover_release(&transport).await?;
                 let v = SchemaVersion::for_cucm_release(&release)?;
                 tracing::info!(%release, schema = %v, "discovered CUCM release");
                 v
@@ -207,16 +237,11 @@ impl AxlClient {
         };
         Ok(AxlClient {
             inner: Arc::new(Inner {
-                http,
-                url,
+                transport,
                 username: config.username,
-                credentials,
                 version,
-                retry: config.retry,
-                session: Mutex::new(None),
-                counters: Counters::default(),
                 #[cfg(test)]
-                sent: Mutex::new(Vec::new()),
+                sent: std::sync::Mutex::new(Vec::new()),
             }),
         })
     }
@@ -226,11 +251,11 @@ impl AxlClient {
     }
 
     pub fn url(&self) -> &str {
-        &self.inner.url
+        &self.inner.transport.url
     }
 
     pub fn stats(&self) -> ClientStats {
-        let c = &self.inner.counters;
+        let c = &self.inner.transport.counters;
         ClientStats {
             requests: c.requests.load(Ordering::Relaxed),
             retries: c.retries.load(Ordering::Relaxed),
@@ -251,6 +276,7 @@ impl AxlClient {
 
     pub(crate) fn note_page_shrink(&self) {
         self.inner
+            .transport
             .counters
             .page_shrinks
             .fetch_add(1, Ordering::Relaxed);
@@ -260,13 +286,8 @@ impl AxlClient {
         SoapWriter::begin(self.inner.version, operation)
     }
 
-    /// Send one operation and stream its response parts to `on_part`.
-    ///
-    /// Retries (with jittered exponential back-off) HTTP 503 and CUCM's memory-throttle
-    /// fault for every operation, since CUCM did not process those requests; transport
-    /// failures, 502/504 and broken bodies are retried for reads only, and only when
-    /// `on_part` had been given nothing from the failed attempt, so a caller that streams
-    /// records never sees one twice.
+    /// Send one operation and stream its response parts to `on_part` (see
+    /// [`Transport::call`] for retries, deadlines and limits).
     pub(crate) async fn call(
         &self,
         operation: &'static str,
@@ -281,344 +302,43 @@ impl AxlClient {
             .unwrap_or_else(|p| p.into_inner())
             .push((operation, body.clone()));
         let started = std::time::Instant::now();
-        let result = self
-            .call_with_retries(operation, &body, access, &mut on_part)
-            .await;
-        let outcome = match &result {
-            Ok(()) => "ok",
-            Err(AxlError::Fault { .. }) => "fault",
-            Err(AxlError::Throttled { .. }) => "throttled",
-            Err(AxlError::Unauthorized { .. } | AxlError::Forbidden { .. } | AxlError::Auth(_)) => {
-                "auth"
-            }
-            Err(AxlError::Transport { .. } | AxlError::Http { .. }) => "transport",
-            Err(_) => "error",
+        let request = Request {
+            operation,
+            soap_action: Some(self.inner.version.soap_action(operation)),
+            body: &body,
+            version: self.inner.version,
         };
-        metrics::counter!("ucbridge_axl_requests_total", "operation" => operation, "outcome" => outcome)
+        let result = self
+            .inner
+            .transport
+            .call(&request, access, &mut on_part)
+            .await;
+        metrics::counter!("ucbridge_axl_requests_total", "operation" => operation, "outcome" => outcome(&result))
             .increment(1);
         metrics::histogram!("ucbridge_axl_request_duration_seconds", "operation" => operation)
             .record(started.elapsed().as_secs_f64());
         result
     }
-
-    async fn call_with_retries(
-        &self,
-        operation: &'static str,
-        body: &[u8],
-        access: Access,
-        on_part: &mut impl FnMut(ResponsePart) -> Result<(), AxlError>,
-    ) -> Result<(), AxlError> {
-        let retry = &self.inner.retry;
-        let mut attempt = 0u32;
-        loop {
-            let mut delivered = false;
-            let outcome = self
-                .attempt(operation, body, |part| {
-                    delivered = true;
-                    on_part(part)
-                })
-                .await;
-            let (error, why) = match outcome {
-                Ok(()) => return Ok(()),
-                Err(failure) => failure,
-            };
-            let retry_after = match why {
-                Retry::No => None,
-                // CUCM refused before doing anything: safe for writes too.
-                Retry::After(d) if not_processed(&error) => Some(d),
-                Retry::After(d) if access == Access::Read && !delivered => Some(d),
-                Retry::After(_) => None,
-            };
-            attempt += 1;
-            let Some(at_least) = retry_after.filter(|_| attempt < retry.max_attempts) else {
-                return Err(match error {
-                    AxlError::Throttled {
-                        operation, status, ..
-                    } => AxlError::Throttled {
-                        operation,
-                        status,
-                        attempts: attempt,
-                    },
-                    other => other,
-                });
-            };
-            let delay = retry.delay(attempt - 1, at_least);
-            tracing::warn!(operation, attempt, ?delay, error = %error, "AXL call failed; retrying");
-            self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("ucbridge_axl_retries_total", "operation" => operation).increment(1);
-            tokio::time::sleep(delay).await;
-        }
-    }
-
-    async fn attempt(
-        &self,
-        operation: &'static str,
-        body: &[u8],
-        on_part: impl FnMut(ResponsePart) -> Result<(), AxlError>,
-    ) -> Result<(), (AxlError, Retry)> {
-        let response = self.send(operation, body).await?;
-        let status = response.status();
-        let transport = |e: reqwest::Error| {
-            (
-                AxlError::Transport {
-                    operation: operation.to_owned(),
-                    source: e,
-                },
-                Retry::After(None),
-            )
-        };
-        if status == StatusCode::OK {
-            let stream = response.bytes_stream().map_err(std::io::Error::other);
-            let reader = BufReader::with_capacity(64 * 1024, StreamReader::new(stream));
-            let mut parser = ResponseReader::new(reader);
-            return match parser.read_envelope(on_part).await {
-                Ok(Envelope::Response) => Ok(()),
-                Ok(Envelope::Fault(f)) => Err((f.into_error(operation), Retry::No)),
-                Err(ReadError::Consumer(e)) => Err((e, Retry::No)),
-                Err(ReadError::Malformed(detail)) => Err((
-                    AxlError::Protocol {
-                        operation: operation.to_owned(),
-                        detail,
-                    },
-                    Retry::After(None),
-                )),
-            };
-        }
-        // Error statuses carry small bodies; cap what we keep.
-        let retry_after = retry_after_header(response.headers());
-        let bytes = response.bytes().await.map_err(transport)?;
-        let body = &bytes[..bytes.len().min(1 << 20)];
-        let op = operation.to_owned();
-        Err(match status.as_u16() {
-            500 => match parse_fault(body).await {
-                Some(fault) => {
-                    let error = fault.into_error(operation);
-                    if error.is_memory_throttle() {
-                        self.inner
-                            .counters
-                            .throttled
-                            .fetch_add(1, Ordering::Relaxed);
-                        metrics::counter!("ucbridge_axl_throttled_total", "operation" => operation)
-                            .increment(1);
-                        (error, Retry::After(None))
-                    } else {
-                        (error, Retry::No)
-                    }
-                }
-                None => (
-                    AxlError::Http {
-                        operation: op,
-                        status: 500,
-                        body: snippet(body),
-                    },
-                    Retry::No,
-                ),
-            },
-            503 => {
-                self.inner
-                    .counters
-                    .throttled
-                    .fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("ucbridge_axl_throttled_total", "operation" => operation)
-                    .increment(1);
-                (
-                    AxlError::Throttled {
-                        operation: op,
-                        status: 503,
-                        attempts: 1,
-                    },
-                    Retry::After(retry_after),
-                )
-            }
-            502 | 504 => (
-                AxlError::Throttled {
-                    operation: op,
-                    status: status.as_u16(),
-                    attempts: 1,
-                },
-                // Not "throttled" by CUCM itself: only reads go again (see `call`).
-                Retry::After(retry_after),
-            ),
-            401 => (AxlError::Unauthorized { operation: op }, Retry::No),
-            403 => (AxlError::Forbidden { operation: op }, Retry::No),
-            599 => (
-                AxlError::SchemaNotSupported {
-                    operation: op,
-                    version: self.inner.version.to_string(),
-                },
-                Retry::No,
-            ),
-            404 => (
-                AxlError::Http {
-                    operation: op,
-                    status: 404,
-                    body: format!(
-                        "no AXL service at {} (the URL must end in /axl/)",
-                        self.inner.url
-                    ),
-                },
-                Retry::No,
-            ),
-            other => (
-                AxlError::Http {
-                    operation: op,
-                    status: other,
-                    body: snippet(body),
-                },
-                Retry::No,
-            ),
-        })
-    }
-
-    /// POST the envelope, authenticating with the session cookie when there is one and
-    /// falling back to the credentials when CUCM no longer knows it (401, or 404 after the
-    /// 30-minute idle timeout, per the AXL Developer Guide). A Bearer token refused with 401
-    /// is refreshed once and the request sent again.
-    async fn send(
-        &self,
-        operation: &'static str,
-        body: &[u8],
-    ) -> Result<reqwest::Response, (AxlError, Retry)> {
-        let session = self.session();
-        if let Some(cookie) = &session {
-            let response = self.post(operation, body, Auth::Session(cookie)).await?;
-            if !matches!(response.status().as_u16(), 401 | 404) {
-                self.inner
-                    .counters
-                    .session_reuses
-                    .fetch_add(1, Ordering::Relaxed);
-                self.remember_session(response.headers());
-                return Ok(response);
-            }
-            tracing::debug!(operation, "AXL session expired; authenticating again");
-            self.forget_session(cookie);
-        }
-        let credentials = &self.inner.credentials;
-        let auth_failed = |e| (AxlError::Auth(e), Retry::No);
-        let auth = credentials.authorization().await.map_err(auth_failed)?;
-        let mut response = self.post(operation, body, Auth::Header(&auth)).await?;
-        if response.status() == StatusCode::UNAUTHORIZED {
-            if let Some(fresh) = credentials
-                .retry_after_unauthorized(&auth)
-                .await
-                .map_err(auth_failed)?
-            {
-                tracing::debug!(
-                    operation,
-                    "AXL refused the SSO token; retrying with a refreshed one"
-                );
-                response = self.post(operation, body, Auth::Header(&fresh)).await?;
-            }
-            if response.status() == StatusCode::UNAUTHORIZED
-                && matches!(credentials, Credentials::Bearer(_))
-            {
-                let challenge = www_authenticate(response.headers());
-                return Err((AxlError::Auth(credentials.rejection(challenge)), Retry::No));
-            }
-        }
-        if response.status().is_success() {
-            self.remember_session(response.headers());
-        }
-        Ok(response)
-    }
-
-    async fn post(
-        &self,
-        operation: &'static str,
-        body: &[u8],
-        auth: Auth<'_>,
-    ) -> Result<reqwest::Response, (AxlError, Retry)> {
-        self.inner.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let mut request = self
-            .inner
-            .http
-            .post(&self.inner.url)
-            .header(CONTENT_TYPE, "text/xml; charset=utf-8")
-            .header("SOAPAction", self.inner.version.soap_action(operation))
-            .body(body.to_vec());
-        request = match auth {
-            Auth::Session(id) => request.header(COOKIE, format!("{SESSION_COOKIE}={id}")),
-            Auth::Header(value) => request.header(AUTHORIZATION, value.header_value()),
-        };
-        request.send().await.map_err(|e| {
-            // A connect failure means nothing reached CUCM: safe to retry even a write.
-            let retry = Retry::After(None);
-            (
-                AxlError::Transport {
-                    operation: operation.to_owned(),
-                    source: e,
-                },
-                retry,
-            )
-        })
-    }
-
-    fn session(&self) -> Option<String> {
-        self.inner
-            .session
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    fn forget_session(&self, stale: &str) {
-        let mut guard = self.inner.session.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.as_deref() == Some(stale) {
-            *guard = None;
-        }
-    }
-
-    fn remember_session(&self, headers: &HeaderMap) {
-        let found = headers
-            .get_all(SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(|v| {
-                let first = v.split(';').next()?.trim();
-                let (name, value) = first.split_once('=')?;
-                (name == SESSION_COOKIE && !value.is_empty()).then(|| value.to_owned())
-            });
-        if let Some(id) = found {
-            *self.inner.session.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
-        }
-    }
 }
 
-/// How one request authenticates.
-enum Auth<'a> {
-    Session(&'a str),
-    Header(&'a Authorization),
-}
-
-fn www_authenticate(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(reqwest::header::WWW_AUTHENTICATE)
-        .and_then(|v| v.to_str().ok())
-}
-
-/// Failures after which CUCM certainly did not act on the request: 503 (CUCM "stops
-/// processing write requests"), the memory-throttle fault, and a connection that was never
-/// made.
-fn not_processed(error: &AxlError) -> bool {
-    match error {
-        AxlError::Throttled { status: 503, .. } => true,
-        AxlError::Transport { source, .. } => source.is_connect(),
-        other => other.is_memory_throttle(),
+/// The metrics label of a call's result.
+fn outcome(result: &Result<(), AxlError>) -> &'static str {
+    match result {
+        Ok(()) => "ok",
+        Err(AxlError::Fault { .. }) => "fault",
+        Err(AxlError::Throttled { .. }) => "throttled",
+        Err(AxlError::Unauthorized { .. } | AxlError::Forbidden { .. } | AxlError::Auth(_)) => {
+            "auth"
+        }
+        Err(AxlError::Transport { .. } | AxlError::Http { .. }) => "transport",
+        Err(AxlError::Timeout { .. }) => "timeout",
+        Err(
+            AxlError::ResponseTooLarge { .. }
+            | AxlError::RecordTooLarge { .. }
+            | AxlError::TooDeep { .. },
+        ) => "limit",
+        Err(_) => "error",
     }
-}
-
-fn retry_after_header(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v: &HeaderValue| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|secs| Duration::from_secs(secs.min(60)))
-}
-
-fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let compact: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    compact.chars().take(300).collect()
 }
 
 fn normalise_url(url: &str) -> Result<String, AxlError> {
@@ -637,7 +357,7 @@ fn normalise_url(url: &str) -> Result<String, AxlError> {
     Ok(s)
 }
 
-fn build_http(config: &AxlConfig) -> Result<reqwest::Client, AxlError> {
+pub(crate) fn build_http(config: &AxlConfig) -> Result<reqwest::Client, AxlError> {
     let mut builder = reqwest::Client::builder()
         .use_rustls_tls()
         .connect_timeout(config.connect_timeout)
@@ -675,119 +395,33 @@ fn build_http(config: &AxlConfig) -> Result<reqwest::Client, AxlError> {
 
 /// Ask for the CUCM release the way Cisco's own samples do: namespace 1.0 and no
 /// SOAPAction, which every CUCM answers with its oldest schema (AXL Developer Guide).
-async fn discover_release(
-    http: &reqwest::Client,
-    url: &str,
-    config: &AxlConfig,
-    credentials: &Credentials,
-) -> Result<String, AxlError> {
+/// It takes the same path as every call, so it is bounded and retried the same way.
+async fn discover_release(transport: &Transport) -> Result<String, AxlError> {
     const OP: &str = "getCCMVersion";
-    let mut auth = credentials.authorization().await?;
-    let mut refreshed = false;
-    let mut w = SoapWriter::begin(SchemaVersion::new(1, 0), OP);
+    let version = SchemaVersion::new(1, 0);
+    let mut w = SoapWriter::begin(version, OP);
     w.empty("processNodeName");
     let body = w.finish();
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let result = http
-            .post(url)
-            .header(CONTENT_TYPE, "text/xml; charset=utf-8")
-            .header(AUTHORIZATION, auth.header_value())
-            .body(body.clone())
-            .send()
-            .await;
-        let response = match result {
-            Ok(r) => r,
-            Err(e) if attempt < config.retry.max_attempts && !e.is_builder() => {
-                tracing::warn!(error = %e, "getCCMVersion failed; retrying");
-                tokio::time::sleep(config.retry.delay(attempt - 1, None)).await;
-                continue;
-            }
-            Err(e) => {
-                return Err(AxlError::Transport {
-                    operation: OP.into(),
-                    source: e,
-                })
-            }
-        };
-        let status = response.status().as_u16();
-        if status == 401 {
-            if !refreshed {
-                if let Some(fresh) = credentials.retry_after_unauthorized(&auth).await? {
-                    auth = fresh;
-                    refreshed = true;
-                    continue;
-                }
-            }
-            if let Credentials::Bearer(_) = credentials {
-                let challenge = www_authenticate(response.headers());
-                return Err(AxlError::Auth(credentials.rejection(challenge)));
+    let request = Request {
+        operation: OP,
+        soap_action: None,
+        body: &body,
+        version,
+    };
+    let mut release = None;
+    let mut on_part = |part| {
+        if let ResponsePart::Item(node) = part {
+            if let Some(v) = node.child_text("version") {
+                release = Some(v);
             }
         }
-        if matches!(status, 502..=504) && attempt < config.retry.max_attempts {
-            tokio::time::sleep(config.retry.delay(attempt - 1, None)).await;
-            continue;
-        }
-        let bytes = response.bytes().await.map_err(|e| AxlError::Transport {
-            operation: OP.into(),
-            source: e,
-        })?;
-        match status {
-            200 => {}
-            401 => {
-                return Err(AxlError::Unauthorized {
-                    operation: OP.into(),
-                })
-            }
-            403 => {
-                return Err(AxlError::Forbidden {
-                    operation: OP.into(),
-                })
-            }
-            500 => {
-                return Err(match parse_fault(&bytes).await {
-                    Some(f) => f.into_error(OP),
-                    None => AxlError::Http {
-                        operation: OP.into(),
-                        status,
-                        body: snippet(&bytes),
-                    },
-                })
-            }
-            _ => {
-                return Err(AxlError::Http {
-                    operation: OP.into(),
-                    status,
-                    body: snippet(&bytes),
-                })
-            }
-        }
-        let mut version = None;
-        let mut reader = ResponseReader::new(&bytes[..]);
-        let envelope = reader
-            .read_envelope(|part| {
-                if let ResponsePart::Item(node) = part {
-                    if let Some(v) = node.child_text("version") {
-                        version = Some(v);
-                    }
-                }
-                Ok(())
-            })
-            .await;
-        return match envelope {
-            Ok(Envelope::Response) => version.ok_or_else(|| AxlError::Protocol {
-                operation: OP.into(),
-                detail: "getCCMVersion answer has no version".into(),
-            }),
-            Ok(Envelope::Fault(f)) => Err(f.into_error(OP)),
-            Err(ReadError::Malformed(detail)) => Err(AxlError::Protocol {
-                operation: OP.into(),
-                detail,
-            }),
-            Err(ReadError::Consumer(e)) => Err(e),
-        };
-    }
+        Ok(())
+    };
+    transport.call(&request, Access::Read, &mut on_part).await?;
+    release.ok_or_else(|| AxlError::Protocol {
+        operation: OP.into(),
+        detail: "getCCMVersion answer has no version".into(),
+    })
 }
 
 #[cfg(test)]

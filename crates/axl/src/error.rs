@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use ucbridge_auth::net::{format_bytes, format_duration, TransportFailure, TransportKind};
+
 /// Everything an AXL call can fail with. A SOAP fault keeps CUCM's `axlcode`, message and
 /// the operation, so callers can act on codes (e.g. -239 duplicate, 5007 not found).
 #[derive(Debug, thiserror::Error)]
@@ -45,13 +47,41 @@ pub enum AxlError {
         status: u16,
         body: String,
     },
-    /// Network or TLS failure, including a connection dropped mid-response.
-    #[error("{operation}: transport error: {source}")]
+    /// Network or TLS failure, including a connection dropped mid-response. `failure`
+    /// names the root cause (e.g. "invalid peer certificate: UnknownIssuer") and its kind,
+    /// which decides whether it was retried: refused, DNS and TLS failures never are.
+    #[error("{operation}: {target}: {failure}")]
     Transport {
         operation: String,
+        /// `scheme://host:port` of the AXL URL.
+        target: String,
+        failure: TransportFailure,
         #[source]
         source: reqwest::Error,
     },
+    /// No complete answer within a deadline: `request_timeout` (one attempt) or
+    /// `total_timeout` (the whole call, retries included), both in [`crate::AxlConfig`].
+    #[error("{operation}: no complete answer from CUCM within {} (AXL `{setting}`; raise it if CUCM is just slow)", format_duration(*limit))]
+    Timeout {
+        operation: String,
+        limit: Duration,
+        setting: &'static str,
+    },
+    /// The answer was larger than the cap named by `setting` (`max_response_bytes` for
+    /// 200 answers, `max_error_body_bytes` for the rest); reading stopped at the cap.
+    #[error("{operation}: CUCM's answer (HTTP {status}) is larger than {} (AXL `{setting}`); CUCM itself caps AXL responses at 8 MB, so this is not a normal answer", format_bytes(*limit))]
+    ResponseTooLarge {
+        operation: String,
+        status: u16,
+        limit: u64,
+        setting: &'static str,
+    },
+    /// One record of the answer would take more memory than allowed (4 × `max_response_bytes`).
+    #[error("{operation}: one record of CUCM's answer would need more than {} of memory (4 × AXL `max_response_bytes`)", format_bytes(*limit as u64))]
+    RecordTooLarge { operation: String, limit: usize },
+    /// Elements nested deeper than [`crate::MAX_XML_DEPTH`]: no AXL answer is.
+    #[error("{operation}: CUCM's answer nests elements deeper than {limit} levels, which no AXL answer does; refusing it")]
+    TooDeep { operation: String, limit: usize },
     /// The response body broke off or was not the XML we expected.
     #[error("{operation}: bad response: {detail}")]
     Protocol { operation: String, detail: String },
@@ -73,6 +103,18 @@ pub struct QueryTooLarge {
 }
 
 impl AxlError {
+    /// The kind of a transport failure (also one reaching the identity service), so a
+    /// front end can name its own fix (a CA file option, `--insecure`, ...).
+    pub fn transport_kind(&self) -> Option<TransportKind> {
+        match self {
+            AxlError::Transport { failure, .. } => Some(failure.kind),
+            AxlError::Auth(ucbridge_auth::AuthError::IdsTransport { failure, .. }) => {
+                Some(failure.kind)
+            }
+            _ => None,
+        }
+    }
+
     /// The AXL error code of a SOAP fault.
     pub fn axlcode(&self) -> Option<i64> {
         match self {

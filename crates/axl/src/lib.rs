@@ -9,6 +9,11 @@
 //! - CUCM's limits handled: HTTP 503 and the memory-throttle fault are retried with jittered
 //!   back-off; "Query request too large" makes list calls shrink their page and go on.
 //! - Faults become [`AxlError::Fault`] with CUCM's `axlcode` and message.
+//! - Every answer is bounded: [`MAX_XML_DEPTH`] levels, `max_response_bytes` (16 MiB) for
+//!   200 answers and `max_error_body_bytes` (1 MiB) for the rest, counted as bytes arrive;
+//!   every call has `request_timeout` per attempt and `total_timeout` overall (60 s / 120 s).
+//!   Refused connections, DNS and TLS verification failures are never retried
+//!   ([`AxlError::transport_kind`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ucbridge_axl::AxlError> {
@@ -26,6 +31,7 @@ mod list;
 mod model;
 mod phones;
 mod sql;
+mod transport;
 mod users;
 mod version;
 mod xml;
@@ -33,16 +39,20 @@ mod xml;
 mod xsd_tests;
 
 pub use changes::{Change, ChangeAction, ChangeBatch, ChangeCursor};
-pub use client::{AxlClient, AxlConfig, ClientStats, RetryPolicy, Secret};
+pub use client::{
+    AxlClient, AxlConfig, ClientStats, RetryPolicy, Secret, DEFAULT_MAX_ERROR_BODY_BYTES,
+    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_REQUEST_TIMEOUT, DEFAULT_TOTAL_TIMEOUT,
+};
 pub use error::{AxlError, QueryTooLarge};
 pub use lines::{Line, LineKey, LineSearch, LineTag, NewLine};
 pub use list::{ListOptions, ListSummary, Pager};
 pub use model::{DirectoryNumber, Key};
 pub use phones::{NewPhone, Phone, PhoneLine, PhoneSearch, PhoneTag, PhoneUpdate};
 pub use sql::{SqlQuery, SqlRow, SqlValue};
+pub use ucbridge_auth::net::{TransportFailure, TransportKind};
 pub use users::{NewUser, User, UserSearch, UserTag, UserUpdate};
 pub use version::SchemaVersion;
-pub use xml::XmlNode;
+pub use xml::{XmlNode, MAX_XML_DEPTH};
 
 impl AxlClient {
     /// getCCMVersion: the CUCM release, e.g. `14.0.1.14900(11)`.

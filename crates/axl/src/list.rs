@@ -196,6 +196,13 @@ impl AxlClient {
         self.call(call.operation, w.finish(), Access::Read, |part| {
             if let ResponsePart::Item(node) = part {
                 if node.name == call.item {
+                    // More than asked for is not CUCM; stop before it costs memory.
+                    if items.len() >= first as usize {
+                        return Err(AxlError::Protocol {
+                            operation: call.operation.into(),
+                            detail: format!("more than the {first} records asked for"),
+                        });
+                    }
                     items.push((call.convert)(&node)?);
                 }
             }

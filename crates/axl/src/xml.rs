@@ -210,53 +210,144 @@ fn node_from_start(e: &BytesStart<'_>) -> Result<XmlNode, String> {
     Ok(node)
 }
 
+/// Deepest element nesting read from CUCM. AXL messages are shallow: Envelope › Body ›
+/// opResponse › return › record › field › item is 7 levels, a fault 6, and the deepest of
+/// the 29 sample messages in `shared/fixtures/axl-samples` (real, Cisco-doc and zeep ones)
+/// is 8. 64 leaves ample margin for nested XSD types while keeping every tree (and
+/// quick-xml's own stack of open names, which grows with unclosed tags) small, so no
+/// recursive drop or walk of an [`XmlNode`] can exhaust a stack.
+pub const MAX_XML_DEPTH: usize = 64;
+
+/// What a response reader refuses to go beyond.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadLimits {
+    /// Deepest nesting of open elements in the whole document.
+    pub max_depth: usize,
+    /// Memory one materialised part (a record) may take, estimated from its nodes: a body
+    /// within the size cap can still be millions of `<a/>`, each costing ~100 bytes as a node.
+    pub max_part_bytes: usize,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        ReadLimits {
+            max_depth: MAX_XML_DEPTH,
+            max_part_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Marks a body stream cut off at its size cap; the reader turns it into
+/// [`ReadError::TooLarge`].
+#[derive(Debug)]
+pub(crate) struct BodyLimit {
+    pub limit: u64,
+}
+
+impl std::fmt::Display for BodyLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "response body over {} bytes", self.limit)
+    }
+}
+
+impl std::error::Error for BodyLimit {}
+
+/// Estimated memory of a node without its children.
+fn node_cost(node: &XmlNode) -> usize {
+    std::mem::size_of::<XmlNode>()
+        + node.name.len()
+        + node.text.len()
+        + node
+            .attributes
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + std::mem::size_of::<(String, String)>())
+            .sum::<usize>()
+}
+
 /// Streaming reader of one SOAP response envelope.
 pub(crate) struct ResponseReader<R> {
     reader: quick_xml::Reader<R>,
     buf: Vec<u8>,
+    limits: ReadLimits,
+    /// Elements open right now, over the whole document.
+    depth: usize,
 }
 
 impl<R: AsyncBufRead + Unpin> ResponseReader<R> {
     pub(crate) fn new(source: R) -> Self {
+        Self::with_limits(source, ReadLimits::default())
+    }
+
+    pub(crate) fn with_limits(source: R, limits: ReadLimits) -> Self {
         let mut reader = quick_xml::Reader::from_reader(source);
         reader.config_mut().trim_text(false);
         ResponseReader {
             reader,
             buf: Vec::with_capacity(16 * 1024),
+            limits,
+            depth: 0,
         }
     }
 
-    async fn next(&mut self) -> Result<Event<'static>, String> {
+    /// The next event, counting depth for every caller so no path (skipping to Body,
+    /// draining the tail) can be led into unbounded nesting.
+    async fn next(&mut self) -> Result<Event<'static>, ReadError> {
         self.buf.clear();
-        self.reader
+        let event = self
+            .reader
             .read_event_into_async(&mut self.buf)
             .await
             .map(|e| e.into_owned())
-            .map_err(|e| match e {
-                quick_xml::Error::Io(io) => format!("response body broke off: {io}"),
-                other => format!("malformed XML: {other}"),
-            })
+            .map_err(read_error)?;
+        match &event {
+            Event::Start(_) => {
+                self.depth += 1;
+                if self.depth > self.limits.max_depth {
+                    return Err(ReadError::TooDeep {
+                        limit: self.limits.max_depth,
+                    });
+                }
+            }
+            Event::End(_) => self.depth = self.depth.saturating_sub(1),
+            _ => {}
+        }
+        Ok(event)
     }
 
-    /// Read the rest of an element whose start tag was just read, into a node.
-    async fn read_subtree(&mut self, root: XmlNode) -> Result<XmlNode, String> {
+    /// Read the rest of an element whose start tag was just read, into a node. Iterative,
+    /// and bounded in depth (by `next`) and in estimated memory.
+    async fn read_subtree(&mut self, root: XmlNode) -> Result<XmlNode, ReadError> {
+        let mut cost = node_cost(&root);
         let mut stack = vec![root];
         loop {
+            if cost > self.limits.max_part_bytes {
+                return Err(ReadError::PartTooLarge {
+                    limit: self.limits.max_part_bytes,
+                });
+            }
             match self.next().await? {
-                Event::Start(e) => stack.push(node_from_start(&e)?),
+                Event::Start(e) => {
+                    let node = node_from_start(&e)?;
+                    cost += node_cost(&node);
+                    stack.push(node);
+                }
                 Event::Empty(e) => {
                     let node = node_from_start(&e)?;
+                    cost += node_cost(&node);
                     if let Some(parent) = stack.last_mut() {
                         parent.children.push(node);
                     }
                 }
                 Event::Text(t) => {
                     if let Some(top) = stack.last_mut() {
-                        top.text.push_str(&decode_text(&t)?);
+                        let text = decode_text(&t)?;
+                        cost += text.len();
+                        top.text.push_str(&text);
                     }
                 }
                 Event::CData(t) => {
                     if let Some(top) = stack.last_mut() {
+                        cost += t.len();
                         top.text.push_str(&String::from_utf8_lossy(&t));
                     }
                 }
@@ -385,8 +476,59 @@ impl<R: AsyncBufRead + Unpin> ResponseReader<R> {
 pub(crate) enum ReadError {
     /// Broken stream or XML: the response is unusable (may be retried for reads).
     Malformed(String),
+    /// Elements nested deeper than the limit.
+    TooDeep { limit: usize },
+    /// The body went past its size cap (see [`BodyLimit`]).
+    TooLarge { limit: u64 },
+    /// One record would need more memory than the limit.
+    PartTooLarge { limit: usize },
     /// The consumer callback refused a record.
     Consumer(AxlError),
+}
+
+impl ReadError {
+    /// The typed error for `operation`, and whether another attempt could go differently.
+    pub(crate) fn into_axl(self, operation: &str, status: u16) -> (AxlError, bool) {
+        let operation = operation.to_owned();
+        match self {
+            ReadError::Malformed(detail) => (AxlError::Protocol { operation, detail }, true),
+            ReadError::TooDeep { limit } => (AxlError::TooDeep { operation, limit }, false),
+            ReadError::TooLarge { limit } => (
+                AxlError::ResponseTooLarge {
+                    operation,
+                    status,
+                    limit,
+                    setting: if status == 200 {
+                        "max_response_bytes"
+                    } else {
+                        "max_error_body_bytes"
+                    },
+                },
+                false,
+            ),
+            ReadError::PartTooLarge { limit } => {
+                (AxlError::RecordTooLarge { operation, limit }, false)
+            }
+            ReadError::Consumer(e) => (e, false),
+        }
+    }
+}
+
+/// quick-xml's error as a [`ReadError`]: the size cap and transport failures arrive as I/O
+/// errors from the body stream and are told apart by their payload.
+fn read_error(e: quick_xml::Error) -> ReadError {
+    let quick_xml::Error::Io(io) = e else {
+        return ReadError::Malformed(format!("malformed XML: {e}"));
+    };
+    let payload = io.get_ref();
+    if let Some(limit) = payload.and_then(|p| p.downcast_ref::<BodyLimit>()) {
+        return ReadError::TooLarge { limit: limit.limit };
+    }
+    let cause = match payload.and_then(|p| p.downcast_ref::<reqwest::Error>()) {
+        Some(transport) => ucbridge_auth::net::classify(transport).to_string(),
+        None => io.to_string(),
+    };
+    ReadError::Malformed(format!("response body broke off: {cause}"))
 }
 
 impl From<String> for ReadError {
@@ -413,12 +555,14 @@ fn fault_from_node(fault: &XmlNode) -> SoapFault {
     }
 }
 
-/// Parse a complete (small) body that should hold a SOAP fault.
-pub(crate) async fn parse_fault(body: &[u8]) -> Option<SoapFault> {
+/// Parse a complete (small, already capped) body that should hold a SOAP fault. `Err`
+/// only when a limit was broken; anything else that is not a fault is `Ok(None)`.
+pub(crate) async fn parse_fault(body: &[u8]) -> Result<Option<SoapFault>, ReadError> {
     let mut reader = ResponseReader::new(body);
     match reader.read_envelope(|_| Ok(())).await {
-        Ok(Envelope::Fault(f)) => Some(f),
-        _ => None,
+        Ok(Envelope::Fault(f)) => Ok(Some(f)),
+        Err(e @ (ReadError::TooDeep { .. } | ReadError::PartTooLarge { .. })) => Err(e),
+        _ => Ok(None),
     }
 }
 
@@ -475,7 +619,7 @@ mod tests {
         assert!(matches!(&parts[0], ResponsePart::ReturnText(t) if t == "{1234}"));
 
         let fault = br#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><soapenv:Fault><faultcode>soapenv:Server</faultcode><faultstring>x</faultstring><detail><ns2:axlError xmlns:ns2="http://www.cisco.com/AXL/API/11.5"><axlcode>5007</axlcode><axlmessage>The queueId value does not match</axlmessage><request>listChange</request></ns2:axlError></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>"#;
-        let f = parse_fault(fault).await.unwrap();
+        let f = parse_fault(fault).await.unwrap().unwrap();
         assert_eq!(f.axlcode, Some(5007));
         assert_eq!(f.faultcode, "soapenv:Server");
         let err = f.into_error("listChange");
@@ -489,5 +633,167 @@ mod tests {
         let mut reader = ResponseReader::new(&cut[..]);
         let result = reader.read_envelope(|_| Ok(())).await;
         assert!(matches!(result, Err(ReadError::Malformed(_))));
+    }
+}
+
+/// Property tests of the response reader: arbitrary and mutated bytes never panic, and
+/// nothing it hands out is deeper or bigger than its limits. 256 cases by default
+/// (proptest's default); `PROPTEST_CASES=100000 cargo test -p ucbridge-axl reader_props`
+/// runs longer.
+#[cfg(test)]
+mod reader_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SAMPLE: &[u8] = br#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><ns:listUserResponse xmlns:ns="http://www.cisco.com/AXL/API/14.0"><return><user uuid="{A}"><userid>a&amp;b</userid><associatedDevices><device>SEP1</device></associatedDevices></user><row><c/></row></return></ns:listUserResponse></soapenv:Body></soapenv:Envelope>"#;
+    const FAULT: &[u8] = br#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><soapenv:Fault><faultcode>soapenv:Server</faultcode><faultstring>x</faultstring><detail><axlError><axlcode>-1</axlcode><axlmessage>m</axlmessage></axlError></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>"#;
+
+    /// Depth of a node tree, counted without recursion.
+    fn depth(node: &XmlNode) -> usize {
+        let mut deepest = 0;
+        let mut stack = vec![(node, 1)];
+        while let Some((n, d)) = stack.pop() {
+            deepest = deepest.max(d);
+            stack.extend(n.children.iter().map(|c| (c, d + 1)));
+        }
+        deepest
+    }
+
+    /// Read `body` with `limits`; the deepest part handed out, and the outcome.
+    fn read(body: &[u8], limits: ReadLimits) -> (usize, Result<(), ReadError>) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut reader = ResponseReader::with_limits(body, limits);
+            let mut deepest = 0;
+            let result = reader
+                .read_envelope(|part| {
+                    if let ResponsePart::Item(n) | ResponsePart::Other(n) = &part {
+                        deepest = deepest.max(depth(n));
+                    }
+                    Ok(())
+                })
+                .await
+                .map(|_| ());
+            (deepest, result)
+        })
+    }
+
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        Flip(usize, u8),
+        Insert(usize, Vec<u8>),
+        Delete(usize, usize),
+        Truncate(usize),
+        Nest(usize, usize),
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        let fragment = prop_oneof![
+            Just(b"<a>".to_vec()),
+            Just(b"</a>".to_vec()),
+            Just(b"<return>".to_vec()),
+            Just(b"&amp;".to_vec()),
+            Just(b"&bogus;".to_vec()),
+            Just(b"<![CDATA[x]]>".to_vec()),
+            Just(vec![0xff, 0xfe]),
+            proptest::collection::vec(any::<u8>(), 0..8),
+        ];
+        prop_oneof![
+            (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Flip(i, b)),
+            (any::<usize>(), fragment).prop_map(|(i, f)| Mutation::Insert(i, f)),
+            (any::<usize>(), 0usize..40).prop_map(|(i, n)| Mutation::Delete(i, n)),
+            any::<usize>().prop_map(Mutation::Truncate),
+            (any::<usize>(), 0usize..300).prop_map(|(i, n)| Mutation::Nest(i, n)),
+        ]
+    }
+
+    fn apply(body: &mut Vec<u8>, m: &Mutation) {
+        let at = |i: usize, len: usize| if len == 0 { 0 } else { i % (len + 1) };
+        match m {
+            Mutation::Flip(i, b) if !body.is_empty() => {
+                let i = i % body.len();
+                body[i] ^= b;
+            }
+            Mutation::Flip(..) => {}
+            Mutation::Insert(i, f) => {
+                let i = at(*i, body.len());
+                body.splice(i..i, f.iter().copied());
+            }
+            Mutation::Delete(i, n) => {
+                let i = at(*i, body.len());
+                let end = (i + n).min(body.len());
+                body.drain(i..end);
+            }
+            Mutation::Truncate(i) => body.truncate(at(*i, body.len())),
+            Mutation::Nest(i, n) => {
+                let i = at(*i, body.len());
+                body.splice(i..i, b"<a>".repeat(*n));
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::default())]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let (deepest, _) = read(&body, ReadLimits::default());
+            prop_assert!(deepest <= MAX_XML_DEPTH);
+        }
+
+        #[test]
+        fn mutated_answers_stay_within_the_limits(
+            fault in any::<bool>(),
+            mutations in proptest::collection::vec(mutation(), 1..6),
+            max_depth in 3usize..80,
+        ) {
+            let mut body = if fault { FAULT.to_vec() } else { SAMPLE.to_vec() };
+            for m in &mutations {
+                apply(&mut body, m);
+            }
+            let limits = ReadLimits { max_depth, max_part_bytes: 64 << 10 };
+            let (deepest, result) = read(&body, limits);
+            // A part starts at document depth 3 at the least (Body › op › part, when
+            // mutations dropped the Envelope), so it can be at most `max_depth - 2` deep.
+            prop_assert!(deepest + 2 <= max_depth, "part of depth {} under limit {}", deepest, max_depth);
+            if let Err(ReadError::TooDeep { limit }) = result {
+                prop_assert_eq!(limit, max_depth);
+            }
+            // Faults parse from the same bytes without panicking either.
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let _ = runtime.block_on(parse_fault(&body));
+        }
+
+        #[test]
+        fn nesting_is_refused_exactly_past_the_limit(extra in 0usize..200) {
+            let mut body = b"<e:Envelope xmlns:e=\"s\"><e:Body><r><return>".to_vec();
+            body.extend(b"<a>".repeat(extra));
+            body.extend(b"</a>".repeat(extra));
+            body.extend_from_slice(b"</return></r></e:Body></e:Envelope>");
+            let (_, result) = read(&body, ReadLimits::default());
+            // Envelope, Body, r and return are 4 levels.
+            if extra + 4 > MAX_XML_DEPTH {
+                prop_assert!(matches!(result, Err(ReadError::TooDeep { .. })), "{:?}", result);
+            } else {
+                prop_assert!(result.is_ok(), "{:?}", result);
+            }
+        }
+
+        #[test]
+        fn a_part_never_outgrows_its_memory_budget(items in 0usize..5000) {
+            let mut body = b"<e:Envelope xmlns:e=\"s\"><e:Body><r><return><user>".to_vec();
+            body.extend(b"<a/>".repeat(items));
+            body.extend_from_slice(b"</user></return></r></e:Body></e:Envelope>");
+            let limits = ReadLimits { max_part_bytes: 64 << 10, ..ReadLimits::default() };
+            let (_, result) = read(&body, limits);
+            let cost = std::mem::size_of::<XmlNode>() * (items + 1) + 4 + items;
+            if cost > 64 << 10 {
+                prop_assert!(matches!(result, Err(ReadError::PartTooLarge { .. })), "{:?}", result);
+            } else {
+                prop_assert!(result.is_ok(), "{:?}", result);
+            }
+        }
     }
 }

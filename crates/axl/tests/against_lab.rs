@@ -91,6 +91,30 @@ async fn tls_is_verified_by_default() {
     lab.shutdown().await;
 }
 
+/// Issue 18: without the lab's CA the client kept retrying for over 30 s. An untrusted
+/// certificate cannot heal: one request, the rustls cause in the message, no retries.
+#[tokio::test]
+async fn an_untrusted_certificate_fails_at_once_with_the_cause() {
+    let lab = lab(LabConfig::default()).await;
+    let mut config = config_for(&lab);
+    config.ca_pem = None;
+    config.retry = RetryPolicy::default();
+    let started = std::time::Instant::now();
+    let err = AxlClient::connect(config).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "retried: {err}"
+    );
+    assert_eq!(
+        err.transport_kind(),
+        Some(TransportKind::UntrustedCertificate)
+    );
+    let text = err.to_string();
+    assert!(text.contains("UnknownIssuer"), "{text}");
+    assert!(text.contains("trust the server's CA certificate"), "{text}");
+    lab.shutdown().await;
+}
+
 #[tokio::test]
 async fn pages_through_10000_users_shrinking_pages_to_fit_the_size_cap() {
     let lab = lab(LabConfig {

@@ -20,6 +20,12 @@ pub struct AxlFileConfig {
     pub ca_file: Option<PathBuf>,
     #[serde(default)]
     pub insecure_skip_tls_verify: bool,
+    /// Longest one AXL request may take, answer included, e.g. "60s".
+    pub request_timeout: Option<String>,
+    /// Longest one AXL call may take, retries and back-off included, e.g. "120s".
+    pub total_timeout: Option<String>,
+    /// Largest successful AXL answer read, in bytes (CUCM's own cap is 8 MB).
+    pub max_response_bytes: Option<u64>,
 }
 
 /// The `[store]` table.
@@ -39,6 +45,10 @@ pub struct SnapshotFileConfig {
     /// Full refresh interval, e.g. "24h".
     pub full_refresh_every: Option<String>,
     pub page_size: Option<u32>,
+    /// A refresh whose refresher shows no sign of life for this long is taken over, e.g.
+    /// "60s" (the default; at least 2s). A dead node's claim made under an older lease
+    /// token is taken over at once regardless.
+    pub stale_refresh_after: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -76,6 +86,16 @@ impl SnapshotFileConfig {
         }
         if let Some(v) = self.page_size {
             o.page_size = v;
+        }
+        if let Some(v) = &self.stale_refresh_after {
+            let d = parse("stale_refresh_after", v)?;
+            if d < ucbridge_sync::MIN_STALE_REFRESH_AFTER {
+                bail!(
+                    "[snapshot] stale_refresh_after {v:?} is too short: at least {:?}",
+                    ucbridge_sync::MIN_STALE_REFRESH_AFTER
+                );
+            }
+            o.stale_refresh_after = d;
         }
         Ok(o)
     }
@@ -136,12 +156,26 @@ pub struct AxlConnection {
     /// Do not verify the TLS certificate (labs only).
     #[arg(long, global = true)]
     insecure: bool,
+    /// Longest one AXL request may take, reading the answer included (default 60s).
+    #[arg(long, global = true, env = "UCBRIDGE_AXL_REQUEST_TIMEOUT")]
+    request_timeout: Option<humantime::Duration>,
+    /// Longest one AXL call may take, retries included (default 120s).
+    #[arg(long, global = true, env = "UCBRIDGE_AXL_TOTAL_TIMEOUT")]
+    total_timeout: Option<humantime::Duration>,
+    /// Largest AXL answer read, in MiB (default 16; CUCM's own cap is 8 MB).
+    #[arg(long, global = true, env = "UCBRIDGE_AXL_MAX_RESPONSE_MIB")]
+    max_response_mib: Option<u64>,
 }
 
 impl AxlConnection {
     pub fn resolve(self, file: Option<&AxlFileConfig>) -> Result<AxlConfig> {
         let empty = AxlFileConfig::default();
         let file = file.unwrap_or(&empty);
+        let limits = AxlLimitFlags {
+            request_timeout: self.request_timeout,
+            total_timeout: self.total_timeout,
+            max_response_mib: self.max_response_mib,
+        };
         let Some(url) = self.url.or_else(|| file.url.clone()) else {
             bail!("no CUCM URL: pass --url, set UCBRIDGE_AXL_URL, or set [axl] url in the config file");
         };
@@ -162,12 +196,57 @@ impl AxlConnection {
             ),
         };
         let mut config = AxlConfig::new(url, username, Secret::new(password));
+        limits.apply(file, &mut config)?;
         if let Some(v) = self.version.or_else(|| file.version.clone()) {
             config.version = Some(v.parse::<SchemaVersion>()?);
         }
         config.ca_file = self.ca_file.or_else(|| file.ca_file.clone());
         config.insecure_skip_tls_verify = self.insecure || file.insecure_skip_tls_verify;
         Ok(config)
+    }
+}
+
+/// The limit flags of [`AxlConnection`], split off so `resolve` can move the rest.
+struct AxlLimitFlags {
+    request_timeout: Option<humantime::Duration>,
+    total_timeout: Option<humantime::Duration>,
+    max_response_mib: Option<u64>,
+}
+
+impl AxlLimitFlags {
+    /// Deadlines and the size cap: flag or environment, else `[axl]`, else the client's
+    /// defaults (docs/limits.md).
+    fn apply(&self, file: &AxlFileConfig, config: &mut AxlConfig) -> Result<()> {
+        let duration = |flag: Option<humantime::Duration>, key: &str, text: &Option<String>| match (
+            flag, text,
+        ) {
+            (Some(d), _) => Ok(Some(d.into())),
+            (None, Some(t)) => humantime::parse_duration(t)
+                .map(Some)
+                .with_context(|| format!("[axl] {key} = {t:?} is not a duration like \"60s\"")),
+            (None, None) => Ok(None),
+        };
+        if let Some(d) = duration(
+            self.request_timeout,
+            "request_timeout",
+            &file.request_timeout,
+        )? {
+            config.request_timeout = d;
+        }
+        if let Some(d) = duration(self.total_timeout, "total_timeout", &file.total_timeout)? {
+            config.total_timeout = d;
+        }
+        let cap = match self.max_response_mib {
+            Some(mib) => Some(mib.saturating_mul(1 << 20)),
+            None => file.max_response_bytes,
+        };
+        if let Some(bytes) = cap {
+            if bytes == 0 {
+                bail!("the AXL response cap must be more than 0 bytes");
+            }
+            config.max_response_bytes = bytes;
+        }
+        Ok(())
     }
 }
 
@@ -183,6 +262,9 @@ mod tests {
             version: None,
             ca_file: None,
             insecure: false,
+            request_timeout: None,
+            total_timeout: None,
+            max_response_mib: None,
         }
     }
 
@@ -198,6 +280,31 @@ mod tests {
         assert_eq!(c.url, "https://flag:8443/axl/");
         assert_eq!(c.username, "f");
         assert_eq!(c.version, Some(SchemaVersion::V12_5));
+    }
+
+    #[test]
+    fn limits_come_from_the_file_and_flags_win() {
+        let file: FileConfig = toml::from_str(
+            "[axl]\nurl = \"https://file:8443/axl/\"\nusername = \"f\"\npassword = \"p\"\n\
+             request_timeout = \"7s\"\ntotal_timeout = \"9s\"\nmax_response_bytes = 1024\n",
+        )
+        .unwrap();
+        let c = flags().resolve(file.axl.as_ref()).unwrap();
+        assert_eq!(c.request_timeout, std::time::Duration::from_secs(7));
+        assert_eq!(c.total_timeout, std::time::Duration::from_secs(9));
+        assert_eq!(c.max_response_bytes, 1024);
+        let mut f = flags();
+        f.total_timeout = Some("3s".parse().unwrap());
+        f.max_response_mib = Some(2);
+        let c = f.resolve(file.axl.as_ref()).unwrap();
+        assert_eq!(c.total_timeout, std::time::Duration::from_secs(3));
+        assert_eq!(c.max_response_bytes, 2 << 20);
+        let bad: FileConfig = toml::from_str(
+            "[axl]\nurl = \"u\"\nusername = \"f\"\npassword = \"p\"\ntotal_timeout = \"soon\"\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", flags().resolve(bad.axl.as_ref()).unwrap_err());
+        assert!(err.contains("total_timeout"), "{err}");
     }
 
     #[test]

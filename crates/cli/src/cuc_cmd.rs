@@ -38,6 +38,51 @@ pub struct CucFileConfig {
     pub ca_file: Option<PathBuf>,
     #[serde(default)]
     pub insecure_skip_tls_verify: bool,
+    /// Total deadline of one call, answer included (e.g. "60s", the default).
+    pub timeout: Option<String>,
+    /// Total deadline of one audio download (default "5m").
+    pub audio_timeout: Option<String>,
+    /// Largest XML/JSON answer read (default 16 MiB).
+    pub max_document_bytes: Option<u64>,
+    /// Largest voice message downloaded (default 64 MiB).
+    pub max_audio_bytes: Option<u64>,
+    /// Largest error body read (default 1 MiB).
+    pub max_error_bytes: Option<u64>,
+}
+
+impl CucFileConfig {
+    /// Applies the deadlines and size caps set in the file; deadlines given as flags win.
+    fn apply_limits(
+        &self,
+        timeout: Option<Duration>,
+        audio_timeout: Option<Duration>,
+        config: &mut CucConfig,
+    ) -> Result<()> {
+        let duration = |name: &str, v: &Option<String>| -> Result<Option<Duration>> {
+            v.as_deref()
+                .map(|v| {
+                    humantime::parse_duration(v).with_context(|| format!("bad [cuc] {name} {v:?}"))
+                })
+                .transpose()
+        };
+        if let Some(d) = timeout.or(duration("timeout", &self.timeout)?) {
+            config.timeout = d;
+        }
+        if let Some(d) = audio_timeout.or(duration("audio_timeout", &self.audio_timeout)?) {
+            config.audio_timeout = d;
+        }
+        let sizes = [
+            (self.max_document_bytes, &mut config.max_document_bytes),
+            (self.max_audio_bytes, &mut config.max_audio_bytes),
+            (self.max_error_bytes, &mut config.max_error_bytes),
+        ];
+        for (value, field) in sizes {
+            if let Some(v) = value {
+                *field = v;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Unity Connection connection flags; each falls back to its environment variable, then to
@@ -84,6 +129,12 @@ pub struct CucConnection {
     /// Ask CUC for JSON instead of XML (same results; for testing both).
     #[arg(long, global = true)]
     wire_json: bool,
+    /// Longest one CUC call may take, reading the answer included (default 60s).
+    #[arg(long, global = true, env = "UCBRIDGE_CUC_TIMEOUT")]
+    cuc_timeout: Option<humantime::Duration>,
+    /// Longest one voice message download may take (default 5m).
+    #[arg(long, global = true, env = "UCBRIDGE_CUC_AUDIO_TIMEOUT")]
+    cuc_audio_timeout: Option<humantime::Duration>,
 }
 
 fn read_password(inline: Option<String>, file: Option<&PathBuf>) -> Result<Option<String>> {
@@ -169,6 +220,11 @@ impl CucConnection {
         if self.wire_json {
             config.format = Format::Json;
         }
+        file.apply_limits(
+            self.cuc_timeout.map(Into::into),
+            self.cuc_audio_timeout.map(Into::into),
+            &mut config,
+        )?;
         Ok(CucClient::new(config)?)
     }
 }
@@ -486,6 +542,41 @@ pub fn print_lab_endpoints(lab: &RunningLab, args: &LabCucArgs) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_come_from_the_file_and_flags_win() {
+        let file: CucFileConfig = toml::from_str(
+            r#"
+            timeout = "5s"
+            audio_timeout = "10m"
+            max_document_bytes = 1048576
+            max_audio_bytes = 2097152
+            max_error_bytes = 4096
+            "#,
+        )
+        .unwrap();
+        let mut config = CucConfig::new("https://cuc", Credentials::basic("a", "b"));
+        file.apply_limits(None, None, &mut config).unwrap();
+        assert_eq!(config.timeout, Duration::from_secs(5));
+        assert_eq!(config.audio_timeout, Duration::from_secs(600));
+        assert_eq!(
+            (
+                config.max_document_bytes,
+                config.max_audio_bytes,
+                config.max_error_bytes
+            ),
+            (1 << 20, 2 << 20, 4096)
+        );
+        file.apply_limits(Some(Duration::from_secs(2)), None, &mut config)
+            .unwrap();
+        assert_eq!(config.timeout, Duration::from_secs(2));
+        let bad = CucFileConfig {
+            timeout: Some("soon".into()),
+            ..CucFileConfig::default()
+        };
+        let err = bad.apply_limits(None, None, &mut config).unwrap_err();
+        assert!(format!("{err:#}").contains("[cuc] timeout"), "{err:#}");
+    }
 
     #[test]
     fn filters_and_credentials_resolve() {

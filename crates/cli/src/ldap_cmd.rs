@@ -36,7 +36,7 @@ pub enum LdapCommand {
 /// `[ldap_export]` with the password resolved (environment, then file).
 pub fn settings(file: Option<&LdapExportSettings>) -> Result<LdapExportSettings> {
     let Some(settings) = file else {
-        bail!("no [ldap_export] table in the configuration file (see README \"LDAP export\")");
+        bail!("no [ldap_export] table in the configuration file (see docs/ldap-export.md)");
     };
     let mut settings = settings.clone();
     if let Ok(password) = std::env::var(PASSWORD_ENV) {

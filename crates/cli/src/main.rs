@@ -42,7 +42,7 @@ use crate::config::AxlConnection;
     about = "Integration server for Cisco Unified Communications"
 )]
 struct Cli {
-    /// TOML configuration file (see README "Configuration").
+    /// TOML configuration file (see docs/cli.md).
     #[arg(long, global = true, env = "UCBRIDGE_CONFIG")]
     config: Option<PathBuf>,
     /// More logging (-v info, -vv debug); RUST_LOG overrides.
@@ -263,6 +263,70 @@ enum PhonesCommand {
     Get { name: String },
 }
 
+/// The error as one line — contexts and the first message that already names the root
+/// cause; the lower-level links below it only repeat it (reqwest → hyper → io) — plus a
+/// hint when the command line has a fix for it.
+fn report(error: &anyhow::Error) -> String {
+    let chain: Vec<String> = error.chain().map(|e| e.to_string()).collect();
+    let root = chain
+        .last()
+        .map(|r| r.trim().to_owned())
+        .unwrap_or_default();
+    let mut pieces: Vec<&str> = Vec::new();
+    for message in &chain {
+        let message = message.trim();
+        if message.is_empty() || pieces.iter().any(|p| p.contains(message)) {
+            continue;
+        }
+        // "a" followed by "a: b" says it twice: keep the longer one.
+        if pieces.last().is_some_and(|last| message.contains(last)) {
+            pieces.pop();
+        }
+        pieces.push(message);
+        if message.contains(&root) {
+            break;
+        }
+    }
+    let mut out = format!("error: {}", pieces.join(": "));
+    if let Some(hint) = hint(error) {
+        out.push_str("\nhint: ");
+        out.push_str(hint);
+    }
+    out
+}
+
+/// The command line's fix for a failure the AXL client classified.
+fn hint(error: &anyhow::Error) -> Option<&'static str> {
+    use ucbridge_axl::TransportKind as K;
+    let axl = error.chain().find_map(|e| e.downcast_ref::<AxlError>())?;
+    if let Some(kind) = axl.transport_kind() {
+        return match kind {
+            K::UntrustedCertificate | K::BadCertificate => Some(
+                "trust CUCM's CA with --ca-file FILE (or UCBRIDGE_AXL_CA_FILE, [axl] ca_file); \
+                 --insecure skips verification (labs only)",
+            ),
+            K::CertificateNameMismatch => Some(
+                "use the host name in CUCM's certificate in --url (UCBRIDGE_AXL_URL); \
+                 --insecure skips verification (labs only)",
+            ),
+            K::ConnectionRefused | K::Dns => {
+                Some("check --url (UCBRIDGE_AXL_URL): CUCM serves AXL at https://HOST:8443/axl/")
+            }
+            _ => None,
+        };
+    }
+    match axl {
+        AxlError::Timeout { .. } => Some(
+            "--request-timeout / --total-timeout (UCBRIDGE_AXL_REQUEST_TIMEOUT, \
+             UCBRIDGE_AXL_TOTAL_TIMEOUT) change the deadlines",
+        ),
+        AxlError::ResponseTooLarge { status: 200, .. } => {
+            Some("--max-response-mib (UCBRIDGE_AXL_MAX_RESPONSE_MIB) changes the cap")
+        }
+        _ => None,
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
@@ -276,7 +340,7 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("{}", report(&e));
             std::process::ExitCode::FAILURE
         }
     }
@@ -659,5 +723,58 @@ async fn axl(client: &AxlClient, command: AxlCommand, json: bool) -> Result<()> 
                 .await?;
             output::sql_rows(&rows, json)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::report;
+
+    /// An error with a message and an optional cause, like the layers of a reqwest error.
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    fn chain(messages: &[&'static str]) -> anyhow::Error {
+        let mut layer: Option<Box<Layer>> = None;
+        for m in messages.iter().rev() {
+            layer = Some(Box::new(Layer(m, layer)));
+        }
+        anyhow::Error::new(*layer.unwrap())
+    }
+
+    #[test]
+    fn the_chain_stops_once_the_root_cause_is_said() {
+        let e = chain(&[
+            "getCCMVersion: http://127.0.0.1:9: connection refused (Connection refused (os error 111))",
+            "error sending request for url (http://127.0.0.1:9/axl/)",
+            "client error (Connect)",
+            "tcp connect error",
+            "Connection refused (os error 111)",
+        ])
+        .context("cannot connect to CUCM AXL");
+        assert_eq!(
+            report(&e),
+            "error: cannot connect to CUCM AXL: getCCMVersion: http://127.0.0.1:9: connection refused (Connection refused (os error 111))"
+        );
+    }
+
+    #[test]
+    fn repeated_and_contained_messages_print_once() {
+        let e = chain(&["a: b", "b", "b"]).context("a");
+        assert_eq!(report(&e), "error: a: b");
+        let e = chain(&["one", "two", "three"]);
+        assert_eq!(report(&e), "error: one: two: three");
     }
 }

@@ -37,6 +37,17 @@ pub struct ServerFileConfig {
     /// Login attempts per minute per client address and per username (default 10; 0 =
     /// unlimited).
     pub login_attempts_per_minute: Option<u32>,
+    /// HTTP limits (defaults 10s, 30s, 60s, 5m, 512): a request head (and TLS handshake)
+    /// must arrive within `header_read_timeout`, a body within `body_read_timeout`; a
+    /// connection with no request in progress closes after `idle_timeout`, one whose
+    /// request is not answered within `request_timeout` too; at most `max_connections`.
+    pub header_read_timeout: Option<String>,
+    pub body_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub request_timeout: Option<String>,
+    pub max_connections: Option<usize>,
+    /// Total time one "Test connection" may take (default 10s).
+    pub connection_test_timeout: Option<String>,
     /// Serve HTTPS: the certificate chain (PEM, leaf first) and its private key (PEM).
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
@@ -111,6 +122,51 @@ pub enum AdminCommand {
     },
     /// Revoke an API token.
     DeleteToken { name: String },
+}
+
+/// The `[server]` HTTP timeouts, connection limit and connection-test deadline.
+fn http_limits(c: &mut ServerConfig, f: Option<&ServerFileConfig>) -> Result<()> {
+    let Some(f) = f else { return Ok(()) };
+    let positive = |name: &str, v: &Option<String>| -> Result<Option<Duration>> {
+        match duration(name, v.as_deref())? {
+            Some(d) if d.is_zero() => bail!("[server] {name} must be more than 0"),
+            d => Ok(d),
+        }
+    };
+    let h = &mut c.http;
+    for (name, value, target) in [
+        (
+            "header_read_timeout",
+            &f.header_read_timeout,
+            &mut h.header_read_timeout,
+        ),
+        (
+            "body_read_timeout",
+            &f.body_read_timeout,
+            &mut h.body_read_timeout,
+        ),
+        ("idle_timeout", &f.idle_timeout, &mut h.idle_timeout),
+        (
+            "request_timeout",
+            &f.request_timeout,
+            &mut h.request_timeout,
+        ),
+        (
+            "connection_test_timeout",
+            &f.connection_test_timeout,
+            &mut c.connection_test_timeout,
+        ),
+    ] {
+        if let Some(d) = positive(name, value)? {
+            *target = d;
+        }
+    }
+    match f.max_connections {
+        Some(0) => bail!("[server] max_connections must be at least 1"),
+        Some(n) => h.max_connections = n,
+        None => {}
+    }
+    Ok(())
 }
 
 fn duration(name: &str, v: Option<&str>) -> Result<Option<Duration>> {
@@ -203,6 +259,7 @@ pub fn server_config(args: &ServeArgs, file: &FileConfig) -> Result<ServerConfig
     if let Some(n) = f.and_then(|f| f.login_attempts_per_minute) {
         c.login_attempts_per_minute = n;
     }
+    http_limits(&mut c, f)?;
     c.public_url = f.and_then(|f| f.public_url.clone());
     c.metrics_public = args.metrics_public || f.is_some_and(|f| f.metrics_public);
     c.run_jobs = !args.no_jobs;
@@ -217,6 +274,16 @@ pub fn server_config(args: &ServeArgs, file: &FileConfig) -> Result<ServerConfig
         devices: f.and_then(|f| f.devices_schedule.clone()),
         ldap_export: f.and_then(|f| f.ldap_export_schedule.clone()),
     };
+    for (key, schedule) in [
+        ("[directory_sync] schedule", &c.jobs.user_sync),
+        ("[server] devices_schedule", &c.jobs.devices),
+        ("[server] ldap_export_schedule", &c.jobs.ldap_export),
+    ] {
+        if let Some(text) = schedule {
+            ucbridge_sync::schedule::Schedule::parse(text)
+                .map_err(|e| anyhow::anyhow!("bad {key}: {e}"))?;
+        }
+    }
     Ok(c)
 }
 
@@ -639,5 +706,60 @@ mod tests {
         assert!(err.to_string().contains("both"), "{err}");
         let err = config(&[], "[server]\ntls_key_file = \"k.pem\"\n").unwrap_err();
         assert!(err.to_string().contains("both"), "{err}");
+    }
+
+    /// Issue 18: `every 99999999999d` made `serve` exit with a panic (101).
+    #[test]
+    fn schedules_are_validated_with_the_key_named() {
+        let err = config(&[], "[server]\ndevices_schedule = \"every 99999999999d\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("devices_schedule") && err.contains("366 days"),
+            "{err}"
+        );
+        let err = config(&[], "[directory_sync]\nschedule = \"whenever\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[directory_sync] schedule"), "{err}");
+        let ok = config(&[], "[server]\nldap_export_schedule = \"every 1h\"\n").unwrap();
+        assert_eq!(ok.jobs.ldap_export.as_deref(), Some("every 1h"));
+    }
+
+    /// Issue 18: the HTTP limits are `[server]` keys; zero is refused.
+    #[test]
+    fn http_limits_are_server_keys() {
+        let c = config(
+            &[],
+            "[server]\nheader_read_timeout = \"5s\"\nbody_read_timeout = \"20s\"\nidle_timeout = \"2m\"\nrequest_timeout = \"90s\"\nmax_connections = 64\nconnection_test_timeout = \"3s\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.http.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(c.http.body_read_timeout, Duration::from_secs(20));
+        assert_eq!(c.http.idle_timeout, Duration::from_secs(120));
+        assert_eq!(c.http.request_timeout, Duration::from_secs(90));
+        assert_eq!(c.http.max_connections, 64);
+        assert_eq!(c.connection_test_timeout, Duration::from_secs(3));
+        let default = config(&[], "").unwrap();
+        assert_eq!(default.http.max_connections, 512);
+        for bad in ["max_connections = 0", "idle_timeout = \"0s\""] {
+            assert!(config(&[], &format!("[server]\n{bad}\n")).is_err(), "{bad}");
+        }
+    }
+
+    /// Issue 18: `[snapshot] stale_refresh_after` was rejected as unknown.
+    #[test]
+    fn stale_refresh_after_is_a_snapshot_key() {
+        let c = config(&[], "[snapshot]\nstale_refresh_after = \"45s\"\n").unwrap();
+        assert_eq!(c.snapshot.stale_refresh_after, Duration::from_secs(45));
+        let default = config(&[], "").unwrap();
+        assert_eq!(
+            default.snapshot.stale_refresh_after,
+            ucbridge_sync::DEFAULT_STALE_REFRESH_AFTER
+        );
+        let err = config(&[], "[snapshot]\nstale_refresh_after = \"1s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("too short"), "{err}");
     }
 }

@@ -7,9 +7,9 @@ use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use indicatif::{ProgressBar, ProgressStyle};
-use ucbridge_store::{RunStatus, Store, UserChange, SOURCE_CUCM};
+use ucbridge_store::{RunOwner, RunStatus, Store, UserChange, SOURCE_CUCM};
 use ucbridge_sync::rules::CompiledRules;
-use ucbridge_sync::{run_user_sync, SnapshotKeeper, SyncOptions, SyncOutcome};
+use ucbridge_sync::{run_user_sync_as, SnapshotKeeper, SyncOptions, SyncOutcome};
 
 use crate::output;
 
@@ -86,7 +86,19 @@ fn bar(len: Option<u64>, what: &'static str) -> ProgressBar {
 
 pub async fn refresh(keeper: &SnapshotKeeper) -> Result<()> {
     let progress = bar(None, "CUCM users read");
-    let result = keeper.full_refresh(|n| progress.set_position(n)).await;
+    let result = tokio::select! {
+        r = keeper.full_refresh(|n| progress.set_position(n)) => r,
+        _ = tokio::signal::ctrl_c() => {
+            progress.finish_and_clear();
+            // Give the claim up at once rather than leave the snapshot `refreshing` until
+            // its heartbeat goes stale.
+            keeper
+                .abandon_refresh("abandoned: the refresh was interrupted (Ctrl-C)")
+                .await
+                .context("cannot release the interrupted refresh")?;
+            bail!("interrupted; the previous snapshot is kept");
+        }
+    };
     progress.finish_and_clear();
     let report =
         result.context("the CUCM snapshot refresh failed (the previous snapshot is kept)")?;
@@ -114,11 +126,26 @@ pub async fn users(
     json: bool,
 ) -> Result<SyncOutcome> {
     let progress = bar(Some(0), "changes applied");
-    let outcome = run_user_sync(store, rules, options, |done, total| {
+    let owner = RunOwner::cli();
+    let run = run_user_sync_as(store, rules, options, &owner, |done, total| {
         progress.set_length(total);
         progress.set_position(done);
-    })
-    .await;
+    });
+    let outcome = tokio::select! {
+        outcome = run => outcome,
+        _ = tokio::signal::ctrl_c() => {
+            progress.finish_and_clear();
+            // Batches already applied stay (each with its audit entries); the run itself
+            // must not stay `running` for ever.
+            if let Some(node) = &owner.node {
+                store
+                    .abandon_sync_runs_of(node, "abandoned: the sync was interrupted (Ctrl-C)")
+                    .await
+                    .context("cannot mark the interrupted run abandoned")?;
+            }
+            bail!("interrupted; the changes applied so far are kept and in the audit log");
+        }
+    };
     progress.finish_and_clear();
     let outcome = outcome.context("user sync failed")?;
     if json {
@@ -259,6 +286,16 @@ pub async fn status(store: &Store, json: bool) -> Result<()> {
     );
     println!("Users in snapshot:        {}", state.users_count);
     if state.state == ucbridge_store::RefreshState::Refreshing {
+        println!(
+            "Refresh claimed by:       {}{}, last sign of life {}",
+            state.refresh_owner.as_deref().unwrap_or("?"),
+            state
+                .refresh_node
+                .as_deref()
+                .map(|n| format!(" (node {n})"))
+                .unwrap_or_default(),
+            time(state.refresh_heartbeat_at.or(state.refresh_started_at))
+        );
         println!("Warning: the snapshot is being refreshed (cache under provisioning); a user sync now would be refused.");
     }
     if !runs.is_empty() {

@@ -1,5 +1,6 @@
-//! `ucbridge sync voicemail [--user U] [--watch] [--listen ADDR]`: voicemail sync between
-//! Unity Connection and users' IMAP mailboxes ([cuc], [imap], [voicemail] tables).
+//! `ucbridge sync voicemail [--user U] [--watch] [--listen ADDR] [--confirm-removals]`:
+//! voicemail sync between Unity Connection and users' IMAP mailboxes ([cuc], [imap],
+//! [voicemail] tables).
 
 use std::net::SocketAddr;
 
@@ -30,7 +31,14 @@ pub struct VoicemailArgs {
     /// Print the outcome as JSON.
     #[arg(long)]
     json: bool,
+    /// Let removals from IMAP happen that the mass-removal guard refuses ([voicemail]
+    /// max_removal_share, or CUC listing a mailbox as empty).
+    #[arg(long)]
+    confirm_removals: bool,
 }
+
+/// Said after a refused sync: how to let it through once CUC has been checked.
+const CONFIRM_HINT: &str = "check that the CUC administrator holds the \"Mailbox Access Delegate Account\" role and that the messages are really gone, then re-run with --confirm-removals";
 
 /// The CUC connection from `UCBRIDGE_CUC_*` and `[cuc]` (its flags would clash with the
 /// AXL flags of `ucbridge sync`).
@@ -46,19 +54,23 @@ pub async fn run(args: VoicemailArgs, file: &FileConfig, store: Store) -> Result
         .connection
         .resolve(file.cuc.as_ref())?;
     let Some(imap) = &file.imap else {
-        bail!("voicemail sync needs an [imap] table in the config file (see README \"Voicemail sync\")");
+        bail!("voicemail sync needs an [imap] table in the config file (see docs/voicemail.md)");
     };
     let imap = imap.to_settings(std::env::var("UCBRIDGE_IMAP_MASTER_PASSWORD").ok())?;
-    let options = match &file.voicemail {
+    let mut options = match &file.voicemail {
         Some(v) => v.to_options()?,
         None => VoicemailOptions::default(),
     };
+    options.confirm_removals |= args.confirm_removals;
     let engine = VoicemailEngine::new(store, cuc, imap, options);
     if let Some(user) = &args.user {
-        let summary = engine
-            .sync_account(user)
-            .await
-            .with_context(|| format!("voicemail sync of {user} failed"))?;
+        let summary = match engine.sync_account(user).await {
+            Ok(s) => s,
+            Err(e) if e.is_removal_refused() => {
+                bail!("voicemail sync of {user} refused: {e}\n{CONFIRM_HINT}")
+            }
+            Err(e) => return Err(e).with_context(|| format!("voicemail sync of {user} failed")),
+        };
         if args.json {
             return output::json(&summary);
         }
@@ -118,6 +130,13 @@ pub async fn run(args: VoicemailArgs, file: &FileConfig, store: Store) -> Result
             for (alias, e) in &summary.failed {
                 eprintln!("failed: {alias}: {e}");
             }
+        }
+        if !summary.removals_refused.is_empty() {
+            bail!(
+                "the mass-removal guard refused {} account(s), nothing was removed from them: {}\n{CONFIRM_HINT}",
+                summary.removals_refused.len(),
+                summary.removals_refused.join(", ")
+            );
         }
         if !summary.failed.is_empty() {
             bail!("{} account(s) failed", summary.failed.len());

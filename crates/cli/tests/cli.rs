@@ -140,3 +140,63 @@ async fn directory_sync_from_the_command_line() {
     assert_eq!(shown["user"]["has_password"], true);
     assert_eq!(shown["audit"][0]["action"], "create");
 }
+
+/// `ucbridge axl version` with only these variables set; its output and how long it took.
+async fn axl_version(env: &[(&str, &str)]) -> (Output, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_ucbridge"))
+        .args(["axl", "version"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("UCBRIDGE_AXL_USERNAME", "administrator")
+        .env("UCBRIDGE_AXL_PASSWORD", "ucbridge-lab")
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .unwrap();
+    (out, started.elapsed())
+}
+
+/// Permanent failures end at once, in one line with the root cause, plus the fix
+/// (issue 18: seven retry warnings over ~40 s, and "error sending request" twice).
+#[tokio::test(flavor = "multi_thread")]
+async fn axl_version_fails_fast_with_the_cause_and_the_fix() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let url = format!("https://127.0.0.1:{port}/axl/");
+    let (out, took) = axl_version(&[("UCBRIDGE_AXL_URL", &url)]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success());
+    assert!(
+        took < std::time::Duration::from_secs(20),
+        "{took:?}: {stderr}"
+    );
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+    assert!(!stderr.contains("retrying"), "retried: {stderr}");
+    assert!(!stderr.contains("error sending request"), "{stderr}");
+    assert_eq!(stderr.matches("error:").count(), 1, "{stderr}");
+    assert!(stderr.contains("hint: check --url"), "{stderr}");
+
+    // The lab over HTTPS, its CA not given.
+    let lab = RunningLab::start(LabConfig::default()).await.unwrap();
+    let (out, took) = axl_version(&[("UCBRIDGE_AXL_URL", lab.axl_url().as_str())]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success());
+    assert!(
+        took < std::time::Duration::from_secs(20),
+        "{took:?}: {stderr}"
+    );
+    assert!(stderr.contains("UnknownIssuer"), "{stderr}");
+    assert!(
+        stderr.contains("--ca-file") && stderr.contains("--insecure"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("retrying"), "retried: {stderr}");
+    assert_eq!(
+        stderr.lines().count(),
+        2,
+        "one error line and one hint: {stderr}"
+    );
+}

@@ -2,7 +2,8 @@
 //! [voicemail], CUC from `UCBRIDGE_CUC_*`, the lab and a throwaway Dovecot.
 
 use tokio::process::Command;
-use ucbridge_lab::{CucLabConfig, LabConfig, RunningLab};
+use ucbridge_cuc::MailboxRef;
+use ucbridge_lab::{CucFolder, CucLabConfig, LabConfig, RunningLab};
 use ucbridge_store::{Store, UserRecord};
 use ucbridge_testkit::dovecot::{Dovecot, MASTER_PASSWORD, MASTER_USER};
 
@@ -22,20 +23,21 @@ async fn sync_voicemail_mirrors_mailboxes_and_reports_unmatched_users() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ca.pem"), lab.ca_certificate_pem().unwrap()).unwrap();
     // Aliases from the lab's end users (CUC alias = CUCM userid).
-    let conn_aliases = {
+    let cuc = {
         let mut config = ucbridge_cuc::CucConfig::new(
             lab.cuc_url(),
             ucbridge_auth::Credentials::basic("administrator", "ucbridge-lab"),
         );
         config.tls.ca_pem = lab.ca_certificate_pem().map(str::to_owned);
-        let cuc = ucbridge_cuc::CucClient::new(config).unwrap();
-        cuc.all_users(&ucbridge_cuc::UserQuery::default())
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|u| u.alias)
-            .collect::<Vec<_>>()
+        ucbridge_cuc::CucClient::new(config).unwrap()
     };
+    let conn_aliases = cuc
+        .all_users(&ucbridge_cuc::UserQuery::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.alias)
+        .collect::<Vec<_>>();
     let refs: Vec<&str> = conn_aliases.iter().map(String::as_str).collect();
     let Some(dovecot) = Dovecot::start(&refs) else {
         return;
@@ -108,6 +110,47 @@ async fn sync_voicemail_mirrors_mailboxes_and_reports_unmatched_users() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains(conn_aliases[2].as_str()));
+    // The first account's mailbox emptied on CUC (as a missing delegate role shows it):
+    // refused, non-zero exit, nothing removed; --confirm-removals lets it through.
+    let emptied = conn_aliases[0].as_str();
+    let oid = lab.cuc().object_id(emptied).unwrap();
+    for folder in [CucFolder::Inbox, CucFolder::Sent, CucFolder::Deleted] {
+        for m in lab.cuc().messages(emptied, folder).unwrap() {
+            cuc.delete_message(&MailboxRef::User(oid.clone()), &m.id, Some(true))
+                .await
+                .unwrap();
+        }
+    }
+    let out = run(&["sync", "voicemail", "--json"]).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the guard fails the command");
+    assert!(
+        stderr.contains("--confirm-removals") && stderr.contains(emptied),
+        "{stderr}"
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["removals_refused"][0], emptied);
+    assert_eq!(
+        (
+            summary["succeeded"].as_u64(),
+            summary["imap_changes"].as_u64()
+        ),
+        (Some(1), Some(0))
+    );
+    let out = run(&["sync", "voicemail", "--user", emptied])
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "refused for one account too");
+    let out = run(&["sync", "voicemail", "--user", emptied, "--confirm-removals"])
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("4 removed"), "{stdout}");
     // Without the master password the command says what is missing.
     let out = Command::new(env!("CARGO_BIN_EXE_ucbridge"))
         .args(["sync", "voicemail"])

@@ -9,6 +9,7 @@ use reqwest::{Method, StatusCode, Url};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use ucbridge_auth::{Credentials, TlsOptions};
 
+use crate::limits::{self, BodyKind, SizeLimits};
 use crate::model::{
     read_error, FolderInfo, MailboxInfo, Message, MessagePage, User, UserPage, VersionInfo,
 };
@@ -45,7 +46,19 @@ pub struct CucConfig {
     /// the largest page CUPI is known to serve, notes §1.5).
     pub max_rows_per_page: u32,
     pub connect_timeout: Duration,
+    /// Longest pause between two reads of one answer.
     pub read_timeout: Duration,
+    /// Total deadline of one call — connect, send, read the whole answer — so a server
+    /// trickling bytes cannot hold the caller (default 60 s).
+    pub timeout: Duration,
+    /// Total deadline of one audio download (default 5 min: 64 MiB at 2 Mbit/s).
+    pub audio_timeout: Duration,
+    /// Largest XML/JSON answer read (default 16 MiB; a 2000-user page is ~5 MB).
+    pub max_document_bytes: u64,
+    /// Largest audio attachment downloaded (default 64 MiB: an hour of 16-bit PCM).
+    pub max_audio_bytes: u64,
+    /// Largest error-status body read (default 1 MiB; only its code and message are used).
+    pub max_error_bytes: u64,
 }
 
 impl CucConfig {
@@ -58,6 +71,11 @@ impl CucConfig {
             max_rows_per_page: 2000,
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
+            timeout: limits::DEFAULT_TIMEOUT,
+            audio_timeout: limits::DEFAULT_AUDIO_TIMEOUT,
+            max_document_bytes: limits::DEFAULT_MAX_DOCUMENT_BYTES,
+            max_audio_bytes: limits::DEFAULT_MAX_AUDIO_BYTES,
+            max_error_bytes: limits::DEFAULT_MAX_ERROR_BYTES,
         }
     }
 }
@@ -129,6 +147,9 @@ pub struct CucClient {
     pub(crate) credentials: Credentials,
     format: Format,
     max_rows: u32,
+    pub(crate) sizes: SizeLimits,
+    timeout: Duration,
+    audio_timeout: Duration,
 }
 
 /// What the caller expects in a 2xx body.
@@ -170,7 +191,40 @@ impl CucClient {
             credentials: config.credentials,
             format: config.format,
             max_rows: config.max_rows_per_page,
+            sizes: SizeLimits {
+                document: config.max_document_bytes,
+                audio: config.max_audio_bytes,
+                error: config.max_error_bytes,
+            },
+            timeout: config.timeout,
+            audio_timeout: config.audio_timeout,
         })
+    }
+
+    /// A clone (same connections and credentials) whose every call, audio downloads
+    /// included, must finish within `deadline`: for a quick "Test connection".
+    pub fn with_timeout(&self, deadline: Duration) -> CucClient {
+        CucClient {
+            timeout: deadline,
+            audio_timeout: deadline,
+            ..self.clone()
+        }
+    }
+
+    /// Runs one call under the client's deadline (the audio one for downloads).
+    pub(crate) async fn within<T>(
+        &self,
+        method: &Method,
+        url: &Url,
+        expect_audio: bool,
+        call: impl std::future::Future<Output = Result<T, CucError>>,
+    ) -> Result<T, CucError> {
+        let (limit, setting) = if expect_audio {
+            (self.audio_timeout, "audio_timeout")
+        } else {
+            (self.timeout, "timeout")
+        };
+        limits::within(limit, setting, || format!("{method} {}", url.path()), call).await
     }
 
     fn url(&self, segments: &[&str]) -> Result<Url, CucError> {
@@ -240,16 +294,17 @@ impl CucClient {
             .to_ascii_lowercase();
         if status.is_success() {
             if content_type.starts_with("text/html") && expect != Expect::Nothing {
-                let body = response.bytes().await.unwrap_or_default();
+                let body = limits::read_prefix(response, HTML_PREFIX).await;
                 return Err(html_error(status.as_u16(), &body));
             }
             return Ok(response);
         }
-        let bytes = response.bytes().await?;
-        let body = &bytes[..bytes.len().min(1 << 20)];
+        let bytes = limits::read_body(response, BodyKind::ErrorBody, self.sizes.error).await?;
+        let body = &bytes[..];
         if content_type.starts_with("text/html") || looks_like_html(body) {
             return Err(html_error(status.as_u16(), body));
         }
+        // An unreadable (or too deep) error body still reports the status below.
         let parsed = if content_type.contains("json") {
             node::from_json(body, "ErrorDetails").ok()
         } else {
@@ -268,18 +323,36 @@ impl CucClient {
         }
     }
 
-    /// GET a document and read it as `root`.
+    /// GET a document and read it as `root`, all within the deadline.
     async fn get_node(&self, url: Url, root: &str) -> Result<Node, CucError> {
-        let response = self.send(Method::GET, url, None, Expect::Document).await?;
-        let bytes = response.bytes().await?;
-        if looks_like_html(&bytes) {
-            return Err(html_error(200, &bytes));
-        }
-        match self.format {
-            Format::Xml => node::from_xml(&bytes),
-            Format::Json => node::from_json(&bytes, root),
-        }
-        .map_err(CucError::Protocol)
+        self.within(&Method::GET, &url.clone(), false, async {
+            let response = self.send(Method::GET, url, None, Expect::Document).await?;
+            let status = response.status().as_u16();
+            let bytes =
+                limits::read_body(response, BodyKind::Document, self.sizes.document).await?;
+            if looks_like_html(&bytes) {
+                return Err(html_error(status, &bytes));
+            }
+            match self.format {
+                Format::Xml => node::from_xml(&bytes),
+                Format::Json => node::from_json(&bytes, root),
+            }
+        })
+        .await
+    }
+
+    /// Send a request whose answer body is not needed, within the deadline.
+    async fn send_only(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<(&'static str, Vec<u8>)>,
+    ) -> Result<(), CucError> {
+        self.within(&method.clone(), &url.clone(), false, async {
+            self.send(method, url, body, Expect::Nothing).await?;
+            Ok(())
+        })
+        .await
     }
 
     fn check_rows(&self, rows: u32) -> Result<(), CucError> {
@@ -348,7 +421,7 @@ impl CucClient {
             let page = self.messages(mailbox, folder, &query).await?;
             let got = page.messages.len();
             out.extend(page.messages);
-            if got == 0 || out.len() as u64 >= page.total {
+            if last_page(got, out.len(), page.total)? {
                 return Ok(out);
             }
             query.page_number += 1;
@@ -372,7 +445,29 @@ impl CucClient {
     ) -> Result<AudioInfo, CucError> {
         let mut url = self.url(&["messages", id, "attachments", "0"])?;
         add_params(&mut url, mailbox.param());
-        let response = self.send(Method::GET, url, None, Expect::Audio).await?;
+        self.within(&Method::GET, &url.clone(), true, async {
+            let response = self.send(Method::GET, url, None, Expect::Audio).await?;
+            self.copy_audio(response, out).await
+        })
+        .await
+    }
+
+    /// Streams an audio body into `out`, stopping at `max_audio_bytes` (what was written
+    /// so far stays in `out`; the caller discards it on the error).
+    async fn copy_audio<W: AsyncWrite + Unpin>(
+        &self,
+        response: reqwest::Response,
+        out: &mut W,
+    ) -> Result<AudioInfo, CucError> {
+        let limit = self.sizes.audio;
+        let too_large = CucError::BodyTooLarge {
+            kind: BodyKind::Audio,
+            status: response.status().as_u16(),
+            limit,
+        };
+        if response.content_length().is_some_and(|n| n > limit) {
+            return Err(too_large);
+        }
         let content_type = response
             .headers()
             .get(CONTENT_TYPE)
@@ -383,6 +478,9 @@ impl CucClient {
         while let Some(chunk) = stream.next().await {
             let chunk = chunk?;
             bytes += chunk.len() as u64;
+            if bytes > limit {
+                return Err(too_large);
+            }
             out.write_all(&chunk).await?;
         }
         out.flush().await?;
@@ -415,9 +513,7 @@ impl CucClient {
                     .into_bytes(),
             ),
         };
-        self.send(Method::PUT, url, Some(body), Expect::Nothing)
-            .await?;
-        Ok(())
+        self.send_only(Method::PUT, url, Some(body)).await
     }
 
     /// `DELETE /vmrest/messages/<id>`: soft or hard per CUC's settings unless `hard` says
@@ -431,9 +527,7 @@ impl CucClient {
         let mut url = self.url(&["messages", id])?;
         add_params(&mut url, mailbox.param());
         add_params(&mut url, hard.map(|h| ("harddelete", h.to_string())));
-        self.send(Method::DELETE, url, None, Expect::Nothing)
-            .await?;
-        Ok(())
+        self.send_only(Method::DELETE, url, None).await
     }
 
     /// One page of `GET /vmrest/users`.
@@ -454,7 +548,7 @@ impl CucClient {
             let page = self.users(&q).await?;
             let got = page.users.len();
             out.extend(page.users);
-            if got == 0 || out.len() as u64 >= page.total {
+            if last_page(got, out.len(), page.total)? {
                 return Ok(out);
             }
             q.page_number += 1;
@@ -486,6 +580,22 @@ impl CucClient {
     }
 }
 
+/// Most records one listing collects: ten times the largest CUC (20,000 users per server,
+/// notes §3), so a server claiming an endless `total` cannot make a listing endless.
+pub const MAX_LIST_RECORDS: usize = 200_000;
+
+/// Whether paging is done: an empty page, or `total` reached; an error past
+/// [`MAX_LIST_RECORDS`]. (A short page is not taken as the last: CUC may serve fewer rows
+/// than asked for.)
+fn last_page(got: usize, have: usize, total: u64) -> Result<bool, CucError> {
+    if have > MAX_LIST_RECORDS {
+        return Err(CucError::Protocol(format!(
+            "the listing goes on past {MAX_LIST_RECORDS} records (the server claims {total})"
+        )));
+    }
+    Ok(got == 0 || have as u64 >= total)
+}
+
 fn add_params<I: IntoIterator<Item = (&'static str, String)>>(url: &mut Url, params: I) {
     let mut pairs = url.query_pairs_mut();
     for (k, v) in params {
@@ -496,6 +606,9 @@ fn add_params<I: IntoIterator<Item = (&'static str, String)>>(url: &mut Url, par
         url.set_query(None);
     }
 }
+
+/// How much of an unexpected HTML page is read: enough for its `<title>`.
+pub(crate) const HTML_PREFIX: usize = 64 * 1024;
 
 pub(crate) fn looks_like_html(body: &[u8]) -> bool {
     let start: String = String::from_utf8_lossy(&body[..body.len().min(256)])

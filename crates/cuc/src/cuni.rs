@@ -19,6 +19,7 @@ use serde::Serialize;
 use ucbridge_auth::Secret;
 
 use crate::client::{html_error, looks_like_html, snippet};
+use crate::limits::{read_body, BodyKind};
 use crate::node::{self, Node};
 use crate::{CucClient, CucError};
 
@@ -29,6 +30,11 @@ const NS_SOAP: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 const NS_EVENT: &str = "http://unity.cisco.com/messageeventservice/event";
 /// Namespace of `CallbackServiceInfo` and `SubscriptionInfo` (WSDL `ns1`).
 const NS_TYPES: &str = "http://event.messageeventservice.unity.cisco.com";
+
+/// Largest CUNI callback body accepted. An event is one `<messageEvent>` with a
+/// `<messageInfo>` of ~300 bytes per message it concerns (one, for the changes ucbridge
+/// reacts to), so 256 KiB is hundreds of times a real event while keeping a flood cheap.
+pub const MAX_EVENT_BYTES: usize = 256 * 1024;
 
 /// Cisco's recommended ceiling of users per subscription (CUNI FAQ, notes §3).
 pub const MAX_USERS_PER_SUBSCRIPTION: usize = 500;
@@ -127,8 +133,17 @@ pub struct MessageEvent {
 
 impl MessageEvent {
     /// Read a callback body. CUC prints `"null"` for absent sender/ANI; those become `None`.
+    /// Bodies above [`MAX_EVENT_BYTES`] and documents deeper than [`crate::MAX_DEPTH`]
+    /// are refused.
     pub fn parse(body: &[u8]) -> Result<MessageEvent, CucError> {
-        let root = node::from_xml(body).map_err(CucError::Protocol)?;
+        if body.len() > MAX_EVENT_BYTES {
+            return Err(CucError::Protocol(format!(
+                "a CUNI event of {} bytes, above the {} limit",
+                body.len(),
+                ucbridge_auth::net::format_bytes(MAX_EVENT_BYTES as u64)
+            )));
+        }
+        let root = node::from_xml(body)?;
         if root.name != "messageEvent" {
             return Err(CucError::Protocol(format!(
                 "expected <messageEvent>, got <{}>",
@@ -273,9 +288,30 @@ impl CucClient {
         Ok(url)
     }
 
-    /// POST one SOAP request to the MessageEventService; the answer's Body child.
+    /// POST one SOAP request to the MessageEventService, within the client's deadline;
+    /// the answer's Body child.
     async fn cuni_call(&self, body: Vec<u8>) -> Result<Node, CucError> {
         let url = self.cuni_url()?;
+        self.within(&reqwest::Method::POST, &url, false, async {
+            let response = self.cuni_send(&url, body).await?;
+            let status = response.status();
+            let (kind, limit) = if status.is_success() {
+                (BodyKind::Document, self.sizes.document)
+            } else {
+                (BodyKind::ErrorBody, self.sizes.error)
+            };
+            let bytes = read_body(response, kind, limit).await?;
+            cuni_answer(status, &bytes)
+        })
+        .await
+    }
+
+    /// Send with auth, refreshing an SSO token once after a 401.
+    async fn cuni_send(
+        &self,
+        url: &reqwest::Url,
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, CucError> {
         let auth = self.credentials.authorization().await?;
         let send = |auth: &ucbridge_auth::Authorization| {
             self.http
@@ -293,58 +329,14 @@ impl CucClient {
                 response = send(&fresh).await?;
             }
         }
-        let status = response.status();
-        if status == StatusCode::UNAUTHORIZED {
+        if response.status() == StatusCode::UNAUTHORIZED {
             let challenge = response
                 .headers()
                 .get(WWW_AUTHENTICATE)
                 .and_then(|v| v.to_str().ok());
             return Err(self.credentials.rejection(challenge).into());
         }
-        let bytes = response.bytes().await?;
-        if looks_like_html(&bytes) {
-            return Err(html_error(status.as_u16(), &bytes));
-        }
-        let envelope = match node::from_xml(&bytes) {
-            Ok(n) => n,
-            Err(_) if !status.is_success() => {
-                return Err(CucError::Http {
-                    status: status.as_u16(),
-                    body: snippet(&bytes),
-                })
-            }
-            Err(e) => return Err(CucError::Protocol(e)),
-        };
-        let answer = envelope
-            .child("Body")
-            .and_then(|b| b.children.first())
-            .ok_or_else(|| CucError::Protocol("a SOAP answer without a Body".into()))?;
-        if answer.name == "Fault" {
-            // FaultDetail{detailMessage, errorCode} in the detail (WSDL), else faultstring.
-            let detail = answer.child("detail").and_then(|d| d.child("FaultDetail"));
-            let code = detail
-                .and_then(|d| d.text_of("errorCode"))
-                .or_else(|| answer.text_of("faultcode"))
-                .unwrap_or("SOAP_FAULT")
-                .to_owned();
-            let message = detail
-                .and_then(|d| d.text_of("detailMessage"))
-                .or_else(|| answer.text_of("faultstring"))
-                .unwrap_or_default()
-                .to_owned();
-            return Err(CucError::Api {
-                status: status.as_u16(),
-                code,
-                message,
-            });
-        }
-        if !status.is_success() {
-            return Err(CucError::Http {
-                status: status.as_u16(),
-                body: snippet(&bytes),
-            });
-        }
-        Ok(answer.clone())
+        Ok(response)
     }
 
     /// Subscribe `aliases` (at most [`MAX_USERS_PER_SUBSCRIPTION`]) to every event type,
@@ -387,6 +379,58 @@ impl CucClient {
     }
 }
 
+/// A SOAP answer read: its Body child, or the fault / status as a typed error.
+fn cuni_answer(status: StatusCode, bytes: &[u8]) -> Result<Node, CucError> {
+    if looks_like_html(bytes) {
+        return Err(html_error(status.as_u16(), bytes));
+    }
+    let mut envelope = match node::from_xml(bytes) {
+        Ok(n) => n,
+        Err(_) if !status.is_success() => {
+            return Err(CucError::Http {
+                status: status.as_u16(),
+                body: snippet(bytes),
+            })
+        }
+        Err(e) => return Err(e),
+    };
+    let Some(body) = envelope.children.iter_mut().find(|c| c.name == "Body") else {
+        return Err(CucError::Protocol("a SOAP answer without a Body".into()));
+    };
+    if body.children.is_empty() {
+        return Err(CucError::Protocol(
+            "a SOAP answer with an empty Body".into(),
+        ));
+    }
+    let answer = body.children.swap_remove(0);
+    if answer.name == "Fault" {
+        // FaultDetail{detailMessage, errorCode} in the detail (WSDL), else faultstring.
+        let detail = answer.child("detail").and_then(|d| d.child("FaultDetail"));
+        let code = detail
+            .and_then(|d| d.text_of("errorCode"))
+            .or_else(|| answer.text_of("faultcode"))
+            .unwrap_or("SOAP_FAULT")
+            .to_owned();
+        let message = detail
+            .and_then(|d| d.text_of("detailMessage"))
+            .or_else(|| answer.text_of("faultstring"))
+            .unwrap_or_default()
+            .to_owned();
+        return Err(CucError::Api {
+            status: status.as_u16(),
+            code,
+            message,
+        });
+    }
+    if !status.is_success() {
+        return Err(CucError::Http {
+            status: status.as_u16(),
+            body: snippet(bytes),
+        });
+    }
+    Ok(answer)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,6 +451,32 @@ mod tests {
         assert_eq!(e.messages[0].caller_ani.as_deref(), Some("+1408"));
         assert!(MessageEvent::parse(b"<other/>").is_err());
         assert!(MessageEvent::parse(b"<messageEvent/>").is_err());
+    }
+
+    /// 100,000 nested elements (0.7 MB) aborted the callback route through a recursive
+    /// drop; now the size and then the depth refuse them.
+    #[test]
+    fn deeply_nested_events_are_refused() {
+        let nested = |levels: usize| {
+            [
+                b"<messageEvent eventType=\"NEW_MESSAGE\">".as_slice(),
+                &b"<a>".repeat(levels),
+                &b"</a>".repeat(levels),
+                b"</messageEvent>",
+            ]
+            .concat()
+        };
+        let huge = nested(100_000);
+        let err = MessageEvent::parse(&huge).unwrap_err();
+        assert!(err.to_string().contains("256 KiB"), "{err}");
+        // Under the size limit (30,000 levels, 210 kB), too deep.
+        let deep = nested(30_000);
+        assert!(deep.len() <= MAX_EVENT_BYTES);
+        let err = MessageEvent::parse(&deep).unwrap_err();
+        assert!(matches!(err, CucError::TooDeep { .. }), "{err:?}");
+        // Without the size check the depth check alone holds too.
+        let err = node::from_xml(&huge).unwrap_err();
+        assert!(matches!(err, CucError::TooDeep { .. }), "{err:?}");
     }
 
     #[test]

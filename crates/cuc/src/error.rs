@@ -1,5 +1,12 @@
 //! Typed errors of the Unity Connection client.
 
+use std::time::Duration;
+
+use ucbridge_auth::net::{classify, TransportKind};
+
+use crate::limits::BodyKind;
+use crate::transport;
+
 /// Everything a CUMI/CUPI call can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum CucError {
@@ -31,11 +38,32 @@ pub enum CucError {
     /// An error status without a CUC error body.
     #[error("unexpected HTTP {status} from Unity Connection: {body}")]
     Http { status: u16, body: String },
-    #[error("transport error: {0}")]
+    /// The request did not get through (or the connection broke). The message carries the
+    /// root cause (connection refused, untrusted certificate, DNS, ...) and, for the
+    /// causes a retry cannot fix, what to change.
+    #[error("{}", transport::describe(.0))]
     Transport(#[from] reqwest::Error),
     /// A body that is not the XML/JSON expected.
     #[error("bad response from Unity Connection: {0}")]
     Protocol(String),
+    /// A document nested deeper than [`crate::MAX_DEPTH`]: no CUC answer or CUNI event is
+    /// (they are at most ~6 levels), so the peer is not CUC or is hostile.
+    #[error("the document nests elements deeper than {limit} levels (Unity Connection's are at most ~6); refusing it")]
+    TooDeep { limit: usize },
+    /// A body larger than the client's limit for its kind; reading stopped at the limit.
+    #[error("Unity Connection answered HTTP {status} with {kind} larger than the {} limit (`{}` on the client config)", ucbridge_auth::net::format_bytes(*.limit), .kind.setting())]
+    BodyTooLarge {
+        kind: BodyKind,
+        status: u16,
+        limit: u64,
+    },
+    /// The whole call (connect, send, read the body) did not finish within its deadline.
+    #[error("no complete answer from Unity Connection to {request} within {} (`{setting}` on the client config); the server is stalled or too slow", ucbridge_auth::net::format_duration(*.limit))]
+    Timeout {
+        request: String,
+        limit: Duration,
+        setting: &'static str,
+    },
     /// Writing a downloaded attachment failed.
     #[error("cannot write the attachment: {0}")]
     Io(#[from] std::io::Error),
@@ -55,6 +83,36 @@ impl CucError {
             CucError::Api { status, .. }
             | CucError::HtmlAnswer { status, .. }
             | CucError::Http { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether trying the same call again later can succeed: 5xx-unavailable answers,
+    /// deadlines and broken connections can; a refused connection, an untrusted or
+    /// mismatched certificate, an unknown host, bad answers and 4xx cannot (they need a
+    /// configuration change, and retrying them only hides the cause).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            CucError::Transport(e) => !classify(e).kind.is_permanent(),
+            CucError::Auth(ucbridge_auth::AuthError::IdsTransport { failure, .. }) => {
+                !failure.kind.is_permanent()
+            }
+            CucError::Timeout { .. } => true,
+            CucError::Api { status, .. }
+            | CucError::Http { status, .. }
+            | CucError::HtmlAnswer { status, .. } => matches!(status, 429 | 502 | 503 | 504),
+            _ => false,
+        }
+    }
+
+    /// The kind of a transport failure (also one reaching the identity service), so a
+    /// front end can name its own fix.
+    pub fn transport_kind(&self) -> Option<TransportKind> {
+        match self {
+            CucError::Transport(e) => Some(classify(e).kind),
+            CucError::Auth(ucbridge_auth::AuthError::IdsTransport { failure, .. }) => {
+                Some(failure.kind)
+            }
             _ => None,
         }
     }

@@ -15,6 +15,11 @@
 //! - CUNI: [`CucClient::cuni_subscribe`] / [`CucClient::cuni_unsubscribe`] on the SOAP
 //!   `MessageEventService`, and [`MessageEvent::parse`] for the Notifier's callback bodies.
 //! - [`SsoStatusClient`]: the UCCE SSO Status API (`/unifiedconfig/config/sso/status`).
+//! - Bounded against any peer: documents nest at most [`MAX_DEPTH`] levels; bodies are
+//!   capped by kind while they stream ([`CucConfig::max_document_bytes`], `max_audio_bytes`,
+//!   `max_error_bytes`); every call has a total deadline ([`CucConfig::timeout`],
+//!   `audio_timeout`, or [`CucClient::with_timeout`] for a quick check). The client never
+//!   retries by itself; [`CucError::is_retryable`] tells callers which failures can pass.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ucbridge_cuc::CucError> {
@@ -31,17 +36,23 @@
 mod client;
 mod cuni;
 mod error;
+mod limits;
 mod model;
 mod node;
 mod query;
 mod sso_status;
+mod transport;
 
-pub use client::{AudioInfo, CucClient, CucConfig, Folder, Format, MailboxRef};
+pub use client::{AudioInfo, CucClient, CucConfig, Folder, Format, MailboxRef, MAX_LIST_RECORDS};
 pub use cuni::{
     subscribe_request, CallbackTarget, EventMessage, EventType, MessageEvent, Subscription,
-    CUNI_SERVICE_PATH, MAX_USERS_PER_SUBSCRIPTION,
+    CUNI_SERVICE_PATH, MAX_EVENT_BYTES, MAX_USERS_PER_SUBSCRIPTION,
 };
 pub use error::CucError;
+pub use limits::{
+    BodyKind, DEFAULT_AUDIO_TIMEOUT, DEFAULT_MAX_AUDIO_BYTES, DEFAULT_MAX_DOCUMENT_BYTES,
+    DEFAULT_MAX_ERROR_BYTES, DEFAULT_TIMEOUT, MAX_DEPTH,
+};
 pub use model::{
     Address, Attachment, CallerId, FolderInfo, MailboxInfo, Message, MessagePage, Recipient, User,
     UserPage, VersionInfo,
@@ -51,3 +62,5 @@ pub use sso_status::{SsoComponentStatus, SsoStatus, SsoStatusClient};
 
 #[cfg(test)]
 mod fixture_tests;
+#[cfg(test)]
+mod proptests;

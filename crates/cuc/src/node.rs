@@ -1,9 +1,15 @@
 //! A small element tree both wire formats are read into, so one set of model readers
 //! serves XML and JSON (whose CUC quirks — string scalars, `@total`, a lone object for a
 //! one-element list, no key for an empty list — are absorbed here; notes §1.4).
+//!
+//! Trees are bounded in depth ([`MAX_DEPTH`]) while they are built, and freed without
+//! recursion, so no document can exhaust the stack.
 
 use quick_xml::events::Event;
 use quick_xml::Reader;
+
+use crate::limits::MAX_DEPTH;
+use crate::CucError;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Node {
@@ -13,7 +19,27 @@ pub(crate) struct Node {
     pub(crate) children: Vec<Node>,
 }
 
+impl Drop for Node {
+    /// Frees the subtree with an explicit stack: the derived drop would recurse once per
+    /// level. The depth cap already bounds that; this keeps it safe for any tree.
+    fn drop(&mut self) {
+        let mut pending = std::mem::take(&mut self.children);
+        while let Some(mut node) = pending.pop() {
+            pending.append(&mut node.children);
+        }
+    }
+}
+
 impl Node {
+    fn named(name: String) -> Node {
+        Node {
+            name,
+            attrs: Vec::new(),
+            text: String::new(),
+            children: Vec::new(),
+        }
+    }
+
     pub(crate) fn child(&self, name: &str) -> Option<&Node> {
         self.children.iter().find(|c| c.name == name)
     }
@@ -37,61 +63,73 @@ impl Node {
     }
 }
 
-pub(crate) fn from_xml(bytes: &[u8]) -> Result<Node, String> {
+fn malformed(message: String) -> CucError {
+    CucError::Protocol(message)
+}
+
+/// Reads an XML document into a tree, iteratively, refusing it at the first element
+/// deeper than [`MAX_DEPTH`].
+pub(crate) fn from_xml(bytes: &[u8]) -> Result<Node, CucError> {
     let mut reader = Reader::from_reader(bytes);
     let mut stack: Vec<Node> = Vec::new();
     loop {
-        match reader.read_event() {
-            Ok(Event::Start(e)) => stack.push(start(&e)?),
-            Ok(Event::Empty(e)) => {
+        let event = reader.read_event().map_err(|e| {
+            malformed(format!(
+                "malformed XML at byte {}: {e}",
+                reader.buffer_position()
+            ))
+        })?;
+        match event {
+            Event::Start(_) | Event::Empty(_) if stack.len() >= MAX_DEPTH => {
+                return Err(CucError::TooDeep { limit: MAX_DEPTH });
+            }
+            Event::Start(e) => stack.push(start(&e)?),
+            Event::Empty(e) => {
                 let node = start(&e)?;
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(node),
                     None => return Ok(node),
                 }
             }
-            Ok(Event::Text(t)) => {
-                let text = t.unescape().map_err(|e| format!("bad XML text: {e}"))?;
+            Event::Text(t) => {
+                let text = t
+                    .unescape()
+                    .map_err(|e| malformed(format!("bad XML text: {e}")))?;
                 if let Some(n) = stack.last_mut() {
                     n.text.push_str(&text);
                 }
             }
-            Ok(Event::CData(c)) => {
+            Event::CData(c) => {
                 if let Some(n) = stack.last_mut() {
                     n.text.push_str(&String::from_utf8_lossy(&c));
                 }
             }
-            Ok(Event::End(_)) => {
+            Event::End(_) => {
                 let Some(node) = stack.pop() else {
-                    return Err("unbalanced XML".into());
+                    return Err(malformed("unbalanced XML".into()));
                 };
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(node),
                     None => return Ok(node),
                 }
             }
-            Ok(Event::Eof) => return Err("the XML document ended early (or is empty)".into()),
-            Ok(_) => {}
-            Err(e) => {
-                return Err(format!(
-                    "malformed XML at byte {}: {e}",
-                    reader.buffer_position()
+            Event::Eof => {
+                return Err(malformed(
+                    "the XML document ended early (or is empty)".into(),
                 ))
             }
+            _ => {}
         }
     }
 }
 
-fn start(e: &quick_xml::events::BytesStart<'_>) -> Result<Node, String> {
-    let mut node = Node {
-        name: String::from_utf8_lossy(e.local_name().as_ref()).into_owned(),
-        ..Node::default()
-    };
+fn start(e: &quick_xml::events::BytesStart<'_>) -> Result<Node, CucError> {
+    let mut node = Node::named(String::from_utf8_lossy(e.local_name().as_ref()).into_owned());
     for a in e.attributes() {
-        let a = a.map_err(|e| format!("bad XML attribute: {e}"))?;
+        let a = a.map_err(|e| malformed(format!("bad XML attribute: {e}")))?;
         let value = a
             .unescape_value()
-            .map_err(|e| format!("bad XML attribute: {e}"))?;
+            .map_err(|e| malformed(format!("bad XML attribute: {e}")))?;
         node.attrs.push((
             String::from_utf8_lossy(a.key.local_name().as_ref()).into_owned(),
             value.into_owned(),
@@ -100,39 +138,47 @@ fn start(e: &quick_xml::events::BytesStart<'_>) -> Result<Node, String> {
     Ok(node)
 }
 
-/// JSON drops the root element's name; `root` puts it back.
-pub(crate) fn from_json(bytes: &[u8], root: &str) -> Result<Node, String> {
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("malformed JSON: {e}"))?;
+/// JSON drops the root element's name; `root` puts it back. serde_json refuses nesting
+/// beyond 128 levels while parsing; the tree built from it is held to [`MAX_DEPTH`].
+pub(crate) fn from_json(bytes: &[u8], root: &str) -> Result<Node, CucError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        if e.to_string().contains("recursion limit") {
+            CucError::TooDeep { limit: MAX_DEPTH }
+        } else {
+            malformed(format!("malformed JSON: {e}"))
+        }
+    })?;
     if !value.is_object() {
-        return Err("the JSON answer is not an object".into());
+        return Err(malformed("the JSON answer is not an object".into()));
     }
-    Ok(json_node(root, &value))
+    json_node(root, &value, 1)
 }
 
-fn json_node(name: &str, value: &serde_json::Value) -> Node {
-    let mut node = Node {
-        name: name.to_owned(),
-        ..Node::default()
+/// Recursive, but only to `MAX_DEPTH` levels: deeper input is an error before the next call.
+fn json_node(name: &str, value: &serde_json::Value, depth: usize) -> Result<Node, CucError> {
+    if depth > MAX_DEPTH {
+        return Err(CucError::TooDeep { limit: MAX_DEPTH });
+    }
+    let mut node = Node::named(name.to_owned());
+    let serde_json::Value::Object(map) = value else {
+        node.text = scalar(value);
+        return Ok(node);
     };
-    match value {
-        serde_json::Value::Object(map) => {
-            for (k, v) in map {
-                if let Some(attr) = k.strip_prefix('@') {
-                    node.attrs.push((attr.to_owned(), scalar(v)));
-                    continue;
-                }
-                match v {
-                    serde_json::Value::Array(items) => {
-                        node.children.extend(items.iter().map(|i| json_node(k, i)));
-                    }
-                    other => node.children.push(json_node(k, other)),
+    for (k, v) in map {
+        if let Some(attr) = k.strip_prefix('@') {
+            node.attrs.push((attr.to_owned(), scalar(v)));
+            continue;
+        }
+        match v {
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    node.children.push(json_node(k, item, depth + 1)?);
                 }
             }
+            other => node.children.push(json_node(k, other, depth + 1)?),
         }
-        other => node.text = scalar(other),
     }
-    node
+    Ok(node)
 }
 
 fn scalar(v: &serde_json::Value) -> String {

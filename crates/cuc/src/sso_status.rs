@@ -8,6 +8,9 @@ use reqwest::Url;
 use serde::Serialize;
 use ucbridge_auth::Credentials;
 
+use std::time::Duration;
+
+use crate::limits::{self, read_body, BodyKind, SizeLimits};
 use crate::node::{self, Node};
 use crate::CucError;
 
@@ -92,6 +95,8 @@ pub struct SsoStatusClient {
     http: reqwest::Client,
     base: Url,
     credentials: Credentials,
+    timeout: Duration,
+    sizes: SizeLimits,
 }
 
 impl SsoStatusClient {
@@ -107,14 +112,45 @@ impl SsoStatusClient {
             http,
             base,
             credentials,
+            timeout: limits::DEFAULT_TIMEOUT,
+            sizes: SizeLimits {
+                document: limits::DEFAULT_MAX_DOCUMENT_BYTES,
+                audio: 0,
+                error: limits::DEFAULT_MAX_ERROR_BYTES,
+            },
         })
     }
 
+    /// Total deadline of each call, body included (default 60 s; shorter for a quick
+    /// "Test connection").
+    pub fn with_timeout(mut self, deadline: Duration) -> Self {
+        self.timeout = deadline;
+        self
+    }
+
+    /// Largest answer read (default 16 MiB for documents, 1 MiB for error bodies).
+    pub fn with_max_body_bytes(mut self, document: u64, error: u64) -> Self {
+        self.sizes.document = document;
+        self.sizes.error = error;
+        self
+    }
+
+    /// GET and read one document, within the deadline.
     async fn get(&self, path: &str) -> Result<Node, CucError> {
         let url = self
             .base
             .join(path)
             .map_err(|e| CucError::Config(format!("bad path {path}: {e}")))?;
+        limits::within(
+            self.timeout,
+            "timeout",
+            || format!("GET {path}"),
+            self.fetch(url),
+        )
+        .await
+    }
+
+    async fn fetch(&self, url: Url) -> Result<Node, CucError> {
         let auth = self.credentials.authorization().await?;
         let send = |value: &str| {
             self.http
@@ -142,14 +178,19 @@ impl SsoStatusClient {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|c| c.starts_with("text/html"));
-        let bytes = response.bytes().await?;
         if html {
             return Err(CucError::HtmlAnswer {
                 status,
                 title: None,
             });
         }
-        let node = node::from_xml(&bytes).map_err(CucError::Protocol)?;
+        let (kind, limit) = if status == 200 {
+            (BodyKind::Document, self.sizes.document)
+        } else {
+            (BodyKind::ErrorBody, self.sizes.error)
+        };
+        let bytes = read_body(response, kind, limit).await?;
+        let node = node::from_xml(&bytes)?;
         if status != 200 {
             // The config API's `apiErrors` (fixture `ucce-apierrors-example.xml`).
             let error = node.child("apiError");

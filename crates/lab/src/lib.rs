@@ -28,6 +28,7 @@ use std::time::Duration;
 
 pub use cuc::{
     Cuc, CucFolder, CucLabConfig, LabMessage, LabSubscription, NewVoicemail, UnknownUser,
+    VoiceFormat,
 };
 pub use ids::sso::{
     GlobalSsoState, IdsConfigurationState, Sso, SsoComponent, SsoLabConfig, StepState,

@@ -1,6 +1,6 @@
 //! From a local user to the LDAP entry ucbridge wants: DN, managed attributes, fingerprint.
 //!
-//! Pure functions; no I/O. The mapping (README "LDAP export"):
+//! Pure functions; no I/O. The mapping (docs/ldap-export.md):
 //!
 //! | setting | value |
 //! |---|---|

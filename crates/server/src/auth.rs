@@ -94,13 +94,22 @@ fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// The token of `Authorization: Bearer <token>`; the scheme name is case-insensitive
+/// (RFC 7235 §2.1), so `bearer` and `BEARER` work too.
+fn bearer_token(value: &header::HeaderValue) -> Option<&str> {
+    let (scheme, token) = value.to_str().ok()?.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The session token of the request's cookie, if any.
+pub(crate) fn session_token(parts: &Parts) -> Option<&str> {
+    cookie(parts, SESSION_COOKIE)
+}
+
 pub(crate) async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
     if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
+        let token = bearer_token(value)
             .ok_or_else(|| ApiError::unauthorized("use Authorization: Bearer <API token>"))?;
         let found = state.store.use_api_token(&token_hash(token)).await?;
         return match found {
@@ -174,11 +183,25 @@ pub(crate) fn dummy_hash() -> &'static str {
 }
 
 /// Set (or replace) a local admin account; the password must meet the password policy.
+/// Every session of a replaced account ends: whoever logged in with the old password (or
+/// the old role) must log in again.
 pub async fn set_account(
     store: &ucbridge_store::Store,
     username: &str,
     password: &str,
     role: Role,
+) -> Result<ucbridge_store::AdminAccount, AccountError> {
+    set_account_keeping(store, username, password, role, None).await
+}
+
+/// [`set_account`], but the session whose token hash is `keep` stays (the one that
+/// changed its own password).
+pub(crate) async fn set_account_keeping(
+    store: &ucbridge_store::Store,
+    username: &str,
+    password: &str,
+    role: Role,
+    keep: Option<&str>,
 ) -> Result<ucbridge_store::AdminAccount, AccountError> {
     if username.trim().is_empty() || username.len() > 64 {
         return Err(AccountError::Username);
@@ -190,7 +213,12 @@ pub async fn set_account(
             .await
             .map_err(|_| AccountError::Internal)?
             .map_err(AccountError::Policy)?;
-    Ok(store.upsert_admin_account(username, &hash, role).await?)
+    let account = store.upsert_admin_account(username, &hash, role).await?;
+    let ended = store.delete_account_sessions(account.id, keep).await?;
+    if ended > 0 {
+        tracing::info!(username = %crate::log_safe::shown(username), sessions = ended, "account changed; its other sessions ended");
+    }
+    Ok(account)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -222,6 +250,19 @@ mod tests {
         assert_ne!(a, new_api_token());
         assert_eq!(token_hash(&a).len(), 64);
         assert_ne!(token_hash(&a), token_hash(&new_api_token()));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        let token =
+            |v: &'static str| bearer_token(&header::HeaderValue::from_static(v)).map(str::to_owned);
+        assert_eq!(token("Bearer ucb_x"), Some("ucb_x".to_owned()));
+        assert_eq!(token("bearer ucb_x"), Some("ucb_x".to_owned()));
+        assert_eq!(token("BEARER  ucb_x "), Some("ucb_x".to_owned()));
+        assert_eq!(token("Basic cm9vdDp4"), None);
+        assert_eq!(token("Bearer"), None);
+        assert_eq!(token("Bearer   "), None);
+        assert_eq!(token("Bearerucb_x"), None);
     }
 
     #[test]

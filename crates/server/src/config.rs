@@ -39,6 +39,43 @@ pub struct ServerConfig {
     pub run_jobs: bool,
     pub snapshot: SnapshotOptions,
     pub jobs: JobDefaults,
+    /// Timeouts and the connection limit of the HTTP(S) listener.
+    pub http: HttpLimits,
+    /// Total time one "Test connection" may take before it is answered with a timeout.
+    pub connection_test_timeout: Duration,
+}
+
+/// What one client can hold of the listener: a slow or silent peer is closed after these
+/// timeouts, and at most `max_connections` are open at once.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// A request head (and, over HTTPS, the TLS handshake) must arrive within this long.
+    /// For HTTP/1.1 it counts from the end of the previous response, so it also bounds
+    /// how long a keep-alive connection may wait for its next request.
+    pub header_read_timeout: Duration,
+    /// A request body must arrive completely within this long after its head.
+    pub body_read_timeout: Duration,
+    /// A connection with no request in progress (HTTP/2 included) is closed after this long.
+    pub idle_timeout: Duration,
+    /// A request must be handled and its response delivered within this long, else its
+    /// connection is closed (a hung handler or a client that stops reading).
+    pub request_timeout: Duration,
+    /// Open connections at most. At the limit the oldest connection with no request in
+    /// progress is closed to make room; when every one is busy, new ones wait in the
+    /// listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(300),
+            max_connections: 512,
+        }
+    }
 }
 
 /// The node's own HTTPS certificate: PEM files, the chain leaf first, and its private key
@@ -74,6 +111,8 @@ impl Default for ServerConfig {
             run_jobs: true,
             snapshot: SnapshotOptions::default(),
             jobs: JobDefaults::default(),
+            http: HttpLimits::default(),
+            connection_test_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -141,6 +141,27 @@ pub enum ConnectionError {
     Store(#[from] ucbridge_store::StoreError),
     #[error("{0}")]
     Remote(String),
+    #[error("enter the {kind} password again: {reason}; the stored password is only sent where it was saved for")]
+    PasswordRequired { kind: String, reason: String },
+}
+
+/// `e` and its sources, `outer: inner: innermost`, leaving out a source whose text the
+/// message so far already contains. Error messages carry no secrets (`Secret` prints as
+/// `***`, URLs with credentials are refused), so the whole chain can be shown.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    // Bounded: a chain is short, but nothing guarantees that.
+    for _ in 0..16 {
+        let Some(s) = source else { break };
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 fn setting_name(kind: &str) -> Result<String, ConnectionError> {
@@ -167,6 +188,12 @@ fn validate(kind: &str, s: &ConnectionSettings) -> Result<(), ConnectionError> {
             "the URL must start with {}",
             schemes.join(" or ")
         )));
+    }
+    let parsed = reqwest::Url::parse(url).map_err(|e| invalid(&format!("the URL: {e}")))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(invalid(
+            "put the username and password in their own fields, not in the URL",
+        ));
     }
     if s.auth == AuthMode::Sso && !matches!(kind, "cucm" | "cuc") {
         return Err(invalid("SSO applies to the CUCM and CUC connections only"));
@@ -220,6 +247,9 @@ pub async fn save(
 ) -> Result<bool, ConnectionError> {
     let name = setting_name(kind)?;
     validate(kind, &update.settings)?;
+    if !seed_only && update.password.is_none() {
+        require_password_for_new_destination(store, &name, kind, &update.settings).await?;
+    }
     let value = serde_json::to_string(&update.settings).map_err(|e| ConnectionError::Invalid {
         kind: kind.to_owned(),
         reason: e.to_string(),
@@ -235,6 +265,71 @@ pub async fn save(
     Ok(store
         .put_setting(&name, &value, secret, by, seed_only)
         .await?)
+}
+
+/// Where a connection sends its password: `scheme://host:port` of its URL (and for the
+/// identity service, of the SSO status URL, which gets the same password).
+fn password_destinations(kind: &str, s: &ConnectionSettings) -> Vec<String> {
+    let mut urls = vec![s.url.trim().to_owned()];
+    if kind == "ids" {
+        urls.push(
+            s.option_str("status_url")
+                .map_or_else(|| server_of(&s.url), str::to_owned),
+        );
+    }
+    urls.iter().map(|u| origin(u)).collect()
+}
+
+/// `scheme://host:port` with the scheme's default port filled in; the text itself when it
+/// does not parse (then any change counts as a new destination).
+fn origin(url: &str) -> String {
+    let Ok(u) = reqwest::Url::parse(url.trim()) else {
+        return url.trim().to_owned();
+    };
+    let port = u.port_or_known_default().or(match u.scheme() {
+        "imap" => Some(143),
+        "imaps" => Some(993),
+        "ldap" => Some(389),
+        "ldaps" => Some(636),
+        _ => None,
+    });
+    let host = u.host_str().unwrap_or_default().to_ascii_lowercase();
+    match port {
+        Some(p) => format!("{}://{host}:{p}", u.scheme()),
+        None => format!("{}://{host}", u.scheme()),
+    }
+}
+
+/// A saved password goes only where it was saved for: an update that keeps the stored
+/// password (no `password` given) but points the connection at another scheme, host or
+/// port is refused, so nobody with admin rights can redirect the secret to a server of
+/// their choosing (or to plain HTTP) without knowing it.
+async fn require_password_for_new_destination(
+    store: &Store,
+    name: &str,
+    kind: &str,
+    new: &ConnectionSettings,
+) -> Result<(), ConnectionError> {
+    let Some(stored) = store.setting(name).await? else {
+        return Ok(());
+    };
+    if stored.secret.is_none() {
+        return Ok(());
+    }
+    let before = serde_json::from_str::<ConnectionSettings>(&stored.value)
+        .map(|old| password_destinations(kind, &old))
+        .unwrap_or_default();
+    let after = password_destinations(kind, new);
+    match after.iter().enumerate().find(|(_, d)| !before.contains(d)) {
+        None => Ok(()),
+        Some((i, new_place)) => Err(ConnectionError::PasswordRequired {
+            kind: kind.to_owned(),
+            reason: match before.get(i) {
+                Some(old) => format!("the connection now points at {new_place} instead of {old}"),
+                None => format!("the connection now points at {new_place}"),
+            },
+        }),
+    }
 }
 
 pub async fn delete(store: &Store, kind: &str) -> Result<bool, ConnectionError> {
@@ -279,7 +374,7 @@ pub async fn require(
 
 fn http(tls: &TlsOptions) -> Result<reqwest::Client, ConnectionError> {
     ucbridge_auth::http_client(tls, Duration::from_secs(10), Duration::from_secs(60))
-        .map_err(|e| ConnectionError::Remote(e.to_string()))
+        .map_err(|e| ConnectionError::Remote(error_chain(&e)))
 }
 
 /// Credentials for a CUCM or CUC connection: Basic, or a Bearer token from IdS.
@@ -304,7 +399,11 @@ pub async fn credentials(
             let source = TokenSource::with_password(endpoint, &c.settings.username, &password)
                 .await
                 .map_err(|e| {
-                    ConnectionError::Remote(format!("SSO login for {} failed: {e}", c.kind))
+                    ConnectionError::Remote(format!(
+                        "SSO login for {} failed: {}",
+                        c.kind,
+                        error_chain(&e)
+                    ))
                 })?;
             Ok(Credentials::bearer(source))
         }
@@ -335,7 +434,7 @@ pub async fn axl_client(
     }
     ucbridge_axl::AxlClient::connect(config)
         .await
-        .map_err(|e| ConnectionError::Remote(format!("CUCM: {e}")))
+        .map_err(|e| ConnectionError::Remote(format!("CUCM: {}", error_chain(&e))))
 }
 
 /// A CUMI/CUPI client for the `cuc` connection.
@@ -349,7 +448,8 @@ pub async fn cuc_client(
         credentials(store, secrets, &c).await?,
     );
     config.tls = c.settings.tls();
-    ucbridge_cuc::CucClient::new(config).map_err(|e| ConnectionError::Remote(format!("CUC: {e}")))
+    ucbridge_cuc::CucClient::new(config)
+        .map_err(|e| ConnectionError::Remote(format!("CUC: {}", error_chain(&e))))
 }
 
 /// The SSO Status API client of the `ids` connection (`options.status_url`, default the
@@ -377,7 +477,7 @@ pub async fn sso_status_client(
         Credentials::basic(user, password),
         http(&c.settings.tls())?,
     )
-    .map_err(|e| ConnectionError::Remote(e.to_string()))
+    .map_err(|e| ConnectionError::Remote(error_chain(&e)))
 }
 
 /// `https://host:port` of a URL.
@@ -460,7 +560,7 @@ pub async fn test(
                     LISTED as u32,
                 )
                 .await
-                .map_err(|e| ConnectionError::Remote(format!("CUCM: {e}")))?;
+                .map_err(|e| ConnectionError::Remote(format!("CUCM: {}", error_chain(&e))))?;
             Ok(TestReport {
                 kind: kind.into(),
                 ok: true,
@@ -480,14 +580,14 @@ pub async fn test(
             let version = client
                 .version()
                 .await
-                .map_err(|e| ConnectionError::Remote(format!("CUC: {e}")))?;
+                .map_err(|e| ConnectionError::Remote(format!("CUC: {}", error_chain(&e))))?;
             let page = client
                 .users(&ucbridge_cuc::UserQuery {
                     rows_per_page: LISTED as u32,
                     ..Default::default()
                 })
                 .await
-                .map_err(|e| ConnectionError::Remote(format!("CUC: {e}")))?;
+                .map_err(|e| ConnectionError::Remote(format!("CUC: {}", error_chain(&e))))?;
             let mut messages = 0;
             for u in &page.users {
                 let mailbox = ucbridge_cuc::MailboxRef::User(u.object_id.clone());
@@ -497,7 +597,11 @@ pub async fn test(
                     ucbridge_cuc::Folder::Deleted,
                 ] {
                     let f = client.folder(&mailbox, folder).await.map_err(|e| {
-                        ConnectionError::Remote(format!("CUC mailbox of {}: {e}", u.alias))
+                        ConnectionError::Remote(format!(
+                            "CUC mailbox of {}: {}",
+                            u.alias,
+                            error_chain(&e)
+                        ))
                     })?;
                     messages += f.message_count;
                 }
@@ -523,7 +627,7 @@ pub async fn test(
                 .await?
                 .status()
                 .await
-                .map_err(|e| ConnectionError::Remote(format!("SSO status: {e}")))?;
+                .map_err(|e| ConnectionError::Remote(format!("SSO status: {}", error_chain(&e))))?;
             Ok(TestReport {
                 kind: kind.into(),
                 ok: true,
@@ -541,11 +645,11 @@ pub async fn test(
             let settings = ldap_settings(store, secrets).await?;
             let base = settings.base_dn.clone();
             let exporter = ucbridge_ldap::LdapExporter::new(settings, store.clone())
-                .map_err(|e| ConnectionError::Remote(format!("LDAP: {e}")))?;
+                .map_err(|e| ConnectionError::Remote(format!("LDAP: {}", error_chain(&e))))?;
             let mut ldap = exporter
                 .connect()
                 .await
-                .map_err(|e| ConnectionError::Remote(format!("LDAP: {e}")))?;
+                .map_err(|e| ConnectionError::Remote(format!("LDAP: {}", error_chain(&e))))?;
             // The entries under the export base (one level), as the export will see them.
             let found = ldap
                 .search(
@@ -556,7 +660,12 @@ pub async fn test(
                 )
                 .await
                 .and_then(|r| r.success())
-                .map_err(|e| ConnectionError::Remote(format!("LDAP search under {base}: {e}")))?;
+                .map_err(|e| {
+                    ConnectionError::Remote(format!(
+                        "LDAP search under {base}: {}",
+                        error_chain(&e)
+                    ))
+                })?;
             let _ = ldap.unbind().await;
             let dns: Vec<String> = found
                 .0
@@ -576,10 +685,9 @@ pub async fn test(
             // IMAP is tested the way voicemail sync uses it: match CUC users to local
             // users, then log in (as the master user) to the first matched mailbox.
             let (engine, _) = voicemail_engine(store, secrets).await?;
-            let report = engine
-                .match_accounts()
-                .await
-                .map_err(|e| ConnectionError::Remote(format!("matching accounts: {e}")))?;
+            let report = engine.match_accounts().await.map_err(|e| {
+                ConnectionError::Remote(format!("matching accounts: {}", error_chain(&e)))
+            })?;
             let Some(first) = report.matched.first() else {
                 return Ok(TestReport {
                     kind: kind.into(),
@@ -594,7 +702,11 @@ pub async fn test(
                 });
             };
             engine.imap_changed(first).await.map_err(|e| {
-                ConnectionError::Remote(format!("IMAP login for {}: {e}", first.imap_user))
+                ConnectionError::Remote(format!(
+                    "IMAP login for {}: {}",
+                    first.imap_user,
+                    error_chain(&e)
+                ))
             })?;
             let messages: i64 = store
                 .voicemail_accounts()

@@ -10,7 +10,17 @@
 //! is one portable upsert on SQLite and PostgreSQL alike. Scheduled runs are additionally
 //! fenced by claiming their slot (one due time or one "run now" request) with a unique
 //! insert, so a node paused past its lease cannot run a slot its successor already ran.
-//! Leases are per job, so several nodes spread the jobs between them.
+//! Leases are per job, but nothing balances them: a free lease goes to whichever node
+//! asks first, so the first node to start usually holds every job, and the others stand
+//! by and take over a job within `lease_ttl` of its holder dying or stopping. (Spreading
+//! would need a registry of live nodes and moving running continuous jobs; a standby
+//! already gives the fail-over, which is what several nodes are for here.)
+//!
+//! **Crash recovery.** A node starting marks what its previous life under the same node id
+//! left `running` abandoned ([`Store::recover_node`]) before it runs anything, so a restart
+//! within `lease_ttl` (lease simply renewed, token unchanged) leaves no orphans; a node
+//! taking a lease with a newer token marks older-token runs abandoned. Writes of job
+//! results and user-sync batches are fenced by the lease (`Store::check_fence`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -66,9 +76,24 @@ pub struct JobContext {
     /// Cancelled when the node stops or loses the lease.
     pub cancel: CancellationToken,
     pub node: String,
+    /// The fencing token of the job's lease this run (or continuous job) started under.
+    pub lease_token: i64,
+    /// The job's name (the lease's).
+    pub job: &'static str,
     pub trigger: Option<Trigger>,
     pub requested_by: Option<String>,
     pub progress: Progress,
+}
+
+impl JobContext {
+    /// The lease this work runs under, for fenced writes.
+    pub fn fence(&self) -> ucbridge_store::Fence {
+        ucbridge_store::Fence {
+            job: self.job.to_owned(),
+            holder: self.node.clone(),
+            token: self.lease_token,
+        }
+    }
 }
 
 /// Progress of a run, written to its `job_runs` row at most a few times a second.
@@ -212,10 +237,22 @@ impl Scheduler {
     /// Run until `shutdown` is cancelled; then stop every job and give the leases up.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut slots: HashMap<&'static str, JobSlot> = HashMap::new();
+        let mut recovered = false;
         loop {
             let started = Instant::now();
-            if let Err(e) = self.tick(&mut slots).await {
-                tracing::warn!(error = %e, "scheduler tick failed");
+            // Nothing runs before the previous life's leftovers are marked.
+            if !recovered {
+                match self.recover().await {
+                    Ok(()) => recovered = true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot check for runs left by a previous start; retrying")
+                    }
+                }
+            }
+            if recovered {
+                if let Err(e) = self.tick(&mut slots).await {
+                    tracing::warn!(error = %e, "scheduler tick failed");
+                }
             }
             metrics::histogram!("ucbridge_scheduler_tick_seconds")
                 .record(started.elapsed().as_secs_f64());
@@ -232,6 +269,21 @@ impl Scheduler {
             }
         }
         tracing::info!(node = %self.inner.node, "scheduler stopped; leases released");
+    }
+
+    /// Mark what this node id's previous process left unfinished (see the module docs).
+    async fn recover(&self) -> Result<(), ucbridge_store::StoreError> {
+        let found = self.inner.store.recover_node(&self.inner.node).await?;
+        if !found.is_empty() {
+            tracing::warn!(
+                node = %self.inner.node,
+                job_runs = found.job_runs,
+                sync_runs = found.sync_runs,
+                refresh_claims = found.refresh_claims,
+                "marked what this node left running before its restart abandoned"
+            );
+        }
+        Ok(())
     }
 
     async fn tick(
@@ -288,6 +340,15 @@ impl Scheduler {
                 continue;
             };
             if slot.token != Some(token) {
+                if slot.token.is_some() {
+                    // Our lease lapsed (another node may have run the job meanwhile): what
+                    // runs here is fenced out and stops before the job starts afresh.
+                    tracing::warn!(
+                        job = spec.name,
+                        "the lease lapsed and was taken again; restarting the job here"
+                    );
+                    stop_all(slot).await;
+                }
                 tracing::info!(job = spec.name, token, node = %self.inner.node, "took the lease");
                 let n = store.abandon_orphaned_runs(spec.name, token).await?;
                 if n > 0 {
@@ -322,7 +383,7 @@ impl Scheduler {
                         }
                     }
                     if slot.continuous.is_none() {
-                        slot.continuous = Some(self.spawn_continuous(spec, fingerprint));
+                        slot.continuous = Some(self.spawn_continuous(spec, fingerprint, token));
                     }
                     if slot.extra.is_none() {
                         if let (Some(once), Some(row)) = (&spec.run_once, row) {
@@ -401,6 +462,8 @@ impl Scheduler {
 
     fn context(
         &self,
+        job: &'static str,
+        lease_token: i64,
         cancel: CancellationToken,
         trigger: Option<Trigger>,
         requested_by: Option<String>,
@@ -411,15 +474,24 @@ impl Scheduler {
             secrets: self.inner.secrets.clone(),
             cancel,
             node: self.inner.node.clone(),
+            lease_token,
+            job,
             trigger,
             requested_by,
             progress,
         }
     }
 
-    fn spawn_continuous(&self, spec: &JobSpec, fingerprint: i64) -> Running {
+    fn spawn_continuous(&self, spec: &JobSpec, fingerprint: i64, token: i64) -> Running {
         let cancel = CancellationToken::new();
-        let ctx = self.context(cancel.clone(), None, None, Progress::default());
+        let ctx = self.context(
+            spec.name,
+            token,
+            cancel.clone(),
+            None,
+            None,
+            Progress::default(),
+        );
         let run = spec.run.clone();
         let name = spec.name;
         let me = self.clone();
@@ -459,6 +531,8 @@ impl Scheduler {
         let (tx, mut rx) = tokio::sync::watch::channel(None);
         let progress = Progress { tx: Some(tx) };
         let ctx = self.context(
+            spec.name,
+            token,
             cancel.clone(),
             Some(claim.trigger),
             claim.requested_by.clone(),
@@ -512,11 +586,19 @@ impl Scheduler {
                 error = error.as_deref().unwrap_or(""),
                 "job run finished"
             );
-            if let Err(e) = store
+            match store
                 .finish_job_run(run_id, status, summary.as_ref(), error.as_deref())
                 .await
             {
-                tracing::error!(job = name, run_id, error = %e, "cannot record the end of a run");
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(
+                    job = name,
+                    run_id,
+                    "the run's end was not recorded: this node no longer holds the lease it ran under (the new holder marks it abandoned)"
+                ),
+                Err(e) => {
+                    tracing::error!(job = name, run_id, error = %e, "cannot record the end of a run")
+                }
             }
         });
         Ok(Some(Running {
@@ -607,7 +689,8 @@ fn snapshot_job(options: ucbridge_sync::SnapshotOptions) -> JobSpec {
             let client = connections::axl_client(&ctx.store, &ctx.secrets)
                 .await
                 .map_err(|e| e.to_string())?;
-            let keeper = ucbridge_sync::SnapshotKeeper::new(client, ctx.store.clone(), options);
+            let keeper = ucbridge_sync::SnapshotKeeper::new(client, ctx.store.clone(), options)
+                .with_lease(&ctx.node, ctx.lease_token);
             keeper.run(ctx.cancel.cancelled_owned()).await;
             Ok(JobResult::succeeded(serde_json::Value::Null))
         })
@@ -618,7 +701,8 @@ fn snapshot_job(options: ucbridge_sync::SnapshotOptions) -> JobSpec {
             let client = connections::axl_client(&ctx.store, &ctx.secrets)
                 .await
                 .map_err(|e| e.to_string())?;
-            let keeper = ucbridge_sync::SnapshotKeeper::new(client, ctx.store.clone(), options);
+            let keeper = ucbridge_sync::SnapshotKeeper::new(client, ctx.store.clone(), options)
+                .with_lease(&ctx.node, ctx.lease_token);
             let progress = ctx.progress.clone();
             match keeper
                 .full_refresh(move |n| progress.report("reading CUCM end users", n, None))
@@ -658,10 +742,12 @@ fn user_sync_job(default_schedule: Option<String>) -> JobSpec {
                 .compile()
                 .map_err(|e| format!("the sync rules are invalid: {e}"))?;
             let progress = ctx.progress.clone();
-            let outcome = ucbridge_sync::directory::run_user_sync(
+            let owner = ucbridge_store::RunOwner::lease(ctx.fence());
+            let outcome = ucbridge_sync::directory::run_user_sync_as(
                 &ctx.store,
                 &compiled,
                 ucbridge_sync::SyncOptions::default(),
+                &owner,
                 move |done, total| progress.report("syncing users", done, Some(total)),
             )
             .await

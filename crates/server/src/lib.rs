@@ -18,11 +18,13 @@ pub mod config;
 pub mod connections;
 mod error;
 pub mod jobs;
+mod listen;
+mod log_safe;
 mod login_limit;
 pub mod metrics;
 mod server;
 mod web;
 
-pub use config::{JobDefaults, ServerConfig, TlsFiles};
+pub use config::{HttpLimits, JobDefaults, ServerConfig, TlsFiles};
 pub use error::ServerError;
 pub use server::{AppState, RunningServer, Server};

@@ -113,42 +113,14 @@ impl Server {
             state.jobs_started.store(true, Ordering::Relaxed);
             tokio::spawn(scheduler.run(shutdown.clone()))
         });
-        let stop = shutdown.clone();
         let scheme = if tls.is_some() { "https" } else { "http" };
-        // The peer address is what login attempts are counted by.
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let http = match tls {
-            None => tokio::spawn(async move {
-                let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await;
-                if let Err(e) = served {
-                    tracing::error!(error = %e, "the HTTP server stopped");
-                }
-            }),
-            Some(tls) => {
-                let listener = listener.into_std().map_err(|source| ServerError::Bind {
-                    addr: config.bind,
-                    source,
-                })?;
-                let handle = axum_server::Handle::new();
-                let server = axum_server::from_tcp_rustls(
-                    listener,
-                    axum_server::tls_rustls::RustlsConfig::from_config(tls),
-                )
-                .handle(handle.clone());
-                tokio::spawn(async move {
-                    tokio::spawn(async move {
-                        stop.cancelled().await;
-                        // Like axum::serve's graceful shutdown: finish requests in flight.
-                        handle.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
-                    });
-                    if let Err(e) = server.serve(app).await {
-                        tracing::error!(error = %e, "the HTTPS server stopped");
-                    }
-                })
-            }
-        };
+        let http = tokio::spawn(crate::listen::serve(
+            listener,
+            tls.map(tokio_rustls::TlsAcceptor::from),
+            app,
+            config.http.clone(),
+            shutdown.clone(),
+        ));
         tracing::info!(%addr, %node, "ucbridge server listening");
         Ok(RunningServer {
             addr,
@@ -252,6 +224,9 @@ fn router(state: AppState) -> Router {
         .route("/", get(web::index))
         .route("/assets/app.js", get(web::app_js))
         .route("/assets/app.css", get(web::app_css))
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(axum::middleware::from_fn(api::api_response_rules))
         .layer(axum::middleware::from_fn(metrics::track_http))
         .with_state(state);
     if let Some(cors) = cors {

@@ -877,3 +877,38 @@ async fn serves_https_with_its_own_certificate() {
     assert!(!answered, "plain HTTP must not be served on the HTTPS port");
     server.shutdown().await;
 }
+
+/// Issue 18: an API error keeps its cause ("UnknownIssuer"), not only "error sending
+/// request".
+#[tokio::test]
+async fn test_connection_errors_keep_their_cause() {
+    let f = start().await;
+    let base = f.server.url();
+    let admin = client();
+    let csrf = login(&admin, &base, "root", ADMIN_PW).await;
+    // The lab's IdS without its CA: the certificate cannot be verified.
+    let r = admin
+        .put(format!("{base}/api/v1/connections/ids"))
+        .header("x-csrf-token", &csrf)
+        .json(&json!({
+            "url": f.lab.ids_token_url(),
+            "username": "administrator",
+            "password": "ucbridge-lab",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let r = admin
+        .post(format!("{base}/api/v1/connections/ids/test"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    let body: Value = r.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("UnknownIssuer"), "{message}");
+    assert!(!message.contains("ucbridge-lab"), "{message}");
+    f.server.shutdown().await;
+}

@@ -890,7 +890,19 @@ function connectionUpdate(card) {
 async function saveConnection(card) {
   say(card.msg, 'info', '');
   const update = connectionUpdate(card);
-  const views = await api('PUT', `/api/v1/connections/${card.kind}`, update);
+  card.inputs.password.removeAttribute('aria-invalid');
+  let views;
+  try {
+    views = await api('PUT', `/api/v1/connections/${card.kind}`, update);
+  } catch (e) {
+    // A stored password is only sent where it was saved for: a new host, port or scheme
+    // needs it typed again. Point at the field; the message says why.
+    if (e.code === 'password_required') {
+      card.inputs.password.setAttribute('aria-invalid', 'true');
+      card.inputs.password.focus();
+    }
+    throw e;
+  }
   const view = views.find((v) => v.kind === card.kind);
   const fresh = buildConnectionCard(view);
   card.el.replaceWith(fresh.el);

@@ -205,6 +205,22 @@ impl Store {
         Ok(())
     }
 
+    /// End every session of the account except the one whose token hash is `keep`
+    /// (after a password change); returns how many ended.
+    pub async fn delete_account_sessions(
+        &self,
+        account_id: i64,
+        keep: Option<&str>,
+    ) -> Result<u64> {
+        let done =
+            sqlx::query("DELETE FROM admin_sessions WHERE account_id = $1 AND token_hash <> $2")
+                .bind(account_id)
+                .bind(keep.unwrap_or(""))
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Drop expired sessions; returns how many.
     pub async fn purge_expired_sessions(&self) -> Result<u64> {
         let done = sqlx::query("DELETE FROM admin_sessions WHERE expires_at <= $1")

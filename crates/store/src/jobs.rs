@@ -110,6 +110,29 @@ pub struct Claim {
     pub requested_by: Option<String>,
 }
 
+/// What a writer proves it still holds: the job's lease, as `holder` with fencing `token`.
+/// Checked inside the writing transaction (see [`Store::check_fence`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub job: String,
+    pub holder: String,
+    pub token: i64,
+}
+
+/// What a node found left over from its previous life (same node id) when it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct NodeRecovery {
+    pub job_runs: u64,
+    pub sync_runs: u64,
+    pub refresh_claims: u64,
+}
+
+impl NodeRecovery {
+    pub fn is_empty(&self) -> bool {
+        *self == NodeRecovery::default()
+    }
+}
+
 const RUN_COLUMNS: &str = "id, job, slot, node, lease_token, trigger_kind, requested_by, \
                            started_at, finished_at, status, progress, result, error";
 
@@ -141,7 +164,7 @@ fn job_run(row: &sqlx::any::AnyRow) -> Result<JobRun> {
 
 impl Store {
     /// The database's clock in milliseconds, as SQL: leases are judged by one clock.
-    fn db_now_sql(&self) -> &'static str {
+    pub(crate) fn db_now_sql(&self) -> &'static str {
         match self.backend {
             Backend::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS BIGINT)",
             Backend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
@@ -158,16 +181,20 @@ impl Store {
 
     /// Take the job's lease for `ttl_ms`, or extend it when `holder` has it already.
     /// Returns the fencing token when `holder` holds the lease afterwards, `None` when
-    /// another holder's lease is still running.
+    /// another holder's lease is still running. The token grows whenever the lease is not
+    /// simply renewed: a new holder, or the same holder after its lease had lapsed (it may
+    /// have been taken and given back meanwhile, and its old runs are fenced out).
     pub async fn acquire_lease(&self, job: &str, holder: &str, ttl_ms: i64) -> Result<Option<i64>> {
         let now = self.db_now_sql();
         let row = sqlx::query(&format!(
             "INSERT INTO job_leases (job, holder, token, acquired_at, expires_at) \
              VALUES ($1, $2, 1, {now}, {now} + $3) \
              ON CONFLICT (job) DO UPDATE SET \
-               token = CASE WHEN job_leases.holder = excluded.holder THEN job_leases.token \
-                            ELSE job_leases.token + 1 END, \
+               token = CASE WHEN job_leases.holder = excluded.holder \
+                             AND job_leases.expires_at >= excluded.acquired_at \
+                            THEN job_leases.token ELSE job_leases.token + 1 END, \
                acquired_at = CASE WHEN job_leases.holder = excluded.holder \
+                             AND job_leases.expires_at >= excluded.acquired_at \
                             THEN job_leases.acquired_at ELSE excluded.acquired_at END, \
                holder = excluded.holder, \
                expires_at = excluded.expires_at \
@@ -184,14 +211,56 @@ impl Store {
             .transpose()
     }
 
-    /// Give the lease up (on shutdown) so another node can take over at once.
+    /// Give the lease up (on shutdown) so another node can take over at once. The row is
+    /// expired rather than deleted: deleting it restarted the fencing token at 1, so runs
+    /// left `running` under a higher token were never recognised as orphaned.
     pub async fn release_lease(&self, job: &str, holder: &str) -> Result<()> {
-        sqlx::query("DELETE FROM job_leases WHERE job = $1 AND holder = $2")
-            .bind(job)
-            .bind(holder)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(&format!(
+            "UPDATE job_leases SET expires_at = {} - 1 WHERE job = $1 AND holder = $2",
+            self.db_now_sql()
+        ))
+        .bind(job)
+        .bind(holder)
+        .execute(&self.pool)
+        .await?;
         Ok(())
+    }
+
+    /// Fail with [`StoreError::LeaseLost`] unless `fence` still holds its unexpired lease
+    /// (by the database's clock). Run inside a write transaction, right before it
+    /// commits, so a node that was paused or cut off cannot commit over its successor.
+    pub(crate) async fn check_fence(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        fence: &Fence,
+    ) -> Result<()> {
+        let held = sqlx::query(&format!(
+            "SELECT 1 AS held FROM job_leases WHERE job = $1 AND holder = $2 AND token = $3 \
+             AND expires_at >= {}",
+            self.db_now_sql()
+        ))
+        .bind(&fence.job)
+        .bind(&fence.holder)
+        .bind(fence.token)
+        .fetch_optional(conn)
+        .await?;
+        match held {
+            Some(_) => Ok(()),
+            None => Err(StoreError::LeaseLost(format!(
+                "{} no longer holds the {} lease (fencing token {}); the write was refused",
+                fence.holder, fence.job, fence.token
+            ))),
+        }
+    }
+
+    /// Whether `fence` still holds its unexpired lease.
+    pub async fn holds_lease(&self, fence: &Fence) -> Result<bool> {
+        let mut conn = self.pool.acquire().await?;
+        match self.check_fence(&mut conn, fence).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::LeaseLost(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn leases(&self) -> Result<Vec<Lease>> {
@@ -310,6 +379,12 @@ impl Store {
         next_run_at: Option<i64>,
     ) -> Result<Option<i64>> {
         let mut tx = self.begin_write().await?;
+        let fence = Fence {
+            job: job.to_owned(),
+            holder: node.to_owned(),
+            token: lease_token,
+        };
+        self.check_fence(&mut tx, &fence).await?;
         let row = sqlx::query(
             "INSERT INTO job_runs (job, slot, node, lease_token, trigger_kind, requested_by, \
              started_at, status) VALUES ($1, $2, $3, $4, $5, $6, $7, 'running') \
@@ -360,16 +435,22 @@ impl Store {
         Ok(())
     }
 
+    /// Record how a run ended. Fenced: only while the run is still `running` and its node
+    /// still holds the lease with the run's token (expired or not: a node stopping releases
+    /// its leases only after recording its runs). Returns false when the result was
+    /// refused — another node took the job over and marks the run abandoned.
     pub async fn finish_job_run(
         &self,
         run_id: i64,
         status: JobRunStatus,
         result: Option<&serde_json::Value>,
         error: Option<&str>,
-    ) -> Result<()> {
-        sqlx::query(
+    ) -> Result<bool> {
+        let done = sqlx::query(
             "UPDATE job_runs SET status = $2, result = $3, error = $4, finished_at = $5 \
-             WHERE id = $1",
+             WHERE id = $1 AND status = 'running' AND EXISTS (SELECT 1 FROM job_leases l \
+               WHERE l.job = job_runs.job AND l.holder = job_runs.node \
+               AND l.token = job_runs.lease_token)",
         )
         .bind(run_id)
         .bind(status.as_str())
@@ -378,12 +459,14 @@ impl Store {
         .bind(now_millis())
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() > 0)
     }
 
     /// Runs left `running` by a node that no longer holds the job's lease (it crashed or
-    /// was cut off) are marked abandoned; returns how many.
+    /// was cut off) are marked abandoned, and so are the sync runs they started; returns
+    /// how many job runs.
     pub async fn abandon_orphaned_runs(&self, job: &str, current_token: i64) -> Result<u64> {
+        let now = now_millis();
         let done = sqlx::query(
             "UPDATE job_runs SET status = 'abandoned', finished_at = $3, \
              error = 'the node running it stopped or lost its lease' \
@@ -391,10 +474,48 @@ impl Store {
         )
         .bind(job)
         .bind(current_token)
-        .bind(now_millis())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query(
+            "UPDATE sync_runs SET status = 'abandoned', finished_at = $3, \
+             message = 'the node running it stopped or lost its lease' \
+             WHERE lease_job = $1 AND status = 'running' AND lease_token < $2",
+        )
+        .bind(job)
+        .bind(current_token)
+        .bind(now)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
+    }
+
+    /// A node starting under `node` marks what its previous life left unfinished: runs
+    /// still `running` under that name and full-refresh claims it held. Only this node
+    /// writes rows with its name, and nothing of its own runs yet, so whatever is left
+    /// belongs to a process that is gone (killed, or restarted within `lease_ttl`, when
+    /// the lease and its token are simply renewed and token-based detection sees nothing).
+    /// Node ids must therefore be unique among running nodes.
+    pub async fn recover_node(&self, node: &str) -> Result<NodeRecovery> {
+        let now = now_millis();
+        let why = format!("abandoned: node {node} restarted while it was running");
+        let job_runs = sqlx::query(
+            "UPDATE job_runs SET status = 'abandoned', finished_at = $2, error = $3 \
+             WHERE node = $1 AND status = 'running'",
+        )
+        .bind(node)
+        .bind(now)
+        .bind(&why)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let sync_runs = self.abandon_sync_runs_of(node, &why).await?;
+        let refresh_claims = self.abandon_refresh_claims_of(node, &why).await?;
+        Ok(NodeRecovery {
+            job_runs,
+            sync_runs,
+            refresh_claims,
+        })
     }
 
     /// Newest runs first; all jobs when `job` is `None`.

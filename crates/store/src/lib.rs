@@ -24,14 +24,15 @@ use sqlx::{AnyPool, Row};
 
 pub use admin::{AdminAccount, ApiToken, Role, Session};
 pub use devices::{DeviceState, ProvisionedDevice};
-pub use jobs::{Claim, JobRow, JobRun, JobRunStatus, Lease, Trigger};
+pub use jobs::{Claim, Fence, JobRow, JobRun, JobRunStatus, Lease, NodeRecovery, Trigger};
 pub use ldap_export::{
     ExportUser, LdapExportCounts, LdapExportEntry, LdapExportRun, LdapExportStatus,
 };
-pub use runs::{AuditEntry, RunStatus, RunSummary, SyncRun};
+pub use runs::{AuditEntry, RunOwner, RunStatus, RunSummary, SyncRun};
 pub use settings::{SealedSecret, SecretUpdate, Setting};
 pub use snapshot::{
-    RefreshState, SnapshotRead, SnapshotState, SourceUser, SwapSummary, SOURCE_CUCM,
+    RefreshClaimant, RefreshState, SnapshotRead, SnapshotState, SourceUser, SwapSummary,
+    SOURCE_CUCM,
 };
 pub use users::{LocalUser, UserChange, UserField, UserRecord};
 pub use voicemail::{VoicemailAccount, VoicemailFolder, VoicemailMessage};
@@ -48,7 +49,15 @@ pub enum StoreError {
         source: std::io::Error,
     },
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+    /// No connection could be had in time: the database is down, unreachable or
+    /// overloaded. Said plainly so that an outage is recognisable in answers and logs.
+    #[error("database unreachable: {0}")]
+    Unreachable(String),
+    /// The caller's job lease is gone (expired or taken by another node): its writes are
+    /// refused so that a paused or cut-off node cannot overwrite its successor's work.
+    #[error("{0}")]
+    LeaseLost(String),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
@@ -58,6 +67,45 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut => StoreError::Unreachable(format!(
+                "no connection within {} s (database down, unreachable or overloaded)",
+                ACQUIRE_TIMEOUT.as_secs()
+            )),
+            sqlx::Error::Io(io) => StoreError::Unreachable(io.to_string()),
+            sqlx::Error::Tls(tls) => StoreError::Unreachable(format!("TLS: {tls}")),
+            other => StoreError::Database(other),
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether the database could not be reached at all (as opposed to refusing a query).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, StoreError::Unreachable(_))
+    }
+}
+
+/// How long a query waits for a pooled connection (including connecting) before failing
+/// with [`StoreError::Unreachable`]; sqlx's default of 30 s made every API call and
+/// `/readyz` hang that long during a database outage, with nothing logged meanwhile.
+pub const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// PostgreSQL session limits, set on every connection. A node paused (SIGSTOP) or cut off
+/// in the middle of a write transaction keeps its row locks; without limits the next lease
+/// holder's writes waited for it (71 s seen). An idle transaction is ended after 10 s,
+/// which frees its locks; a writer waits for a lock at most 20 s, so it outlasts such a
+/// transaction instead of failing; a statement runs at most 5 minutes. The long read of a
+/// user sync (`Store::read_snapshot`, read-only, no row locks) lifts the idle and statement
+/// limits for its own transaction.
+pub const PG_SESSION_LIMITS: [(&str, &str); 3] = [
+    ("idle_in_transaction_session_timeout", "10s"),
+    ("lock_timeout", "20s"),
+    ("statement_timeout", "5min"),
+];
 
 /// Which database is behind the URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +161,11 @@ impl Store {
         };
         let pool = AnyPoolOptions::new()
             .max_connections(max)
+            .acquire_timeout(match backend {
+                Backend::Postgres => ACQUIRE_TIMEOUT,
+                // Local file: waiting means "busy", never "down"; keep sqlx's patience.
+                Backend::Sqlite => std::time::Duration::from_secs(30),
+            })
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -128,6 +181,12 @@ impl Store {
                         sqlx::query("PRAGMA foreign_keys = ON")
                             .execute(&mut *conn)
                             .await?;
+                    } else {
+                        for (name, value) in PG_SESSION_LIMITS {
+                            sqlx::query(&format!("SET {name} = '{value}'"))
+                                .execute(&mut *conn)
+                                .await?;
+                        }
                     }
                     Ok(())
                 })

@@ -15,6 +15,8 @@ pub enum RunStatus {
     /// Refused by a guard (snapshot not ready, mass deletion).
     Refused,
     Failed,
+    /// The process running it stopped (killed, interrupted, or fenced out) before it ended.
+    Abandoned,
 }
 
 impl RunStatus {
@@ -25,6 +27,7 @@ impl RunStatus {
             RunStatus::Applied => "applied",
             RunStatus::Refused => "refused",
             RunStatus::Failed => "failed",
+            RunStatus::Abandoned => "abandoned",
         }
     }
 
@@ -35,6 +38,7 @@ impl RunStatus {
             "applied" => RunStatus::Applied,
             "refused" => RunStatus::Refused,
             "failed" => RunStatus::Failed,
+            "abandoned" => RunStatus::Abandoned,
             other => return Err(StoreError::Corrupt(format!("run status {other:?}"))),
         })
     }
@@ -50,10 +54,42 @@ pub struct RunSummary {
     pub errors: u64,
 }
 
+/// Who runs a sync: the node (a server's node id, or `cli:<host>:<pid>`) and, under the
+/// server, the job lease it runs with — its applies are fenced by it, and a successor
+/// holding a newer token marks the run abandoned if it is left `running`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunOwner {
+    pub node: Option<String>,
+    pub fence: Option<crate::Fence>,
+}
+
+impl RunOwner {
+    /// This command-line process.
+    pub fn cli() -> RunOwner {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default();
+        RunOwner {
+            node: Some(format!("cli:{host}:{}", std::process::id())),
+            fence: None,
+        }
+    }
+
+    /// A server node running a job under its lease.
+    pub fn lease(fence: crate::Fence) -> RunOwner {
+        RunOwner {
+            node: Some(fence.holder.clone()),
+            fence: Some(fence),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SyncRun {
     pub id: i64,
     pub kind: String,
+    /// The node that ran it (see [`RunOwner`]); `None` for runs recorded before 0007.
+    pub node: Option<String>,
     pub started_at: i64,
     pub finished_at: Option<i64>,
     pub dry_run: bool,
@@ -81,15 +117,39 @@ fn count(n: i64) -> u64 {
 
 impl Store {
     pub async fn start_run(&self, kind: &str, dry_run: bool) -> Result<i64> {
+        self.start_run_as(kind, dry_run, &RunOwner::default()).await
+    }
+
+    /// Start a run recording who runs it.
+    pub async fn start_run_as(&self, kind: &str, dry_run: bool, owner: &RunOwner) -> Result<i64> {
         let row = sqlx::query(
-            "INSERT INTO sync_runs (kind, started_at, dry_run, status) VALUES ($1, $2, $3, 'running') RETURNING id",
+            "INSERT INTO sync_runs (kind, started_at, dry_run, status, node, lease_job, \
+             lease_token) VALUES ($1, $2, $3, 'running', $4, $5, $6) RETURNING id",
         )
         .bind(kind)
         .bind(now_millis())
         .bind(i64::from(dry_run))
+        .bind(owner.node.as_deref())
+        .bind(owner.fence.as_ref().map(|f| f.job.as_str()))
+        .bind(owner.fence.as_ref().map(|f| f.token))
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get("id")?)
+    }
+
+    /// Mark the runs `node` left `running` abandoned (its process is gone, or is being
+    /// interrupted); returns how many.
+    pub async fn abandon_sync_runs_of(&self, node: &str, why: &str) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE sync_runs SET status = 'abandoned', finished_at = $2, message = $3 \
+             WHERE node = $1 AND status = 'running'",
+        )
+        .bind(node)
+        .bind(now_millis())
+        .bind(why)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     pub async fn finish_run(
@@ -101,9 +161,11 @@ impl Store {
         plan: Option<&str>,
     ) -> Result<()> {
         let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        // A run marked abandoned (by a successor, or on interruption) stays so.
         sqlx::query(
             "UPDATE sync_runs SET finished_at = $2, status = $3, message = $4, creates = $5, \
-             updates = $6, disables = $7, deletes = $8, errors = $9, plan = $10 WHERE id = $1",
+             updates = $6, disables = $7, deletes = $8, errors = $9, plan = $10 \
+             WHERE id = $1 AND status = 'running'",
         )
         .bind(id)
         .bind(now_millis())
@@ -172,7 +234,8 @@ impl Store {
     }
 }
 
-const RUN_SUMMARY_COLUMNS: &str = "id, kind, started_at, finished_at, dry_run, status, message, \
+const RUN_SUMMARY_COLUMNS: &str =
+    "id, kind, node, started_at, finished_at, dry_run, status, message, \
                                    creates, updates, disables, deletes, errors";
 
 fn sync_run(row: &sqlx::any::AnyRow) -> Result<SyncRun> {
@@ -180,6 +243,7 @@ fn sync_run(row: &sqlx::any::AnyRow) -> Result<SyncRun> {
     Ok(SyncRun {
         id: row.try_get("id")?,
         kind: row.try_get("kind")?,
+        node: opt_text(row, "node")?,
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
         dry_run: row.try_get::<i64, _>("dry_run")? != 0,

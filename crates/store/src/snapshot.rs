@@ -139,6 +139,30 @@ fn user_from_row(row: &AnyRow) -> Result<SourceUser> {
     })
 }
 
+/// Who claims a full refresh: `owner` is unique per refresher (one keeper); a server node
+/// adds its id and the fencing token of its `snapshot` lease, which lets a successor take
+/// a dead node's claim over at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshClaimant {
+    pub owner: String,
+    pub node: Option<String>,
+    pub lease_token: Option<i64>,
+}
+
+fn describe_claim(s: &SnapshotState) -> String {
+    format!(
+        "claimed by {}{}{}",
+        s.refresh_owner.as_deref().unwrap_or("?"),
+        s.refresh_node
+            .as_deref()
+            .map(|n| format!(" on node {n}"))
+            .unwrap_or_default(),
+        s.refresh_lease_token
+            .map(|t| format!(" with lease token {t}"))
+            .unwrap_or_default()
+    )
+}
+
 /// Where a refresh stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -187,6 +211,12 @@ pub struct SnapshotState {
     pub last_full_refresh_at: Option<i64>,
     pub refresh_started_at: Option<i64>,
     pub refresh_owner: Option<String>,
+    /// The server node whose refresh it is (`None` for the command line).
+    pub refresh_node: Option<String>,
+    /// The fencing token of that node's `snapshot` lease when it claimed the refresh.
+    pub refresh_lease_token: Option<i64>,
+    /// Last sign of life of the refresher (database clock, ms).
+    pub refresh_heartbeat_at: Option<i64>,
     pub users_count: i64,
     pub change_queue_id: Option<String>,
     pub next_change_id: Option<i64>,
@@ -229,50 +259,136 @@ impl Store {
             last_full_refresh_at: row.try_get("last_full_refresh_at")?,
             refresh_started_at: row.try_get("refresh_started_at")?,
             refresh_owner: opt_text(&row, "refresh_owner")?,
+            refresh_node: opt_text(&row, "refresh_node")?,
+            refresh_lease_token: row.try_get("refresh_lease_token")?,
+            refresh_heartbeat_at: row.try_get("refresh_heartbeat_at")?,
             users_count: row.try_get("users_count")?,
             change_queue_id: opt_text(&row, "change_queue_id")?,
             next_change_id: row.try_get("next_change_id")?,
         })
     }
 
-    /// Claim the full refresh of `source` for `owner`. Fails with `Conflict` while another
-    /// refresh runs, unless that one started more than `stale_after_ms` ago (its node died).
-    /// The conditional UPDATE makes the claim atomic across nodes sharing a database.
+    /// Claim the full refresh of `source` for `owner` (no node, no lease: the command
+    /// line). See [`Store::claim_full_refresh`].
     pub async fn begin_full_refresh(
         &self,
         source: &str,
         owner: &str,
         stale_after_ms: i64,
     ) -> Result<()> {
-        self.ensure_state_row(source).await?;
+        let claimant = RefreshClaimant {
+            owner: owner.to_owned(),
+            node: None,
+            lease_token: None,
+        };
+        self.claim_full_refresh(source, &claimant, stale_after_ms)
+            .await
+            .map(|_| ())
+    }
+
+    /// Claim the full refresh of `source`. Fails with `Conflict` while another refresh is
+    /// alive. A claim is dead, and taken over, when its refresher has not shown a sign of
+    /// life ([`Store::refresh_heartbeat`], database clock) for `stale_after_ms`, or when it
+    /// was made under an older fencing token of the `snapshot` lease than the claimant's
+    /// (its node lost the lease: crashed, paused or cut off). The conditional UPDATE makes
+    /// the claim atomic across nodes sharing a database. Returns the owner of a claim that
+    /// was taken over.
+    pub async fn claim_full_refresh(
+        &self,
+        source: &str,
+        claimant: &RefreshClaimant,
+        stale_after_ms: i64,
+    ) -> Result<Option<String>> {
+        let before = self.snapshot_state(source).await?;
         let now = now_millis();
-        let claimed = sqlx::query(
+        let db_now = self.db_now_sql();
+        let claimed = sqlx::query(&format!(
             "UPDATE snapshot_state SET state = 'refreshing', refresh_owner = $2, \
-             refresh_started_at = $3, reason = NULL, updated_at = $3 \
-             WHERE source = $1 AND (state <> 'refreshing' OR refresh_started_at < $4)",
-        )
+             refresh_node = $3, refresh_lease_token = $4, refresh_started_at = $5, \
+             refresh_heartbeat_at = {db_now}, reason = NULL, updated_at = $5 \
+             WHERE source = $1 AND (state <> 'refreshing' \
+               OR COALESCE(refresh_heartbeat_at, refresh_started_at, 0) < {db_now} - $6 \
+               OR refresh_lease_token < $7)"
+        ))
         .bind(source)
-        .bind(owner)
+        .bind(&claimant.owner)
+        .bind(claimant.node.as_deref())
+        .bind(claimant.lease_token)
         .bind(now)
-        .bind(now - stale_after_ms)
+        .bind(stale_after_ms)
+        // Tokens start at 1: without a lease, no claim is older than ours.
+        .bind(claimant.lease_token.unwrap_or(0))
         .execute(&self.pool)
         .await?
         .rows_affected();
         if claimed == 0 {
+            let holder = self.snapshot_state(source).await?;
             return Err(StoreError::Conflict(format!(
-                "a full refresh of {source} is already running"
+                "a full refresh of {source} is already running ({})",
+                describe_claim(&holder)
             )));
         }
         sqlx::query("DELETE FROM cucm_users_staging")
             .execute(&self.pool)
             .await?;
+        let taken_over =
+            (before.state == RefreshState::Refreshing).then(|| describe_claim(&before));
+        Ok(taken_over)
+    }
+
+    /// The refresher's sign of life; `Conflict` when `owner` no longer holds the claim (it
+    /// was taken over as dead), so the refresher stops.
+    pub async fn refresh_heartbeat(&self, source: &str, owner: &str) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        self.beat_on(&mut conn, source, owner).await
+    }
+
+    async fn beat_on(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        source: &str,
+        owner: &str,
+    ) -> Result<()> {
+        let done = sqlx::query(&format!(
+            "UPDATE snapshot_state SET refresh_heartbeat_at = {} \
+             WHERE source = $1 AND state = 'refreshing' AND refresh_owner = $2",
+            self.db_now_sql()
+        ))
+        .bind(source)
+        .bind(owner)
+        .execute(conn)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "the refresh of {source} is no longer owned by {owner} (taken over as dead)"
+            )));
+        }
         Ok(())
     }
 
-    /// Add a page of a running full refresh to the staging table.
-    pub async fn stage_users(&self, users: &[SourceUser]) -> Result<()> {
+    /// Full-refresh claims of `node` that are still open become `failed` with `why`; the
+    /// previous snapshot is kept. For a node starting again under the same name.
+    pub async fn abandon_refresh_claims_of(&self, node: &str, why: &str) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE snapshot_state SET state = 'failed', reason = $2, refresh_owner = NULL, \
+             updated_at = $3 WHERE state = 'refreshing' AND refresh_node = $1",
+        )
+        .bind(node)
+        .bind(why)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Add a page of a running full refresh to the staging table; only while `owner` holds
+    /// the claim (a refresher taken over as dead must not write into its successor's
+    /// staging), which also counts as its heartbeat. The check takes the state row's lock
+    /// on PostgreSQL, so a takeover waits for this page or this page sees the takeover.
+    pub async fn stage_users(&self, source: &str, owner: &str, users: &[SourceUser]) -> Result<()> {
         let now = now_millis();
         let mut tx = self.begin_write().await?;
+        self.beat_on(&mut tx, source, owner).await?;
         for chunk in users.chunks(ROWS_PER_INSERT) {
             // A user seen twice (pages shifted under concurrent changes) keeps the later copy.
             let sql = format!(
@@ -480,6 +596,14 @@ impl Store {
             sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 .execute(&mut *tx)
                 .await?;
+            // Read-only, no row locks: the session limits meant for writers do not apply.
+            // The users stream stays open while batches apply, and its statement may end
+            // (all rows buffered) long before the transaction does.
+            for name in ["idle_in_transaction_session_timeout", "statement_timeout"] {
+                sqlx::query(&format!("SET LOCAL {name} = '1h'"))
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         Ok(SnapshotRead { tx })
     }

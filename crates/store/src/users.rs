@@ -366,11 +366,27 @@ impl Store {
         run_id: Option<i64>,
         changes: &[UserChange],
     ) -> Result<()> {
+        self.apply_user_changes_fenced(run_id, changes, None).await
+    }
+
+    /// [`Store::apply_user_changes`] by a job under its lease: the batch commits only if
+    /// `fence` still holds the lease, checked first (no locks taken for a fenced-out
+    /// node) and again right before the commit, so a node paused past its lease and
+    /// resumed cannot commit over its successor ([`crate::StoreError::LeaseLost`]).
+    pub async fn apply_user_changes_fenced(
+        &self,
+        run_id: Option<i64>,
+        changes: &[UserChange],
+        fence: Option<&crate::Fence>,
+    ) -> Result<()> {
         const RECORD_FIELDS: usize = 18;
         const CREATES_PER_INSERT: usize = 300;
         const AUDIT_PER_INSERT: usize = 500;
         let now = now_millis();
         let mut tx = self.begin_write().await?;
+        if let Some(fence) = fence {
+            self.check_fence(&mut tx, fence).await?;
+        }
         let update_sql = format!(
             "UPDATE users SET ({RECORD_COLUMNS}, updated_at) = ({}) WHERE id = $20",
             crate::placeholders(1, 19)
@@ -464,6 +480,9 @@ impl Store {
         }
         if !changes.is_empty() {
             crate::bump_version(&mut tx, "users").await?;
+        }
+        if let Some(fence) = fence {
+            self.check_fence(&mut tx, fence).await?;
         }
         tx.commit().await?;
         Ok(())

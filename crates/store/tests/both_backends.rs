@@ -45,8 +45,14 @@ async fn full_refresh_swaps_atomically_and_counts_changes() {
             .await
             .unwrap();
         let first: Vec<_> = (0..1000).map(user).collect();
-        store.stage_users(&first[..600]).await.unwrap();
-        store.stage_users(&first[600..]).await.unwrap();
+        store
+            .stage_users(SOURCE_CUCM, "node-a", &first[..600])
+            .await
+            .unwrap();
+        store
+            .stage_users(SOURCE_CUCM, "node-a", &first[600..])
+            .await
+            .unwrap();
         // While refreshing, a second claim is refused.
         let err = store
             .begin_full_refresh(SOURCE_CUCM, "node-b", 60_000)
@@ -81,7 +87,10 @@ async fn full_refresh_swaps_atomically_and_counts_changes() {
             .unwrap();
         let mut second: Vec<_> = (1..1001).map(user).collect();
         second[0].department = Some("Changed".into());
-        store.stage_users(&second).await.unwrap();
+        store
+            .stage_users(SOURCE_CUCM, "node-a", &second)
+            .await
+            .unwrap();
         let s = store
             .finish_full_refresh(SOURCE_CUCM, "node-a", None)
             .await
@@ -112,7 +121,7 @@ async fn a_failed_refresh_keeps_the_previous_snapshot() {
             .await
             .unwrap();
         store
-            .stage_users(&(0..10).map(user).collect::<Vec<_>>())
+            .stage_users(SOURCE_CUCM, "n", &(0..10).map(user).collect::<Vec<_>>())
             .await
             .unwrap();
         store
@@ -124,7 +133,10 @@ async fn a_failed_refresh_keeps_the_previous_snapshot() {
             .begin_full_refresh(SOURCE_CUCM, "n", 60_000)
             .await
             .unwrap();
-        store.stage_users(&[user(99)]).await.unwrap();
+        store
+            .stage_users(SOURCE_CUCM, "n", &[user(99)])
+            .await
+            .unwrap();
         store
             .fail_full_refresh(SOURCE_CUCM, "n", "CUCM unreachable")
             .await
@@ -162,7 +174,7 @@ async fn incremental_changes_upsert_remove_and_move_the_cursor() {
             .await
             .unwrap();
         store
-            .stage_users(&(0..5).map(user).collect::<Vec<_>>())
+            .stage_users(SOURCE_CUCM, "n", &(0..5).map(user).collect::<Vec<_>>())
             .await
             .unwrap();
         store

@@ -114,12 +114,30 @@ async fn a_slot_runs_once_and_requests_coalesce() {
             trigger: Trigger::Schedule,
             requested_by: None,
         };
+        // Claims are made under the job's lease.
+        assert_eq!(
+            store
+                .acquire_lease("user_sync", "node-a", 60_000)
+                .await
+                .unwrap(),
+            Some(1)
+        );
         let run = store
             .claim_job_run("user_sync", &slot, "node-a", 1, Some(901_000))
             .await
             .unwrap();
         assert!(run.is_some(), "{b:?}");
-        // The same slot again (another node, or a paused one): refused.
+        // Node A's last renewal, then it pauses.
+        store.acquire_lease("user_sync", "node-a", 1).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        assert_eq!(
+            store
+                .acquire_lease("user_sync", "node-b", 60_000)
+                .await
+                .unwrap(),
+            Some(2)
+        );
+        // The same slot again (the next holder, after a pause of the first): refused.
         assert_eq!(
             store
                 .claim_job_run("user_sync", &slot, "node-b", 2, Some(2))
@@ -145,7 +163,7 @@ async fn a_slot_runs_once_and_requests_coalesce() {
             requested_by: Some("alice".into()),
         };
         let id = store
-            .claim_job_run("user_sync", &manual, "node-a", 1, None)
+            .claim_job_run("user_sync", &manual, "node-b", 2, None)
             .await
             .unwrap()
             .unwrap();

@@ -1,7 +1,7 @@
 //! Stage 2: run a user sync — check the snapshot, plan, guard, record, apply.
 
 use serde::Serialize;
-use ucbridge_store::{RefreshState, RunStatus, SnapshotState, Store, SOURCE_CUCM};
+use ucbridge_store::{RefreshState, RunOwner, RunStatus, SnapshotState, Store, SOURCE_CUCM};
 
 use futures::TryStreamExt;
 use ucbridge_store::UserChange;
@@ -64,9 +64,22 @@ pub async fn run_user_sync(
     store: &Store,
     rules: &CompiledRules,
     options: SyncOptions,
+    progress: impl FnMut(u64, u64),
+) -> Result<SyncOutcome, SyncError> {
+    run_user_sync_as(store, rules, options, &RunOwner::default(), progress).await
+}
+
+/// [`run_user_sync`] recording who runs it: the run names `owner`'s node (so it can be
+/// marked abandoned if that process dies), and under a lease every batch is fenced by it.
+pub async fn run_user_sync_as(
+    store: &Store,
+    rules: &CompiledRules,
+    options: SyncOptions,
+    owner: &RunOwner,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<SyncOutcome, SyncError> {
-    let run_id = store.start_run(RUN_KIND, options.dry_run).await?;
+    let run_id = store.start_run_as(RUN_KIND, options.dry_run, owner).await?;
+    let fence = owner.fence.as_ref();
     let snapshot = store.snapshot_state(SOURCE_CUCM).await?;
     let refuse = |message: String, plan: Plan, snapshot: SnapshotState| async move {
         tracing::warn!(run_id, %message, "user sync refused");
@@ -101,6 +114,10 @@ pub async fn run_user_sync(
         )),
     };
     if let Some(message) = not_ready {
+        let message = match abandoned_claim(store, &snapshot).await {
+            Some(note) => format!("{message}; {note}"),
+            None => message,
+        };
         return refuse(message, Plan::default(), snapshot).await;
     }
 
@@ -183,7 +200,7 @@ pub async fn run_user_sync(
             None
         };
         if let Some(message) = message {
-            read.finish().await?;
+            finish_read(read).await;
             for c in &orphans {
                 plan.record(c);
             }
@@ -210,7 +227,9 @@ pub async fn run_user_sync(
                         if !options.dry_run {
                             pending.push(c);
                             if pending.len() >= batch {
-                                store.apply_user_changes(Some(run_id), &pending).await?;
+                                store
+                                    .apply_user_changes_fenced(Some(run_id), &pending, fence)
+                                    .await?;
                                 apply_calls += 1;
                                 applied += pending.len() as u64;
                                 pending.clear();
@@ -228,7 +247,9 @@ pub async fn run_user_sync(
             }
         }
         for chunk in pending.chunks(batch) {
-            store.apply_user_changes(Some(run_id), chunk).await?;
+            store
+                .apply_user_changes_fenced(Some(run_id), chunk, fence)
+                .await?;
             apply_calls += 1;
             applied += chunk.len() as u64;
         }
@@ -236,7 +257,7 @@ pub async fn run_user_sync(
         Ok(())
     }
     .await;
-    read.finish().await?;
+    finish_read(read).await;
     tracing::info!(
         elapsed_ms = phase.elapsed().as_millis(),
         changes = plan.total_changes(),
@@ -303,5 +324,36 @@ pub async fn run_user_sync(
         message: None,
         snapshot,
         plan,
+    })
+}
+
+/// End the read-only snapshot transaction. Its commit can fail only if the connection is
+/// gone, and nothing was written through it: the run's outcome stands either way (an
+/// error here used to leave the run `running` for good).
+async fn finish_read(read: ucbridge_store::SnapshotRead) {
+    if let Err(e) = read.finish().await {
+        tracing::warn!(error = %e, "ending the snapshot read failed (nothing was written through it)");
+    }
+}
+
+/// When the snapshot is `refreshing`: a note saying so if its refresher looks dead (no
+/// heartbeat for a minute, by the database's clock), so a refusal is not a mystery. The
+/// snapshot job takes such a claim over (see `SnapshotKeeper`).
+async fn abandoned_claim(store: &Store, snapshot: &SnapshotState) -> Option<String> {
+    if snapshot.state != RefreshState::Refreshing {
+        return None;
+    }
+    let beat = snapshot
+        .refresh_heartbeat_at
+        .or(snapshot.refresh_started_at)?;
+    let now = store.db_now().await.ok()?;
+    let silent = now.saturating_sub(beat);
+    let limit = crate::snapshot::DEFAULT_STALE_REFRESH_AFTER.as_millis() as i64;
+    (silent > limit).then(|| {
+        format!(
+            "its refresher ({}) has shown no sign of life for {} s and looks abandoned; the snapshot job takes it over",
+            snapshot.refresh_owner.as_deref().unwrap_or("?"),
+            silent / 1000
+        )
     })
 }

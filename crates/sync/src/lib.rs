@@ -14,10 +14,13 @@ pub mod rules;
 pub mod schedule;
 pub mod snapshot;
 
-pub use directory::{run_user_sync, SyncOptions, SyncOutcome};
+pub use directory::{run_user_sync, run_user_sync_as, SyncOptions, SyncOutcome};
 pub use plan::{Plan, Problem};
 pub use rules::{RulesError, SyncRules};
-pub use snapshot::{PollReport, RefreshReport, SnapshotKeeper, SnapshotOptions};
+pub use snapshot::{
+    PollReport, RefreshReport, SnapshotKeeper, SnapshotOptions, DEFAULT_STALE_REFRESH_AFTER,
+    MIN_STALE_REFRESH_AFTER,
+};
 
 /// Errors of the sync engines.
 #[derive(Debug, thiserror::Error)]

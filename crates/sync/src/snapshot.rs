@@ -16,9 +16,17 @@ use serde::Serialize;
 use ucbridge_axl::{
     AxlClient, AxlError, ChangeAction, ChangeCursor, Key, ListOptions, User, UserSearch, UserTag,
 };
-use ucbridge_store::{RefreshState, SourceUser, Store, StoreError, SwapSummary, SOURCE_CUCM};
+use ucbridge_store::{
+    RefreshClaimant, RefreshState, SourceUser, Store, StoreError, SwapSummary, SOURCE_CUCM,
+};
 
 use crate::SyncError;
+
+/// Default of [`SnapshotOptions::stale_refresh_after`].
+pub const DEFAULT_STALE_REFRESH_AFTER: Duration = Duration::from_secs(60);
+/// The shortest accepted `stale_refresh_after`: beats come every quarter of it, and each
+/// is one database round trip.
+pub const MIN_STALE_REFRESH_AFTER: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct SnapshotOptions {
@@ -35,7 +43,10 @@ pub struct SnapshotOptions {
     pub poll_interval: Duration,
     /// A full refresh is repeated this often even when polling works.
     pub full_refresh_every: Duration,
-    /// A refresh claimed longer ago than this is taken to be dead (its node crashed).
+    /// A refresh whose refresher showed no sign of life for this long is taken to be dead
+    /// and may be taken over (`[snapshot] stale_refresh_after`). The refresher beats four
+    /// times per period, independently of how slow CUCM answers. A claim made under an
+    /// older `snapshot` lease token is taken over at once, whatever this says.
     pub stale_refresh_after: Duration,
 }
 
@@ -47,7 +58,7 @@ impl Default for SnapshotOptions {
             get_concurrency: 4,
             poll_interval: Duration::from_secs(5),
             full_refresh_every: Duration::from_secs(24 * 3600),
-            stale_refresh_after: Duration::from_secs(30 * 60),
+            stale_refresh_after: DEFAULT_STALE_REFRESH_AFTER,
         }
     }
 }
@@ -146,7 +157,7 @@ pub struct SnapshotKeeper {
     client: AxlClient,
     store: Store,
     options: SnapshotOptions,
-    owner: String,
+    claimant: RefreshClaimant,
 }
 
 impl SnapshotKeeper {
@@ -157,8 +168,33 @@ impl SnapshotKeeper {
             client,
             store,
             options,
-            owner,
+            claimant: RefreshClaimant {
+                owner,
+                node: None,
+                lease_token: None,
+            },
         }
+    }
+
+    /// A keeper run by server node `node` under fencing token `lease_token` of its
+    /// `snapshot` lease: its refresh claims name both, so a successor with a newer token
+    /// takes a dead claim over at once, and the node itself clears its claims on restart.
+    pub fn with_lease(mut self, node: &str, lease_token: i64) -> Self {
+        self.claimant = RefreshClaimant {
+            owner: format!("{node}:{}:{:08x}", std::process::id(), rand_u32()),
+            node: Some(node.to_owned()),
+            lease_token: Some(lease_token),
+        };
+        self
+    }
+
+    /// Give up this keeper's refresh claim, if it holds one (e.g. the command line was
+    /// interrupted): the state becomes `failed` with `why` and the old snapshot is kept.
+    pub async fn abandon_refresh(&self, why: &str) -> Result<(), SyncError> {
+        self.store
+            .fail_full_refresh(SOURCE_CUCM, &self.claimant.owner, why)
+            .await?;
+        Ok(())
     }
 
     pub fn store(&self) -> &Store {
@@ -170,17 +206,25 @@ impl SnapshotKeeper {
     pub async fn full_refresh(&self, progress: impl Fn(u64)) -> Result<RefreshReport, SyncError> {
         let started = Instant::now();
         let stale = i64::try_from(self.options.stale_refresh_after.as_millis()).unwrap_or(i64::MAX);
-        self.store
-            .begin_full_refresh(SOURCE_CUCM, &self.owner, stale)
+        let taken_over = self
+            .store
+            .claim_full_refresh(SOURCE_CUCM, &self.claimant, stale)
             .await?;
-        match self.read_everything(&progress).await {
+        if let Some(dead) = taken_over {
+            tracing::warn!(%dead, "took over a full refresh whose refresher is gone");
+        }
+        let read = tokio::select! {
+            r = self.read_everything(&progress) => r,
+            lost = self.heartbeat() => Err(lost),
+        };
+        match read {
             Ok((cursor, pages)) => {
                 let phase = Instant::now();
                 let swap = match self
                     .store
                     .finish_full_refresh(
                         SOURCE_CUCM,
-                        &self.owner,
+                        &self.claimant.owner,
                         cursor
                             .as_ref()
                             .map(|c| (c.queue_id.as_str(), c.next_start_change_id)),
@@ -194,7 +238,7 @@ impl SnapshotKeeper {
                         let reason = format!("swapping the refreshed snapshot in failed: {e}");
                         tracing::warn!(%reason, "CUCM snapshot refresh failed; the previous snapshot is kept");
                         self.store
-                            .fail_full_refresh(SOURCE_CUCM, &self.owner, &reason)
+                            .fail_full_refresh(SOURCE_CUCM, &self.claimant.owner, &reason)
                             .await?;
                         return Err(e.into());
                     }
@@ -228,9 +272,28 @@ impl SnapshotKeeper {
                 let reason = e.to_string();
                 tracing::warn!(%reason, "CUCM snapshot refresh failed; the previous snapshot is kept");
                 self.store
-                    .fail_full_refresh(SOURCE_CUCM, &self.owner, &reason)
+                    .fail_full_refresh(SOURCE_CUCM, &self.claimant.owner, &reason)
                     .await?;
                 Err(e)
+            }
+        }
+    }
+
+    /// Beat every quarter of `stale_refresh_after` for as long as the refresh runs; ends
+    /// only when the claim was taken over (then the refresh must stop writing). A failed
+    /// beat (database briefly away) is retried at the next one.
+    async fn heartbeat(&self) -> SyncError {
+        let every = (self.options.stale_refresh_after / 4).max(Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(every).await;
+            match self
+                .store
+                .refresh_heartbeat(SOURCE_CUCM, &self.claimant.owner)
+                .await
+            {
+                Ok(()) => {}
+                Err(e @ StoreError::Conflict(_)) => return e.into(),
+                Err(e) => tracing::warn!(error = %e, "refresh heartbeat failed; retrying"),
             }
         }
     }
@@ -308,7 +371,9 @@ impl SnapshotKeeper {
                     source_user(u, Some(e))
                 })
                 .collect();
-            self.store.stage_users(&users).await?;
+            self.store
+                .stage_users(SOURCE_CUCM, &self.claimant.owner, &users)
+                .await?;
             progress(read);
         }
         let summary = pager.summary();
@@ -458,19 +523,18 @@ impl SnapshotKeeper {
             || due
             || state.change_queue_id.is_none()
             || matches!(state.state, RefreshState::Empty | RefreshState::Failed);
-        if state.state == RefreshState::Refreshing {
-            // Another node (or a crashed one, until the claim is stale) is on it.
-            let stale_ms =
-                i64::try_from(self.options.stale_refresh_after.as_millis()).unwrap_or(i64::MAX);
-            if state
-                .refresh_started_at
-                .is_some_and(|t| now.saturating_sub(t) < stale_ms)
-            {
-                return Ok(());
-            }
-        }
         if needs_full || state.state == RefreshState::Refreshing {
-            self.full_refresh(|_| {}).await.map(|_| ())
+            // A claim held by a live refresher is refused (quietly: it is doing our work);
+            // a dead one — no heartbeat, or an older lease token — is taken over.
+            match self.full_refresh(|_| {}).await {
+                Err(SyncError::Store(StoreError::Conflict(why)))
+                    if state.state == RefreshState::Refreshing =>
+                {
+                    tracing::debug!(%why, "another refresher is alive");
+                    Ok(())
+                }
+                other => other.map(|_| ()),
+            }
         } else {
             self.poll_changes().await.map(|_| ())
         }

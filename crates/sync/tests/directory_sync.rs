@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use ucbridge_axl::{AxlClient, AxlConfig, Key, NewUser, RetryPolicy, UserUpdate};
 use ucbridge_lab::{LabConfig, RunningLab};
-use ucbridge_store::{RefreshState, RunStatus, Store, UserChange, SOURCE_CUCM};
+use ucbridge_store::{
+    RefreshClaimant, RefreshState, RunStatus, Store, StoreError, UserChange, SOURCE_CUCM,
+};
 use ucbridge_sync::rules::OrphanAction;
 use ucbridge_sync::{
     run_user_sync, SnapshotKeeper, SnapshotOptions, SyncError, SyncOptions, SyncRules,
@@ -521,4 +523,138 @@ async fn a_noop_resync_does_no_work_until_something_changes() {
         lab.shutdown().await;
         store.close().await;
     }
+}
+
+/// Runs the keeper loop until the snapshot is idle (or 20 s pass), then stops it.
+async fn run_keeper_until_idle(keeper: SnapshotKeeper, store: &Store) {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        keeper
+            .run(async {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while store.snapshot_state(SOURCE_CUCM).await.unwrap().state != RefreshState::Idle {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the keeper never got the snapshot idle: {:?}",
+            store.snapshot_state(SOURCE_CUCM).await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop_tx.send(());
+    task.await.unwrap();
+}
+
+/// Issue 18: a node killed mid-refresh left the snapshot `refreshing`, and change polling,
+/// "Run now" and user sync were refused for a hard-coded 30 minutes. The node that holds
+/// the snapshot lease next (a newer token) takes the dead claim over at once.
+#[tokio::test]
+async fn a_killed_nodes_refresh_claim_is_taken_over_by_the_next_lease_holder() {
+    for (store, _dir) in stores().await {
+        let b = store.backend();
+        let (lab, client) = lab(20).await;
+        SnapshotKeeper::new(client.clone(), store.clone(), options())
+            .with_lease("node-a", 1)
+            .full_refresh(|_| {})
+            .await
+            .unwrap();
+        // Node A was killed in the middle of its next refresh: its fresh claim stays.
+        let killed = RefreshClaimant {
+            owner: "node-a:killed".into(),
+            node: Some("node-a".into()),
+            lease_token: Some(1),
+        };
+        store
+            .claim_full_refresh(SOURCE_CUCM, &killed, 60_000)
+            .await
+            .unwrap();
+        let refused = run_user_sync(&store, &rules(), SyncOptions::default(), |_, _| {})
+            .await
+            .unwrap();
+        assert_eq!(refused.status, RunStatus::Refused, "{b:?}");
+        assert!(!refused.message.unwrap().contains("abandoned"));
+        // Once the claim has been silent for long, the refusal says it looks abandoned.
+        sqlx::query("UPDATE snapshot_state SET refresh_heartbeat_at = 0")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let refused = run_user_sync(&store, &rules(), SyncOptions::default(), |_, _| {})
+            .await
+            .unwrap();
+        let message = refused.message.unwrap();
+        assert!(
+            message.contains("node-a:killed") && message.contains("looks abandoned"),
+            "{message}"
+        );
+
+        let keeper_b = SnapshotKeeper::new(
+            client.clone(),
+            store.clone(),
+            SnapshotOptions {
+                poll_interval: Duration::from_millis(200),
+                ..options()
+            },
+        )
+        .with_lease("node-b", 2);
+        run_keeper_until_idle(keeper_b, &store).await;
+        let state = store.snapshot_state(SOURCE_CUCM).await.unwrap();
+        assert_eq!(state.refresh_node.as_deref(), Some("node-b"), "{b:?}");
+        assert_eq!(state.users_count, 20);
+        let synced = run_user_sync(&store, &rules(), SyncOptions::default(), |_, _| {})
+            .await
+            .unwrap();
+        assert_eq!(synced.status, RunStatus::Applied, "{b:?}");
+        lab.shutdown().await;
+    }
+}
+
+/// The claim's liveness is its heartbeat, not its age: a slow refresh that keeps beating is
+/// not displaced after `stale_refresh_after`, and a silent claim is taken over after it.
+#[tokio::test]
+async fn a_live_refresh_keeps_its_claim_and_a_silent_one_loses_it() {
+    let (store, _dir) = stores().await.remove(0);
+    let (lab, client) = lab(20).await;
+    let opts = SnapshotOptions {
+        stale_refresh_after: Duration::from_secs(2),
+        ..options()
+    };
+    // Every AXL answer takes 2 s: the refresh (at least three calls) outlives 2 s.
+    lab.faults().delay_responses(Duration::from_secs(2));
+    let slow = SnapshotKeeper::new(client.clone(), store.clone(), opts.clone());
+    let refresh = tokio::spawn(async move { slow.full_refresh(|_| {}).await });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while store.snapshot_state(SOURCE_CUCM).await.unwrap().state != RefreshState::Refreshing {
+        assert!(tokio::time::Instant::now() < deadline, "no refresh started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2_600)).await;
+    let other = SnapshotKeeper::new(client.clone(), store.clone(), opts.clone());
+    let err = other.full_refresh(|_| {}).await.unwrap_err();
+    assert!(
+        matches!(err, SyncError::Store(StoreError::Conflict(_))),
+        "a live refresh was displaced: {err}"
+    );
+    let report = refresh.await.unwrap().expect("the slow refresh completes");
+    assert_eq!(report.swap.total, 20);
+    lab.faults().delay_responses(Duration::ZERO);
+
+    // A command-line refresher killed mid-way: no lease, no heartbeat any more.
+    store
+        .begin_full_refresh(SOURCE_CUCM, "killed-cli", 60_000)
+        .await
+        .unwrap();
+    let err = other.full_refresh(|_| {}).await.unwrap_err();
+    assert!(
+        matches!(err, SyncError::Store(StoreError::Conflict(_))),
+        "{err}"
+    );
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    other
+        .full_refresh(|_| {})
+        .await
+        .expect("a silent claim is taken over after stale_refresh_after");
+    lab.shutdown().await;
 }

@@ -2,7 +2,7 @@
 //!
 //! [`Dovecot::start`] writes a config into a temp dir — its own `base_dir`, `state_dir` and
 //! logs, so it never touches a system Dovecot — with passwd-file users, one master user
-//! (`user*master` logins, see the README's "Voicemail sync" section) and maildirs under the
+//! (`user*master` logins, see docs/voicemail.md) and maildirs under the
 //! temp dir, then runs `dovecot -F` on a free 127.0.0.1 port. Dropping the handle stops it.
 //! A missing `dovecot` binary is a loud skip, or a failure under `CI=true`.
 //!

@@ -9,7 +9,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -70,6 +70,34 @@ impl Behaviour {
         }
     }
 
+    /// A SOAP answer whose payload is `depth` nested `<a>` elements: inside `<return>` of a
+    /// getCCMVersionResponse (status 200) or inside a Fault's `<detail>` (other statuses),
+    /// i.e. exactly where a client builds a tree of what it reads.
+    pub fn nested_soap(status: u16, depth: usize) -> Behaviour {
+        let (open, close): (&[u8], &[u8]) = if status == 200 {
+            (
+                b"<ns:getCCMVersionResponse xmlns:ns=\"http://www.cisco.com/AXL/API/1.0\"><return>",
+                b"</return></ns:getCCMVersionResponse>",
+            )
+        } else {
+            (
+                b"<soapenv:Fault><faultcode>soapenv:Server</faultcode><detail>",
+                b"</detail></soapenv:Fault>",
+            )
+        };
+        let mut body = b"<?xml version=\"1.0\"?><soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\"><soapenv:Body>".to_vec();
+        body.extend_from_slice(open);
+        body.extend(b"<a>".repeat(depth));
+        body.extend(b"</a>".repeat(depth));
+        body.extend_from_slice(close);
+        body.extend_from_slice(b"</soapenv:Body></soapenv:Envelope>");
+        Behaviour::Fixed {
+            status,
+            content_type: "text/xml; charset=utf-8",
+            body,
+        }
+    }
+
     /// Unclosed tags forever: the shape that made a tree builder use gigabytes.
     pub fn endless_open_tags(status: u16) -> Behaviour {
         Behaviour::Endless {
@@ -87,6 +115,7 @@ pub struct HostileServer {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     requests: Arc<AtomicUsize>,
+    sent: Arc<AtomicU64>,
     accept: Option<thread::JoinHandle<()>>,
 }
 
@@ -100,14 +129,20 @@ impl HostileServer {
         let addr = listener.local_addr().expect("local address");
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(AtomicUsize::new(0));
+        let sent = Arc::new(AtomicU64::new(0));
         let accept = {
-            let (stop, requests) = (stop.clone(), requests.clone());
-            thread::spawn(move || accept_loop(listener, behaviour, stop, requests))
+            let counters = Counters {
+                requests: requests.clone(),
+                sent: sent.clone(),
+            };
+            let stop = stop.clone();
+            thread::spawn(move || accept_loop(listener, behaviour, stop, counters))
         };
         HostileServer {
             addr,
             stop,
             requests,
+            sent,
             accept: Some(accept),
         }
     }
@@ -125,6 +160,12 @@ impl HostileServer {
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
     }
+
+    /// Body bytes the client accepted so far, over all connections: a client that stops
+    /// reading at its cap keeps this near the cap plus socket buffers.
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for HostileServer {
@@ -136,11 +177,18 @@ impl Drop for HostileServer {
     }
 }
 
+/// What the connections report back to the [`HostileServer`].
+#[derive(Clone)]
+struct Counters {
+    requests: Arc<AtomicUsize>,
+    sent: Arc<AtomicU64>,
+}
+
 fn accept_loop(
     listener: TcpListener,
     behaviour: Behaviour,
     stop: Arc<AtomicBool>,
-    requests: Arc<AtomicUsize>,
+    counters: Counters,
 ) {
     // At most this many connections over the server's life: a client retry storm must not
     // turn the test server into a thread bomb.
@@ -150,10 +198,10 @@ fn accept_loop(
         match listener.accept() {
             Ok((stream, _)) => {
                 served += 1;
-                let (behaviour, stop, requests) =
-                    (behaviour.clone(), stop.clone(), requests.clone());
+                let (behaviour, stop, counters) =
+                    (behaviour.clone(), stop.clone(), counters.clone());
                 thread::spawn(move || {
-                    let _ = serve(stream, &behaviour, &stop, &requests);
+                    let _ = serve(stream, &behaviour, &stop, &counters);
                 });
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -168,13 +216,14 @@ fn serve(
     mut stream: TcpStream,
     behaviour: &Behaviour,
     stop: &AtomicBool,
-    requests: &AtomicUsize,
+    counters: &Counters,
 ) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
     read_request(&mut stream)?;
-    requests.fetch_add(1, Ordering::SeqCst);
+    counters.requests.fetch_add(1, Ordering::SeqCst);
+    let sent = &*counters.sent;
     let deadline = Instant::now() + MAX_CONNECTION_TIME;
     let alive = || !stop.load(Ordering::SeqCst) && Instant::now() < deadline;
     match behaviour {
@@ -188,19 +237,19 @@ fn serve(
             if *closed {
                 body.extend(b"</a>".repeat(*depth));
             }
-            respond(&mut stream, *status, "text/xml; charset=utf-8", &body)
+            respond(&mut stream, *status, "text/xml; charset=utf-8", &body, sent)
         }
         Behaviour::NestedJson { status, depth } => {
             let mut body = b"{\"a\":".repeat(*depth);
             body.extend_from_slice(b"1");
             body.extend(b"}".repeat(*depth));
-            respond(&mut stream, *status, "application/json", &body)
+            respond(&mut stream, *status, "application/json", &body, sent)
         }
         Behaviour::Fixed {
             status,
             content_type,
             body,
-        } => respond(&mut stream, *status, content_type, body),
+        } => respond(&mut stream, *status, content_type, body, sent),
         Behaviour::Endless {
             status,
             content_type,
@@ -209,11 +258,11 @@ fn serve(
             limit,
         } => {
             write_head(&mut stream, *status, content_type, None)?;
-            write_chunk(&mut stream, prefix)?;
-            let mut sent = prefix.len() as u64;
-            while alive() && sent < *limit {
-                write_chunk(&mut stream, chunk)?;
-                sent += chunk.len() as u64;
+            write_chunk(&mut stream, prefix, sent)?;
+            let mut written = prefix.len() as u64;
+            while alive() && written < *limit {
+                write_chunk(&mut stream, chunk, sent)?;
+                written += chunk.len() as u64;
             }
             Ok(())
         }
@@ -222,13 +271,19 @@ fn serve(
             body,
             every,
         } => {
-            write_head(&mut stream, *status, "text/xml; charset=utf-8", Some(body.len()))?;
+            write_head(
+                &mut stream,
+                *status,
+                "text/xml; charset=utf-8",
+                Some(body.len()),
+            )?;
             for byte in body {
                 if !alive() {
                     break;
                 }
                 stream.write_all(std::slice::from_ref(byte))?;
                 stream.flush()?;
+                sent.fetch_add(1, Ordering::SeqCst);
                 sleep_unless_stopped(*every, stop);
             }
             Ok(())
@@ -307,9 +362,10 @@ fn write_head(
     )
 }
 
-fn write_chunk(stream: &mut TcpStream, chunk: &[u8]) -> std::io::Result<()> {
+fn write_chunk(stream: &mut TcpStream, chunk: &[u8], sent: &AtomicU64) -> std::io::Result<()> {
     write!(stream, "{:x}\r\n", chunk.len())?;
     stream.write_all(chunk)?;
+    sent.fetch_add(chunk.len() as u64, Ordering::SeqCst);
     stream.write_all(b"\r\n")
 }
 
@@ -318,9 +374,14 @@ fn respond(
     status: u16,
     content_type: &str,
     body: &[u8],
+    sent: &AtomicU64,
 ) -> std::io::Result<()> {
     write_head(stream, status, content_type, Some(body.len()))?;
-    stream.write_all(body)?;
+    // In slices, so `bytes_sent` shows how far a client that hung up let it get.
+    for part in body.chunks(64 * 1024) {
+        stream.write_all(part)?;
+        sent.fetch_add(part.len() as u64, Ordering::SeqCst);
+    }
     stream.flush()
 }
 
@@ -348,6 +409,7 @@ mod tests {
         assert_eq!(find(body, b"</a>").map(|_| ()), Some(()));
         assert_eq!(body.windows(3).filter(|w| w == b"<a>").count(), 1000);
         assert_eq!(server.requests(), 1);
+        assert_eq!(server.bytes_sent(), body.len() as u64);
     }
 
     #[test]
@@ -360,6 +422,8 @@ mod tests {
             limit: 300,
         });
         let out = get(&server);
-        assert!(out.windows(3).filter(|w| w == b"<a>").count() >= 300);
+        // `limit` counts bytes: 300 bytes of 3-byte chunks, then the body ends.
+        assert_eq!(out.windows(3).filter(|w| w == b"<a>").count(), 100);
+        assert_eq!(server.bytes_sent(), 300);
     }
 }

@@ -159,6 +159,58 @@ impl Default for FolderNames {
     }
 }
 
+/// The mass-removal guard: how many of an account's voicemails one sync may remove from
+/// IMAP because Unity Connection no longer lists them. An administrator without the
+/// "Mailbox Access Delegate Account" role sees every mailbox empty (notes §1.3), which
+/// looks exactly like "every message was deleted".
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RemovalGuard {
+    /// Largest share (0–1) of the account's messages on IMAP one sync may remove.
+    pub max_share: f64,
+    /// Fewer removals than this never trip the share rule (a user deleting a voicemail
+    /// or two for good is normal). An empty CUC mailbox trips the guard regardless.
+    pub min_removals: u64,
+}
+
+impl Default for RemovalGuard {
+    fn default() -> Self {
+        RemovalGuard {
+            max_share: 0.5,
+            min_removals: 3,
+        }
+    }
+}
+
+impl RemovalGuard {
+    /// Whether removing `removals` of the `on_imap` messages ucbridge owns in an account
+    /// must be refused; `cuc_empty` = CUC listed no message at all in the account.
+    pub fn refuses(&self, removals: u64, on_imap: u64, cuc_empty: bool) -> bool {
+        if removals == 0 {
+            return false;
+        }
+        if cuc_empty {
+            return true;
+        }
+        removals >= self.min_removals && removals as f64 > self.max_share * on_imap.max(1) as f64
+    }
+}
+
+/// How the recording is attached to the mail (`[voicemail] attachment_format`).
+///
+/// MP3 is the default: phones' mail apps play it everywhere, while CUC's µ-law WAV does not
+/// play on iOS, and the 32 kbps MP3 is half the size of µ-law (a quarter of PCM).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachmentFormat {
+    /// The WAV as CUC stores it.
+    Wav,
+    /// An MP3 made from it (the WAV when it cannot be converted, e.g. GSM 6.10).
+    #[default]
+    Mp3,
+    /// The MP3 first, then the WAV.
+    Both,
+}
+
 /// How the engine behaves.
 #[derive(Debug, Clone)]
 pub struct VoicemailOptions {
@@ -192,6 +244,12 @@ pub struct VoicemailOptions {
     pub sender_domain: String,
     /// Upper bound for one account sync.
     pub account_timeout: Duration,
+    /// Refuse syncs that would remove too much from IMAP ([`RemovalGuard`]).
+    pub removal_guard: RemovalGuard,
+    /// Let removals the guard would refuse happen (`--confirm-removals`).
+    pub confirm_removals: bool,
+    /// What the mail carries: MP3, the original WAV, or both.
+    pub attachment_format: AttachmentFormat,
 }
 
 impl Default for VoicemailOptions {
@@ -213,6 +271,9 @@ impl Default for VoicemailOptions {
             // RFC 2606: a domain that can never receive mail.
             sender_domain: "voicemail.invalid".into(),
             account_timeout: Duration::from_secs(300),
+            removal_guard: RemovalGuard::default(),
+            confirm_removals: false,
+            attachment_format: AttachmentFormat::default(),
         }
     }
 }
@@ -335,6 +396,17 @@ pub struct VoicemailFileConfig {
     /// (HTTP only before CUC 12.5(1)SU3).
     pub callback_url: Option<String>,
     pub sender_domain: Option<String>,
+    /// Refuse an account sync that would remove more than this share (0–1, default 0.5)
+    /// of the voicemails ucbridge put on IMAP (CUC listing them no longer).
+    pub max_removal_share: Option<f64>,
+    /// Fewer removals than this (default 3) never trip the share rule.
+    pub removal_guard_min: Option<u64>,
+    /// Let refused removals happen; for the server, set it for one reconcile after
+    /// checking CUC, then remove it again (the CLI has `--confirm-removals`).
+    #[serde(default)]
+    pub confirm_removals: bool,
+    /// `mp3` (default), `wav` (as CUC stores it) or `both`.
+    pub attachment_format: Option<AttachmentFormat>,
 }
 
 impl VoicemailFileConfig {
@@ -382,6 +454,21 @@ impl VoicemailFileConfig {
         if let Some(d) = &self.sender_domain {
             o.sender_domain = d.clone();
         }
+        if let Some(share) = self.max_removal_share {
+            if !(0.0..=1.0).contains(&share) {
+                return Err(VoicemailError::Config(format!(
+                    "bad [voicemail] max_removal_share {share}: between 0 and 1"
+                )));
+            }
+            o.removal_guard.max_share = share;
+        }
+        if let Some(min) = self.removal_guard_min {
+            o.removal_guard.min_removals = min;
+        }
+        o.confirm_removals = self.confirm_removals;
+        if let Some(f) = self.attachment_format {
+            o.attachment_format = f;
+        }
         Ok(o)
     }
 }
@@ -417,10 +504,64 @@ mod tests {
         .to_options()
         .is_err());
         assert!(VoicemailFileConfig {
+            max_removal_share: Some(1.5),
+            ..Default::default()
+        }
+        .to_options()
+        .is_err());
+        let guard: VoicemailFileConfig = toml::from_str(
+            "max_removal_share = 0.2\nremoval_guard_min = 10\nconfirm_removals = true",
+        )
+        .unwrap();
+        let o = guard.to_options().unwrap();
+        assert_eq!(
+            (
+                o.removal_guard.max_share,
+                o.removal_guard.min_removals,
+                o.confirm_removals
+            ),
+            (0.2, 10, true)
+        );
+        assert!(VoicemailFileConfig {
             debounce: Some("soon".into()),
             ..Default::default()
         }
         .to_options()
         .is_err());
+    }
+
+    #[test]
+    fn attachment_format_parses() {
+        let o = VoicemailFileConfig::default().to_options().unwrap();
+        assert_eq!(o.attachment_format, AttachmentFormat::Mp3);
+        for (text, want) in [
+            ("wav", AttachmentFormat::Wav),
+            ("mp3", AttachmentFormat::Mp3),
+            ("both", AttachmentFormat::Both),
+        ] {
+            let vm: VoicemailFileConfig =
+                toml::from_str(&format!("attachment_format = \"{text}\"")).unwrap();
+            assert_eq!(vm.to_options().unwrap().attachment_format, want);
+        }
+        assert!(toml::from_str::<VoicemailFileConfig>("attachment_format = \"ogg\"").is_err());
+    }
+
+    #[test]
+    fn the_removal_guard_refuses_mass_and_empty_mailbox_removals() {
+        let g = RemovalGuard::default();
+        assert!(!g.refuses(0, 10, true), "nothing to remove");
+        assert!(g.refuses(1, 1, true), "CUC empty: even one");
+        assert!(
+            !g.refuses(2, 2, false),
+            "a couple of deletes for good are normal"
+        );
+        assert!(!g.refuses(3, 10, false), "30 % is under the share");
+        assert!(g.refuses(6, 10, false), "60 % is over it");
+        assert!(g.refuses(3, 4, false));
+        let off = RemovalGuard {
+            max_share: 1.0,
+            min_removals: 0,
+        };
+        assert!(!off.refuses(10, 10, false));
     }
 }

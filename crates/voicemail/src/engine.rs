@@ -25,8 +25,8 @@ use ucbridge_store::{Store, VoicemailAccount, VoicemailFolder, VoicemailMessage}
 use crate::config::{ImapSettings, VoicemailOptions};
 use crate::imap::{internal_date, FolderState, ImapConn, ImapMessage};
 use crate::matching::{match_accounts, MatchReport, MatchedAccount, UnmatchedAccount};
-use crate::reconcile::{decide, Action, CucView, ImapView, Role};
-use crate::{mime, VoicemailError};
+use crate::reconcile::{decide, own_copy, Action, CucView, Decision, ImapView, Role};
+use crate::{mime, RemovalsRefused, VoicemailError};
 
 /// User name the CUNI Notifier presents on callbacks.
 const CALLBACK_USER: &str = "ucbridge-cuni";
@@ -44,6 +44,9 @@ pub struct AccountSummary {
     /// IMAP folders fetched (not skipped thanks to an unchanged HIGHESTMODSEQ).
     pub folders_scanned: u64,
     pub messages: u64,
+    /// Messages in the voicemail folders carrying `X-Ucbridge-Cuc-Id` that ucbridge did
+    /// not append for this account (an unknown or another user's id): left alone.
+    pub foreign_left_alone: u64,
 }
 
 /// The outcome of [`VoicemailEngine::sync_all`].
@@ -52,6 +55,8 @@ pub struct SyncSummary {
     pub accounts: usize,
     pub succeeded: usize,
     pub failed: Vec<(String, String)>,
+    /// Accounts (among `failed`) whose sync the mass-removal guard refused.
+    pub removals_refused: Vec<String>,
     pub unmatched: Vec<UnmatchedAccount>,
     pub appended: u64,
     pub imap_changes: u64,
@@ -82,6 +87,19 @@ pub struct VoicemailStatus {
     pub last_event_at: Option<i64>,
     pub last_keep_alive_at: Option<i64>,
     pub events_received: u64,
+    pub imap_polls: PollStats,
+}
+
+/// The continuous mode's HIGHESTMODSEQ polls of IMAP.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PollStats {
+    /// Poll rounds started (one round checks every matched account).
+    pub started: u64,
+    pub completed: u64,
+    /// Rounds due while the previous one still ran, hence not started.
+    pub skipped_busy: u64,
+    /// Most rounds ever in flight at once (a round never overlaps the previous one: 1).
+    pub max_in_flight: u64,
 }
 
 #[derive(Default)]
@@ -94,6 +112,8 @@ struct Shared {
     last_keep_alive_at: Option<i64>,
     events_received: u64,
     resubscribe_now: bool,
+    polls: PollStats,
+    polls_in_flight: u64,
     locks: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
 }
 
@@ -265,7 +285,12 @@ impl VoicemailEngine {
                         s.appended + s.removed_from_imap + s.moved_on_imap + s.seen_changed_on_imap;
                     summary.cuc_changes += s.read_changed_on_cuc + s.deleted_on_cuc;
                 }
-                Ok((alias, Err(e))) => summary.failed.push((alias, e.to_string())),
+                Ok((alias, Err(e))) => {
+                    if e.is_removal_refused() {
+                        summary.removals_refused.push(alias.clone());
+                    }
+                    summary.failed.push((alias, e.to_string()));
+                }
                 Err(e) => summary.failed.push(("?".into(), e.to_string())),
             }
         }
@@ -307,6 +332,7 @@ impl VoicemailEngine {
         let outcome = match &result {
             Ok(_) => "ok",
             Err(e) if e.is_cuc() => "cuc_error",
+            Err(e) if e.is_removal_refused() => "removals_refused",
             Err(_) => "error",
         };
         metrics::counter!("ucbridge_voicemail_syncs_total", "outcome" => outcome).increment(1);
@@ -508,44 +534,10 @@ impl VoicemailEngine {
             ..AccountSummary::default()
         };
         let folders = self.resolve_folders(oid, conn, known).await?;
-        // What IMAP shows: from a fetch, or from the mapping when HIGHESTMODSEQ says the
-        // folder did not change since ucbridge last looked (RFC 7162 §3.1.2).
-        let mut on_imap: HashMap<String, ImapView> = HashMap::new();
-        let mut modseq_seen: HashMap<Role, Option<u64>> = HashMap::new();
-        for (role, (folder, state)) in &folders {
-            let unchanged = conn.caps.condstore
-                && state.highest_modseq.is_some()
-                && folder.highest_modseq == state.highest_modseq
-                && known
-                    .values()
-                    .all(|k| k.imap_role.as_deref() != Some(role.as_str()) || k.imap_uid.is_some());
-            if unchanged {
-                for k in known.values() {
-                    if k.imap_role.as_deref() == Some(role.as_str()) {
-                        if let Some(uid) = k.imap_uid {
-                            on_imap.insert(
-                                k.cuc_message_id.clone(),
-                                ImapView {
-                                    role: *role,
-                                    uid,
-                                    seen: k.imap_seen,
-                                    deleted: false,
-                                },
-                            );
-                        }
-                    }
-                }
-                modseq_seen.insert(*role, state.highest_modseq);
-                continue;
-            }
-            conn.select(&state.name).await?;
-            summary.folders_scanned += 1;
-            for m in conn.scan().await? {
-                add_view(&mut on_imap, *role, &m);
-            }
-            // Taken by LIST-STATUS before this read: a change after it raises the modseq.
-            modseq_seen.insert(*role, state.highest_modseq);
-        }
+        subscribe_folders(conn, &folders).await;
+        let (on_imap, mut modseq_seen) = self
+            .read_imap(conn, &folders, &on_cuc, known, &mut summary)
+            .await?;
         // Decide per message.
         let ids: HashSet<String> = on_cuc
             .keys()
@@ -564,6 +556,9 @@ impl VoicemailEngine {
             let d = decide(id, cuc, on_imap.get(id).copied(), known.get(id));
             plans.push((id.clone(), d));
         }
+        // Before any write: refuse a mass removal (an empty CUC answer is the symptom of a
+        // missing delegate role, not proof that every voicemail was deleted).
+        self.check_removals(&plans, &on_cuc, on_imap.len())?;
         // 1. CUC writes (IMAP -> CUC). A failure stops the sync before IMAP is touched.
         for (id, d) in &plans {
             for a in &d.actions {
@@ -685,13 +680,16 @@ impl VoicemailEngine {
                     let mut audio =
                         Vec::with_capacity(m.size_bytes.unwrap_or(0).min(16 << 20) as usize);
                     let info = inner.cuc.download_audio(mailbox, id, &mut audio).await?;
-                    let raw = mime::build(
+                    // An audio problem (kept as WAV) is logged by mime; the message syncs.
+                    let raw = mime::build_message(
                         m,
                         audio,
                         info.content_type.as_deref(),
                         to,
                         &inner.options.sender_domain,
-                    )?;
+                        inner.options.attachment_format,
+                    )
+                    .await?;
                     let date = m.arrival_time_ms.and_then(internal_date);
                     conn.append(&name_of(role), seen, date.as_deref(), &raw)
                         .await
@@ -725,13 +723,13 @@ impl VoicemailEngine {
         }
         // 4. Read back what IMAP holds now in touched folders (UIDs of appended and moved
         // copies, flags), noting HIGHESTMODSEQ before the read.
-        let mut final_view: HashMap<String, ImapView> = HashMap::new();
+        let mut final_view: HashMap<String, Vec<ImapView>> = HashMap::new();
         for role in &touched {
             let name = name_of(*role);
             let highest = conn.status(&name).await?.and_then(|s| s.highest_modseq);
             conn.select(&name).await?;
             for m in conn.scan().await? {
-                add_view(&mut final_view, *role, &m);
+                add_copy(&mut final_view, *role, &m);
             }
             modseq_seen.insert(*role, highest);
         }
@@ -758,7 +756,10 @@ impl VoicemailEngine {
                 Some(mut next) => {
                     let role = next.imap_role.as_deref().and_then(Role::parse);
                     if let Some(role) = role.filter(|r| touched.contains(r)) {
-                        match final_view.get(&id).filter(|v| v.role == role) {
+                        match final_view
+                            .get(&id)
+                            .and_then(|copies| written_copy(copies, role, next.imap_uid))
+                        {
                             Some(v) => {
                                 next.imap_uid = Some(v.uid);
                                 // The flag as written stays the last-seen state. A different
@@ -802,6 +803,100 @@ impl VoicemailEngine {
             Some(e) => Err(e),
             None => Ok(summary),
         }
+    }
+
+    /// What IMAP shows in the account's voicemail folders, one view per message that is
+    /// ucbridge's own ([`own_copy`]): from a fetch, or from the mapping when HIGHESTMODSEQ
+    /// says the folder did not change since ucbridge last looked (RFC 7162 §3.1.2). Also
+    /// the HIGHESTMODSEQ each folder was read at.
+    async fn read_imap(
+        &self,
+        conn: &mut ImapConn,
+        folders: &BTreeMap<Role, (VoicemailFolder, FolderState)>,
+        on_cuc: &HashMap<String, (Role, Message)>,
+        known: &HashMap<String, VoicemailMessage>,
+        summary: &mut AccountSummary,
+    ) -> Result<(HashMap<String, ImapView>, HashMap<Role, Option<u64>>), VoicemailError> {
+        let mut copies: HashMap<String, Vec<ImapView>> = HashMap::new();
+        let mut modseq_seen: HashMap<Role, Option<u64>> = HashMap::new();
+        for (role, (folder, state)) in folders {
+            let unchanged = conn.caps.condstore
+                && state.highest_modseq.is_some()
+                && folder.highest_modseq == state.highest_modseq
+                && known
+                    .values()
+                    .all(|k| k.imap_role.as_deref() != Some(role.as_str()) || k.imap_uid.is_some());
+            if unchanged {
+                for k in known.values() {
+                    if k.imap_role.as_deref() == Some(role.as_str()) {
+                        if let Some(uid) = k.imap_uid {
+                            copies
+                                .entry(k.cuc_message_id.clone())
+                                .or_default()
+                                .push(ImapView {
+                                    role: *role,
+                                    uid,
+                                    seen: k.imap_seen,
+                                    deleted: false,
+                                });
+                        }
+                    }
+                }
+                modseq_seen.insert(*role, state.highest_modseq);
+                continue;
+            }
+            conn.select(&state.name).await?;
+            summary.folders_scanned += 1;
+            for m in conn.scan().await? {
+                add_copy(&mut copies, *role, &m);
+            }
+            // Taken by LIST-STATUS before this read: a change after it raises the modseq.
+            modseq_seen.insert(*role, state.highest_modseq);
+        }
+        let mut on_imap = HashMap::with_capacity(copies.len());
+        for (id, list) in copies {
+            match own_copy(&list, known.get(&id), on_cuc.contains_key(&id)) {
+                Some(view) => {
+                    on_imap.insert(id, view);
+                }
+                None => {
+                    summary.foreign_left_alone += list.len() as u64;
+                    tracing::debug!(account = %summary.cuc_alias, cuc_id = %id, "message with our header that ucbridge did not append for this account; left alone");
+                }
+            }
+        }
+        Ok((on_imap, modseq_seen))
+    }
+
+    /// The mass-removal guard: messages leaving IMAP because CUC no longer lists them,
+    /// against ucbridge's messages on IMAP ([`crate::RemovalGuard`]).
+    fn check_removals(
+        &self,
+        plans: &[(String, Decision)],
+        on_cuc: &HashMap<String, (Role, Message)>,
+        on_imap: usize,
+    ) -> Result<(), VoicemailError> {
+        let removals = plans
+            .iter()
+            .filter(|(id, d)| {
+                !on_cuc.contains_key(id)
+                    && d.actions
+                        .iter()
+                        .any(|a| matches!(a, Action::RemoveFromImap { .. }))
+            })
+            .count() as u64;
+        let on_imap = on_imap as u64;
+        let cuc_empty = on_cuc.is_empty();
+        let options = &self.inner.options;
+        if options.confirm_removals || !options.removal_guard.refuses(removals, on_imap, cuc_empty)
+        {
+            return Ok(());
+        }
+        Err(VoicemailError::RemovalsRefused(RemovalsRefused {
+            removals,
+            on_imap,
+            cuc_empty,
+        }))
     }
 
     /// Whether an account's IMAP folders changed since its last sync (one LIST-STATUS).
@@ -864,10 +959,16 @@ impl VoicemailEngine {
 
     /// The endpoint CUC's Notifier POSTs to (`POST /` and `POST /{group}`); mount it where
     /// the callback URL points, e.g. `Router::new().nest("/callbacks/cuc", engine.callback_router())`.
+    /// Bodies above [`ucbridge_cuc::MAX_EVENT_BYTES`] (256 KiB) are refused with 413
+    /// before they are read in full; deeper than [`ucbridge_cuc::MAX_DEPTH`] with 400.
     pub fn callback_router(&self) -> axum::Router {
         axum::Router::new()
             .route("/", post(callback))
             .route("/{group}", post(callback))
+            // CUNI events are a few hundred bytes; axum's default (2 MB) is far too generous.
+            .layer(axum::extract::DefaultBodyLimit::max(
+                ucbridge_cuc::MAX_EVENT_BYTES,
+            ))
             .with_state(self.clone())
     }
 
@@ -906,12 +1007,14 @@ impl VoicemailEngine {
             last_event_at: shared.last_event_at,
             last_keep_alive_at: shared.last_keep_alive_at,
             events_received: shared.events_received,
+            imap_polls: shared.polls,
         })
     }
 
     /// The continuous mode until `shutdown` resolves: a full reconcile at start and every
     /// `reconcile_every`; CUC events (callbacks) synced at once; IMAP changes detected by
-    /// polling HIGHESTMODSEQ every `imap_poll_every` and synced after `debounce`; failed
+    /// polling HIGHESTMODSEQ every `imap_poll_every` (one round at a time, on permits of
+    /// its own so syncs never wait for it) and synced after `debounce`; failed
     /// accounts retried with exponential backoff; the CUNI subscription (when
     /// `callback_url` is given) renewed at half its lifetime or when CUC ends it.
     pub async fn run(
@@ -928,6 +1031,10 @@ impl VoicemailEngine {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, bool)>();
         let (changed_tx, mut changed_rx) = mpsc::unbounded_channel::<String>();
         let semaphore = Arc::new(Semaphore::new(options.concurrency.max(1)));
+        // Polls get their own permits: waiting for sync permits they queued up behind
+        // syncs, and syncs behind them (issue 17 item 8).
+        let poll_semaphore = Arc::new(Semaphore::new(options.concurrency.max(1)));
+        let mut poll: Option<tokio::task::JoinHandle<()>> = None;
         let mut debounced: HashMap<String, Instant> = HashMap::new();
         let mut retries: HashMap<String, (Instant, u32)> = HashMap::new();
         let mut running: HashSet<String> = HashSet::new();
@@ -1026,7 +1133,14 @@ impl VoicemailEngine {
                     }
                     if now >= next_poll {
                         next_poll = now + options.imap_poll_every;
-                        self.spawn_poll(semaphore.clone(), changed_tx.clone());
+                        if poll.as_ref().is_some_and(|p| !p.is_finished()) {
+                            // Never two rounds at once: the next one starts after this one.
+                            lock(&self.inner.shared).polls.skipped_busy += 1;
+                        } else {
+                            // Accounts about to be synced anyway need no check.
+                            let skip: HashSet<String> = running.iter().chain(debounced.keys()).cloned().collect();
+                            poll = Some(self.spawn_poll(poll_semaphore.clone(), changed_tx.clone(), skip));
+                        }
                     }
                     let mut resubscribe = std::mem::take(&mut lock(&self.inner.shared).resubscribe_now);
                     if let (Some(limit), Some(since)) = (options.push_silence_limit, subscribed_at) {
@@ -1065,6 +1179,10 @@ impl VoicemailEngine {
                 }
             }
         }
+        // A poll only reads: stop it now rather than wait for it.
+        if let Some(p) = poll {
+            p.abort();
+        }
         // Let account syncs in flight finish (their outcome is recorded) before returning.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while !running.is_empty() {
@@ -1077,12 +1195,22 @@ impl VoicemailEngine {
         }
     }
 
-    fn spawn_poll(&self, semaphore: Arc<Semaphore>, changed: mpsc::UnboundedSender<String>) {
+    /// One poll round in the background: which accounts changed on IMAP (HIGHESTMODSEQ),
+    /// at most `semaphore`'s permits at a time, accounts in `skip` left out.
+    fn spawn_poll(
+        &self,
+        semaphore: Arc<Semaphore>,
+        changed: mpsc::UnboundedSender<String>,
+        skip: HashSet<String>,
+    ) -> tokio::task::JoinHandle<()> {
         let engine = self.clone();
+        let round = PollRound::start(self.clone());
         tokio::spawn(async move {
+            let _round = round;
             let accounts: Vec<MatchedAccount> = lock(&engine.inner.shared)
                 .matched
                 .values()
+                .filter(|a| !skip.contains(&a.cuc_object_id))
                 .cloned()
                 .collect();
             let mut tasks = futures::stream::FuturesUnordered::new();
@@ -1106,7 +1234,31 @@ impl VoicemailEngine {
                     Err(e) => tracing::debug!(error = %e, "IMAP change check failed"),
                 }
             }
-        });
+            lock(&engine.inner.shared).polls.completed += 1;
+        })
+    }
+}
+
+/// Counts a poll round in flight for [`PollStats`]; dropped when the round ends or is
+/// aborted.
+struct PollRound(VoicemailEngine);
+
+impl PollRound {
+    fn start(engine: VoicemailEngine) -> PollRound {
+        {
+            let mut shared = lock(&engine.inner.shared);
+            shared.polls.started += 1;
+            shared.polls_in_flight += 1;
+            shared.polls.max_in_flight = shared.polls.max_in_flight.max(shared.polls_in_flight);
+        }
+        PollRound(engine)
+    }
+}
+
+impl Drop for PollRound {
+    fn drop(&mut self) {
+        let mut shared = lock(&self.0.inner.shared);
+        shared.polls_in_flight = shared.polls_in_flight.saturating_sub(1);
     }
 }
 
@@ -1115,15 +1267,45 @@ fn count(direction: &'static str, action: &'static str) {
         .increment(1);
 }
 
-/// Keep one copy per CUC id: the first one seen wins (extra copies are left alone).
-fn add_view(views: &mut HashMap<String, ImapView>, role: Role, m: &ImapMessage) {
+/// Note a message carrying our header under its CUC id (every copy, in scan order).
+fn add_copy(copies: &mut HashMap<String, Vec<ImapView>>, role: Role, m: &ImapMessage) {
     let Some(id) = &m.cuc_id else { return };
-    views.entry(id.clone()).or_insert(ImapView {
+    copies.entry(id.clone()).or_default().push(ImapView {
         role,
         uid: m.uid,
         seen: m.seen,
         deleted: m.deleted,
     });
+}
+
+/// The copy this sync left in `role`'s folder: the one at the UID it already had, else
+/// the newest (APPEND and MOVE assign UIDs above every existing one, RFC 3501 §2.3.1.1),
+/// so an older copy the user filed with the same header is not mistaken for it.
+fn written_copy(copies: &[ImapView], role: Role, uid: Option<u32>) -> Option<&ImapView> {
+    let in_role = || copies.iter().filter(move |v| v.role == role);
+    in_role()
+        .find(|v| Some(v.uid) == uid)
+        .or_else(|| in_role().max_by_key(|v| v.uid))
+}
+
+/// Subscribe the folders in use that are not subscribed (just created, created by a
+/// version that did not subscribe, or adopted): Thunderbird, Roundcube and other clients
+/// show subscribed folders only. A refusal costs visibility, not mail: logged, not fatal.
+async fn subscribe_folders(
+    conn: &mut ImapConn,
+    folders: &BTreeMap<Role, (VoicemailFolder, FolderState)>,
+) {
+    for (_, state) in folders.values() {
+        if state.subscribed {
+            continue;
+        }
+        match conn.subscribe(&state.name).await {
+            Ok(()) => tracing::debug!(folder = %state.name, "subscribed the voicemail folder"),
+            Err(e) => {
+                tracing::warn!(folder = %state.name, error = %e, "cannot subscribe the voicemail folder")
+            }
+        }
+    }
 }
 
 fn authorized(engine: &VoicemailEngine, headers: &HeaderMap) -> bool {

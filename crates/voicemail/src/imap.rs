@@ -92,6 +92,9 @@ pub(crate) struct FolderState {
     pub(crate) name: String,
     pub(crate) uid_validity: u32,
     pub(crate) highest_modseq: Option<u64>,
+    /// In the user's subscription list (LSUB). Only [`ImapConn::folders`] reads it;
+    /// `false` from [`ImapConn::status`] means "not known".
+    pub(crate) subscribed: bool,
 }
 
 /// A message as the sync sees it on IMAP.
@@ -424,25 +427,37 @@ impl ImapConn {
             })
             .await?
             .map_err(imap_err("LIST"))?;
+            let subscribed = self.subscribed_names().await?;
             let mut out = Vec::new();
             for name in names {
-                if let Some(state) = self.status(&name).await? {
+                if let Some(mut state) = self.status(&name).await? {
+                    state.subscribed = subscribed.contains(&state.name);
                     out.push(state);
                 }
             }
             return Ok(out);
         }
-        // RFC 5819: the STATUS of each listed mailbox comes in the same answer.
-        let command = format!("LIST \"\" \"*\" RETURN (STATUS ({items}))");
+        // RFC 5819: the STATUS of each listed mailbox comes in the same answer, and the
+        // SUBSCRIBED return option (RFC 5258 §3.2, implied by LIST-STATUS) marks the
+        // subscribed ones, so one command tells identity, changes and subscription.
+        let command = format!("LIST \"\" \"*\" RETURN (SUBSCRIBED STATUS ({items}))");
         with_timeout(self.timeout, async {
             let tag = self.session.run_command(&command).await?;
-            let mut out = Vec::new();
+            let mut out: Vec<FolderState> = Vec::new();
+            let mut subscribed = std::collections::HashSet::new();
             loop {
                 let Some(response) = self.session.read_response().await else {
                     return Err(async_imap::error::Error::ConnectionLost);
                 };
                 let response = response?;
                 match response.parsed() {
+                    Response::MailboxData(MailboxDatum::List {
+                        name_attributes,
+                        name,
+                        ..
+                    }) if name_attributes.iter().any(is_subscribed_attribute) => {
+                        subscribed.insert(name.to_string());
+                    }
                     Response::MailboxData(MailboxDatum::Status { mailbox, status }) => {
                         if let Some(state) = folder_state(mailbox, status) {
                             out.push(state);
@@ -454,6 +469,9 @@ impl ImapConn {
                         information,
                         ..
                     } if *done == tag => {
+                        for state in out.iter_mut() {
+                            state.subscribed = subscribed.contains(&state.name);
+                        }
                         return match status {
                             Status::Ok => Ok(out),
                             _ => Err(async_imap::error::Error::No(
@@ -505,6 +523,33 @@ impl ImapConn {
         })
         .await?
         .map_err(imap_err("STATUS"))
+    }
+
+    /// Names in the user's subscription list (LSUB, RFC 3501 §6.3.9).
+    async fn subscribed_names(
+        &mut self,
+    ) -> Result<std::collections::HashSet<String>, VoicemailError> {
+        with_timeout(self.timeout, async {
+            let names: Vec<_> = self
+                .session
+                .lsub(Some(""), Some("*"))
+                .await?
+                .try_collect()
+                .await?;
+            Ok::<_, async_imap::error::Error>(names.iter().map(|n| n.name().to_owned()).collect())
+        })
+        .await?
+        .map_err(imap_err("LSUB"))
+    }
+
+    /// Add a folder to the user's subscription list: clients such as Thunderbird and
+    /// Roundcube show subscribed folders only. Subscribing twice is harmless (RFC 3501
+    /// §6.3.6 keeps one entry per name).
+    pub(crate) async fn subscribe(&mut self, name: &str) -> Result<(), VoicemailError> {
+        check_name(name)?;
+        with_timeout(self.timeout, self.session.subscribe(name))
+            .await?
+            .map_err(imap_err("SUBSCRIBE"))
     }
 
     pub(crate) async fn create(&mut self, name: &str) -> Result<(), VoicemailError> {
@@ -676,7 +721,13 @@ fn folder_state(mailbox: &str, status: &[StatusAttribute]) -> Option<FolderState
         name: mailbox.to_owned(),
         uid_validity: uid_validity?,
         highest_modseq,
+        subscribed: false,
     })
+}
+
+/// `\Subscribed` (RFC 5258 §3.2); imap-proto reads it as an extension attribute.
+fn is_subscribed_attribute(attribute: &async_imap::imap_proto::NameAttribute<'_>) -> bool {
+    matches!(attribute, async_imap::imap_proto::NameAttribute::Extension(x) if x.eq_ignore_ascii_case("\\Subscribed"))
 }
 
 async fn greeting(

@@ -4,7 +4,7 @@
 //! For every CUC user matched to a local ucbridge user ([`matching`], the seed's "CISCO ID
 //! Source" x "Local ID Source"), CUC's `inbox`, `sent` and `deleted` folders are mirrored
 //! into three IMAP folders of the user's mailbox as MIME messages (From = caller, Date =
-//! arrival, Subject, a text part with caller id / duration / urgency, the WAV attached).
+//! arrival, Subject, a text part with caller id / duration / urgency, the audio attached as MP3, WAV or both).
 //! CUC adds, deletes and read changes go to IMAP; IMAP deletes and read changes go to CUC;
 //! mail added on IMAP is not pushed to CUC. The rules, conflicts included, are in
 //! [`reconcile`].
@@ -30,10 +30,19 @@
 //! - Every message ucbridge appends carries `X-Ucbridge-Cuc-Id`; each sync reads the folders
 //!   (or trusts them when HIGHESTMODSEQ did not move), so a restart mid-sync adopts what it
 //!   already appended instead of appending it again.
+//! - The header alone proves nothing: a message is ucbridge's own only at the folder and UID
+//!   recorded for this account, or (adoption) when this account's CUC mailbox lists the id
+//!   ([`reconcile::own_copy`]). Anything else with the header is the user's mail, left alone.
+//! - No mass removal: a sync that would remove more than `max_removal_share` of an
+//!   account's messages from IMAP, or any of them while CUC lists the mailbox as empty (the
+//!   symptom of a missing delegate role), is refused before any write
+//!   ([`RemovalGuard`], [`VoicemailError::RemovalsRefused`]) unless confirmed.
+//! - The voicemail folders in use are subscribed (clients that list subscribed folders
+//!   only would not show them otherwise).
 //! - IMAP folders are tracked by identity (UIDVALIDITY; RFC 8474 MAILBOXID is detected but
 //!   not readable with async-imap's parser), so renamed or moved folders keep being used
 //!   and never get a duplicate.
-//! - One sync per account at a time.
+//! - One sync per account at a time; one IMAP poll round at a time, on its own permits.
 
 mod config;
 mod engine;
@@ -44,12 +53,14 @@ mod mime;
 pub mod reconcile;
 
 pub use config::{
-    AccountMatching, CucIdSource, FolderNames, ImapFileConfig, ImapLogin, ImapSecurity,
-    ImapSettings, ImapUserSource, VoicemailFileConfig, VoicemailOptions,
+    AccountMatching, AttachmentFormat, CucIdSource, FolderNames, ImapFileConfig, ImapLogin,
+    ImapSecurity, ImapSettings, ImapUserSource, RemovalGuard, VoicemailFileConfig,
+    VoicemailOptions,
 };
 pub use engine::{
-    AccountStatus, AccountSummary, Progress, SyncSummary, VoicemailEngine, VoicemailStatus,
+    AccountStatus, AccountSummary, PollStats, Progress, SyncSummary, VoicemailEngine,
+    VoicemailStatus,
 };
-pub use error::VoicemailError;
+pub use error::{RemovalsRefused, VoicemailError};
 pub use imap::CUC_ID_HEADER;
 pub use matching::{MatchReport, MatchedAccount, UnmatchedAccount};

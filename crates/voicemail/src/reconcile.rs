@@ -1,10 +1,11 @@
 //! The decision for one message, from what CUC shows now, what IMAP shows now, and what
 //! both showed after the last sync. Pure, so the rules are tested on their own.
 //!
-//! Rules (the README's "conflict rule"):
+//! Rules (docs/voicemail.md, "conflict rule"):
 //! 1. CUC is the source of messages: a message is added to IMAP only from CUC, and a
-//!    message of ours (it carries the `X-Ucbridge-Cuc-Id` header) that CUC no longer has
-//!    is removed from IMAP. Mail added on IMAP is never pushed to CUC.
+//!    message of ours ([`own_copy`]: the header `X-Ucbridge-Cuc-Id` alone proves nothing)
+//!    that CUC no longer has is removed from IMAP. Mail added on IMAP is never pushed to
+//!    CUC.
 //! 2. A delete wins over any other change: deleted on CUC -> removed from IMAP; removed from
 //!    IMAP (expunged, moved out of the voicemail folders, `\Deleted`, or moved into the
 //!    folder mirroring CUC's `deleted`) -> deleted on CUC.
@@ -121,6 +122,33 @@ fn row(
         imap_uid: uid,
         imap_seen: seen,
     }
+}
+
+/// Which IMAP copy carrying `X-Ucbridge-Cuc-Id: id` is ucbridge's own, if any; the
+/// others are the user's mail and are left alone whatever the header says (anyone can
+/// file a message with any header).
+///
+/// `copies` are in scan order (folder role, then UID); `known` is this account's row for
+/// the id; `on_cuc` says whether this account's CUC mailbox lists the id now.
+/// 1. The copy at the recorded folder and UID is the one ucbridge appended (or moved).
+/// 2. Otherwise a copy is adopted only when the account's CUC mailbox holds the id: an
+///    APPEND whose row a crash lost, or a message the user moved between the voicemail
+///    folders. An id unknown to the account, or another user's, is never ucbridge's.
+pub fn own_copy(
+    copies: &[ImapView],
+    known: Option<&VoicemailMessage>,
+    on_cuc: bool,
+) -> Option<ImapView> {
+    let recorded = known.and_then(|k| Some((Role::parse(k.imap_role.as_deref()?)?, k.imap_uid?)));
+    if let Some((role, uid)) = recorded {
+        if let Some(c) = copies.iter().find(|c| c.role == role && c.uid == uid) {
+            return Some(*c);
+        }
+    }
+    if on_cuc {
+        return copies.first().copied();
+    }
+    None
 }
 
 /// Decide for one message id.
@@ -430,6 +458,38 @@ mod tests {
         );
         assert!(d.actions.is_empty());
         assert_eq!(d.next.as_ref(), Some(&k));
+    }
+
+    #[test]
+    fn only_recorded_or_cuc_listed_copies_are_ours() {
+        let at = |role, uid| ImapView {
+            role,
+            uid,
+            seen: false,
+            deleted: false,
+        };
+        let k = known(Role::Inbox, false, Some(Role::Inbox), false);
+        // Unknown id, or another user's (not in this account's rows nor its CUC mailbox).
+        assert_eq!(own_copy(&[at(Role::Inbox, 3)], None, false), None);
+        // Known but gone from CUC: only the copy at the recorded UID is ours to remove.
+        assert_eq!(own_copy(&[at(Role::Inbox, 9)], Some(&k), false), None);
+        assert_eq!(
+            own_copy(&[at(Role::Inbox, 3), at(Role::Inbox, 7)], Some(&k), false),
+            Some(at(Role::Inbox, 7))
+        );
+        // Listed by CUC: the recorded copy first, else the first one (adoption).
+        assert_eq!(
+            own_copy(&[at(Role::Inbox, 3), at(Role::Inbox, 7)], Some(&k), true),
+            Some(at(Role::Inbox, 7))
+        );
+        assert_eq!(
+            own_copy(&[at(Role::Sent, 12), at(Role::Deleted, 2)], Some(&k), true),
+            Some(at(Role::Sent, 12))
+        );
+        assert_eq!(
+            own_copy(&[at(Role::Inbox, 3)], None, true),
+            Some(at(Role::Inbox, 3))
+        );
     }
 
     proptest::proptest! {

@@ -124,7 +124,7 @@ async fn initial_sync_mirrors_every_folder_and_both_directions_follow() {
         assert_eq!(imap.messages("Voicemail.Deleted").await.len(), 1);
         imap.logout().await;
     }
-    // The message itself: MIME with caller, date, text part and the WAV.
+    // The message itself: MIME with caller, date, text part and the audio.
     let alias = &w.aliases[0];
     let mut imap = w.imap(alias).await;
     let first = imap.messages("Voicemail").await.remove(0);
@@ -134,8 +134,12 @@ async fn initial_sync_mirrors_every_folder_and_both_directions_follow() {
         .expect("MIME");
     assert!(parsed.from().is_some() && parsed.date().is_some() && parsed.subject().is_some());
     assert!(parsed.body_text(0).expect("text").contains("Duration:"));
-    let wav = parsed.attachment(0).expect("audio").contents();
-    assert_eq!(&wav[..4], b"RIFF", "the WAV as CUC stores it");
+    let audio = parsed.attachment(0).expect("audio").contents();
+    // MP3 (an MPEG frame) by default; the WAV as CUC stores it when it cannot be converted.
+    assert!(
+        audio[0] == 0xFF || audio.starts_with(b"RIFF"),
+        "audio attached"
+    );
 
     // A second run changes nothing (and skips unchanged folders by HIGHESTMODSEQ).
     let again = engine.sync_all(&|_, _| {}).await.expect("resync");
@@ -615,4 +619,263 @@ async fn sasl_authzid_login_works_like_the_master_user_syntax() {
     let s = engine.sync_all(&|_, _| {}).await.expect("sync");
     assert_eq!(s.failed.len(), 1);
     assert!(s.failed[0].1.contains("refused"), "{:?}", s.failed);
+}
+
+/// A message as a user's mail client files it, carrying our header with `cuc_id`.
+fn filed_by_the_user(cuc_id: &str, subject: &str) -> Vec<u8> {
+    format!(
+        "From: someone@example.com\r\nTo: user@example.com\r\nSubject: {subject}\r\n\
+         Date: Mon, 05 Jan 2026 09:00:00 +0000\r\nMessage-ID: <{subject}@example.com>\r\n\
+         {}: {cuc_id}\r\n\r\nThe user's own mail.\r\n",
+        ucbridge_voicemail::CUC_ID_HEADER
+    )
+    .into_bytes()
+}
+
+/// Thunderbird and Roundcube show subscribed folders only: the folders ucbridge creates,
+/// and one it adopts unsubscribed, are in LSUB after a sync (and a second sync, with
+/// everything subscribed already, is fine).
+#[tokio::test]
+async fn voicemail_folders_are_subscribed() {
+    let Some(w) = world(2, 1).await else { return };
+    let engine = w.engine(quick_options());
+    // The second user already has an (unsubscribed) "Voicemail" folder: adopted.
+    let mut adopted = w.imap(&w.aliases[1]).await;
+    adopted.create("Voicemail").await;
+    assert!(adopted.subscribed().await.is_empty());
+    let s = engine.sync_all(&|_, _| {}).await.expect("sync");
+    assert_eq!(s.succeeded, 2, "{:?}", s.failed);
+    let expected = ["Voicemail", "Voicemail.Deleted", "Voicemail.Sent"];
+    for alias in &w.aliases {
+        let mut imap = w.imap(alias).await;
+        assert_eq!(imap.subscribed().await, expected, "{alias}");
+        imap.logout().await;
+    }
+    let again = engine.sync_all(&|_, _| {}).await.expect("resync");
+    assert_eq!(again.succeeded, 2, "{:?}", again.failed);
+    assert_eq!(adopted.subscribed().await, expected);
+    adopted.logout().await;
+}
+
+/// Only messages ucbridge appended for this account are its own: mail the user files into
+/// a voicemail folder with another user's CUC id, or an id CUC never issued, stays.
+#[tokio::test]
+async fn mail_with_a_forged_cuc_id_is_left_alone() {
+    let Some(w) = world(2, 1).await else { return };
+    let (victim, other) = (w.aliases[0].clone(), w.aliases[1].clone());
+    let engine = w.engine(quick_options());
+    let s = engine.sync_all(&|_, _| {}).await.expect("sync");
+    assert_eq!(s.succeeded, 2, "{:?}", s.failed);
+    let others_id = w.lab.cuc().messages(&other, CucFolder::Inbox).unwrap()[0]
+        .id
+        .clone();
+    let mut imap = w.imap(&victim).await;
+    let before = imap.messages("Voicemail").await;
+    imap.append("Voicemail", &filed_by_the_user(&others_id, "borrowed"))
+        .await;
+    imap.append(
+        "Voicemail",
+        &filed_by_the_user("0:00000000-0000-0000-0000-000000000000", "unknown"),
+    )
+    .await;
+    imap.append(
+        "Voicemail.Deleted",
+        &filed_by_the_user(&others_id, "borrowed-again"),
+    )
+    .await;
+    let summary = engine.sync_account(&victim).await.expect("sync");
+    assert_eq!(summary.removed_from_imap, 0, "{summary:?}");
+    assert_eq!(summary.foreign_left_alone, 3, "{summary:?}");
+    assert_eq!(imap.messages("Voicemail").await.len(), before.len() + 2);
+    assert_eq!(imap.messages("Voicemail.Deleted").await.len(), 2);
+    // A full reconcile (the other account synced too) changes nothing either, and the
+    // other user's message is still on CUC.
+    let s = engine.sync_all(&|_, _| {}).await.expect("reconcile");
+    assert!(s.failed.is_empty(), "{:?}", s.failed);
+    assert_eq!(imap.messages("Voicemail").await.len(), before.len() + 2);
+    assert_eq!(imap.messages("Voicemail.Deleted").await.len(), 2);
+    assert!(w
+        .lab
+        .cuc()
+        .messages(&other, CucFolder::Inbox)
+        .unwrap()
+        .iter()
+        .any(|m| m.id == others_id));
+    // ucbridge's own messages still follow CUC: a hard delete there removes its copy only.
+    let ours = before[0].cuc_id.clone().expect("our header");
+    let oid = w.lab.cuc().object_id(&victim).unwrap();
+    cuc_client(&w.lab)
+        .delete_message(&MailboxRef::User(oid), &ours, Some(true))
+        .await
+        .unwrap();
+    let summary = engine.sync_account(&victim).await.expect("sync");
+    assert_eq!(summary.removed_from_imap, 1, "{summary:?}");
+    let left = imap.messages("Voicemail").await;
+    assert!(!left
+        .iter()
+        .any(|m| m.cuc_id.as_deref() == Some(ours.as_str())));
+    assert_eq!(left.len(), before.len() + 1);
+    imap.logout().await;
+}
+
+/// Every message of a mailbox, in every CUC folder, deleted for good on CUC.
+async fn empty_on_cuc(w: &common::World, alias: &str, keep: usize) {
+    let cuc = cuc_client(&w.lab);
+    let oid = w.lab.cuc().object_id(alias).unwrap();
+    let mut ids: Vec<String> = [CucFolder::Inbox, CucFolder::Sent, CucFolder::Deleted]
+        .into_iter()
+        .flat_map(|f| w.lab.cuc().messages(alias, f).unwrap())
+        .map(|m| m.id)
+        .collect();
+    ids.truncate(ids.len().saturating_sub(keep));
+    for id in ids {
+        cuc.delete_message(&MailboxRef::User(oid.clone()), &id, Some(true))
+            .await
+            .unwrap();
+    }
+}
+
+async fn in_voicemail_folders(imap: &mut common::TestImap) -> usize {
+    let mut n = 0;
+    for f in ["Voicemail", "Voicemail.Sent", "Voicemail.Deleted"] {
+        n += imap.messages(f).await.len();
+    }
+    n
+}
+
+/// The mass-removal guard: most of a mailbox, or all of it, gone from CUC at once is
+/// refused (IMAP untouched, the account reports it) until confirmed.
+#[tokio::test]
+async fn mass_removals_are_refused_until_confirmed() {
+    // 3 inbox + 1 sent + 1 deleted.
+    let Some(w) = world(1, 3).await else { return };
+    let alias = w.aliases[0].clone();
+    let engine = w.engine(quick_options());
+    engine.sync_all(&|_, _| {}).await.expect("first sync");
+    let mut imap = w.imap(&alias).await;
+    assert_eq!(in_voicemail_folders(&mut imap).await, 5);
+
+    // Three of five gone on CUC: more than half.
+    empty_on_cuc(&w, &alias, 2).await;
+    let err = engine.sync_account(&alias).await.expect_err("refused");
+    match &err {
+        ucbridge_voicemail::VoicemailError::RemovalsRefused(r) => {
+            assert_eq!((r.removals, r.on_imap, r.cuc_empty), (3, 5, false))
+        }
+        other => panic!("not the guard: {other}"),
+    }
+    assert_eq!(in_voicemail_folders(&mut imap).await, 5, "IMAP untouched");
+
+    // All of them: CUC says the mailbox is empty.
+    empty_on_cuc(&w, &alias, 0).await;
+    let s = engine.sync_all(&|_, _| {}).await.expect("reconcile runs");
+    assert_eq!(
+        s.removals_refused,
+        std::slice::from_ref(&alias),
+        "{:?}",
+        s.failed
+    );
+    assert!(
+        s.failed[0].1.contains("--confirm-removals"),
+        "{:?}",
+        s.failed
+    );
+    assert_eq!(in_voicemail_folders(&mut imap).await, 5, "IMAP untouched");
+    let status = engine.status().await.unwrap();
+    let reported = status.accounts[0]
+        .account
+        .last_error
+        .clone()
+        .unwrap_or_default();
+    assert!(reported.contains("empty"), "{reported}");
+
+    // Confirmed: the removals happen.
+    let confirmed = w.engine(VoicemailOptions {
+        confirm_removals: true,
+        ..quick_options()
+    });
+    let s = confirmed
+        .sync_account(&alias)
+        .await
+        .expect("confirmed sync");
+    assert_eq!(s.removed_from_imap, 5);
+    assert_eq!(in_voicemail_folders(&mut imap).await, 0);
+    imap.logout().await;
+}
+
+/// Without the delegate role CUC answers every mailbox empty (not an error): a reconcile
+/// then refuses every account and removes nothing; once the role is back, all is well.
+#[tokio::test]
+async fn a_missing_delegate_role_removes_nothing() {
+    let Some(w) = world(2, 2).await else { return };
+    let engine = w.engine(quick_options());
+    let s = engine.sync_all(&|_, _| {}).await.expect("first sync");
+    assert_eq!(s.succeeded, 2, "{:?}", s.failed);
+    let mut before = Vec::new();
+    for alias in &w.aliases {
+        let mut imap = w.imap(alias).await;
+        before.push(imap.messages("Voicemail").await);
+        imap.logout().await;
+    }
+
+    let no_role = w.lab_without_delegate_role().await;
+    let blind = w.engine_on(&no_role, quick_options());
+    let s = blind.sync_all(&|_, _| {}).await.expect("reconcile runs");
+    assert_eq!((s.accounts, s.succeeded), (2, 0), "{:?}", s.failed);
+    let mut refused = s.removals_refused.clone();
+    refused.sort();
+    let mut aliases = w.aliases.clone();
+    aliases.sort();
+    assert_eq!(refused, aliases);
+    for (alias, was) in w.aliases.iter().zip(&before) {
+        let mut imap = w.imap(alias).await;
+        assert_eq!(
+            &imap.messages("Voicemail").await,
+            was,
+            "{alias}: IMAP untouched"
+        );
+        imap.logout().await;
+    }
+    // The role back: nothing to do, nothing lost.
+    let s = engine.sync_all(&|_, _| {}).await.expect("sync");
+    assert_eq!(s.succeeded, 2, "{:?}", s.failed);
+    assert_eq!((s.appended, s.imap_changes), (0, 0));
+}
+
+/// The HIGHESTMODSEQ poll never overlaps itself and has its own permits: while a slow
+/// sync holds the only sync permit, poll rounds still start and finish one at a time
+/// (before, every interval queued one more round behind the syncs: issue 17 item 8).
+#[tokio::test]
+async fn imap_polls_never_overlap_and_do_not_wait_for_syncs() {
+    let Some(w) = world(2, 1).await else { return };
+    let engine = w.engine(VoicemailOptions {
+        concurrency: 1,
+        imap_poll_every: Duration::from_millis(1),
+        ..quick_options()
+    });
+    engine.sync_all(&|_, _| {}).await.expect("first sync");
+    // Every CUC request now takes seconds: the start-up reconcile and the event-driven
+    // sync below (which holds the only sync permit) stay in flight while polls run.
+    w.lab.cuc().set_latency(Duration::from_secs(2));
+    // The first sync may have recorded its outcome in this very millisecond.
+    let started_at = ucbridge_store::now_millis();
+    let running = Running::start(&engine, false).await;
+    assert!(engine.notify_cuc_change(&w.aliases[0]), "matched");
+    let polled = eventually(Duration::from_secs(30), || async {
+        let status = engine.status().await.ok()?;
+        (status.imap_polls.completed >= 3).then_some(status)
+    })
+    .await
+    .expect("poll rounds complete while syncs hold the sync permits");
+    assert!(
+        polled
+            .accounts
+            .iter()
+            .all(|a| a.account.last_sync_at.unwrap_or(0) <= started_at),
+        "no sync had finished yet: the polls did not wait for them: {polled:#?}"
+    );
+    w.lab.cuc().set_latency(Duration::ZERO);
+    running.stop().await;
+    let polls = engine.status().await.unwrap().imap_polls;
+    assert_eq!(polls.max_in_flight, 1, "{polls:?}");
 }

@@ -609,6 +609,7 @@ mod tests {
             duration_ms: 1000,
             imap_uid: 543,
             tone_hz: 400,
+            format: Default::default(),
             audio: None,
         };
         let ours = event_body(

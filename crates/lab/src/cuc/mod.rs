@@ -37,6 +37,7 @@ use render::{error_details, render, Format, Obj};
 use store::{Folder, Msg, Store};
 pub use store::{Folder as CucFolder, NewVoicemail};
 use users::{CuUser, IdMask};
+pub use wav::VoiceFormat;
 
 /// Unity Connection emulator settings.
 #[derive(Debug, Clone)]

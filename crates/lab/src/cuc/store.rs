@@ -3,7 +3,8 @@
 //! A mailbox is generated on first use, deterministically from the lab seed and the owner's
 //! alias (so 100k seeded users cost nothing until someone reads a mailbox), then kept and
 //! changed in memory. Audio is not stored: each message keeps the parameters of its tone
-//! and the WAV is synthesised when fetched.
+//! and the WAV is synthesised when fetched, in one of the formats CUC records in (seeded
+//! messages cycle through them by tone, so a mailbox of five or more usually holds several).
 
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -11,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::wav;
+use super::wav::{self, VoiceFormat};
 
 /// CUMI's three folders (notes §0.2); names in URLs are case-insensitive (notes §1.1, .NET
 /// SDK uses capitals).
@@ -72,6 +73,8 @@ pub(crate) struct Msg {
     pub(crate) duration_ms: u64,
     pub(crate) imap_uid: u64,
     pub(crate) tone_hz: u32,
+    /// Recording format of the synthesised tone.
+    pub(crate) format: VoiceFormat,
     /// Audio given by `deliver_voicemail`; `None` = the synthesised tone.
     pub(crate) audio: Option<std::sync::Arc<Vec<u8>>>,
 }
@@ -80,14 +83,14 @@ impl Msg {
     pub(crate) fn size(&self) -> usize {
         match &self.audio {
             Some(a) => a.len(),
-            None => wav::size_for(self.duration_ms),
+            None => wav::size_for(self.format, self.duration_ms),
         }
     }
 
     pub(crate) fn wav(&self) -> Vec<u8> {
         match &self.audio {
             Some(a) => a.as_ref().clone(),
-            None => wav::tone(self.duration_ms, f64::from(self.tone_hz)),
+            None => wav::tone(self.format, self.duration_ms, f64::from(self.tone_hz)),
         }
     }
 }
@@ -140,6 +143,8 @@ pub struct NewVoicemail {
     pub urgent: bool,
     /// WAV bytes to serve; `None` synthesises a tone of `duration_ms`.
     pub audio: Option<Vec<u8>>,
+    /// Format of the synthesised tone (default: µ-law 8 kHz, CUC's default).
+    pub format: VoiceFormat,
 }
 
 const CALLERS: &[&str] = &[
@@ -234,6 +239,7 @@ impl Store {
             duration_ms,
             imap_uid: uid,
             tone_hz: 523,
+            format: vm.format,
             audio: vm.audio.map(std::sync::Arc::new),
         });
         id
@@ -277,16 +283,22 @@ fn generate(seed: u64, per_user: usize, domain: &str, owner: &Owner) -> Mailbox 
                     number.clone(),
                 )
             };
+        // Drawn in the order of the original struct literal (id, read, priority, tone) so
+        // that every seed keeps its mailboxes; the format follows from the tone.
+        let id = format!("0:{}", uuid_from(&mut rng));
+        let read = i != 0 && rng.gen_bool(0.5);
+        let priority = if rng.gen_bool(0.1) {
+            "Urgent"
+        } else {
+            "Normal"
+        };
+        let tone_hz = rng.gen_range(300..900);
         messages.push(Msg {
-            id: format!("0:{}", uuid_from(&mut rng)),
+            id,
             folder,
             subject: format!("Message from {caller_name} ({caller_number})"),
-            read: i != 0 && rng.gen_bool(0.5),
-            priority: if rng.gen_bool(0.1) {
-                "Urgent"
-            } else {
-                "Normal"
-            },
+            read,
+            priority,
             from_display,
             from_smtp,
             from_dtmf,
@@ -298,7 +310,8 @@ fn generate(seed: u64, per_user: usize, domain: &str, owner: &Owner) -> Mailbox 
             modification_ms: arrival,
             duration_ms,
             imap_uid: uid,
-            tone_hz: rng.gen_range(300..900),
+            tone_hz,
+            format: VoiceFormat::ALL[tone_hz as usize % VoiceFormat::ALL.len()],
             audio: None,
         });
         uid += 1;
@@ -342,6 +355,24 @@ mod tests {
         assert_eq!(m.count(Folder::Deleted), 1);
         assert!(m.messages.iter().all(|m| m.id.starts_with("0:")));
         assert!(!m.messages[0].read, "the newest message is unread");
+    }
+
+    #[test]
+    fn seeded_messages_mix_cuc_recording_formats_deterministically() {
+        let formats = |seed| {
+            let mut s = Store::new(seed, 20, "cuc.lab".into());
+            let m = s.mailbox(&owner("jdoe1"));
+            m.messages.iter().map(|m| m.format).collect::<Vec<_>>()
+        };
+        let first = formats(7);
+        assert_eq!(first, formats(7), "same seed, same formats");
+        for format in VoiceFormat::ALL {
+            assert!(first.contains(&format), "{format:?} missing from {first:?}");
+        }
+        let mut s = Store::new(7, 20, "cuc.lab".into());
+        for m in &s.mailbox(&owner("jdoe1")).messages {
+            assert_eq!(m.wav().len(), m.size(), "{:?}", m.format);
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! cookie, the CSRF header). Secrets are write-only: the API says whether a password is
 //! set, never what it is.
 
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -17,18 +17,20 @@ use crate::auth::{self, Admin, Caller, Via};
 use crate::connections::{self, ConnectionError, ConnectionUpdate, ConnectionView, TestReport};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::jobs::{DevicesJobSettings, JobMode, LocalJobState, DEVICES_SETTING, RULES_SETTING};
+use crate::log_safe::shown;
+use crate::login_limit::MAX_USERNAME_BYTES;
 use crate::server::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "ucbridge", description = "Integration server for Cisco Unified Communications: directory sync, device provisioning, voicemail sync, LDAP export."),
     paths(
-        login, whoami, logout, status, list_jobs, run_job, update_job, list_job_runs, get_job_run,
+        login, whoami, logout, change_password, status, list_jobs, run_job, update_job, list_job_runs, get_job_run,
         list_sync_runs, get_sync_run, audit_log, get_rules, put_rules, list_users, get_user,
         list_connections, put_connection, delete_connection, test_connection, get_provisioning,
         put_provisioning, sso_status, get_voicemail, put_voicemail, list_tokens, create_token, delete_token, healthz, readyz, prometheus
     ),
-    components(schemas(ErrorBody, ConnectionView, TestReport, StatusView, JobView, LocalJobState, JobMode, LoginRequest, SessionView, TokenCreated, NewToken, JobUpdate, DevicesJobSettings)),
+    components(schemas(ErrorBody, ConnectionView, TestReport, StatusView, JobView, LocalJobState, JobMode, LoginRequest, PasswordChange, SessionView, TokenCreated, NewToken, JobUpdate, DevicesJobSettings)),
     modifiers(&SecurityAddon),
     tags((name = "ucbridge"))
 )]
@@ -59,7 +61,18 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/readyz", get(readyz))
         .route("/metrics", get(prometheus))
         .route("/openapi.json", get(openapi))
-        .route("/api/v1/session", post(login).get(whoami).delete(logout))
+        // Login bodies are small: refuse a multi-megabyte username before parsing it.
+        .route(
+            "/api/v1/session",
+            post(login)
+                .get(whoami)
+                .delete(logout)
+                .layer(DefaultBodyLimit::max(LOGIN_BODY_LIMIT)),
+        )
+        .route(
+            "/api/v1/session/password",
+            put(change_password).layer(DefaultBodyLimit::max(LOGIN_BODY_LIMIT)),
+        )
         .route("/api/v1/status", get(status))
         .route("/api/v1/jobs", get(list_jobs))
         .route("/api/v1/jobs/{job}", put(update_job))
@@ -97,11 +110,64 @@ fn connection_error(e: ConnectionError) -> ApiError {
             ApiError::new(StatusCode::CONFLICT, "not_configured", e.to_string())
         }
         ConnectionError::Invalid { .. } => ApiError::bad_request(e.to_string()),
+        ConnectionError::PasswordRequired { .. } => {
+            ApiError::new(StatusCode::BAD_REQUEST, "password_required", e.to_string())
+        }
         ConnectionError::Remote(_) => {
             ApiError::new(StatusCode::BAD_GATEWAY, "remote", e.to_string())
         }
         other => ApiError::internal(other.to_string()),
     }
+}
+
+// --- errors for what no handler takes, and rules for every API answer --------------------
+
+/// Longest request target (path and query) served, in bytes; longer is 414 in the API's
+/// error shape. (Beyond 64 KiB hyper itself answers 414, without a body.)
+const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Fallback: 404 in the API's error shape.
+pub(crate) async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no such endpoint: {}", shown(uri.path())))
+}
+
+/// A known path with a method it does not take: 405 in the API's error shape.
+pub(crate) async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("this endpoint does not take {}", shown(method.as_str())),
+    )
+}
+
+/// Every answer: 414 for an over-long target; `Cache-Control: no-store` under `/api/`
+/// (sessions, CSRF tokens and settings must not sit in a browser or proxy cache).
+pub(crate) async fn api_response_rules(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let is_api = request.uri().path().starts_with("/api/");
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    let mut response = if target > MAX_URI_BYTES {
+        ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the request target is {target} bytes; at most {MAX_URI_BYTES} are served"),
+        )
+        .into_response()
+    } else {
+        next.run(request).await
+    };
+    if is_api {
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+    }
+    response
 }
 
 // --- health, metrics, OpenAPI ------------------------------------------------------------
@@ -116,13 +182,31 @@ async fn healthz() -> &'static str {
 struct Readiness {
     ready: bool,
     database: String,
+    /// Whether the secret key opens the stored secrets ("ok", "none stored", or why not).
+    secrets: String,
     jobs: &'static str,
 }
 
-/// The node can serve: the database answers (and the scheduler runs, unless disabled).
+/// How long `/readyz` waits for the database: well under a probe's usual timeout, so an
+/// outage is answered (503, "database unreachable") rather than left hanging.
+const READY_DB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The node can serve: the database answers, the secret key opens the stored secrets
+/// (with a wrong key every job fails), and the scheduler runs, unless disabled.
 #[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"), (status = 503, description = "not ready")))]
 async fn readyz(State(state): State<AppState>) -> Response {
-    let db = state.store.db_now().await;
+    let db = match tokio::time::timeout(READY_DB_TIMEOUT, state.store.db_now()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "database unreachable: no answer within {} s",
+            READY_DB_TIMEOUT.as_secs()
+        )),
+    };
+    let secrets = match &db {
+        Ok(()) => secrets_check(&state).await,
+        Err(_) => Err("not checked (no database)".to_owned()),
+    };
     let jobs = match (
         state.config.run_jobs,
         state
@@ -133,13 +217,16 @@ async fn readyz(State(state): State<AppState>) -> Response {
         (true, true) => "running",
         (true, false) => "starting",
     };
-    let ready = db.is_ok() && jobs != "starting";
+    let ready = db.is_ok() && secrets.is_ok() && jobs != "starting";
+    if let Err(why) = &db {
+        tracing::warn!(reason = %why, "not ready: the database does not answer");
+    } else if let Err(why) = &secrets {
+        tracing::warn!(reason = %why, "not ready: the secret key does not open the stored secrets");
+    }
     let body = Readiness {
         ready,
-        database: match db {
-            Ok(_) => "ok".into(),
-            Err(e) => e.to_string(),
-        },
+        database: db.err().unwrap_or_else(|| "ok".into()),
+        secrets: secrets.unwrap_or_else(|e| e),
         jobs,
     };
     let code = if ready {
@@ -148,6 +235,31 @@ async fn readyz(State(state): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body)).into_response()
+}
+
+/// Open one stored sealed secret (a connection password) with the configured key: cheap
+/// (one indexed read, one AEAD open) and it catches a wrong or replaced key, which
+/// otherwise shows only as every job failing.
+async fn secrets_check(state: &AppState) -> Result<String, String> {
+    let settings = tokio::time::timeout(READY_DB_TIMEOUT, state.store.settings("connection."))
+        .await
+        .map_err(|_| "not checked (the database did not answer in time)".to_owned())?
+        .map_err(|e| format!("not checked ({e})"))?;
+    let Some((name, sealed)) = settings
+        .iter()
+        .find_map(|s| s.secret.as_ref().map(|sealed| (&s.name, sealed)))
+    else {
+        return Ok("ok (none stored yet)".into());
+    };
+    match state.secrets.open(name, &sealed.sealed, &sealed.key_id) {
+        Ok(_) => Ok("ok".into()),
+        Err(ucbridge_auth::SecretKeyError::WrongKey { stored_key_id, key_id, .. }) => Err(format!(
+            "the configured secret key (id {key_id}) is not the one that sealed the stored connection passwords (id {stored_key_id}): set UCBRIDGE_SECRET_KEY / the key file back to that key, or re-enter the passwords"
+        )),
+        Err(_) => Err(format!(
+            "the stored password of {name} cannot be opened with the configured secret key (wrong key, or corrupt); restore the key or re-enter the password"
+        )),
+    }
 }
 
 /// Prometheus metrics (text exposition format). Needs a login or API token unless the
@@ -199,24 +311,17 @@ async fn login(
     peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    if let Some(limiter) = &state.login_limiter {
-        if let Err(wait) = limiter.check(peer.map(|p| p.0 .0.ip()), &req.username) {
-            metrics::counter!("ucbridge_logins_total", "outcome" => "throttled").increment(1);
-            tracing::warn!(username = %req.username, "login throttled");
-            let secs = wait.as_secs() + 1;
-            let mut response = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_attempts",
-                format!("too many login attempts; try again in {secs} s"),
-            )
-            .into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
-            return Ok(response);
-        }
+    // Cut first: the throttle, the lookup and the log never see more than this.
+    let too_long = req.username.len() > MAX_USERNAME_BYTES;
+    let username = crate::login_limit::truncate(&req.username, MAX_USERNAME_BYTES);
+    if let Err(response) = throttle(&state, peer.map(|p| p.0 .0.ip()), username) {
+        return Ok(response);
     }
-    let account = state.store.admin_account(&req.username).await?;
+    // No account has such a name (they are at most 64 characters): skip the lookup.
+    let account = match too_long {
+        true => None,
+        false => state.store.admin_account(username).await?,
+    };
     let hash = account
         .as_ref()
         .map(|a| a.password_hash.clone())
@@ -224,7 +329,7 @@ async fn login(
     let ok = auth::verify(req.password, hash).await;
     let Some(account) = account.filter(|_| ok) else {
         metrics::counter!("ucbridge_logins_total", "outcome" => "refused").increment(1);
-        tracing::warn!(username = %req.username, "login refused");
+        tracing::warn!(username = %shown(username), "login refused");
         return Err(ApiError::unauthorized("wrong username or password"));
     };
     metrics::counter!("ucbridge_logins_total", "outcome" => "ok").increment(1);
@@ -247,7 +352,7 @@ async fn login(
             ""
         }
     );
-    tracing::info!(username = %account.username, "logged in");
+    tracing::info!(username = %shown(&account.username), "logged in");
     Ok((
         [(header::SET_COOKIE, cookie)],
         Json(SessionView {
@@ -257,6 +362,91 @@ async fn login(
         }),
     )
         .into_response())
+}
+
+/// Longest login or password-change body accepted (bytes).
+const LOGIN_BODY_LIMIT: usize = 16 * 1024;
+
+/// Count a login attempt; `Err(429 response)` when it is over the limit.
+#[allow(clippy::result_large_err)] // the Err is the ready answer, used once
+fn throttle(
+    state: &AppState,
+    address: Option<std::net::IpAddr>,
+    username: &str,
+) -> Result<(), Response> {
+    let Some(limiter) = &state.login_limiter else {
+        return Ok(());
+    };
+    let Err(wait) = limiter.check(address, username) else {
+        return Ok(());
+    };
+    metrics::counter!("ucbridge_logins_total", "outcome" => "throttled").increment(1);
+    tracing::warn!(username = %shown(username), "login throttled");
+    let secs = wait.as_secs() + 1;
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_attempts",
+        format!("too many login attempts; try again in {secs} s"),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+    Err(response)
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct PasswordChange {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// Change the logged-in account's own password. This session stays; every other session
+/// of the account ends. Throttled like logins (the current password is checked).
+#[utoipa::path(put, path = "/api/v1/session/password", request_body = PasswordChange,
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 429, body = ErrorBody)))]
+async fn change_password(
+    State(state): State<AppState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    parts: axum::http::request::Parts,
+    ApiJson(req): ApiJson<PasswordChange>,
+) -> Result<Response, ApiError> {
+    // Any role may change its own password: authenticate (with the CSRF check) only.
+    let caller = auth::authenticate(&parts, &state).await?;
+    let (Via::Session { .. }, Some(session)) = (&caller.via, auth::session_token(&parts)) else {
+        return Err(ApiError::bad_request(
+            "API tokens have no password; log in to change yours",
+        ));
+    };
+    if let Err(response) = throttle(&state, peer.map(|p| p.0 .0.ip()), &caller.name) {
+        return Ok(response);
+    }
+    let Some(account) = state.store.admin_account(&caller.name).await? else {
+        return Err(ApiError::unauthorized("the account no longer exists"));
+    };
+    if !auth::verify(req.current_password, account.password_hash).await {
+        tracing::warn!(username = %shown(&caller.name), "password change refused: wrong current password");
+        return Err(ApiError::forbidden(
+            "wrong_password",
+            "the current password is wrong",
+        ));
+    }
+    let keep = auth::token_hash(session);
+    auth::set_account_keeping(
+        &state.store,
+        &account.username,
+        &req.new_password,
+        account.role,
+        Some(&keep),
+    )
+    .await
+    .map_err(|e| match e {
+        auth::AccountError::Policy(p) => ApiError::bad_request(p.to_string()),
+        other => ApiError::internal(other.to_string()),
+    })?;
+    tracing::info!(username = %shown(&account.username), "password changed");
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Who is calling (and the session's CSRF token, for a reloaded page).
@@ -418,7 +608,7 @@ async fn run_job(
     if !state.store.request_job_run(&job, &caller.name).await? {
         return Err(ApiError::not_found(format!("no job {job:?}")));
     }
-    tracing::info!(%job, by = %caller.name, "run requested");
+    tracing::info!(%job, by = %shown(&caller.name), "run requested");
     state.scheduler.wake();
     Ok((
         StatusCode::ACCEPTED,
@@ -474,7 +664,7 @@ async fn update_job(
         .store
         .set_job_schedule(&job, schedule, update.enabled, next)
         .await?;
-    tracing::info!(%job, schedule = schedule.unwrap_or("(on request)"), by = %caller.name, "schedule changed");
+    tracing::info!(%job, schedule = %shown(schedule.unwrap_or("(on request)")), by = %shown(&caller.name), "schedule changed");
     Ok(Json(job_views(&state).await?))
 }
 
@@ -621,7 +811,7 @@ async fn put_rules(
             false,
         )
         .await?;
-    tracing::info!(by = %caller.name, "sync rules changed");
+    tracing::info!(by = %shown(&caller.name), "sync rules changed");
     Ok(Json(rules).into_response())
 }
 
@@ -710,7 +900,9 @@ async fn list_connections(
         .map_err(connection_error)
 }
 
-/// Save a connection; `password` absent keeps the stored one, empty removes it.
+/// Save a connection; `password` absent keeps the stored one, empty removes it. Moving a
+/// connection with a stored password to another scheme, host or port needs the password
+/// again (400 `password_required`): a saved secret is only sent where it was saved for.
 #[utoipa::path(put, path = "/api/v1/connections/{kind}", params(("kind" = String, Path)), request_body = Object,
     responses((status = 200, body = [ConnectionView]), (status = 400, body = ErrorBody)))]
 async fn put_connection(
@@ -729,7 +921,7 @@ async fn put_connection(
     )
     .await
     .map_err(connection_error)?;
-    tracing::info!(%kind, by = %caller.name, "connection saved");
+    tracing::info!(kind = %shown(&kind), by = %shown(&caller.name), "connection saved");
     state.scheduler.wake();
     connections::views(&state.store)
         .await
@@ -747,23 +939,43 @@ async fn delete_connection(
     connections::delete(&state.store, &kind)
         .await
         .map_err(connection_error)?;
-    tracing::info!(%kind, by = %caller.name, "connection removed");
+    tracing::info!(kind = %shown(&kind), by = %shown(&caller.name), "connection removed");
     state.scheduler.wake();
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// "Test connection": connect as the jobs would, list some accounts, count messages.
 #[utoipa::path(post, path = "/api/v1/connections/{kind}/test", params(("kind" = String, Path)),
-    responses((status = 200, body = TestReport), (status = 502, body = ErrorBody)))]
+    responses((status = 200, body = TestReport), (status = 502, body = ErrorBody),
+        (status = 504, description = "No answer within connection_test_timeout", body = ErrorBody)))]
 async fn test_connection(
     State(state): State<AppState>,
     Admin(_caller): Admin,
     ApiPath(kind): ApiPath<String>,
 ) -> ApiResult<TestReport> {
-    let report = connections::test(&state.store, &state.secrets, &kind)
-        .await
-        .map_err(connection_error)?;
-    Ok(Json(report))
+    let limit = state.config.connection_test_timeout;
+    // One total deadline, whatever the clients' own timeouts and retries add up to.
+    let tested = tokio::time::timeout(
+        limit,
+        connections::test(&state.store, &state.secrets, &kind),
+    );
+    match tested.await {
+        Ok(report) => Ok(Json(report.map_err(connection_error)?)),
+        Err(_) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            format!(
+                "the {} connection test timed out after {}",
+                shown(&kind),
+                seconds(limit)
+            ),
+        )),
+    }
+}
+
+/// `10 s`, `1.5 s`.
+fn seconds(d: std::time::Duration) -> String {
+    format!("{} s", d.as_secs_f64())
 }
 
 // --- provisioning, SSO --------------------------------------------------------------------
@@ -822,7 +1034,7 @@ async fn sso_status(State(state): State<AppState>, _caller: Caller) -> Result<Re
         ApiError::new(
             StatusCode::BAD_GATEWAY,
             "remote",
-            format!("SSO status: {e}"),
+            format!("SSO status: {}", connections::error_chain(&e)),
         )
     })?;
     Ok(Json(status).into_response())
@@ -915,7 +1127,7 @@ async fn create_token(
         .store
         .create_api_token(name, &auth::token_hash(&token), req.role)
         .await?;
-    tracing::info!(token = %name, role = req.role.as_str(), by = %caller.name, "API token created");
+    tracing::info!(token = %shown(name), role = req.role.as_str(), by = %shown(&caller.name), "API token created");
     Ok((
         StatusCode::CREATED,
         Json(TokenCreated {
@@ -937,6 +1149,6 @@ async fn delete_token(
     if !state.store.delete_api_token(&name).await? {
         return Err(ApiError::not_found(format!("no API token {name:?}")));
     }
-    tracing::info!(token = %name, by = %caller.name, "API token revoked");
+    tracing::info!(token = %shown(&name), by = %shown(&caller.name), "API token revoked");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -20,6 +20,8 @@ pub struct World {
     pub store: Store,
     pub store_url: String,
     pub aliases: Vec<String>,
+    /// What the lab was started with (for [`World::lab_without_delegate_role`]).
+    lab_config: LabConfig,
     _dir: tempfile::TempDir,
 }
 
@@ -55,7 +57,7 @@ pub async fn world_with(
     options: WorldOptions<'_>,
 ) -> Option<World> {
     let defaults = CucLabConfig::default();
-    let lab = RunningLab::start(LabConfig {
+    let lab_config = LabConfig {
         users,
         seed: 11,
         cuc: CucLabConfig {
@@ -66,9 +68,10 @@ pub async fn world_with(
             ..defaults
         },
         ..LabConfig::default()
-    })
-    .await
-    .expect("lab starts");
+    };
+    let lab = RunningLab::start(lab_config.clone())
+        .await
+        .expect("lab starts");
     let cuc = cuc_client(&lab);
     let aliases: Vec<String> = cuc
         .all_users(&UserQuery {
@@ -102,6 +105,7 @@ pub async fn world_with(
         store,
         store_url,
         aliases,
+        lab_config,
         _dir: dir,
     })
 }
@@ -122,6 +126,24 @@ impl World {
 
     pub async fn imap(&self, user: &str) -> TestImap {
         TestImap::login(self.dovecot.port(), user).await
+    }
+
+    /// A second lab with the same seed (same users, ids and messages) whose administrator
+    /// lacks the "Mailbox Access Delegate Account" role: every mailbox looks empty.
+    pub async fn lab_without_delegate_role(&self) -> RunningLab {
+        let mut config = self.lab_config.clone();
+        config.cuc.admin_is_mailbox_delegate = false;
+        RunningLab::start(config).await.expect("second lab starts")
+    }
+
+    /// An engine on this world's store and Dovecot, talking to `lab`'s CUC.
+    pub fn engine_on(&self, lab: &RunningLab, options: VoicemailOptions) -> VoicemailEngine {
+        VoicemailEngine::new(
+            self.store.clone(),
+            cuc_client(lab),
+            self.imap_settings(),
+            options,
+        )
     }
 }
 
@@ -258,6 +280,33 @@ impl TestImap {
             .try_collect()
             .await
             .expect("expunge");
+    }
+
+    /// The user's subscription list (LSUB), sorted.
+    pub async fn subscribed(&mut self) -> Vec<String> {
+        let names: Vec<_> = self
+            .session
+            .lsub(Some(""), Some("*"))
+            .await
+            .expect("lsub")
+            .try_collect()
+            .await
+            .expect("lsub");
+        let mut v: Vec<String> = names.iter().map(|n| n.name().to_owned()).collect();
+        v.sort();
+        v
+    }
+
+    pub async fn create(&mut self, folder: &str) {
+        self.session.create(folder).await.expect("create");
+    }
+
+    /// File a message as the user's mail client would (APPEND).
+    pub async fn append(&mut self, folder: &str, raw: &[u8]) {
+        self.session
+            .append(folder, None, None, raw)
+            .await
+            .expect("append");
     }
 
     pub async fn rename(&mut self, from: &str, to: &str) {
