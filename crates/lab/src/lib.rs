@@ -5,9 +5,60 @@
 //! `executeSQLQuery` behaves like it does on a publisher. The behaviours integrators get hurt
 //! by are reproduced: Basic auth and the `JSESSIONIDSSO` session cookie, schema versioning
 //! (HTTP 599), Axis2 faults for unknown actions, AXL faults with their axlcodes, write
-//! throttling (HTTP 503) and the 8 MB response cap ("Query request too large").
+//! throttling (HTTP 503), the 8 MB response cap ("Query request too large") and seed 001's
+//! silent drop of `digestUser`.
 //!
 //! CUCM facts are cited from the project notes `shared/notes/axl.md` ("notes §n").
+//!
+//! # Emulated AXL operations
+//!
+//! `getCCMVersion`; `listUser`, `getUser`, `addUser`, `updateUser`, `removeUser`;
+//! `listPhone`, `getPhone`, `addPhone`, `updatePhone`, `removePhone`; `addLine`, `getLine`,
+//! `listLine`, `removeLine`; `executeSQLQuery`, `executeSQLUpdate`; `listChange`
+//! ([`emulated_operations`]). Every other operation of Cisco's WSDL ([`wsdl_operations`]:
+//! 1,026 in 11.5, 1,068 in 12.5–15.0) answers HTTP 500 with an AXL fault (`soapenv:Server`,
+//! axlcode -1) whose text says it "is not emulated by the lab"; a name that is no operation
+//! of the applied schema's WSDL (a misspelling) gets CUCM's Axis2 fault "The endpoint
+//! reference (EPR) for the Operation not found is … and the WSA Action = …" (notes §1).
+//! Schemas older than 11.5 are judged by the 11.5 WSDL (older WSDLs are not in the fixtures).
+//!
+//! `executeSQLUpdate` runs one `INSERT`, `UPDATE` or `DELETE` in a transaction and answers
+//! `return/rowsUpdated` (XSD `ExecuteSQLUpdateRes`); anything else (a `SELECT`, DDL, several
+//! statements, `RETURNING`) is refused with axlcode 5003, as `executeSQLQuery` refuses
+//! writes. Constraint failures carry Informix's codes (-239 unique, -691/-692 referential,
+//! -391 NULL), since CUCM passes Informix codes through (notes §3). It is a write: throttled
+//! like add/update/remove (notes §4) and recorded for listChange.
+//!
+//! # Seed 001's trap: SOAPAction without a CUCM version
+//!
+//! What is public: SOAP::Lite's default `SOAPAction: "http://www.cisco.com/AXL/API/8.5#addPhone"`
+//! was served by CUCM 8.6, and `addPhone` quietly ignored `digestUser` (no fault, digest user
+//! "None"); `"CUCM:DB ver=7.1 addPhone"` kept it and `"CUCM:DB ver=8.5 …"` failed (seed 001,
+//! notes §5). Without a SOAPAction and with namespace 1.0 "CUCM will attempt to apply the
+//! lowest version supported" (AXL Developer Guide, notes §1). CUCM runs Axis2, whose
+//! dispatch phase falls back from the SOAPAction to the body element
+//! (`SOAPActionBasedDispatcher`, then `SOAPMessageBodyBasedDispatcher`, Axis2's default
+//! `axis2.xml`) — which is how a URL-form action can be served at all.
+//!
+//! The lab's rule (the mechanism inside CUCM is not public; this is the smallest rule that
+//! agrees with every observation):
+//!
+//! - A SOAPAction that is not `CUCM:DB ver=X.Y [op]` (URL form, anything else) is served by
+//!   the body element, under the **lowest schema the release accepts** (11.0 on CUCM 14,
+//!   12.0 on 15): the response namespace says so. The body namespace must still be a schema
+//!   the release serves, or 1.0 (stricter choice); otherwise HTTP 599.
+//! - On that path the elements in `version::UNAPPLIED_ON_FALLBACK` are **ignored without a
+//!   fault**: `digestUser` of `addPhone` (`phone` or AXL 7's `newPhone`) and of
+//!   `updatePhone`. This is a hand table, not derived from the XSD: `digestUser` is in XPhone
+//!   of every fixture schema (11.5–15.0) and was documented for 8.5, so the drop is not
+//!   explained by the schema lacking it, and the schemas the fallback applies are not among
+//!   the fixtures. Only what a source shows dropped is listed.
+//! - `CUCM:DB ver=X.Y` with a schema the release does not serve, or differing from the body
+//!   namespace, is HTTP 599 (unchanged). A correct `CUCM:DB ver=14.0 addPhone` keeps
+//!   `digestUser`. No SOAPAction at all keeps the documented behaviour: namespace 1.0 → the
+//!   lowest schema, any other namespace decides (the guide says nothing more; no drop).
+//! - [`FaultSwitches::force_silent_drops`] applies the same drops to every request, so a
+//!   client that sends correct requests can prove its read-back catches the drop.
 
 mod cuc;
 mod db;
@@ -17,12 +68,13 @@ mod rest;
 mod server;
 mod tls;
 mod version;
+mod wsdl;
 mod xmlin;
 mod xmlout;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +87,12 @@ pub use ids::sso::{
 };
 pub use ids::{Ids, IdsLabConfig, TokenPair, TokenProblem};
 pub use version::CucmRelease;
+pub use wsdl::{wsdl_operations, WsdlOperation};
+
+/// The AXL operations the lab emulates (the crate docs list them with their rules).
+pub fn emulated_operations() -> Vec<&'static str> {
+    ops::emulated_names()
+}
 
 /// Configuration of one lab instance.
 #[derive(Debug, Clone)]
@@ -180,6 +238,7 @@ pub struct FaultSwitches {
     delay_ms: AtomicU64,
     fail_next: AtomicU32,
     fail_status: AtomicU16,
+    force_drops: AtomicBool,
 }
 
 impl FaultSwitches {
@@ -199,6 +258,17 @@ impl FaultSwitches {
     pub fn fail_next_with_status(&self, n: u32, status: u16) {
         self.fail_status.store(status, Ordering::SeqCst);
         self.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    /// Ignore the fallback path's elements (`digestUser` on addPhone/updatePhone, see the
+    /// crate docs) on every request, whatever its SOAPAction, until switched off: CUCM
+    /// behaving as in seed 001 towards a client that sends correct requests.
+    pub fn force_silent_drops(&self, on: bool) {
+        self.force_drops.store(on, Ordering::SeqCst);
+    }
+
+    pub(crate) fn silent_drops_forced(&self) -> bool {
+        self.force_drops.load(Ordering::SeqCst)
     }
 
     fn take(counter: &AtomicU32) -> bool {

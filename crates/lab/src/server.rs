@@ -17,7 +17,9 @@ use rand::Rng;
 use rusqlite::Connection;
 
 use crate::ops::{self, AxlFault, Ctx, Op};
-use crate::version::{namespace_version, parse_soap_action, ActionHeader, CucmRelease};
+use crate::version::{
+    namespace_version, parse_soap_action, strip_unapplied, ActionHeader, CucmRelease,
+};
 use crate::xmlout::{self, html_status_page};
 use crate::{FaultSwitches, LabConfig, StatCounters};
 
@@ -397,9 +399,82 @@ fn http_599() -> Reply {
     Reply::status_page(599, "Schema not supported or request not well-formed")
 }
 
+/// The schema a request is served under, and whether it came by the fallback path.
+struct Applied {
+    schema: &'static str,
+    /// The SOAPAction carried no CUCM version (seed 001): served under the lowest schema,
+    /// with the elements of `version::UNAPPLIED_ON_FALLBACK` ignored.
+    fallback: bool,
+}
+
+/// Which schema serves the request, or the 599 CUCM answers (notes §1).
+fn applied_schema(st: &Shared, action: &ActionHeader, ns_version: &str) -> Result<Applied, Reply> {
+    let served = |schema| Applied {
+        schema,
+        fallback: false,
+    };
+    match action {
+        // No operation has this action, so Axis2 dispatches on the body element (its
+        // dispatch phase tries SOAPActionBasedDispatcher, then SOAPMessageBodyBasedDispatcher)
+        // and, as with no version at all, "CUCM will attempt to apply the lowest version
+        // supported" (notes §1). Lab choice (stricter): the body namespace must still be
+        // one the release serves, or 1.0.
+        ActionHeader::Foreign(_) => {
+            if ns_version != "1.0" && st.release.accepts(ns_version).is_none() {
+                return Err(http_599());
+            }
+            Ok(Applied {
+                schema: st.release.lowest(),
+                fallback: true,
+            })
+        }
+        ActionHeader::Cucm(a) => {
+            // Lab choice: the guide says header and namespace "must indicate the same
+            // version"; a mismatch is treated like an unsupported schema (599). A version
+            // the release does not serve fails (seed 001: `CUCM:DB ver=8.5` on 8.6).
+            if a.version != ns_version {
+                return Err(http_599());
+            }
+            st.release
+                .accepts(&a.version)
+                .map(served)
+                .ok_or_else(http_599)
+        }
+        ActionHeader::None if ns_version == "1.0" => Ok(served(st.release.lowest())),
+        // No header but a versioned namespace: not documented; the namespace decides.
+        ActionHeader::None => st
+            .release
+            .accepts(ns_version)
+            .map(served)
+            .ok_or_else(http_599),
+    }
+}
+
+/// A body element that is no emulated operation: an operation of the WSDL the lab does not
+/// emulate gets an AXL fault saying so; anything else Axis2's "operation not found".
+fn unknown_operation(st: &Shared, action: &ActionHeader, schema: &str, name: &str) -> Reply {
+    if crate::wsdl::has_operation(schema, name) {
+        // Lab choice: a Server fault with CUCM's generic axlcode -1 and a text no CUCM
+        // fault has, so nobody mistakes it for CUCM's answer.
+        let message = format!(
+            "{name} is an operation of AXL schema {schema} that is not emulated by the lab"
+        );
+        return match xmlout::axl_fault(false, -1, &message, name) {
+            Ok(body) => Reply::xml(StatusCode::INTERNAL_SERVER_ERROR, body),
+            Err(_) => Reply::status_page(500, "Internal Server Error"),
+        };
+    }
+    // CUCM builds the WSA action from the header version and the body element (notes §1).
+    match action {
+        ActionHeader::Foreign(raw) => axis2(st, raw),
+        ActionHeader::Cucm(a) => axis2(st, &format!("CUCM:DB ver={} {name}", a.version)),
+        ActionHeader::None => axis2(st, &format!("CUCM:DB ver={schema} {name}")),
+    }
+}
+
 async fn handle_soap(st: &Arc<Shared>, headers: &HeaderMap, body: Bytes) -> Reply {
     // notes §1: a non-well-formed body got HTTP 599 and an HTML page on real 12.5.
-    let Ok(request) = crate::xmlin::parse_operation(&body) else {
+    let Ok(mut request) = crate::xmlin::parse_operation(&body) else {
         return http_599();
     };
     st.stats.count_operation(&request.name);
@@ -407,36 +482,20 @@ async fn handle_soap(st: &Arc<Shared>, headers: &HeaderMap, body: Bytes) -> Repl
     let Some(ns_version) = request.ns.as_deref().and_then(namespace_version) else {
         return http_599();
     };
-    let applied = match &action {
-        // Axis2 dispatches on the action; anything not in the CUCM form finds no operation
-        // (the seed 001 SOAP::Lite trap).
-        ActionHeader::Foreign(raw) => return axis2(st, raw),
-        ActionHeader::Cucm(a) => {
-            // Lab choice: the guide says header and namespace "must indicate the same
-            // version"; a mismatch is treated like an unsupported schema (599).
-            if a.version != ns_version {
-                return http_599();
-            }
-            match st.release.accepts(&a.version) {
-                Some(v) => v,
-                None => return http_599(),
-            }
-        }
-        ActionHeader::None if ns_version == "1.0" => st.release.lowest(),
-        ActionHeader::None => match st.release.accepts(ns_version) {
-            Some(v) => v,
-            None => return http_599(),
-        },
+    let applied = match applied_schema(st, &action, ns_version) {
+        Ok(applied) => applied,
+        Err(reply) => return reply,
     };
-    // CUCM builds the WSA action from the header version and the body element (notes §1);
-    // the lab dispatches on the body element even if the header names another operation.
+    // The lab dispatches on the body element even if the header names another operation.
     let Some(op) = Op::from_name(&request.name) else {
-        let version = match &action {
-            ActionHeader::Cucm(a) => a.version.as_str(),
-            _ => applied,
-        };
-        return axis2(st, &format!("CUCM:DB ver={version} {}", request.name));
+        return unknown_operation(st, &action, applied.schema, &request.name);
     };
+    if applied.fallback || st.faults.silent_drops_forced() {
+        let ignored = strip_unapplied(&mut request);
+        if ignored > 0 {
+            tracing::debug!(operation = %request.name, ignored, "fallback schema: elements ignored");
+        }
+    }
     if op.is_write() {
         if let Some(per_minute) = st.config.writes_per_minute {
             if !lock(&st.write_bucket).try_take(per_minute) {
@@ -445,9 +504,10 @@ async fn handle_soap(st: &Arc<Shared>, headers: &HeaderMap, body: Bytes) -> Repl
         }
     }
     let shared = Arc::clone(st);
+    let schema = applied.schema;
     let result = tokio::task::spawn_blocking(move || {
         let ctx = Ctx {
-            version: applied,
+            version: schema,
             op,
             max_bytes: shared.config.max_response_bytes,
             change_page: shared.config.list_change_page_size.max(1),

@@ -1,4 +1,7 @@
-//! CUCM releases, the AXL schemas each accepts, and the SOAPAction header.
+//! CUCM releases, the AXL schemas each accepts, the SOAPAction header, and what the
+//! fallback path (a SOAPAction without a CUCM version, seed 001) ignores.
+
+use crate::xmlin::Elem;
 
 /// The CUCM release the lab pretends to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,8 +65,10 @@ pub(crate) enum ActionHeader {
     /// Absent or empty: the namespace alone decides (notes §1 "Default version").
     None,
     Cucm(SoapAction),
-    /// Any other form (e.g. SOAP::Lite's `http://…/AXL/API/8.5#addPhone`, seed 001): Axis2
-    /// finds no operation for it. Holds the unquoted value for the fault text.
+    /// Any other form (e.g. SOAP::Lite's `http://…/AXL/API/8.5#addPhone`, seed 001): no
+    /// operation has this action, so Axis2 dispatches on the body element instead and the
+    /// request is served under the lowest schema (see the crate docs, "Seed 001's trap").
+    /// Holds the unquoted value for the fault text when the body names no operation either.
     Foreign(String),
 }
 
@@ -92,6 +97,46 @@ pub(crate) fn parse_soap_action(raw: Option<&str>) -> ActionHeader {
         version: version.to_owned(),
         operation,
     })
+}
+
+/// Elements the fallback path does not apply, by operation: the path below the operation
+/// element. Served under the lowest schema, these are ignored without a fault, as seed 001's
+/// `digestUser` was. A hand table, not derived from the XSD: `digestUser` is in XPhone of
+/// every schema in the fixtures (11.5–15.0) and was documented for 8.5 in seed 001, so the
+/// drop is not explained by the schema lacking the element, and the schemas the fallback
+/// applies (11.0, 10.0, 12.0) are not among the fixtures. Only what a source shows is listed.
+pub(crate) const UNAPPLIED_ON_FALLBACK: &[(&str, &[&str])] = &[
+    ("addPhone", &["phone", "digestUser"]),
+    // AXL 7.x's wrapper, as seed 001's SOAP::Lite client sent it.
+    ("addPhone", &["newPhone", "digestUser"]),
+    ("updatePhone", &["digestUser"]),
+];
+
+/// Remove from `req` (an operation element) what the fallback path ignores; the number of
+/// elements removed.
+pub(crate) fn strip_unapplied(req: &mut Elem) -> usize {
+    let mut removed = 0;
+    for (op, path) in UNAPPLIED_ON_FALLBACK {
+        if req.name != *op {
+            continue;
+        }
+        let Some((last, parents)) = path.split_last() else {
+            continue;
+        };
+        let mut targets: Vec<&mut Elem> = vec![req];
+        for parent in parents {
+            targets = targets
+                .into_iter()
+                .flat_map(|e| e.children.iter_mut().filter(|c| c.name == *parent))
+                .collect();
+        }
+        for target in targets {
+            let before = target.children.len();
+            target.children.retain(|c| c.name != *last);
+            removed += before - target.children.len();
+        }
+    }
+    removed
 }
 
 /// `http://www.cisco.com/AXL/API/14.0` → `14.0`.
@@ -161,6 +206,36 @@ mod tests {
             parse_soap_action(Some("\"http://www.cisco.com/AXL/API/8.5#addPhone\"")),
             ActionHeader::Foreign("http://www.cisco.com/AXL/API/8.5#addPhone".into())
         );
+    }
+
+    #[test]
+    fn fallback_strips_digest_user_only_where_listed() {
+        let elem = |name: &str, children: Vec<Elem>| Elem {
+            name: name.into(),
+            children,
+            ..Elem::default()
+        };
+        let phone = || {
+            elem(
+                "phone",
+                vec![elem("name", vec![]), elem("digestUser", vec![])],
+            )
+        };
+        let mut add = elem("addPhone", vec![phone()]);
+        assert_eq!(strip_unapplied(&mut add), 1);
+        let names: Vec<_> = add.children[0].children.iter().map(|c| &c.name).collect();
+        assert_eq!(names, ["name"]);
+        let mut update = elem("updatePhone", vec![elem("digestUser", vec![])]);
+        assert_eq!(strip_unapplied(&mut update), 1);
+        assert!(update.children.is_empty());
+        // Not on other operations, nor below other wrappers.
+        let mut user = elem("updateUser", vec![elem("digestUser", vec![])]);
+        assert_eq!(strip_unapplied(&mut user), 0);
+        let mut other = elem(
+            "addPhone",
+            vec![elem("lines", vec![elem("digestUser", vec![])])],
+        );
+        assert_eq!(strip_unapplied(&mut other), 0);
     }
 
     #[test]

@@ -313,12 +313,13 @@ async fn versioning_and_axis2_faults() {
     )
     .await;
     assert_eq!(a.status, 599);
-    // SOAP::Lite's default action (seed 001).
+    // SOAP::Lite's action form (seed 001) is served by the body element; when the body
+    // names no operation either, Axis2's fault quotes the action as sent.
     let a = post(
         &lab,
         &client,
-        Some("\"http://www.cisco.com/AXL/API/8.5#addPhone\""),
-        envelope("addPhone", "14.0", &add_phone_xml("SEP000000000001", "")),
+        Some("\"http://www.cisco.com/AXL/API/14.0#addPhonee\""),
+        envelope("addPhonee", "14.0", &add_phone_xml("SEP000000000001", "")),
         true,
     )
     .await;
@@ -326,7 +327,7 @@ async fn versioning_and_axis2_faults() {
     assert!(a.body.contains("axis2ns2:Client"));
     assert!(
         a.body
-            .contains("WSA Action = http://www.cisco.com/AXL/API/8.5#addPhone"),
+            .contains("WSA Action = http://www.cisco.com/AXL/API/14.0#addPhonee"),
         "{}",
         a.body
     );
@@ -771,5 +772,416 @@ async fn user_data_is_escaped_both_ways() {
     assert_eq!(l.texts("userid"), vec!["a<b&\"c"]);
     ucbridge_testkit::validate_axl_bodies("14.0", &[a.bytes(), q.bytes(), l.bytes()])
         .expect("escaped responses validate");
+    lab.shutdown().await;
+}
+
+/// Seed 001's request as Perl SOAP::Lite sends it: `uri` as the default namespace of the
+/// operation element, the AXL 7 `newPhone` wrapper, `xsi:type` on every value, the seed's
+/// element order.
+fn soap_lite_add_phone(version: &str, name: &str, digest_user: &str) -> String {
+    let field = |tag: &str, value: &str| format!("<{tag} xsi:type=\"xsd:string\">{value}</{tag}>");
+    let fields = [
+        ("name", name),
+        ("description", "DECT handset"),
+        ("devicePoolName", "Default"),
+        ("model", "Third-party SIP Device (Advanced)"),
+        ("product", "Third-party SIP Device (Advanced)"),
+        ("protocol", "SIP"),
+        ("digestUser", digest_user),
+        ("sipProfileName", "Standard SIP Profile"),
+        ("class", "Phone"),
+        (
+            "securityProfileName",
+            "Third-party SIP Device Advanced - Standard SIP Secure Profile",
+        ),
+    ];
+    let inner: String = fields.iter().map(|(t, v)| field(t, v)).collect();
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soap:Envelope \
+         xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" \
+         xmlns:soapenc=\"http://schemas.xmlsoap.org/soap/encoding/\" \
+         xmlns:xsd=\"http://www.w3.org/2001/XMLSchema\" \
+         xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body>\
+         <addPhone xmlns=\"http://www.cisco.com/AXL/API/{version}\"><newPhone>{inner}</newPhone>\
+         </addPhone></soap:Body></soap:Envelope>"
+    )
+}
+
+async fn digest_in_rows(
+    lab: &ucbridge_lab::RunningLab,
+    client: &reqwest::Client,
+    device: &str,
+) -> Vec<String> {
+    let q = format!(
+        "<sql>select eu.userid from enduserdevicemap m join enduser eu on eu.pkid = m.fkenduser \
+         join device d on d.pkid = m.fkdevice where m.tkuserassociation = 3 and d.name = '{device}'</sql>"
+    );
+    ok(lab, client, "executeSQLQuery", &q).await.texts("userid")
+}
+
+#[tokio::test]
+async fn seed_001_url_form_soap_action_silently_drops_digest_user() {
+    let (lab, client) = start_default().await;
+    for user in ["rsrc.sp.000011116666", "rsrc.sp.000011117777"] {
+        ok(
+            &lab,
+            &client,
+            "addUser",
+            &add_user_xml(user, "<digestCredentials>pw</digestCredentials>"),
+        )
+        .await;
+    }
+    // SOAP::Lite's default action, raw HTTP: served (no fault) under the lowest schema of
+    // CUCM 14, 11.0, and digestUser is gone.
+    let url_action = "\"http://www.cisco.com/AXL/API/14.0#addPhone\"";
+    let body = soap_lite_add_phone("14.0", "SEP0000000D0001", "rsrc.sp.000011116666");
+    let a = post(&lab, &client, Some(url_action), body, true).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(
+        a.body
+            .contains("xmlns:ns=\"http://www.cisco.com/AXL/API/11.0\""),
+        "{}",
+        a.body
+    );
+    assert!(
+        a.text("return").is_some_and(|uuid| uuid.starts_with('{')),
+        "{}",
+        a.body
+    );
+    let phone = ok(&lab, &client, "getPhone", "<name>SEP0000000D0001</name>").await;
+    assert_eq!(
+        phone.text("digestUser").as_deref(),
+        Some(""),
+        "digest user \"None\""
+    );
+    assert_eq!(phone.text("description").as_deref(), Some("DECT handset"));
+    assert_eq!(
+        phone.text("securityProfileName").as_deref(),
+        Some("Third-party SIP Device Advanced - Standard SIP Secure Profile")
+    );
+    assert!(digest_in_rows(&lab, &client, "SEP0000000D0001")
+        .await
+        .is_empty());
+    // updatePhone on the same path: the rest applies, digestUser does not.
+    let update = envelope(
+        "updatePhone",
+        "14.0",
+        "<name>SEP0000000D0001</name><description>again</description><digestUser>rsrc.sp.000011116666</digestUser>",
+    );
+    let a = post(
+        &lab,
+        &client,
+        Some("http://www.cisco.com/AXL/API/14.0#updatePhone"),
+        update,
+        true,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let phone = ok(&lab, &client, "getPhone", "<name>SEP0000000D0001</name>").await;
+    assert_eq!(phone.text("description").as_deref(), Some("again"));
+    assert_eq!(phone.text("digestUser").as_deref(), Some(""));
+
+    // The seed's fix, in today's form: the CUCM action keeps digestUser.
+    let body = soap_lite_add_phone("14.0", "SEP0000000D0002", "rsrc.sp.000011117777");
+    let a = post(
+        &lab,
+        &client,
+        Some("\"CUCM:DB ver=14.0 addPhone\""),
+        body,
+        true,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let kept = ok(&lab, &client, "getPhone", "<name>SEP0000000D0002</name>").await;
+    assert_eq!(
+        kept.text("digestUser").as_deref(),
+        Some("rsrc.sp.000011117777")
+    );
+    assert_eq!(
+        digest_in_rows(&lab, &client, "SEP0000000D0002").await,
+        ["rsrc.sp.000011117777"]
+    );
+    ucbridge_testkit::validate_axl_bodies("14.0", &[phone.bytes(), kept.bytes()])
+        .expect("getPhone responses validate");
+
+    // A CUCM action with a schema CUCM 14 does not serve fails (seed: `ver=8.5` failed), and
+    // on the fallback path the body namespace must be served too (lab choice).
+    let body = soap_lite_add_phone("8.5", "SEP0000000D0003", "rsrc.sp.000011117777");
+    let a = post(
+        &lab,
+        &client,
+        Some("\"CUCM:DB ver=8.5 addPhone\""),
+        body.clone(),
+        true,
+    )
+    .await;
+    assert_eq!(a.status, 599);
+    let a = post(
+        &lab,
+        &client,
+        Some("\"http://www.cisco.com/AXL/API/8.5#addPhone\""),
+        body,
+        true,
+    )
+    .await;
+    assert_eq!(a.status, 599);
+    let a = call(
+        &lab,
+        &client,
+        "getPhone",
+        "14.0",
+        "<name>SEP0000000D0003</name>",
+    )
+    .await;
+    assert_eq!(a.axlcode(), Some(5007), "nothing was added");
+
+    // The switch that makes correct requests behave like the URL form, and back.
+    lab.faults().force_silent_drops(true);
+    ok(
+        &lab,
+        &client,
+        "updatePhone",
+        "<name>SEP0000000D0001</name><digestUser>rsrc.sp.000011116666</digestUser>",
+    )
+    .await;
+    let phone = ok(&lab, &client, "getPhone", "<name>SEP0000000D0001</name>").await;
+    assert_eq!(phone.text("digestUser").as_deref(), Some(""));
+    lab.faults().force_silent_drops(false);
+    ok(
+        &lab,
+        &client,
+        "updatePhone",
+        "<name>SEP0000000D0001</name><digestUser>rsrc.sp.000011116666</digestUser>",
+    )
+    .await;
+    let phone = ok(&lab, &client, "getPhone", "<name>SEP0000000D0001</name>").await;
+    assert_eq!(
+        phone.text("digestUser").as_deref(),
+        Some("rsrc.sp.000011116666")
+    );
+    lab.shutdown().await;
+}
+
+#[tokio::test]
+async fn execute_sql_update_inserts_updates_deletes_and_refuses_the_rest() {
+    let (lab, client) = start(LabConfig {
+        users: 12,
+        seed: 7,
+        ..LabConfig::default()
+    })
+    .await;
+    let update = |sql: &str| format!("<sql>{sql}</sql>");
+    let mut bodies = Vec::new();
+    let a = ok(&lab, &client, "executeSQLUpdate", &update("insert into routepartition (pkid, name) values ('0c0ffee0-0000-4000-8000-000000000001', 'SQL_PT')")).await;
+    assert_eq!(a.texts("rowsUpdated"), ["1"]);
+    bodies.push(a.bytes());
+    let a = ok(
+        &lab,
+        &client,
+        "executeSQLQuery",
+        &update("select name from routepartition where name = 'SQL_PT'"),
+    )
+    .await;
+    assert_eq!(a.texts("name"), ["SQL_PT"]);
+    let users = ok(
+        &lab,
+        &client,
+        "executeSQLQuery",
+        &update("select count(*) as n from enduser"),
+    )
+    .await;
+    let a = ok(
+        &lab,
+        &client,
+        "executeSQLUpdate",
+        &update("update enduser set department = 'SQL' where 1 = 1;"),
+    )
+    .await;
+    assert_eq!(a.texts("rowsUpdated"), users.texts("n"));
+    assert_eq!(a.texts("rowsUpdated"), ["12"]);
+    bodies.push(a.bytes());
+    let a = ok(&lab, &client, "getUser", &format!("<userid>{}</userid>", ok(&lab, &client, "listUser", "<searchCriteria><userid>%</userid></searchCriteria><returnedTags><userid/></returnedTags><first>1</first>").await.text("userid").expect("a user"))).await;
+    assert_eq!(a.text("department").as_deref(), Some("SQL"));
+    let a = ok(
+        &lab,
+        &client,
+        "executeSQLUpdate",
+        &update("DELETE FROM routepartition WHERE name = 'nothing'"),
+    )
+    .await;
+    assert_eq!(a.texts("rowsUpdated"), ["0"]);
+    bodies.push(a.bytes());
+    let a = ok(
+        &lab,
+        &client,
+        "executeSQLUpdate",
+        &update("delete from routepartition where name = 'SQL_PT'"),
+    )
+    .await;
+    assert_eq!(a.texts("rowsUpdated"), ["1"]);
+    bodies.push(a.bytes());
+    ucbridge_testkit::validate_axl_bodies("14.0", &bodies).expect("rowsUpdated validates");
+
+    // Refused: a select, DDL, two statements, RETURNING; nothing of them is applied.
+    for sql in [
+        "select * from enduser",
+        "drop table enduser",
+        "delete from enduser; delete from device",
+        "update enduser set department = 'X' returning userid",
+    ] {
+        let a = call(&lab, &client, "executeSQLUpdate", "14.0", &update(sql)).await;
+        assert_eq!(a.status, 500, "{sql}: {}", a.body);
+        assert_eq!(
+            a.text("faultcode").as_deref(),
+            Some("soapenv:Client"),
+            "{sql}"
+        );
+        assert_ne!(a.axlcode(), None, "{sql}");
+        assert_eq!(a.text("request").as_deref(), Some("executeSQLUpdate"));
+    }
+    // Nor does executeSQLQuery run (or silently skip) a second statement.
+    let a = call(
+        &lab,
+        &client,
+        "executeSQLQuery",
+        "14.0",
+        &update("select userid from enduser; delete from enduser"),
+    )
+    .await;
+    assert_eq!(a.axlcode(), Some(5003), "{}", a.body);
+    let a = ok(
+        &lab,
+        &client,
+        "executeSQLQuery",
+        &update("select count(*) as n from enduser where department = 'SQL'"),
+    )
+    .await;
+    assert_eq!(a.texts("n"), ["12"]);
+    // Informix's codes for constraint failures; a failed statement changes nothing.
+    let dup = "insert into routepartition (pkid, name) values ('0c0ffee0-0000-4000-8000-000000000002', 'Internal_PT')";
+    let a = call(&lab, &client, "executeSQLUpdate", "14.0", &update(dup)).await;
+    assert_eq!(a.axlcode(), Some(-239), "{}", a.body);
+    let a = call(
+        &lab,
+        &client,
+        "executeSQLUpdate",
+        "14.0",
+        &update("update device set fkdevicepool = 'no-such-pool'"),
+    )
+    .await;
+    assert_eq!(a.axlcode(), Some(-691), "{}", a.body);
+    let a = call(
+        &lab,
+        &client,
+        "executeSQLUpdate",
+        "14.0",
+        &update("update nowhere set x = 1"),
+    )
+    .await;
+    assert_eq!(a.axlcode(), Some(-206), "{}", a.body);
+    lab.shutdown().await;
+}
+
+#[tokio::test]
+async fn execute_sql_update_is_a_throttled_write() {
+    let (lab, client) = start(LabConfig {
+        writes_per_minute: Some(1),
+        ..LabConfig::default()
+    })
+    .await;
+    let sql = "<sql>update enduser set department = 'x' where 1 = 0</sql>";
+    ok(&lab, &client, "executeSQLUpdate", sql).await;
+    let a = call(&lab, &client, "executeSQLUpdate", "14.0", sql).await;
+    assert_eq!(a.status, 503);
+    lab.shutdown().await;
+}
+
+/// `soapAction="CUCM:DB ver=X.Y <name>"` names of a fixture WSDL.
+fn fixture_wsdl_operations(version: &str) -> Option<std::collections::BTreeSet<String>> {
+    let path = ucbridge_testkit::fixture(&format!("axl-schema/{version}/AXLAPI.wsdl"))?;
+    let wsdl = std::fs::read_to_string(path).expect("WSDL readable");
+    let prefix = format!("soapAction=\"CUCM:DB ver={version} ");
+    Some(
+        wsdl.split(prefix.as_str())
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+#[test]
+fn wsdl_operation_list_matches_the_fixture() {
+    let list = ucbridge_lab::wsdl_operations();
+    for version in ["11.5", "12.5", "14.0", "15.0"] {
+        let Some(fixture) = fixture_wsdl_operations(version) else {
+            return;
+        };
+        let ours: std::collections::BTreeSet<String> = list
+            .iter()
+            .filter(|o| version != "11.5" || o.since == "11.5")
+            .map(|o| o.name.to_owned())
+            .collect();
+        assert_eq!(ours, fixture, "operations of {version}");
+    }
+    let names: std::collections::BTreeSet<&str> = list.iter().map(|o| o.name).collect();
+    for op in ucbridge_lab::emulated_operations() {
+        assert!(names.contains(op), "{op} is an operation of the WSDL");
+    }
+}
+
+#[tokio::test]
+async fn wsdl_operations_not_emulated_are_told_apart_from_misspellings() {
+    let Some(ops) = fixture_wsdl_operations("14.0") else {
+        return;
+    };
+    let emulated = ucbridge_lab::emulated_operations();
+    let (lab, client) = start_default().await;
+    let mut not_emulated = 0;
+    for op in ops.iter().filter(|op| !emulated.contains(&op.as_str())) {
+        let a = call(&lab, &client, op, "14.0", "").await;
+        assert_eq!(a.status, 500, "{op}");
+        let text = a.text("faultstring").unwrap_or_default();
+        assert_eq!(
+            text,
+            format!("{op} is an operation of AXL schema 14.0 that is not emulated by the lab")
+        );
+        assert_eq!(a.axlcode(), Some(-1), "{op}");
+        assert_eq!(a.text("request").as_deref(), Some(op.as_str()));
+        not_emulated += 1;
+    }
+    assert_eq!(not_emulated, ops.len() - emulated.len());
+    // Emulated operations never say so.
+    let a = call(&lab, &client, "getCCMVersion", "14.0", "").await;
+    assert_eq!(a.status, 200);
+    // A misspelling is CUCM's Axis2 fault, with and without a CUCM action.
+    for (action, expected) in [
+        (
+            Some("\"CUCM:DB ver=14.0 addSipProfil\""),
+            "WSA Action = CUCM:DB ver=14.0 addSipProfil",
+        ),
+        (None, "WSA Action = CUCM:DB ver=14.0 addSipProfil"),
+    ] {
+        let a = post(
+            &lab,
+            &client,
+            action,
+            envelope("addSipProfil", "14.0", ""),
+            true,
+        )
+        .await;
+        assert_eq!(a.status, 500);
+        assert!(a.body.contains(expected), "{}", a.body);
+        assert!(a.text("axlcode").is_none());
+    }
+    // An operation 12.5 added does not exist in schema 11.5: Axis2's fault there.
+    let added = ucbridge_lab::wsdl_operations()
+        .into_iter()
+        .find(|o| o.since == "12.5")
+        .expect("12.5 added operations");
+    let a = call(&lab, &client, added.name, "11.5", "").await;
+    assert!(a.body.contains("EPR"), "{}", a.body);
+    let a = call(&lab, &client, added.name, "12.5", "").await;
+    assert!(a.body.contains("not emulated by the lab"), "{}", a.body);
     lab.shutdown().await;
 }

@@ -659,6 +659,81 @@ async fn a_wrong_key_is_a_clear_error() {
         SecretBox::from_base64(&SecretBox::generate_key_base64(), "test").unwrap(),
     );
     let err = other.digest_password("webphone.key").await.unwrap_err();
-    assert!(err.to_string().contains("encrypted with key"), "{err}");
+    assert!(err.to_string().contains("sealed with secret key"), "{err}");
+    e.lab.shutdown().await;
+}
+
+/// Seed 001 end to end: CUCM serves addPhone but drops `digestUser` without a fault (the lab
+/// does that to every request once `force_silent_drops` is on, as it does to a URL-form
+/// SOAPAction). The read-back must catch it: `DigestUserDropped`, the run rolled back,
+/// nothing recorded; and a converge that meets the drop reports it the same way.
+#[tokio::test]
+async fn a_silently_dropped_digest_user_is_caught_and_rolled_back() {
+    let e = env(SchemaVersion::V14_0).await;
+    let userid = "webphone.seed001";
+    let name = device_name("UCB", userid);
+    e.add_user(userid, None).await;
+    let before = e.user_state(userid).await;
+    let p = e.provisioner(ProvisioningConfig::default());
+
+    e.lab.faults().force_silent_drops(true);
+    let err = p
+        .ensure(userid, &EnsureOptions::default())
+        .await
+        .unwrap_err();
+    match &err {
+        ProvisionError::DigestUserDropped {
+            device,
+            expected,
+            found,
+        } => {
+            assert_eq!(device, &name);
+            assert_eq!(expected, userid);
+            assert_eq!(found.as_deref().unwrap_or(""), "", "read back as unset");
+        }
+        other => panic!("expected DigestUserDropped, got {other}"),
+    }
+    // CUCM (the lab) did create the phone: the rollback removed it, and the DN it took.
+    let stats = e.lab.stats();
+    assert_eq!(stats.by_operation.get("addPhone"), Some(&1));
+    assert_eq!(stats.by_operation.get("removePhone"), Some(&1));
+    assert_eq!(e.devices_named(&name).await, 0);
+    assert_eq!(e.range_lines().await, 0);
+    assert_eq!(e.user_state(userid).await, before);
+    assert!(e.store.provisioned_device(userid).await.unwrap().is_none());
+
+    // Served correctly, the same run succeeds.
+    e.lab.faults().force_silent_drops(false);
+    let created = p.ensure(userid, &EnsureOptions::default()).await.unwrap();
+    assert_eq!(created.outcome, Outcome::Created);
+    let phone = e.client.get_phone(Key::Name(&name)).await.unwrap();
+    assert_eq!(phone.digest_user.as_deref(), Some(userid));
+
+    // Converge: the digest user was cleared on CUCM, and the repair is dropped again.
+    e.client
+        .update_phone(
+            Key::Name(&name),
+            &PhoneUpdate {
+                digest_user: Some(String::new()),
+                ..PhoneUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    e.lab.faults().force_silent_drops(true);
+    let err = p
+        .ensure(userid, &EnsureOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ProvisionError::DigestUserDropped { .. }),
+        "{err}"
+    );
+    // The device is the record's: reported, not removed.
+    assert_eq!(e.devices_named(&name).await, 1);
+    assert!(e.store.provisioned_device(userid).await.unwrap().is_some());
+    e.lab.faults().force_silent_drops(false);
+    let fixed = p.ensure(userid, &EnsureOptions::default()).await.unwrap();
+    assert_eq!(fixed.outcome, Outcome::Updated);
     e.lab.shutdown().await;
 }

@@ -14,7 +14,8 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::xmlin::{Elem, Field};
 use crate::xmlout::{self, Xml};
 
-/// The operations the lab models; anything else gets the Axis2 "operation not found" fault.
+/// The operations the lab models; other WSDL operations get the "not emulated by the lab"
+/// fault, anything else the Axis2 "operation not found" fault (`server::unknown_operation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Op {
     GetCcmVersion,
@@ -33,6 +34,7 @@ pub(crate) enum Op {
     ListLine,
     RemoveLine,
     ExecuteSqlQuery,
+    ExecuteSqlUpdate,
     ListChange,
 }
 
@@ -53,8 +55,14 @@ const OPS: &[(&str, Op)] = &[
     ("listLine", Op::ListLine),
     ("removeLine", Op::RemoveLine),
     ("executeSQLQuery", Op::ExecuteSqlQuery),
+    ("executeSQLUpdate", Op::ExecuteSqlUpdate),
     ("listChange", Op::ListChange),
 ];
+
+/// Names of the emulated operations, in the order above.
+pub(crate) fn emulated_names() -> Vec<&'static str> {
+    OPS.iter().map(|(name, _)| *name).collect()
+}
 
 impl Op {
     pub fn from_name(name: &str) -> Option<Op> {
@@ -67,7 +75,8 @@ impl Op {
             .map_or("unknown", |(n, _)| n)
     }
 
-    /// Writes are what CUCM throttles with HTTP 503 (notes §4).
+    /// Writes are what CUCM throttles with HTTP 503 (notes §4: add/update/remove and
+    /// executeSQLUpdate).
     pub fn is_write(self) -> bool {
         matches!(
             self,
@@ -79,6 +88,7 @@ impl Op {
                 | Op::RemovePhone
                 | Op::AddLine
                 | Op::RemoveLine
+                | Op::ExecuteSqlUpdate
         )
     }
 }
@@ -239,6 +249,7 @@ fn dispatch(conn: &mut Connection, req: &Elem, ctx: &Ctx<'_>) -> Result<Vec<u8>,
         Op::ListLine => line::list(conn, req, ctx),
         Op::RemoveLine => line::remove(conn, req, ctx),
         Op::ExecuteSqlQuery => sql::execute_sql_query(conn, req, ctx),
+        Op::ExecuteSqlUpdate => sql::execute_sql_update(conn, req, ctx),
         Op::ListChange => change::list(conn, req, ctx),
     }
 }

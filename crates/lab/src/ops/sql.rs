@@ -1,10 +1,142 @@
-//! executeSQLQuery: read-only SQL over the CUCM-named tables.
+//! executeSQLQuery (read-only SQL) and executeSQLUpdate (one INSERT, UPDATE or DELETE) over
+//! the CUCM-named tables.
 
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 
-use super::{AxlFault, Ctx, ListOut};
+use super::{is_unique_violation, AxlFault, Ctx, ListOut};
 use crate::xmlin::Elem;
+use crate::xmlout::Xml;
+
+/// Statements executeSQLUpdate runs; the XSD calls it "an SQL update" and CUCM sends reads
+/// to executeSQLQuery. DDL and anything else are refused (stricter: CUCM's answer to them
+/// is not public).
+const UPDATE_VERBS: &[&str] = &["insert", "update", "delete"];
+
+pub(super) fn execute_sql_update(
+    conn: &mut Connection,
+    req: &Elem,
+    ctx: &Ctx<'_>,
+) -> Result<Vec<u8>, AxlFault> {
+    let raw = req.value("sql").ok_or_else(|| AxlFault::missing("sql"))?;
+    let sql = raw.trim().trim_end_matches(';').trim_end();
+    let (verb, _) = split_word(sql);
+    if !UPDATE_VERBS.iter().any(|v| verb.eq_ignore_ascii_case(v)) {
+        return Err(not_an_update());
+    }
+    // rusqlite's prepare() compiles the first statement and ignores the rest: refuse it.
+    if !is_single_statement(sql) {
+        return Err(several_statements());
+    }
+    let is_delete = verb.eq_ignore_ascii_case("delete");
+    let tx = conn.transaction()?;
+    let rows = {
+        let mut stmt = tx.prepare(sql).map_err(sql_fault)?;
+        // `RETURNING` (SQLite, not Informix) would make it a query.
+        if stmt.readonly() || stmt.column_count() > 0 {
+            return Err(not_an_update());
+        }
+        stmt.execute([]).map_err(|e| update_fault(e, is_delete))?
+    };
+    tx.commit()?;
+    // ExecuteSQLUpdateRes: return/rowsUpdated (xsd:integer).
+    let op = ctx.op.name();
+    let mut x = Xml::new();
+    x.start_response(op, ctx.version)?;
+    x.open("return", &[])?;
+    x.text("rowsUpdated", Some(&rows.to_string()))?;
+    x.close("return")?;
+    x.end_response(op)?;
+    Ok(x.into_bytes())
+}
+
+/// One request, one statement (lab choice, stricter: what CUCM does with a second
+/// statement is not public).
+fn several_statements() -> AxlFault {
+    AxlFault {
+        client: true,
+        code: 5003,
+        message: "Only one SQL statement per request is accepted".to_owned(),
+    }
+}
+
+/// No `;` outside string literals, quoted identifiers and comments (a trailing one is
+/// trimmed by the callers).
+fn is_single_statement(sql: &str) -> bool {
+    let bytes = sql.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            quote @ (b'\'' | b'"') => {
+                // A doubled quote inside is an escaped quote: the scan re-enters here.
+                i += 1;
+                while i < bytes.len() && bytes[i] != quote {
+                    i += 1;
+                }
+            }
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < bytes.len() && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'{' => {
+                // Informix comment.
+                while i < bytes.len() && bytes[i] != b'}' {
+                    i += 1;
+                }
+            }
+            b';' => return false,
+            _ => {}
+        }
+        i += 1;
+    }
+    true
+}
+
+fn not_an_update() -> AxlFault {
+    // CUCM's exact text is not public; 5003 (invalid value) as for executeSQLQuery.
+    AxlFault {
+        client: true,
+        code: 5003,
+        message: "executeSQLUpdate accepts only one INSERT, UPDATE or DELETE statement; \
+                  use executeSQLQuery for SELECT"
+            .to_owned(),
+    }
+}
+
+/// Constraint failures with Informix's codes (CUCM passes them through, notes §3: -239);
+/// SQLite does not say which side of a foreign key failed, so a DELETE is the referenced
+/// side (-692) and an INSERT/UPDATE the referencing one (-691).
+fn update_fault(e: rusqlite::Error, is_delete: bool) -> AxlFault {
+    if is_unique_violation(&e) {
+        return AxlFault::duplicate();
+    }
+    let detail = e.to_string();
+    let (code, text) = if detail.contains("FOREIGN KEY constraint failed") && is_delete {
+        (-692, "Key value for constraint is still being referenced.")
+    } else if detail.contains("FOREIGN KEY constraint failed") {
+        (
+            -691,
+            "Missing key in referenced table for referential constraint.",
+        )
+    } else if detail.contains("NOT NULL constraint failed") {
+        (-391, "Cannot insert a null into column.")
+    } else {
+        return sql_fault(e);
+    };
+    AxlFault {
+        client: true,
+        code,
+        message: format!("{text} (lab SQLite: {detail})"),
+    }
+}
 
 pub(super) fn execute_sql_query(
     conn: &mut Connection,
@@ -13,9 +145,13 @@ pub(super) fn execute_sql_query(
 ) -> Result<Vec<u8>, AxlFault> {
     let raw = req.value("sql").ok_or_else(|| AxlFault::missing("sql"))?;
     let sql = translate_informix(raw)?;
+    // rusqlite's prepare() compiles the first statement and ignores the rest: refuse it.
+    if !is_single_statement(&sql) {
+        return Err(several_statements());
+    }
     let mut stmt = conn.prepare(&sql).map_err(sql_fault)?;
-    // prepare() rejects a second statement; readonly() catches writes hidden behind SELECT
-    // syntax tricks. CUCM sends writes to executeSQLUpdate.
+    // readonly() catches writes hidden behind SELECT syntax tricks. CUCM sends writes to
+    // executeSQLUpdate.
     if !stmt.readonly() {
         return Err(not_a_select());
     }
@@ -183,6 +319,38 @@ mod tests {
         );
         assert!(translate_informix("delete from device").is_err());
         assert!(translate_informix("  update enduser set x=1").is_err());
+    }
+
+    #[test]
+    fn update_faults_carry_informix_codes() {
+        let conn = Connection::open_in_memory().expect("sqlite");
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON; CREATE TABLE p (id INTEGER PRIMARY KEY); \
+             CREATE TABLE c (id INTEGER PRIMARY KEY, fk INTEGER NOT NULL REFERENCES p(id)); \
+             INSERT INTO p VALUES (1); INSERT INTO c VALUES (1, 1);",
+        )
+        .expect("schema");
+        let code = |sql: &str, delete: bool| {
+            conn.execute(sql, [])
+                .map_err(|e| update_fault(e, delete).code)
+                .err()
+        };
+        assert_eq!(code("INSERT INTO p VALUES (1)", false), Some(-239));
+        assert_eq!(code("INSERT INTO c VALUES (2, 9)", false), Some(-691));
+        assert_eq!(code("DELETE FROM p", true), Some(-692));
+        assert_eq!(code("INSERT INTO c (id) VALUES (3)", false), Some(-391));
+        assert_eq!(code("UPDATE nowhere SET x = 1", false), Some(-206));
+    }
+
+    #[test]
+    fn one_statement_only() {
+        assert!(is_single_statement("select ';' from enduser"));
+        assert!(is_single_statement("update enduser set x = 'a'';b' -- c;d"));
+        assert!(is_single_statement("select \"a;b\" /* ; */ from t {;}"));
+        assert!(!is_single_statement("select 1; delete from enduser"));
+        assert!(!is_single_statement(
+            "delete from t where x = 'a' ;delete from u"
+        ));
     }
 
     #[test]
