@@ -250,6 +250,9 @@ pub async fn save(
     if !seed_only && update.password.is_none() {
         require_password_for_new_destination(store, &name, kind, &update.settings).await?;
     }
+    if !seed_only && kind == "ids" {
+        forget_sso_passwords_if_ids_moved(store, &update.settings, by).await?;
+    }
     let value = serde_json::to_string(&update.settings).map_err(|e| ConnectionError::Invalid {
         kind: kind.to_owned(),
         reason: e.to_string(),
@@ -330,6 +333,44 @@ async fn require_password_for_new_destination(
             },
         }),
     }
+}
+
+/// CUCM and CUC connections in SSO mode send their password to the identity service (an
+/// OAuth password grant). When the identity service moves to another `scheme://host:port`,
+/// those passwords were never meant for the new host: they are dropped, and must be entered
+/// again, even when the `ids` connection itself holds no secret to guard the move.
+async fn forget_sso_passwords_if_ids_moved(
+    store: &Store,
+    new: &ConnectionSettings,
+    by: Option<&str>,
+) -> Result<(), ConnectionError> {
+    let Some(stored) = store.setting("connection.ids").await? else {
+        return Ok(());
+    };
+    let Ok(old) = serde_json::from_str::<ConnectionSettings>(&stored.value) else {
+        return Ok(());
+    };
+    if origin(&old.url) == origin(&new.url) {
+        return Ok(());
+    }
+    for kind in ["cucm", "cuc"] {
+        let name = setting_name(kind)?;
+        let Some(setting) = store.setting(&name).await? else {
+            continue;
+        };
+        let uses_sso = serde_json::from_str::<ConnectionSettings>(&setting.value)
+            .is_ok_and(|c| c.auth == AuthMode::Sso);
+        if uses_sso && setting.secret.is_some() {
+            store
+                .put_setting(&name, &setting.value, SecretUpdate::Clear, by, false)
+                .await?;
+            tracing::warn!(
+                connection = kind,
+                "identity service moved: the SSO password of this connection was dropped; enter it again"
+            );
+        }
+    }
+    Ok(())
 }
 
 pub async fn delete(store: &Store, kind: &str) -> Result<bool, ConnectionError> {

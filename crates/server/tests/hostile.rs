@@ -508,6 +508,75 @@ async fn a_connection_moved_elsewhere_needs_its_password_again() {
 }
 
 #[tokio::test]
+async fn moving_the_identity_service_drops_the_sso_passwords_it_would_receive() {
+    let n = node(|_| {}).await;
+    let base = n.server.url();
+    let admin = cookie_client();
+    let csrf = login(&admin, &base).await;
+    let put = |kind: &'static str, body: Value| {
+        let (admin, csrf, url) = (
+            admin.clone(),
+            csrf.clone(),
+            format!("{base}/api/v1/connections/{kind}"),
+        );
+        async move {
+            let r = admin
+                .put(url)
+                .header("x-csrf-token", csrf)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+        }
+    };
+    // The identity service holds no secret of its own (no client secret): nothing guards
+    // its move, so the passwords that would be sent to it must be dropped instead.
+    put(
+        "ids",
+        json!({"url": "https://ids.example.com:8553/ids/v1/oauth/token"}),
+    )
+    .await;
+    put(
+        "cucm",
+        json!({"url": "https://cucm.example.com:8443/axl/", "username": "axl",
+        "auth": "sso", "password": "Sso-secret-1"}),
+    )
+    .await;
+    put(
+        "cuc",
+        json!({"url": "https://cuc.example.com", "username": "cumi",
+        "password": "Basic-secret-1"}),
+    )
+    .await;
+    let secret = |name: &'static str| {
+        let store = n.store.clone();
+        async move { store.setting(name).await.unwrap().unwrap().secret.is_some() }
+    };
+    // Same origin, another path: nothing is dropped.
+    put(
+        "ids",
+        json!({"url": "https://IDS.example.com:8553/ids/v2/oauth/token"}),
+    )
+    .await;
+    assert!(secret("connection.cucm").await);
+    put(
+        "ids",
+        json!({"url": "https://attacker.example.net:8553/ids/v1/oauth/token"}),
+    )
+    .await;
+    assert!(
+        !secret("connection.cucm").await,
+        "the SSO password must not follow the IdS"
+    );
+    assert!(
+        secret("connection.cuc").await,
+        "a Basic password never goes to the IdS"
+    );
+    n.server.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_password_change_ends_the_accounts_other_sessions() {
     let n = node(|_| {}).await;
     let base = n.server.url();
