@@ -5,7 +5,7 @@ mod common;
 
 use quick_xml::events::Event;
 use quick_xml::Reader;
-use ucbridge_lab::{LabConfig, RunningLab, SsoComponent, StepState};
+use ucbridge_lab::{CucFolder, LabConfig, RunningLab, SsoComponent, StepState};
 
 const ALLOWED: &str = "https://app.example.com:8443";
 
@@ -458,4 +458,164 @@ async fn ids_token_endpoint_speaks_oauth() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+}
+
+/// A CUNI subscription for `alias` whose callbacks land in the returned channel (an HTTP
+/// listener on 127.0.0.1).
+async fn cuni_listener(
+    lab: &RunningLab,
+    http: &reqwest::Client,
+    alias: &str,
+) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let app = axum::Router::new().route(
+        "/cb",
+        axum::routing::post(move |body: String| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/cb", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let expiration = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let soap = format!(
+        "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" \
+         xmlns:even=\"http://unity.cisco.com/messageeventservice/event\"><soapenv:Body>\
+         <even:subscribe><even:resourceIdList><even:string>{alias}</even:string></even:resourceIdList>\
+         <even:callbackServiceInfo><even:callbackServiceUrl>{url}</even:callbackServiceUrl>\
+         </even:callbackServiceInfo><even:expiration>{expiration}</even:expiration>\
+         <even:keepAliveInterval>0</even:keepAliveInterval><even:eventTypeList/>\
+         </even:subscribe></soapenv:Body></soapenv:Envelope>"
+    );
+    let answer = admin(http.post(format!(
+        "{}/messageeventservice/services/MessageEventService",
+        lab.cuc_url()
+    )))
+    .header("Content-Type", "text/xml; charset=utf-8")
+    .body(soap)
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
+    rx
+}
+
+#[tokio::test]
+async fn voicemail_can_be_delivered_over_http() {
+    let (lab, http) = lab(2).await;
+    let alias = lab_user(&lab, &http).await;
+    let mut events = cuni_listener(&lab, &http, &alias).await;
+    let url = format!("{}/lab/cuc/voicemail", lab.cuc_url());
+    let request = serde_json::json!({
+        "to": alias,
+        "from": "+14085550199",
+        "caller": "Outside Caller",
+        "subject": "Pushed by hand",
+        "seconds": 3.5,
+        "format": "gsm",
+    });
+    // Only the lab administrator: no credentials, a wrong password, an end user.
+    let anonymous = http
+        .post(&url)
+        .header("Content-Type", "application/json")
+        .body(request.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let wrong = http
+        .post(&url)
+        .basic_auth(common::USER, Some("not-the-password"))
+        .header("Content-Type", "application/json")
+        .body(request.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let user = http
+        .post(&url)
+        .basic_auth(&alias, Some(LabConfig::default().user_password))
+        .header("Content-Type", "application/json")
+        .body(request.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(user.status(), 403);
+    assert_eq!(
+        lab.cuc().messages(&alias, CucFolder::Inbox).unwrap().len(),
+        3
+    );
+
+    let answer = admin(http.post(&url))
+        .header("Content-Type", "application/json")
+        .body(request.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 201);
+    let body: serde_json::Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+    let id = body["id"].as_str().expect("the new message id").to_owned();
+    assert!(id.starts_with("0:"), "{body}");
+    assert_eq!(
+        (body["duration_ms"].as_u64(), body["format"].as_str()),
+        (Some(3500), Some("gsm"))
+    );
+    let inbox = lab.cuc().messages(&alias, CucFolder::Inbox).unwrap();
+    let delivered = inbox.iter().find(|m| m.id == id).expect("in the inbox");
+    assert_eq!(delivered.subject, "Pushed by hand");
+    assert!(!delivered.read);
+    // Served by CUMI as a GSM 6.10 WAV (format tag 0x31).
+    let audio = admin(http.get(format!(
+        "{}/vmrest/messages/{id}/attachments/0?userobjectid={}",
+        lab.cuc_url(),
+        lab.cuc().object_id(&alias).unwrap()
+    )))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(audio.status(), 200);
+    let wav = audio.bytes().await.unwrap();
+    assert_eq!((&wav[..4], wav[20]), (&b"RIFF"[..], 0x31));
+    // The CUNI subscriber hears of it, as with deliveries from test code.
+    let event = tokio::time::timeout(std::time::Duration::from_secs(10), events.recv())
+        .await
+        .expect("a CUNI event within 10 s")
+        .expect("an event");
+    assert!(event.contains("NEW_MESSAGE"), "{event}");
+    assert!(event.contains(id.trim_start_matches("0:")), "{event}");
+
+    // Bad requests say what is wrong; nothing is delivered.
+    for (bad, says) in [
+        (serde_json::json!({"from": "1"}), "to"),
+        (
+            serde_json::json!({"to": alias, "format": "ogg"}),
+            "unknown format",
+        ),
+        (serde_json::json!({"to": alias, "seconds": 0}), "seconds"),
+        (serde_json::json!({"to": alias, "seconds": 1e9}), "seconds"),
+        (serde_json::json!({"to": "nobody-here"}), "nobody-here"),
+    ] {
+        let answer = admin(http.post(&url))
+            .header("Content-Type", "application/json")
+            .body(bad.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status();
+        let text = answer.text().await.unwrap();
+        assert!(status == 400 || status == 404, "{bad}: {status} {text}");
+        assert!(text.contains(says), "{bad}: {text}");
+    }
+    let not_json = admin(http.post(&url)).body("to=x").send().await.unwrap();
+    assert_eq!(not_json.status(), 400);
+    assert_eq!(
+        lab.cuc().messages(&alias, CucFolder::Inbox).unwrap().len(),
+        4
+    );
 }

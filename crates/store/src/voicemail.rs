@@ -1,5 +1,5 @@
 //! Voicemail sync state (tables `voicemail_accounts`, `voicemail_folders`,
-//! `voicemail_messages`, migration 0004).
+//! `voicemail_messages`, migration 0004; audio problems per account, 0008).
 //!
 //! Per matched account: which CUC user and IMAP login it is, how its last sync went; per
 //! CUC folder role the IMAP folder mirroring it (by identity, so a renamed folder is still
@@ -26,6 +26,12 @@ pub struct VoicemailAccount {
     pub consecutive_failures: i64,
     /// Messages in the mapping (filled by [`Store::voicemail_accounts`]).
     pub messages: i64,
+    /// Voicemails delivered without the MP3 asked for (unsupported codec such as GSM 6.10,
+    /// corrupt or missing audio): they carry CUC's WAV, or no audio, and say why.
+    pub audio_problems: i64,
+    /// The latest such reason, naming the message.
+    pub last_audio_problem: Option<String>,
+    pub last_audio_problem_at: Option<i64>,
 }
 
 /// The IMAP folder mirroring one CUC folder of an account.
@@ -68,6 +74,9 @@ fn account_from_row(row: &AnyRow) -> Result<VoicemailAccount> {
         last_error: opt_text(row, "last_error")?,
         consecutive_failures: row.try_get("consecutive_failures")?,
         messages: row.try_get("messages")?,
+        audio_problems: row.try_get("audio_problems")?,
+        last_audio_problem: opt_text(row, "last_audio_problem")?,
+        last_audio_problem_at: row.try_get("last_audio_problem_at")?,
     })
 }
 
@@ -90,6 +99,7 @@ fn message_from_row(row: &AnyRow) -> Result<VoicemailMessage> {
 
 const ACCOUNT_SELECT: &str = "SELECT a.cuc_object_id, a.cuc_alias, a.local_username, \
     a.imap_user, a.last_sync_at, a.last_success_at, a.last_error, a.consecutive_failures, \
+    a.audio_problems, a.last_audio_problem, a.last_audio_problem_at, \
     (SELECT COUNT(*) FROM voicemail_messages m WHERE m.cuc_object_id = a.cuc_object_id) \
     AS messages FROM voicemail_accounts a";
 
@@ -163,6 +173,32 @@ impl Store {
             .bind(cuc_object_id),
         };
         query.execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Count `count` more voicemails delivered without their MP3 and keep `latest`, the
+    /// last reason (cut to 2,000 characters like errors).
+    pub async fn record_voicemail_audio_problems(
+        &self,
+        cuc_object_id: &str,
+        count: u64,
+        latest: &str,
+    ) -> Result<()> {
+        if count == 0 {
+            return Ok(());
+        }
+        let now = now_millis();
+        sqlx::query(
+            "UPDATE voicemail_accounts SET audio_problems = audio_problems + $1, \
+             last_audio_problem = $2, last_audio_problem_at = $3, updated_at = $3 \
+             WHERE cuc_object_id = $4",
+        )
+        .bind(i64::try_from(count).unwrap_or(i64::MAX))
+        .bind(latest.chars().take(2000).collect::<String>())
+        .bind(now)
+        .bind(cuc_object_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -376,6 +412,28 @@ mod tests {
             ("john", 2, 449)
         );
         assert_eq!(a.last_error.as_deref(), Some("CUC down"));
+        assert_eq!(
+            (a.audio_problems, a.last_audio_problem.as_deref()),
+            (0, None)
+        );
+        store
+            .record_voicemail_audio_problems("oid-1", 2, "GSM 6.10 (message 0:1)")
+            .await
+            .unwrap();
+        store
+            .record_voicemail_audio_problems("oid-1", 0, "ignored")
+            .await
+            .unwrap();
+        store
+            .record_voicemail_audio_problems("oid-1", 1, "no audio (message 0:2)")
+            .await
+            .unwrap();
+        let a = store.voicemail_account("oid-1").await.unwrap().unwrap();
+        assert_eq!(
+            (a.audio_problems, a.last_audio_problem.as_deref()),
+            (3, Some("no audio (message 0:2)"))
+        );
+        assert!(a.last_audio_problem_at.is_some());
         store.record_voicemail_sync("oid-1", Ok(())).await.unwrap();
         let a = store.voicemail_accounts().await.unwrap().remove(0);
         assert!(

@@ -28,6 +28,14 @@ use crate::matching::{match_accounts, MatchReport, MatchedAccount, UnmatchedAcco
 use crate::reconcile::{decide, own_copy, Action, CucView, Decision, ImapView, Role};
 use crate::{mime, RemovalsRefused, VoicemailError};
 
+/// What [`VoicemailEngine::read_imap`] found: ucbridge's copy of each message, further
+/// copies of messages CUC lists, and the HIGHESTMODSEQ each folder was read at.
+type ImapRead = (
+    HashMap<String, ImapView>,
+    HashMap<String, Vec<ImapView>>,
+    HashMap<Role, Option<u64>>,
+);
+
 /// User name the CUNI Notifier presents on callbacks.
 const CALLBACK_USER: &str = "ucbridge-cuni";
 
@@ -47,6 +55,15 @@ pub struct AccountSummary {
     /// Messages in the voicemail folders carrying `X-Ucbridge-Cuc-Id` that ucbridge did
     /// not append for this account (an unknown or another user's id): left alone.
     pub foreign_left_alone: u64,
+    /// Extra copies of one voicemail in the voicemail folders (a delete undone in the
+    /// mail client beside the copy in the deleted mirror) removed: one copy each stays.
+    /// Included in `removed_from_imap`.
+    pub duplicates_removed: u64,
+    /// Messages appended without the MP3 asked for (unsupported codec, corrupt or no
+    /// audio): with CUC's WAV, or no audio, and the reason in their text part.
+    pub audio_problems: u64,
+    /// The last reason, naming the message.
+    pub last_audio_problem: Option<String>,
 }
 
 /// The outcome of [`VoicemailEngine::sync_all`].
@@ -61,6 +78,10 @@ pub struct SyncSummary {
     pub appended: u64,
     pub imap_changes: u64,
     pub cuc_changes: u64,
+    /// Messages appended without their MP3 ([`AccountSummary::audio_problems`]).
+    pub audio_problems: u64,
+    /// Per account with such messages: its alias and the last reason.
+    pub audio_problem_accounts: Vec<(String, String)>,
     pub duration_ms: u64,
 }
 
@@ -284,12 +305,16 @@ impl VoicemailEngine {
                     summary.imap_changes +=
                         s.appended + s.removed_from_imap + s.moved_on_imap + s.seen_changed_on_imap;
                     summary.cuc_changes += s.read_changed_on_cuc + s.deleted_on_cuc;
+                    summary.audio_problems += s.audio_problems;
+                    if let Some(problem) = s.last_audio_problem {
+                        summary.audio_problem_accounts.push((s.cuc_alias, problem));
+                    }
                 }
                 Ok((alias, Err(e))) => {
                     if e.is_removal_refused() {
                         summary.removals_refused.push(alias.clone());
                     }
-                    summary.failed.push((alias, e.to_string()));
+                    summary.failed.push((alias, error_chain(&e)));
                 }
                 Err(e) => summary.failed.push(("?".into(), e.to_string())),
             }
@@ -344,15 +369,16 @@ impl VoicemailEngine {
                     .await
             }
             Err(e) => {
-                tracing::warn!(account = %account.cuc_alias, error = %e, "voicemail sync failed");
+                let error = error_chain(e);
+                tracing::warn!(account = %account.cuc_alias, %error, "voicemail sync failed");
                 self.inner
                     .store
-                    .record_voicemail_sync(&account.cuc_object_id, Err(&e.to_string()))
+                    .record_voicemail_sync(&account.cuc_object_id, Err(&error))
                     .await
             }
         };
         if let Err(e) = recorded {
-            tracing::warn!(error = %e, "cannot record the voicemail sync outcome");
+            tracing::warn!(error = %error_chain(&e), "cannot record the voicemail sync outcome");
         }
         result
     }
@@ -485,7 +511,7 @@ impl VoicemailEngine {
                             let state = match (conn.status(&configured).await, created) {
                                 (Ok(Some(state)), created) => {
                                     if let Err(e) = created {
-                                        tracing::info!(folder = %configured, error = %e, "CREATE refused but the folder exists now; using it");
+                                        tracing::info!(folder = %configured, error = %error_chain(&e), "CREATE refused but the folder exists now; using it");
                                     }
                                     state
                                 }
@@ -523,7 +549,7 @@ impl VoicemailEngine {
         account: &MatchedAccount,
         conn: &mut ImapConn,
         mailbox: &MailboxRef,
-        on_cuc: HashMap<String, (Role, Message)>,
+        mut on_cuc: HashMap<String, (Role, Message)>,
         known: &mut HashMap<String, VoicemailMessage>,
         previous_success: Option<i64>,
     ) -> Result<AccountSummary, VoicemailError> {
@@ -535,7 +561,7 @@ impl VoicemailEngine {
         };
         let folders = self.resolve_folders(oid, conn, known).await?;
         subscribe_folders(conn, &folders).await;
-        let (on_imap, mut modseq_seen) = self
+        let (on_imap, duplicates, mut modseq_seen) = self
             .read_imap(conn, &folders, &on_cuc, known, &mut summary)
             .await?;
         // Decide per message.
@@ -553,39 +579,28 @@ impl VoicemailEngine {
                 folder: *role,
                 read: m.read,
             });
-            let d = decide(id, cuc, on_imap.get(id).copied(), known.get(id));
+            let mut d = decide(id, cuc, on_imap.get(id).copied(), known.get(id));
+            // Further copies of a voicemail CUC lists (a delete undone in the mail client
+            // next to the copy in the deleted mirror): one copy per voicemail, where CUC
+            // has it, so that deleting "it" on IMAP always reaches CUC.
+            for dup in duplicates.get(id).into_iter().flatten() {
+                d.actions.push(Action::RemoveFromImap {
+                    role: dup.role,
+                    uid: dup.uid,
+                });
+                summary.duplicates_removed += 1;
+            }
             plans.push((id.clone(), d));
         }
         // Before any write: refuse a mass removal (an empty CUC answer is the symptom of a
         // missing delegate role, not proof that every voicemail was deleted).
         self.check_removals(&plans, &on_cuc, on_imap.len())?;
         // 1. CUC writes (IMAP -> CUC). A failure stops the sync before IMAP is touched.
-        for (id, d) in &plans {
-            for a in &d.actions {
-                match a {
-                    Action::SetCucRead { read } => {
-                        inner.cuc.set_read(mailbox, id, *read).await?;
-                        summary.read_changed_on_cuc += 1;
-                        count("imap_to_cuc", if *read { "read" } else { "unread" });
-                    }
-                    Action::DeleteOnCuc => {
-                        match inner
-                            .cuc
-                            .delete_message(mailbox, id, inner.options.hard_delete)
-                            .await
-                        {
-                            Ok(()) => {}
-                            // Already gone on CUC: the wanted state.
-                            Err(e) if e.is_not_found() => {}
-                            Err(e) => return Err(e.into()),
-                        }
-                        summary.deleted_on_cuc += 1;
-                        count("imap_to_cuc", "delete");
-                    }
-                    _ => {}
-                }
-            }
-        }
+        let soft_deleted = self
+            .write_cuc(mailbox, &plans, &on_cuc, &mut summary)
+            .await?;
+        self.follow_cuc_deletes(mailbox, &soft_deleted, &mut plans, &mut on_cuc)
+            .await;
         // 2. IMAP flag changes, removals and moves, folder by folder.
         let name_of = |r: Role| {
             folders
@@ -681,7 +696,7 @@ impl VoicemailEngine {
                         Vec::with_capacity(m.size_bytes.unwrap_or(0).min(16 << 20) as usize);
                     let info = inner.cuc.download_audio(mailbox, id, &mut audio).await?;
                     // An audio problem (kept as WAV) is logged by mime; the message syncs.
-                    let raw = mime::build_message(
+                    let (raw, problem) = mime::build_message(
                         m,
                         audio,
                         info.content_type.as_deref(),
@@ -693,10 +708,15 @@ impl VoicemailEngine {
                     let date = m.arrival_time_ms.and_then(internal_date);
                     conn.append(&name_of(role), seen, date.as_deref(), &raw)
                         .await
+                        .map(|()| problem)
                 }
                 .await;
                 match result {
-                    Ok(()) => {
+                    Ok(problem) => {
+                        if let Some(problem) = problem {
+                            summary.audio_problems += 1;
+                            summary.last_audio_problem = Some(format!("{problem} (message {id})"));
+                        }
                         touched.insert(role);
                         summary.appended += 1;
                         count("cuc_to_imap", "add");
@@ -720,6 +740,13 @@ impl VoicemailEngine {
             if append_error.is_some() {
                 break;
             }
+        }
+        // Recorded at once: the messages are on IMAP whatever happens to the rest.
+        if let Some(latest) = &summary.last_audio_problem {
+            inner
+                .store
+                .record_voicemail_audio_problems(oid, summary.audio_problems, latest)
+                .await?;
         }
         // 4. Read back what IMAP holds now in touched folders (UIDs of appended and moved
         // copies, flags), noting HIGHESTMODSEQ before the read.
@@ -805,6 +832,107 @@ impl VoicemailEngine {
         }
     }
 
+    /// IMAP's read changes and deletes written to CUC; the ids deleted outside CUC's
+    /// `deleted` folder (which CUC may have soft-deleted into it).
+    async fn write_cuc(
+        &self,
+        mailbox: &MailboxRef,
+        plans: &[(String, Decision)],
+        on_cuc: &HashMap<String, (Role, Message)>,
+        summary: &mut AccountSummary,
+    ) -> Result<HashSet<String>, VoicemailError> {
+        let inner = &self.inner;
+        let mut soft_deleted = HashSet::new();
+        for (id, d) in plans {
+            for a in &d.actions {
+                match a {
+                    Action::SetCucRead { read } => {
+                        inner.cuc.set_read(mailbox, id, *read).await?;
+                        summary.read_changed_on_cuc += 1;
+                        count("imap_to_cuc", if *read { "read" } else { "unread" });
+                    }
+                    Action::DeleteOnCuc => {
+                        match inner
+                            .cuc
+                            .delete_message(mailbox, id, inner.options.hard_delete)
+                            .await
+                        {
+                            Ok(()) => {}
+                            // Already gone on CUC: the wanted state.
+                            Err(e) if e.is_not_found() => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                        if on_cuc
+                            .get(id)
+                            .is_some_and(|(role, _)| *role != Role::Deleted)
+                        {
+                            soft_deleted.insert(id.clone());
+                        }
+                        summary.deleted_on_cuc += 1;
+                        count("imap_to_cuc", "delete");
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(soft_deleted)
+    }
+
+    /// CUC moves a message deleted from IMAP into its `deleted` folder (a soft delete, the
+    /// COS decides): mirror it in this pass, with one more CUMI listing, rather than on the
+    /// next one. A failed listing only postpones that to the next pass.
+    async fn follow_cuc_deletes(
+        &self,
+        mailbox: &MailboxRef,
+        deleted: &HashSet<String>,
+        plans: &mut [(String, Decision)],
+        on_cuc: &mut HashMap<String, (Role, Message)>,
+    ) {
+        // harddelete=true: nothing lands in CUC's deleted folder.
+        if deleted.is_empty() || self.inner.options.hard_delete == Some(true) {
+            return;
+        }
+        let listed = match self
+            .inner
+            .cuc
+            .all_messages(
+                mailbox,
+                Role::Deleted.cuc_folder(),
+                self.inner.options.page_size,
+            )
+            .await
+        {
+            Ok(listed) => listed,
+            Err(e) => {
+                tracing::info!(error = %error_chain(&e), "cannot list CUC's deleted folder after deleting; the next pass mirrors it");
+                return;
+            }
+        };
+        let listed: HashMap<String, Message> = listed
+            .into_iter()
+            .filter(|m| deleted.contains(&m.id))
+            .map(|m| (m.id.clone(), m))
+            .collect();
+        for (id, d) in plans.iter_mut() {
+            let (Some(m), Some(next)) = (listed.get(id), d.next.as_mut()) else {
+                continue;
+            };
+            next.cuc_folder = Role::Deleted.as_str().to_owned();
+            next.cuc_read = m.read;
+            // A copy the user moved into the deleted mirror already is the mirror.
+            if next.imap_role.is_none() {
+                d.actions.push(Action::Append {
+                    role: Role::Deleted,
+                    seen: m.read,
+                });
+                next.imap_role = Some(Role::Deleted.as_str().to_owned());
+                next.imap_uid = None;
+                next.imap_seen = m.read;
+            }
+            on_cuc.insert(id.clone(), (Role::Deleted, m.clone()));
+        }
+    }
+
     /// What IMAP shows in the account's voicemail folders, one view per message that is
     /// ucbridge's own ([`own_copy`]): from a fetch, or from the mapping when HIGHESTMODSEQ
     /// says the folder did not change since ucbridge last looked (RFC 7162 §3.1.2). Also
@@ -816,7 +944,7 @@ impl VoicemailEngine {
         on_cuc: &HashMap<String, (Role, Message)>,
         known: &HashMap<String, VoicemailMessage>,
         summary: &mut AccountSummary,
-    ) -> Result<(HashMap<String, ImapView>, HashMap<Role, Option<u64>>), VoicemailError> {
+    ) -> Result<ImapRead, VoicemailError> {
         let mut copies: HashMap<String, Vec<ImapView>> = HashMap::new();
         let mut modseq_seen: HashMap<Role, Option<u64>> = HashMap::new();
         for (role, (folder, state)) in folders {
@@ -854,9 +982,17 @@ impl VoicemailEngine {
             modseq_seen.insert(*role, state.highest_modseq);
         }
         let mut on_imap = HashMap::with_capacity(copies.len());
+        let mut duplicates: HashMap<String, Vec<ImapView>> = HashMap::new();
         for (id, list) in copies {
             match own_copy(&list, known.get(&id), on_cuc.contains_key(&id)) {
                 Some(view) => {
+                    // Only copies of a voicemail this account's CUC mailbox lists are
+                    // ours to remove (the rule own_copy adopts by).
+                    if on_cuc.contains_key(&id) && list.len() > 1 {
+                        let extra: Vec<ImapView> =
+                            list.into_iter().filter(|c| *c != view).collect();
+                        duplicates.insert(id.clone(), extra);
+                    }
                     on_imap.insert(id, view);
                 }
                 None => {
@@ -865,7 +1001,7 @@ impl VoicemailEngine {
                 }
             }
         }
-        Ok((on_imap, modseq_seen))
+        Ok((on_imap, duplicates, modseq_seen))
     }
 
     /// The mass-removal guard: messages leaving IMAP because CUC no longer lists them,
@@ -1049,6 +1185,9 @@ impl VoicemailEngine {
         // even if that takes several attempts.
         let mut reconcile_after_subscribe = false;
         let mut reconciling = false;
+        // Consecutive failures of the reconcile and of the subscription (their back-off).
+        let mut reconcile_failures = 0u32;
+        let mut subscribe_failures = 0u32;
         let (reconciled_tx, mut reconciled_rx) = mpsc::unbounded_channel::<bool>();
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1084,8 +1223,7 @@ impl VoicemailEngine {
                         retries.remove(&oid);
                     } else {
                         let attempts = retries.get(&oid).map_or(0, |r| r.1) + 1;
-                        let delay = options.retry_initial.saturating_mul(1 << attempts.min(16).saturating_sub(1)).min(options.retry_max);
-                        retries.insert(oid.clone(), (Instant::now() + delay, attempts));
+                        retries.insert(oid.clone(), (Instant::now() + backoff(&options, attempts), attempts));
                     }
                     if rerun.remove(&oid) {
                         spawn_sync(oid, &mut running, &mut rerun);
@@ -1093,8 +1231,12 @@ impl VoicemailEngine {
                 }
                 Some(ok) = reconciled_rx.recv() => {
                     reconciling = false;
-                    if !ok {
-                        next_reconcile = Instant::now() + options.retry_initial;
+                    if ok {
+                        reconcile_failures = 0;
+                    } else {
+                        // CUC down: back off like an account does, not every 5 s.
+                        reconcile_failures += 1;
+                        next_reconcile = Instant::now() + backoff(&options, reconcile_failures);
                     }
                 }
                 _ = tick.tick() => {
@@ -1124,7 +1266,7 @@ impl VoicemailEngine {
                                     true
                                 }
                                 Err(e) => {
-                                    tracing::warn!(error = %e, "voicemail reconcile failed");
+                                    tracing::warn!(error = %error_chain(&e), "voicemail reconcile failed");
                                     false
                                 }
                             };
@@ -1137,8 +1279,9 @@ impl VoicemailEngine {
                             // Never two rounds at once: the next one starts after this one.
                             lock(&self.inner.shared).polls.skipped_busy += 1;
                         } else {
-                            // Accounts about to be synced anyway need no check.
-                            let skip: HashSet<String> = running.iter().chain(debounced.keys()).cloned().collect();
+                            // Accounts about to be synced anyway need no check, and one
+                            // backing off is retried on its schedule, not every poll.
+                            let skip: HashSet<String> = running.iter().chain(debounced.keys()).chain(retries.keys()).cloned().collect();
                             poll = Some(self.spawn_poll(poll_semaphore.clone(), changed_tx.clone(), skip));
                         }
                     }
@@ -1162,6 +1305,7 @@ impl VoicemailEngine {
                         if now >= at || resubscribe {
                             match self.subscribe(url).await {
                                 Ok(_) => {
+                                    subscribe_failures = 0;
                                     subscribed_at = Some(now_ms());
                                     next_subscribe = Some(now + options.subscription_lifetime / 2);
                                     // Events may have been lost meanwhile (notes §3): reconcile.
@@ -1170,8 +1314,10 @@ impl VoicemailEngine {
                                     }
                                 }
                                 Err(e) => {
-                                    tracing::warn!(error = %e, "CUNI subscription failed; retrying");
-                                    next_subscribe = Some(now + options.retry_initial);
+                                    subscribe_failures += 1;
+                                    let delay = backoff(&options, subscribe_failures);
+                                    tracing::warn!(error = %error_chain(&e), retry_in_s = delay.as_secs_f32(), "CUNI subscription failed; retrying");
+                                    next_subscribe = Some(now + delay);
                                 }
                             }
                         }
@@ -1231,7 +1377,7 @@ impl VoicemailEngine {
                         let _ = changed.send(oid);
                     }
                     Ok(false) => {}
-                    Err(e) => tracing::debug!(error = %e, "IMAP change check failed"),
+                    Err(e) => tracing::debug!(error = %error_chain(&e), "IMAP change check failed"),
                 }
             }
             lock(&engine.inner.shared).polls.completed += 1;
@@ -1260,6 +1406,39 @@ impl Drop for PollRound {
         let mut shared = lock(&self.0.inner.shared);
         shared.polls_in_flight = shared.polls_in_flight.saturating_sub(1);
     }
+}
+
+/// Delay before retry number `attempt` (1 = the first): `retry_initial` doubled per
+/// attempt up to `retry_max`, less a random share of up to a quarter so that accounts
+/// that failed together (CUC down) do not all come back at the same instant.
+fn backoff(options: &VoicemailOptions, attempt: u32) -> Duration {
+    let jitter = rand::thread_rng().gen::<f64>();
+    retry_delay(attempt, options.retry_initial, options.retry_max, jitter)
+}
+
+/// The back-off schedule, pure: `jitter` in [0, 1) takes up to 25 % off the step.
+pub(crate) fn retry_delay(attempt: u32, initial: Duration, max: Duration, jitter: f64) -> Duration {
+    // 2^20 x any sane initial delay is far beyond any cap; this bounds the shift.
+    let doublings = attempt.saturating_sub(1).min(20);
+    let step = initial.saturating_mul(1u32 << doublings).min(max);
+    step.saturating_sub(step.mul_f64(jitter.clamp(0.0, 1.0) * 0.25))
+}
+
+/// An error with every cause below it ("IMAP: LIST: io: connection reset"): `Display`
+/// of a wrapper does not always repeat its source, and a warning without the cause says
+/// nothing useful. Causes already contained in the text are not repeated.
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !more.trim().is_empty() && !text.contains(more.trim()) {
+            text.push_str(": ");
+            text.push_str(more.trim());
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn count(direction: &'static str, action: &'static str) {
@@ -1302,7 +1481,7 @@ async fn subscribe_folders(
         match conn.subscribe(&state.name).await {
             Ok(()) => tracing::debug!(folder = %state.name, "subscribed the voicemail folder"),
             Err(e) => {
-                tracing::warn!(folder = %state.name, error = %e, "cannot subscribe the voicemail folder")
+                tracing::warn!(folder = %state.name, error = %error_chain(&e), "cannot subscribe the voicemail folder")
             }
         }
     }
@@ -1338,7 +1517,7 @@ async fn callback(
     let event = match MessageEvent::parse(&body) {
         Ok(e) => e,
         Err(e) => {
-            tracing::warn!(error = %e, "unreadable CUNI callback");
+            tracing::warn!(error = %error_chain(&e), "unreadable CUNI callback");
             return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
         }
     };
@@ -1366,4 +1545,48 @@ async fn callback(
     }
     // The Notifier only needs a 2xx (vmo3-uc answers 200 to everything, notes §3).
     StatusCode::OK.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially_with_jitter_up_to_the_cap() {
+        let (initial, max) = (Duration::from_secs(5), Duration::from_secs(600));
+        let plain: Vec<u64> = (1..=10)
+            .map(|n| retry_delay(n, initial, max, 0.0).as_secs())
+            .collect();
+        assert_eq!(plain, [5, 10, 20, 40, 80, 160, 320, 600, 600, 600]);
+        // Jitter takes at most a quarter off, never adds: the cap holds.
+        for n in 1..=40 {
+            let step = retry_delay(n, initial, max, 0.0);
+            for jitter in [0.0, 0.3, 0.999_999] {
+                let d = retry_delay(n, initial, max, jitter);
+                assert!(d <= step && d >= step.mul_f64(0.75), "attempt {n}: {d:?}");
+            }
+        }
+        assert_eq!(
+            retry_delay(3, initial, max, 0.5),
+            Duration::from_millis(17_500)
+        );
+        // Huge attempt counts neither overflow nor pass the cap.
+        assert_eq!(retry_delay(u32::MAX, initial, max, 0.0), max);
+        assert_eq!(retry_delay(0, initial, max, 0.0), initial);
+    }
+
+    #[test]
+    fn error_chain_keeps_causes_the_text_leaves_out() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("LIST failed")]
+        struct Wrapper(#[source] std::io::Error);
+        let e = Wrapper(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset by peer",
+        ));
+        assert_eq!(error_chain(&e), "LIST failed: connection reset by peer");
+        // A cause the text already carries is not repeated.
+        let e = VoicemailError::Store(ucbridge_store::StoreError::Unreachable("no pool".into()));
+        assert_eq!(error_chain(&e), "store: database unreachable: no pool");
+    }
 }

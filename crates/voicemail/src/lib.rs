@@ -42,6 +42,13 @@
 //! - IMAP folders are tracked by identity (UIDVALIDITY; RFC 8474 MAILBOXID is detected but
 //!   not readable with async-imap's parser), so renamed or moved folders keep being used
 //!   and never get a duplicate.
+//! - One copy per voicemail in the voicemail folders: further copies of a message this
+//!   account's CUC mailbox lists (a delete undone in the mail client, beside the copy in the
+//!   deleted mirror) are removed, so deleting the one left always reaches CUC. A delete from
+//!   IMAP that CUC turns into a soft delete is mirrored into the deleted folder in the same
+//!   pass.
+//! - Failed account syncs, reconciles and CUNI subscriptions are retried with exponential
+//!   back-off (`retry_initial` doubling up to `retry_max`, up to a quarter less at random).
 //! - One sync per account at a time; one IMAP poll round at a time, on its own permits.
 
 mod config;

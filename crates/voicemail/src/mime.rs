@@ -41,7 +41,8 @@ pub(crate) struct Audio {
 }
 
 /// Build the message, transcoding off the async workers (a long recording takes LAME
-/// long enough to stall every task on the worker). A conversion problem is logged.
+/// long enough to stall every task on the worker). A conversion problem is logged and
+/// returned with the message, for the account's status.
 pub(crate) async fn build_message(
     m: &Message,
     audio: Vec<u8>,
@@ -49,7 +50,7 @@ pub(crate) async fn build_message(
     to: Option<(&str, &str)>,
     sender_domain: &str,
     format: AttachmentFormat,
-) -> Result<Vec<u8>, VoicemailError> {
+) -> Result<(Vec<u8>, Option<String>), VoicemailError> {
     let audio_type = audio_type.map(str::to_owned);
     let audio = match format {
         AttachmentFormat::Wav => prepare_audio(audio, audio_type.as_deref(), format),
@@ -59,10 +60,11 @@ pub(crate) async fn build_message(
                 .map_err(|e| VoicemailError::Mime(format!("audio conversion task: {e}")))?
         }
     };
-    if let Some(problem) = &audio.problem {
+    let problem = audio.problem.clone();
+    if let Some(problem) = &problem {
         tracing::warn!(message = %m.id, %problem, "voicemail audio not converted to MP3");
     }
-    build(m, audio, to, sender_domain)
+    Ok((build(m, audio, to, sender_domain)?, problem))
 }
 
 /// The parts `format` asks for; the original WAV whenever the MP3 cannot be made.
@@ -350,6 +352,7 @@ mod tests {
         )
         .await
         .unwrap()
+        .0
     }
 
     /// (content type, file name, bytes) of every attachment, and the text part.

@@ -125,4 +125,20 @@ async fn every_cuc_format_syncs_as_mp3_or_keeps_its_wav_with_a_reason() {
     let (attachments, text) = &synced["empty"];
     assert!(attachments.is_empty(), "nothing to attach");
     assert!(text.contains("no audio"), "{text}");
+
+    // The account status says so too: three messages without MP3, the last reason named.
+    assert_eq!(summary.audio_problems, 3);
+    assert_eq!(summary.audio_problem_accounts.len(), 1);
+    assert_eq!(summary.audio_problem_accounts[0].0, alias);
+    let status = engine.status().await.expect("status");
+    let account = &status.accounts[0].account;
+    assert_eq!(account.audio_problems, 3);
+    let last = account.last_audio_problem.as_deref().expect("a reason");
+    assert!(last.contains("(message 0:"), "{last}");
+    assert!(account.last_error.is_none(), "a problem, not a failure");
+    // A sync with nothing new keeps the record and adds nothing.
+    let again = engine.sync_account(&alias).await.expect("resync");
+    assert_eq!((again.appended, again.audio_problems), (0, 0));
+    let status = engine.status().await.expect("status");
+    assert_eq!(status.accounts[0].account.audio_problems, 3);
 }

@@ -210,7 +210,8 @@ async fn initial_sync_mirrors_every_folder_and_both_directions_follow() {
         .map(|m| m.id)
         .collect();
     assert!(!inbox_ids.contains(&victim_id), "IMAP delete reached CUC");
-    // CUC soft-deleted it; its deleted folder is mirrored, so it is in Voicemail.Deleted.
+    // CUC soft-deleted it; its deleted folder is mirrored, so it is in Voicemail.Deleted
+    // after this same run (not only after the next one).
     assert!(w
         .lab
         .cuc()
@@ -218,7 +219,6 @@ async fn initial_sync_mirrors_every_folder_and_both_directions_follow() {
         .unwrap()
         .iter()
         .any(|m| m.id == victim_id));
-    engine.sync_account(alias).await.expect("sync");
     assert!(imap
         .messages("Voicemail.Deleted")
         .await
@@ -550,7 +550,12 @@ async fn with_cuc_down_imap_is_untouched_and_the_account_is_retried() {
         "the user's change is kept"
     );
     let status = engine.status().await.unwrap();
-    assert!(status.accounts[0].account.last_error.is_some());
+    let last_error = status.accounts[0].account.last_error.as_deref().unwrap();
+    // The cause is kept (what CUC answered), not only "Unity Connection failed".
+    assert!(
+        last_error.contains("503") && last_error.contains("Unity Connection"),
+        "{last_error}"
+    );
     assert_eq!(status.accounts[0].account.consecutive_failures, 1);
 
     // Continuous mode: the retry (with backoff) succeeds once CUC is back.
@@ -878,4 +883,82 @@ async fn imap_polls_never_overlap_and_do_not_wait_for_syncs() {
     running.stop().await;
     let polls = engine.status().await.unwrap().imap_polls;
     assert_eq!(polls.max_in_flight, 1, "{polls:?}");
+}
+
+/// Copies carrying CUC id `id` in each of the three voicemail folders.
+async fn copies_of(imap: &mut common::TestImap, id: &str) -> [usize; 3] {
+    let mut out = [0; 3];
+    for (n, folder) in ["Voicemail", "Voicemail.Sent", "Voicemail.Deleted"]
+        .into_iter()
+        .enumerate()
+    {
+        out[n] = imap
+            .messages(folder)
+            .await
+            .iter()
+            .filter(|m| m.cuc_id.as_deref() == Some(id))
+            .count();
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_delete_undone_in_the_mail_client_leaves_one_copy_whose_delete_reaches_cuc() {
+    let Some(w) = world(1, 2).await else { return };
+    let alias = w.aliases[0].clone();
+    let engine = w.engine(quick_options());
+    engine.sync_all(&|_, _| {}).await.expect("first sync");
+    let mut imap = w.imap(&alias).await;
+    imap.create("Trash").await;
+    let victim = imap.messages("Voicemail").await.remove(0);
+    let id = victim.cuc_id.clone().expect("ours");
+    let on_cuc = |folder| {
+        w.lab
+            .cuc()
+            .messages(&alias, folder)
+            .unwrap()
+            .iter()
+            .any(|m| m.id == id)
+    };
+
+    // Deleted in the mail client (moved to Trash) while ucbridge was not running: one run
+    // deletes it on CUC and mirrors CUC's soft delete into Voicemail.Deleted.
+    imap.move_to("Voicemail", victim.uid, "Trash").await;
+    let s = engine.sync_account(&alias).await.expect("sync");
+    assert_eq!(s.deleted_on_cuc, 1);
+    assert!(on_cuc(CucFolder::Deleted) && !on_cuc(CucFolder::Inbox));
+    assert_eq!(
+        copies_of(&mut imap, &id).await,
+        [0, 0, 1],
+        "mirrored at once"
+    );
+
+    // The delete undone (Trash -> Voicemail): CUMI cannot undelete, so the voicemail
+    // stays where CUC has it and the restored copy, a duplicate, goes.
+    let in_trash = imap
+        .messages("Trash")
+        .await
+        .into_iter()
+        .find(|m| m.cuc_id.as_deref() == Some(id.as_str()))
+        .expect("in Trash");
+    imap.move_to("Trash", in_trash.uid, "Voicemail").await;
+    let s = engine.sync_account(&alias).await.expect("sync");
+    assert_eq!((s.duplicates_removed, s.deleted_on_cuc), (1, 0));
+    assert_eq!(copies_of(&mut imap, &id).await, [0, 0, 1], "one copy left");
+    let again = engine.sync_account(&alias).await.expect("sync");
+    assert_eq!((again.duplicates_removed, again.removed_from_imap), (0, 0));
+
+    // Expunging that copy reaches CUC: gone from its deleted folder too.
+    let copy = imap
+        .messages("Voicemail.Deleted")
+        .await
+        .into_iter()
+        .find(|m| m.cuc_id.as_deref() == Some(id.as_str()))
+        .expect("the copy");
+    imap.expunge("Voicemail.Deleted", copy.uid).await;
+    let s = engine.sync_account(&alias).await.expect("sync");
+    assert_eq!(s.deleted_on_cuc, 1);
+    assert!(!on_cuc(CucFolder::Deleted) && !on_cuc(CucFolder::Inbox));
+    assert_eq!(copies_of(&mut imap, &id).await, [0, 0, 0]);
+    imap.logout().await;
 }

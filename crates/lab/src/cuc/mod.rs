@@ -260,12 +260,113 @@ pub(crate) fn router(state: Arc<CucState>) -> Result<Router, String> {
         .route("/vmrest/users", get(list_users))
         .route("/vmrest/users/{id}", get(get_user))
         .route(CUNI_PATH, post(cuni::service))
+        .route(
+            LAB_DELIVER_PATH,
+            // A delivery request is a few hundred bytes.
+            post(lab_deliver).layer(axum::extract::DefaultBodyLimit::max(16 * 1024)),
+        )
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(cors, cors::layer)))
 }
 
 /// The CUNI SOAP service path (notes §3).
 const CUNI_PATH: &str = "/messageeventservice/services/MessageEventService";
+
+/// The lab's own control route (no CUC API): deliver a voicemail from outside.
+const LAB_DELIVER_PATH: &str = "/lab/cuc/voicemail";
+
+/// Longest recording the delivery route synthesises (10 minutes of 16 kHz PCM is 19 MB).
+const LAB_MAX_SECONDS: f64 = 600.0;
+
+/// `POST /lab/cuc/voicemail` (lab administrator, Basic or lab-IdS Bearer) with JSON
+/// `{"to": alias, "from": caller number, "caller": caller name, "subject", "seconds",
+/// "format": "mulaw"|"alaw"|"pcm8k"|"pcm16k"|"gsm", "urgent"}` (all but `to` optional):
+/// what [`Cuc::deliver_voicemail`] does for tests — a new unread message in the inbox and a
+/// CUNI `NEW_MESSAGE` to the subscribers. Answers 201 `{"id": "0:…", …}`. It works while
+/// CUC is switched off ([`Cuc::set_unavailable`]), like mail arriving during an outage.
+async fn lab_deliver(State(st): State<Arc<CucState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let lab_error = |status: StatusCode, message: &str| {
+        (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+    };
+    match st.auth.authenticate(&headers) {
+        Ok(Identity::Admin) => {}
+        Ok(Identity::User { .. }) => {
+            return lab_error(
+                StatusCode::FORBIDDEN,
+                "only the lab administrator may deliver voicemail",
+            )
+        }
+        Err(reject) => return reject.into_response(),
+    }
+    let (alias, vm) = match delivery_request(&body) {
+        Ok(r) => r,
+        Err(message) => return lab_error(StatusCode::BAD_REQUEST, &message),
+    };
+    let format = vm.format;
+    let duration_ms = vm.duration_ms;
+    match (Cuc { state: &st }).deliver_voicemail(&alias, vm) {
+        Ok(id) => (
+            StatusCode::CREATED,
+            axum::Json(serde_json::json!({
+                "id": id,
+                "to": alias,
+                "format": format.name(),
+                "duration_ms": duration_ms,
+            })),
+        )
+            .into_response(),
+        Err(e) => lab_error(StatusCode::NOT_FOUND, &e.to_string()),
+    }
+}
+
+/// The alias and the voicemail a delivery request asks for, or why it is refused.
+fn delivery_request(body: &[u8]) -> Result<(String, NewVoicemail), String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    let text = |name: &str| -> Result<Option<String>, String> {
+        match v.get(name) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) if s.len() <= 256 => Ok(Some(s.clone())),
+            Some(_) => Err(format!("{name:?} must be a string of at most 256 bytes")),
+        }
+    };
+    let to = text("to")?
+        .filter(|t| !t.trim().is_empty())
+        .ok_or("\"to\" (the recipient's alias) is required")?;
+    let number = text("from")?.unwrap_or_else(|| "+14085550100".into());
+    let name = text("caller")?.unwrap_or_else(|| number.clone());
+    let seconds = match v.get("seconds") {
+        None | Some(serde_json::Value::Null) => 5.0,
+        Some(s) => s
+            .as_f64()
+            .filter(|s| *s > 0.0 && *s <= LAB_MAX_SECONDS)
+            .ok_or(format!(
+                "\"seconds\" must be a number above 0, at most {LAB_MAX_SECONDS}"
+            ))?,
+    };
+    let format = match text("format")? {
+        None => VoiceFormat::default(),
+        Some(f) => VoiceFormat::parse(&f).ok_or(format!(
+            "unknown format {f:?}: mulaw, alaw, pcm8k, pcm16k or gsm"
+        ))?,
+    };
+    let urgent = match v.get("urgent") {
+        None | Some(serde_json::Value::Null) => false,
+        Some(u) => u.as_bool().ok_or("\"urgent\" must be true or false")?,
+    };
+    Ok((
+        to.trim().to_owned(),
+        NewVoicemail {
+            caller_number: number,
+            caller_name: name,
+            subject: text("subject")?,
+            duration_ms: (seconds * 1000.0).round() as u64,
+            urgent,
+            audio: None,
+            format,
+        },
+    ))
+}
 
 /// 503 while the lab's CUC is switched off ([`Cuc::set_unavailable`]).
 fn unavailable_answer(st: &CucState) -> Option<Response> {

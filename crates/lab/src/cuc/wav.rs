@@ -32,6 +32,29 @@ impl VoiceFormat {
         VoiceFormat::Gsm610,
     ];
 
+    /// The name `POST /lab/cuc/voicemail` takes: `mulaw`, `alaw`, `pcm8k`, `pcm16k`, `gsm`.
+    pub fn parse(name: &str) -> Option<VoiceFormat> {
+        Some(match name.trim().to_ascii_lowercase().as_str() {
+            "mulaw" | "ulaw" => VoiceFormat::MuLaw8k,
+            "alaw" => VoiceFormat::ALaw8k,
+            "pcm8k" => VoiceFormat::Pcm8k,
+            "pcm16k" => VoiceFormat::Pcm16k,
+            "gsm" => VoiceFormat::Gsm610,
+            _ => return None,
+        })
+    }
+
+    /// The name [`VoiceFormat::parse`] takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            VoiceFormat::MuLaw8k => "mulaw",
+            VoiceFormat::ALaw8k => "alaw",
+            VoiceFormat::Pcm8k => "pcm8k",
+            VoiceFormat::Pcm16k => "pcm16k",
+            VoiceFormat::Gsm610 => "gsm",
+        }
+    }
+
     /// (format tag, sample rate, bytes per second, block align, bits per sample).
     fn header(self) -> (u16, u32, u32, u16, u16) {
         match self {

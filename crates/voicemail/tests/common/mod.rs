@@ -282,6 +282,16 @@ impl TestImap {
             .expect("expunge");
     }
 
+    /// Move a message to another folder (UID MOVE), as a mail client's delete-to-Trash
+    /// or its undo does.
+    pub async fn move_to(&mut self, folder: &str, uid: u32, dest: &str) {
+        self.session.select(folder).await.expect("select");
+        self.session
+            .uid_mv(uid.to_string(), dest)
+            .await
+            .expect("move");
+    }
+
     /// The user's subscription list (LSUB), sorted.
     pub async fn subscribed(&mut self) -> Vec<String> {
         let names: Vec<_> = self
