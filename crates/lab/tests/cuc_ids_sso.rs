@@ -619,3 +619,516 @@ async fn voicemail_can_be_delivered_over_http() {
         4
     );
 }
+
+/// Local names of the children of the first element named `record` that has a child
+/// named `having` (the sample's ordinary user, not its system mailbox).
+fn child_names(xml: &str, record: &str, having: &str) -> std::collections::BTreeSet<String> {
+    let mut reader = Reader::from_str(xml);
+    let mut depth_in: Option<usize> = None;
+    let mut depth = 0usize;
+    let mut names = std::collections::BTreeSet::new();
+    loop {
+        let (name, empty) = match reader.read_event().expect("well-formed XML") {
+            Event::Start(e) => (
+                String::from_utf8_lossy(e.local_name().as_ref()).into_owned(),
+                false,
+            ),
+            Event::Empty(e) => (
+                String::from_utf8_lossy(e.local_name().as_ref()).into_owned(),
+                true,
+            ),
+            Event::End(_) => {
+                depth -= 1;
+                if depth_in == Some(depth) {
+                    if names.contains(having) {
+                        return names;
+                    }
+                    names.clear();
+                    depth_in = None;
+                }
+                continue;
+            }
+            Event::Eof => return std::collections::BTreeSet::new(),
+            _ => continue,
+        };
+        if depth_in.is_some_and(|d| depth == d + 1) {
+            names.insert(name.clone());
+        }
+        if depth_in.is_none() && name == record && !empty {
+            depth_in = Some(depth);
+        }
+        if !empty {
+            depth += 1;
+        }
+    }
+}
+
+/// Issue #11 item 8: a CUPI user carries every field Cisco's samples show for an ordinary
+/// user (list XML from the CUPI guide + `PhoneNumber` of the captured JSON), in XML and
+/// JSON alike, with ids that agree with their URI links.
+#[tokio::test]
+async fn cupi_users_carry_the_fields_of_ciscos_samples() {
+    let (Some(xml_sample), Some(json_sample)) = (
+        ucbridge_testkit::fixture_bytes("cuc-samples/cupi-users-list.xml"),
+        ucbridge_testkit::fixture_bytes("cuc-samples/cupi-users-query-single.json"),
+    ) else {
+        return;
+    };
+    let mut expected = child_names(&String::from_utf8(xml_sample).unwrap(), "User", "FirstName");
+    assert!(expected.contains("CallHandlerObjectId"), "{expected:?}");
+    let json_sample: serde_json::Value = serde_json::from_slice(&json_sample).unwrap();
+    expected.extend(json_sample["User"].as_object().unwrap().keys().cloned());
+    // Only on tenant-partitioned systems (the sample's system mailbox); not emulated.
+    assert!(!expected.contains("TenantObjectId"));
+
+    let (lab, http) = lab(8).await;
+    let list = |accept: &'static str| {
+        admin(http.get(format!("{}/vmrest/users", lab.cuc_url())))
+            .header("Accept", accept)
+            .send()
+    };
+    let xml = list("application/xml").await.unwrap().text().await.unwrap();
+    assert_eq!(child_names(&xml, "User", "DtmfAccessId"), expected, "{xml}");
+    let json: serde_json::Value = serde_json::from_str(
+        &list("application/json")
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let mut complete = Vec::new();
+    for user in json["User"].as_array().expect("users") {
+        let keys: std::collections::BTreeSet<String> =
+            user.as_object().unwrap().keys().cloned().collect();
+        // Lab users without an extension, e-mail or name omit just those (CUCM data).
+        let missing: Vec<&String> = expected.difference(&keys).collect();
+        assert!(
+            missing.iter().all(
+                |k| ["DtmfAccessId", "EmailAddress", "FirstName", "LastName"].contains(&k.as_str())
+            ),
+            "{missing:?} {user}"
+        );
+        assert!(keys.is_subset(&expected), "{user}");
+        if missing.is_empty() {
+            complete.push(user.clone());
+        }
+        for (id, uri) in [
+            ("CosObjectId", "CosURI"),
+            ("LocationObjectId", "LocationURI"),
+            ("MediaSwitchObjectId", "PhoneSystemURI"),
+            ("CallHandlerObjectId", "CallhandlerURI"),
+            ("PartitionObjectId", "PartitionURI"),
+        ] {
+            let id = user[id].as_str().unwrap();
+            assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+            assert!(user[uri].as_str().unwrap().ends_with(id), "{user}");
+        }
+        let me = user["ObjectId"].as_str().unwrap();
+        assert!(user["UserRoleURI"].as_str().unwrap().contains(me));
+    }
+    let users = complete;
+    assert!(users.len() >= 2, "two lab users with every field");
+    // One class of service and phone system for all; a call handler per user.
+    assert_eq!(users[0]["CosObjectId"], users[1]["CosObjectId"]);
+    assert_eq!(
+        users[0]["MediaSwitchObjectId"],
+        users[1]["MediaSwitchObjectId"]
+    );
+    assert_ne!(
+        users[0]["CallHandlerObjectId"],
+        users[1]["CallHandlerObjectId"]
+    );
+    // The full object: the same record plus SmtpAddress (notes §2).
+    let one = admin(http.get(format!(
+        "{}/vmrest/users/{}",
+        lab.cuc_url(),
+        users[0]["ObjectId"].as_str().unwrap()
+    )))
+    .send()
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    let mut full = expected.clone();
+    full.insert("SmtpAddress".into());
+    assert_eq!(child_names(&one, "User", "ObjectId"), full, "{one}");
+}
+
+/// POST one CUNI operation; (status, body).
+async fn cuni(lab: &RunningLab, http: &reqwest::Client, op: &str, inner: &str) -> (u16, String) {
+    let soap = format!(
+        "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" \
+         xmlns:even=\"http://unity.cisco.com/messageeventservice/event\" \
+         xmlns:even1=\"http://event.messageeventservice.unity.cisco.com\"><soapenv:Body>\
+         <even:{op}>{inner}</even:{op}></soapenv:Body></soapenv:Envelope>"
+    );
+    let r = admin(http.post(format!(
+        "{}/messageeventservice/services/MessageEventService",
+        lab.cuc_url()
+    )))
+    .header("Content-Type", "text/xml; charset=utf-8")
+    .header("SOAPAction", "\"\"")
+    .body(soap)
+    .send()
+    .await
+    .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// getSubscribedResourceIdList of subscription `id`.
+async fn subscribed(lab: &RunningLab, http: &reqwest::Client, id: &str) -> Vec<String> {
+    let (status, body) = cuni(
+        lab,
+        http,
+        "getSubscribedResourceIdList",
+        &format!("<even:subscriptionId>{id}</even:subscriptionId>"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("getSubscribedResourceIdListResponse"),
+        "{body}"
+    );
+    common::texts(&body, "string")
+}
+
+fn subscribe_body(aliases: &[&str], url: &str, expiration: &str) -> String {
+    let ids: String = aliases
+        .iter()
+        .map(|a| format!("<even:string>{a}</even:string>"))
+        .collect();
+    format!(
+        "<even:resourceType/><even:eventTypeList/><even:resourceIdList>{ids}</even:resourceIdList>\
+         <even:callbackServiceInfo><even1:callbackServiceUrl>{url}</even1:callbackServiceUrl>\
+         </even:callbackServiceInfo><even:expiration>{expiration}</even:expiration>"
+    )
+}
+
+/// Aliases of the lab's users, in CUPI's order.
+async fn aliases(lab: &RunningLab, http: &reqwest::Client) -> Vec<String> {
+    let body = admin(http.get(format!("{}/vmrest/users", lab.cuc_url())))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    common::texts(&body, "Alias")
+}
+
+/// Subscribe `alias` with callbacks to an address nobody listens on; the subscription id.
+async fn subscribe(lab: &RunningLab, http: &reqwest::Client, alias: &str, exp: &str) -> String {
+    let url = format!("http://127.0.0.1:9/{}", uuid::Uuid::new_v4());
+    let (status, body) = cuni(lab, http, "subscribe", &subscribe_body(&[alias], &url, exp)).await;
+    assert_eq!(status, 200, "{body}");
+    common::texts(&body, "subscriptionId").remove(0)
+}
+
+/// Issue #11 item 8: `subscribe` takes an xsd:dateTime without a zone (read in the
+/// server's zone, here UTC+2); getSubscriptionStatus answers the WSDL's SubscriptionInfo;
+/// an expired subscription is gone.
+#[tokio::test]
+async fn cuni_reads_zoneless_expirations_and_reports_status() {
+    let mut config = LabConfig {
+        users: 1,
+        ..LabConfig::default()
+    };
+    config.cuc.cuni_server_utc_offset = chrono::FixedOffset::east_opt(2 * 3600).unwrap();
+    let (lab, http) = common::start(config).await;
+    let alias = aliases(&lab, &http).await.remove(0);
+    let year: i32 = chrono::Utc::now().format("%Y").to_string().parse().unwrap();
+    let year = year + 1;
+    let id = subscribe(&lab, &http, &alias, &format!("{year}-06-01T12:00:00")).await;
+    let utc = format!("{year}-06-01T10:00:00.000Z");
+    assert_eq!(lab.cuc().subscriptions()[0].id, id);
+
+    let (status, body) = cuni(
+        &lab,
+        &http,
+        "getSubscriptionStatus",
+        &format!("<even:subscriptionId>{id}</even:subscriptionId>"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        shape(&body)[2..],
+        [
+            "Envelope/Body/getSubscriptionStatusResponse",
+            "Envelope/Body/getSubscriptionStatusResponse/out",
+            "Envelope/Body/getSubscriptionStatusResponse/out/expiration",
+            "Envelope/Body/getSubscriptionStatusResponse/out/subscriptionId",
+        ]
+    );
+    assert_eq!(common::texts(&body, "expiration"), [utc]);
+    assert_eq!(common::texts(&body, "subscriptionId"), [id.as_str()]);
+
+    // An expired subscription is gone for every operation.
+    let soon = (chrono::Utc::now() + chrono::Duration::seconds(1))
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string();
+    let short = subscribe(&lab, &http, &alias, &soon).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    for op in ["getSubscriptionStatus", "getSubscribedResourceIdList"] {
+        let (status, body) = cuni(
+            &lab,
+            &http,
+            op,
+            &format!("<even:subscriptionId>{short}</even:subscriptionId>"),
+        )
+        .await;
+        assert_eq!(status, 500, "{body}");
+        assert!(body.contains("SUBSCRIPTION_NOT_FOUND"), "{body}");
+    }
+    // A zone-less value that is not an xsd:dateTime is still refused.
+    let bad = subscribe_body(
+        &[&alias],
+        "http://127.0.0.1:9/cb",
+        &format!("{year}-06-01 12:00:00"),
+    );
+    let (status, body) = cuni(&lab, &http, "subscribe", &bad).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("bad expiration"), "{body}");
+}
+
+/// Issue #11 item 8: getSubscribedResourceIdList and the add/remove operations; refused
+/// changes change nothing.
+#[tokio::test]
+async fn cuni_resource_lists_can_be_changed() {
+    let (lab, http) = lab(3).await;
+    let users = aliases(&lab, &http).await;
+    let (a, b, c) = (&users[0], &users[1], &users[2]);
+    let exp = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let id = subscribe(&lab, &http, a, &exp).await;
+    assert_eq!(subscribed(&lab, &http, &id).await, [a.as_str()]);
+    let sid = format!("<even:subscriptionId>{id}</even:subscriptionId>");
+    let one = |op: &str, inner: String| (op.to_owned(), inner);
+    let list = |ids: &[&String]| {
+        let ids: String = ids
+            .iter()
+            .map(|i| format!("<even:string>{i}</even:string>"))
+            .collect();
+        format!("{sid}<even:resourceIdList>{ids}</even:resourceIdList>")
+    };
+    // Adding one already held changes nothing.
+    for (op, inner) in [
+        one(
+            "addResourceIdToSubscription",
+            format!("{sid}<even:resourceId>{b}</even:resourceId>"),
+        ),
+        one(
+            "addResourceIdToSubscription",
+            format!("{sid}<even:resourceId>{b}</even:resourceId>"),
+        ),
+    ] {
+        let (status, body) = cuni(&lab, &http, &op, &inner).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.contains("addResourceIdToSubscriptionResponse"),
+            "{body}"
+        );
+    }
+    assert_eq!(subscribed(&lab, &http, &id).await, [a.clone(), b.clone()]);
+    assert_eq!(lab.cuc().subscriptions()[0].aliases, [a.clone(), b.clone()]);
+    let nobody = "nobody-here".to_owned();
+    for (op, inner, says) in [
+        (
+            "addResourceIdToSubscription",
+            format!("{sid}<even:resourceId>{nobody}</even:resourceId>"),
+            nobody.as_str(),
+        ),
+        (
+            "addResourceListToSubscription",
+            list(&[c, &nobody]),
+            nobody.as_str(),
+        ),
+        (
+            "removeResourceIdFromSubscription",
+            format!("{sid}<even:resourceIdList>{c}</even:resourceIdList>"),
+            c.as_str(),
+        ),
+        ("addResourceIdToSubscription", sid.clone(), "no resource id"),
+        (
+            "getSubscriptionStatus",
+            "<even:subscriptionId>not-a-subscription</even:subscriptionId>".into(),
+            "SUBSCRIPTION_NOT_FOUND",
+        ),
+    ] {
+        let (status, body) = cuni(&lab, &http, op, &inner).await;
+        assert_eq!(status, 500, "{op}: {body}");
+        assert!(
+            body.contains("FaultDetail") && body.contains(says),
+            "{op}: {body}"
+        );
+    }
+    assert_eq!(subscribed(&lab, &http, &id).await, [a.clone(), b.clone()]);
+    for (op, inner, left) in [
+        (
+            "addResourceListToSubscription",
+            list(&[c]),
+            vec![a.as_str(), b.as_str(), c.as_str()],
+        ),
+        (
+            "removeResourceListFromSubscription",
+            list(&[a, c]),
+            vec![b.as_str()],
+        ),
+        (
+            "removeResourceIdFromSubscription",
+            format!("{sid}<even:resourceIdList>{b}</even:resourceIdList>"),
+            vec![],
+        ),
+    ] {
+        let (status, body) = cuni(&lab, &http, op, &inner).await;
+        assert_eq!(status, 200, "{op}: {body}");
+        assert_eq!(subscribed(&lab, &http, &id).await, left, "{op}");
+    }
+}
+
+/// A voicemail reaches a resource added after subscribing.
+#[tokio::test]
+async fn added_resources_receive_events() {
+    let (lab, http) = lab(2).await;
+    let aliases = aliases(&lab, &http).await;
+    let mut events = cuni_listener(&lab, &http, &aliases[0]).await;
+    let id = lab.cuc().subscriptions()[0].id.clone();
+    let (status, body) = cuni(
+        &lab,
+        &http,
+        "addResourceIdToSubscription",
+        &format!(
+            "<even:subscriptionId>{id}</even:subscriptionId><even:resourceId>{}</even:resourceId>",
+            aliases[1]
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let msg = lab
+        .cuc()
+        .deliver_voicemail(&aliases[1], ucbridge_lab::NewVoicemail::default())
+        .unwrap();
+    let event = tokio::time::timeout(std::time::Duration::from_secs(10), events.recv())
+        .await
+        .expect("a CUNI event within 10 s")
+        .expect("an event");
+    assert!(event.contains(msg.trim_start_matches("0:")), "{event}");
+    assert!(
+        event.contains(&format!("mailboxId=\"{}\"", aliases[1])),
+        "{event}"
+    );
+}
+
+/// Issue #11 item 8: a message PUT may change Subject and Read only (CUMI schema); any
+/// other Message field is refused with 403 and ErrorDetails, and nothing changes.
+#[tokio::test]
+async fn message_put_refuses_read_only_fields() {
+    let (lab, http) = lab(1).await;
+    let alias = lab_user(&lab, &http).await;
+    let oid = lab.cuc().object_id(&alias).unwrap();
+    let unread = lab
+        .cuc()
+        .messages(&alias, CucFolder::Inbox)
+        .unwrap()
+        .into_iter()
+        .find(|m| !m.read)
+        .expect("an unread inbox message");
+    let url = format!(
+        "{}/vmrest/messages/{}?userobjectid={oid}",
+        lab.cuc_url(),
+        unread.id
+    );
+    let put = |ct: &'static str, body: String| {
+        admin(http.put(&url))
+            .header("Content-Type", ct)
+            .header(
+                "Accept",
+                if ct.contains("json") {
+                    "application/json"
+                } else {
+                    "application/xml"
+                },
+            )
+            .body(body)
+            .send()
+    };
+    // The whole record as GET returns it, with Read flipped: refused (URI, MsgId, ...).
+    let detail = admin(http.get(&url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let round_trip = detail.replace("<Read>false</Read>", "<Read>true</Read>");
+    for (ct, body, field) in [
+        ("application/xml", round_trip, "Dispatch"),
+        (
+            "application/xml",
+            "<Message><Read>true</Read><Priority>Urgent</Priority></Message>".to_owned(),
+            "Priority",
+        ),
+        (
+            "application/json",
+            r#"{"Read":"true","ArrivalTime":"1"}"#.to_owned(),
+            "ArrivalTime",
+        ),
+    ] {
+        let r = put(ct, body).await.unwrap();
+        assert_eq!(r.status(), 403, "{field}");
+        let text = r.text().await.unwrap();
+        let (code, message) = if ct.contains("json") {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            (
+                v["errors"]["code"].as_str().unwrap().to_owned(),
+                v["errors"]["message"].as_str().unwrap().to_owned(),
+            )
+        } else {
+            assert_eq!(
+                shape(&text),
+                [
+                    "ErrorDetails",
+                    "ErrorDetails/errors",
+                    "ErrorDetails/errors/code",
+                    "ErrorDetails/errors/message"
+                ]
+            );
+            (
+                common::texts(&text, "code").remove(0),
+                common::texts(&text, "message").remove(0),
+            )
+        };
+        assert_eq!(code, "FORBIDDEN");
+        assert!(
+            message.contains(field) && message.contains("read-only"),
+            "{message}"
+        );
+    }
+    // Not a Message field at all, or a bad value: 400 DATA_EXCEPTION.
+    for body in [
+        "<Message><Read>true</Read><Colour>red</Colour></Message>",
+        "<Message><Read>maybe</Read></Message>",
+    ] {
+        let r = put("application/xml", body.to_owned()).await.unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+        assert_eq!(
+            common::texts(&r.text().await.unwrap(), "code"),
+            ["DATA_EXCEPTION"]
+        );
+    }
+    let now = lab.cuc().messages(&alias, CucFolder::Inbox).unwrap();
+    let same = now.iter().find(|m| m.id == unread.id).unwrap();
+    assert_eq!(same, &unread, "refused PUTs change nothing");
+    // The writable fields still work.
+    let r = put(
+        "application/xml",
+        "<Message><Read>true</Read><Subject>Kept</Subject></Message>".to_owned(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 204);
+    let now = lab.cuc().messages(&alias, CucFolder::Inbox).unwrap();
+    let changed = now.iter().find(|m| m.id == unread.id).unwrap();
+    assert!(changed.read && changed.subject == "Kept", "{changed:?}");
+}

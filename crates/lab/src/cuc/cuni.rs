@@ -1,5 +1,6 @@
-//! CUNI emulator: the SOAP `MessageEventService` (subscribe, renew, unsubscribe, getVersion)
-//! and the Notifier that POSTs `<messageEvent>` bodies to subscribers' callback URLs.
+//! CUNI emulator: the SOAP `MessageEventService` (subscribe, renew, unsubscribe,
+//! getSubscriptionStatus, getSubscribedResourceIdList, add/remove resource id/list,
+//! getVersion; subscribeForAllResources answers CUC's "not supported") and the Notifier that POSTs `<messageEvent>` bodies to subscribers' callback URLs.
 //!
 //! Shapes: WSDL (fixture `cuni-MessageEventService.wsdl`), DevNet subscribe sample
 //! (`cuni-subscribe-request.xml`), CUNI guide event (`cuni-message-event.xml`). Behaviour
@@ -17,6 +18,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use chrono::{FixedOffset, TimeZone};
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::{Reader, Writer};
 use tokio::sync::mpsc;
@@ -342,6 +344,12 @@ pub(crate) async fn service(
                 ),
             }
         }
+        "getSubscriptionStatus" => subscription_status(&st, &request),
+        "getSubscribedResourceIdList" => subscribed_resources(&st, &request),
+        "addResourceIdToSubscription" => change_resources(&st, &request, Change::AddOne),
+        "addResourceListToSubscription" => change_resources(&st, &request, Change::AddList),
+        "removeResourceIdFromSubscription" => change_resources(&st, &request, Change::RemoveOne),
+        "removeResourceListFromSubscription" => change_resources(&st, &request, Change::RemoveList),
         "getVersion" => soap_response("getVersion", |w| {
             text_el(w, "ns1:out", &st.config.version);
         }),
@@ -359,11 +367,85 @@ pub(crate) async fn service(
     }
 }
 
-fn parse_expiration(text: Option<String>) -> Result<i64, String> {
+/// `expiration` of subscribe/renew, in ms since the epoch. `local` is the zone a value
+/// without one is read in (see [`parse_xsd_datetime`]).
+fn parse_expiration(text: Option<String>, local: FixedOffset) -> Result<i64, String> {
     let text = text.ok_or("expiration is required")?;
-    chrono::DateTime::parse_from_rfc3339(&text)
+    parse_xsd_datetime(&text, local).map_err(|e| format!("bad expiration {text:?}: {e}"))
+}
+
+/// An `xsd:dateTime` (XML Schema 1.0 Part 2 §3.2.7): `YYYY-MM-DDThh:mm:ss[.s+]` then `Z`,
+/// `±hh:mm` or nothing; `24:00:00` is midnight of the next day. The zone is optional in
+/// the schema type the WSDL uses; a value without one is read in the server's zone
+/// (`local`), as the Java SOAP stack behind CUNI does with the JVM's default zone
+/// (inferred, not documented by Cisco). Lab choice, stricter than XSD: years of four
+/// digits only (no sign, no expanded years).
+pub(crate) fn parse_xsd_datetime(text: &str, local: FixedOffset) -> Result<i64, String> {
+    let text = text.trim();
+    if !text.is_ascii() {
+        return Err("not an xsd:dateTime".into());
+    }
+    let (body, zone) = split_zone(text)?;
+    let b = body.as_bytes();
+    let shape_ok = b.len() >= 19
+        && b.iter().take(19).enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            _ => c.is_ascii_digit(),
+        })
+        && match &body[19..] {
+            "" => true,
+            fraction => {
+                fraction.len() > 1
+                    && fraction.starts_with('.')
+                    && fraction[1..].bytes().all(|c| c.is_ascii_digit())
+            }
+        };
+    if !shape_ok {
+        return Err("expected YYYY-MM-DDThh:mm:ss[.fff][Z|+hh:mm|-hh:mm]".into());
+    }
+    // 24:00:00 (fraction all zeros) is the first instant of the next day.
+    let end_of_day = &body[11..19] == "24:00:00" && body[19..].trim_matches(['.', '0']).is_empty();
+    let parsed = if end_of_day {
+        chrono::NaiveDate::parse_from_str(&body[..10], "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.succ_opt())
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+    } else {
+        chrono::NaiveDateTime::parse_from_str(body, "%Y-%m-%dT%H:%M:%S%.f").ok()
+    };
+    let naive = parsed.ok_or("no such date or time")?;
+    zone.unwrap_or(local)
+        .from_local_datetime(&naive)
+        .single()
         .map(|t| t.timestamp_millis())
-        .map_err(|e| format!("bad expiration {text:?}: {e}"))
+        .ok_or_else(|| "no such instant".into())
+}
+
+/// The time zone suffix of an xsd:dateTime, if any: `Z` or `±hh:mm` (hh ≤ 14, ±14:00 at most).
+fn split_zone(text: &str) -> Result<(&str, Option<FixedOffset>), String> {
+    if let Some(body) = text.strip_suffix('Z') {
+        return Ok((body, FixedOffset::east_opt(0)));
+    }
+    let n = text.len();
+    let b = text.as_bytes();
+    if n < 6 || !matches!(b[n - 6], b'+' | b'-') || b[n - 3] != b':' {
+        return Ok((text, None));
+    }
+    let bad = || format!("bad time zone {:?}", &text[n - 6..]);
+    let hours: i32 = text[n - 5..n - 3].parse().map_err(|_| bad())?;
+    let minutes: i32 = text[n - 2..].parse().map_err(|_| bad())?;
+    if hours > 14 || minutes > 59 || (hours == 14 && minutes > 0) {
+        return Err(bad());
+    }
+    let seconds = (hours * 60 + minutes) * 60;
+    let offset = if b[n - 6] == b'-' {
+        FixedOffset::west_opt(seconds)
+    } else {
+        FixedOffset::east_opt(seconds)
+    };
+    Ok((&text[..n - 6], Some(offset.ok_or_else(bad)?)))
 }
 
 fn info_out(w: &mut Writer<Vec<u8>>, sub: &LabSubscription) {
@@ -384,11 +466,12 @@ fn subscribe(st: &Arc<CucState>, req: &SoapRequest) -> Response {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return bad("callbackServiceUrl must be an http(s) URL");
     }
-    let expires_at_ms = match parse_expiration(req.one("expiration")) {
-        Ok(t) if t > super::store::now_ms() => t,
-        Ok(_) => return bad("expiration is in the past"),
-        Err(e) => return bad(&e),
-    };
+    let expires_at_ms =
+        match parse_expiration(req.one("expiration"), st.config.cuni_server_utc_offset) {
+            Ok(t) if t > super::store::now_ms() => t,
+            Ok(_) => return bad("expiration is in the past"),
+            Err(e) => return bad(&e),
+        };
     let aliases = req.all("resourceIdList/string");
     if aliases.is_empty() {
         return bad("resourceIdList is empty");
@@ -455,17 +538,15 @@ fn subscribe(st: &Arc<CucState>, req: &SoapRequest) -> Response {
 
 fn renew(st: &Arc<CucState>, req: &SoapRequest) -> Response {
     let id = req.one("subscriptionId").unwrap_or_default();
-    let expires_at_ms = match parse_expiration(req.one("expiration")) {
-        Ok(t) => t,
-        Err(e) => return fault(StatusCode::INTERNAL_SERVER_ERROR, "INVALID_PARAMETER", &e),
-    };
+    let expires_at_ms =
+        match parse_expiration(req.one("expiration"), st.config.cuni_server_utc_offset) {
+            Ok(t) => t,
+            Err(e) => return fault(StatusCode::INTERNAL_SERVER_ERROR, "INVALID_PARAMETER", &e),
+        };
     let mut subs = lock(&st.notifier.subs);
-    let Some(sub) = subs.get_mut(&id) else {
-        return fault(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "SUBSCRIPTION_NOT_FOUND",
-            &format!("no subscription {id}"),
-        );
+    let sub = match live(&mut subs, &id) {
+        Ok(s) => s,
+        Err(r) => return r,
     };
     sub.info.expires_at_ms = expires_at_ms;
     let now = chrono::Utc::now()
@@ -483,6 +564,152 @@ fn renew(st: &Arc<CucState>, req: &SoapRequest) -> Response {
         text_el(w, "ns2:subscriptionTime", &now);
         let _ = w.write_event(Event::End(BytesEnd::new("ns1:out")));
     })
+}
+
+/// The live subscription `id`, or the fault for an unknown one. An expired subscription
+/// counts as gone and is dropped: whether CUC still answers for it after `expiration` is
+/// not public, and "gone" is the stricter option (the subscriber must subscribe again).
+fn live<'a>(subs: &'a mut HashMap<String, Sub>, id: &str) -> Result<&'a mut Sub, Response> {
+    let now = super::store::now_ms();
+    if subs.get(id).is_some_and(|s| s.info.expires_at_ms < now) {
+        subs.remove(id);
+    }
+    subs.get_mut(id).ok_or_else(|| {
+        fault(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "SUBSCRIPTION_NOT_FOUND",
+            &format!("no subscription {id}"),
+        )
+    })
+}
+
+fn subscription_id(req: &SoapRequest) -> Result<String, Response> {
+    req.one("subscriptionId").ok_or_else(|| {
+        fault(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INVALID_PARAMETER",
+            "subscriptionId is required",
+        )
+    })
+}
+
+/// `getSubscriptionStatus(subscriptionId)`: the WSDL types its `out` as `SubscriptionInfo`
+/// (`expiration`, `subscriptionId`), the same as `subscribe` returns. The WSDL also declares
+/// a richer `SubscriptionStatusResponse` type, but no operation uses it.
+fn subscription_status(st: &CucState, req: &SoapRequest) -> Response {
+    let id = match subscription_id(req) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let mut subs = lock(&st.notifier.subs);
+    let info = match live(&mut subs, &id) {
+        Ok(sub) => sub.info.clone(),
+        Err(r) => return r,
+    };
+    drop(subs);
+    soap_response("getSubscriptionStatus", |w| info_out(w, &info))
+}
+
+/// `getSubscribedResourceIdList(subscriptionId)` → `out` of type `ArrayOfString`: the
+/// aliases in the order they were subscribed, as they were spelled.
+fn subscribed_resources(st: &CucState, req: &SoapRequest) -> Response {
+    let id = match subscription_id(req) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let mut subs = lock(&st.notifier.subs);
+    let aliases = match live(&mut subs, &id) {
+        Ok(sub) => sub.info.aliases.clone(),
+        Err(r) => return r,
+    };
+    drop(subs);
+    soap_response("getSubscribedResourceIdList", |w| {
+        let _ = w.write_event(Event::Start(BytesStart::new("ns1:out")));
+        for alias in &aliases {
+            text_el(w, "ns1:string", alias);
+        }
+        let _ = w.write_event(Event::End(BytesEnd::new("ns1:out")));
+    })
+}
+
+/// The four operations that edit a subscription's resources (WSDL element names).
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    /// `addResourceIdToSubscription(subscriptionId, resourceId)`.
+    AddOne,
+    /// `addResourceListToSubscription(subscriptionId, resourceIdList/string*)`.
+    AddList,
+    /// `removeResourceIdFromSubscription(subscriptionId, resourceIdList)`: one id, in an
+    /// element the WSDL names `resourceIdList` but types `xsd:string`.
+    RemoveOne,
+    /// `removeResourceListFromSubscription(subscriptionId, resourceIdList/string*)`.
+    RemoveList,
+}
+
+impl Change {
+    fn operation(self) -> &'static str {
+        match self {
+            Change::AddOne => "addResourceIdToSubscription",
+            Change::AddList => "addResourceListToSubscription",
+            Change::RemoveOne => "removeResourceIdFromSubscription",
+            Change::RemoveList => "removeResourceListFromSubscription",
+        }
+    }
+
+    fn ids(self, req: &SoapRequest) -> Vec<String> {
+        match self {
+            Change::AddOne => req.all("resourceId"),
+            Change::RemoveOne => req.all("resourceIdList"),
+            Change::AddList | Change::RemoveList => req.all("resourceIdList/string"),
+        }
+    }
+}
+
+/// Add or remove aliases, all or nothing. Faults (stricter options, CUC's answers are not
+/// public): an unknown alias on add, as `subscribe` refuses one; an alias the subscription
+/// does not hold on remove; an empty list. Adding an alias already held changes nothing.
+fn change_resources(st: &CucState, req: &SoapRequest, change: Change) -> Response {
+    let bad = |m: &str| fault(StatusCode::INTERNAL_SERVER_ERROR, "INVALID_PARAMETER", m);
+    let id = match subscription_id(req) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let ids = change.ids(req);
+    if ids.is_empty() {
+        return bad("no resource id given");
+    }
+    let adding = matches!(change, Change::AddOne | Change::AddList);
+    if adding {
+        // Looked up before the subscriptions are locked (the user table has its own lock).
+        let unknown: Vec<&String> = ids
+            .iter()
+            .filter(|a| st.user_by_alias(a).is_none())
+            .collect();
+        if !unknown.is_empty() {
+            return bad(&format!("unknown resource ids: {unknown:?}"));
+        }
+    }
+    let mut subs = lock(&st.notifier.subs);
+    let sub = match live(&mut subs, &id) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let mut aliases = sub.info.aliases.clone();
+    for alias in &ids {
+        let held = aliases.iter().position(|a| a.eq_ignore_ascii_case(alias));
+        match (adding, held) {
+            (true, Some(_)) => {}
+            (true, None) => aliases.push(alias.clone()),
+            (false, Some(i)) => {
+                aliases.remove(i);
+            }
+            (false, None) => return bad(&format!("{alias} is not in subscription {id}")),
+        }
+    }
+    sub.aliases = aliases.iter().map(|a| a.to_lowercase()).collect();
+    sub.info.aliases = aliases;
+    drop(subs);
+    soap_response(change.operation(), |_| {})
 }
 
 struct DeliveryTarget {
@@ -563,7 +790,47 @@ mod tests {
             r.one("callbackServiceInfo/callbackServiceUrl").as_deref(),
             Some("http://APP_HOST:5000/incomingMessages")
         );
-        assert!(parse_expiration(r.one("expiration")).is_ok());
+        assert!(parse_expiration(r.one("expiration"), FixedOffset::east_opt(0).unwrap()).is_ok());
+    }
+
+    /// xsd:dateTime with and without a zone; the zone-less form is read in the server's.
+    #[test]
+    fn expirations_are_xsd_datetimes() {
+        let utc = FixedOffset::east_opt(0).unwrap();
+        let cet = FixedOffset::east_opt(3600).unwrap();
+        // 2020-05-02T18:04:00Z, the DevNet sample's value.
+        let at = 1_588_442_640_000;
+        assert_eq!(parse_xsd_datetime("2020-05-02T18:04:00Z", cet), Ok(at));
+        assert_eq!(parse_xsd_datetime("2020-05-02T20:04:00+02:00", utc), Ok(at));
+        assert_eq!(
+            parse_xsd_datetime("2020-05-02T13:04:00.000-05:00", utc),
+            Ok(at)
+        );
+        // No zone: the server's zone.
+        assert_eq!(parse_xsd_datetime("2020-05-02T18:04:00", utc), Ok(at));
+        assert_eq!(
+            parse_xsd_datetime(" 2020-05-02T19:04:00.5 ", cet),
+            Ok(at + 500)
+        );
+        assert_eq!(
+            parse_xsd_datetime("2020-05-01T24:00:00", utc),
+            parse_xsd_datetime("2020-05-02T00:00:00Z", cet)
+        );
+        for bad in [
+            "2020-05-02 18:04:00Z",
+            "2020-05-02t18:04:00Z",
+            "2020-5-2T18:04:00Z",
+            "2020-05-02T18:04Z",
+            "2020-05-02T18:04:00.Z",
+            "2020-05-02T18:04:00+15:00",
+            "2020-05-02T18:04:00+0200",
+            "2020-02-30T18:04:00Z",
+            "2020-05-02T24:00:01",
+            "1588442640",
+            "",
+        ] {
+            assert!(parse_xsd_datetime(bad, utc).is_err(), "{bad}");
+        }
     }
 
     /// The lab's events carry exactly the attributes of the CUNI guide's example.

@@ -5,6 +5,60 @@
 //! Facts are from the project notes `shared/notes/unity-connection.md` ("notes §n"); where
 //! CUC's behaviour is not documented the choice is marked "lab choice" and, when a client
 //! could reasonably depend on it, made configurable in [`CucLabConfig`].
+//!
+//! # Emulated operations
+//!
+//! - CUMI: `GET /vmrest/version`, `/vmrest/mailbox`, `/vmrest/mailbox/folders[/<f>]`,
+//!   `/vmrest/mailbox/folders/<f>/messages` (paging, `read`/`priority`/`type` filters, the
+//!   three sort orders), `GET|PUT|DELETE /vmrest/messages/<id>`,
+//!   `GET /vmrest/messages/<id>/attachments/0`.
+//! - CUPI: `GET /vmrest/users` (query, sort, paging) and `GET /vmrest/users/<ObjectId>`.
+//! - CUNI (`/messageeventservice/services/MessageEventService`): `subscribe`, `renew`,
+//!   `unsubscribe`, `getSubscriptionStatus`, `getSubscribedResourceIdList`,
+//!   `addResourceIdToSubscription`, `addResourceListToSubscription`,
+//!   `removeResourceIdFromSubscription`, `removeResourceListFromSubscription`, `getVersion`;
+//!   `subscribeForAllResources` answers "not supported" as CUC does (CUNI FAQ, notes §3).
+//!
+//! # Choices, with their sources
+//!
+//! - **CUPI user record** (`users::user_obj`): every element of the ordinary user in
+//!   Cisco's list example (fixture `cupi-users-list.xml`, CUPI guide) plus `PhoneNumber`
+//!   from the captured JSON (`cupi-users-query-single.json`), one shape for XML and JSON:
+//!   `CosObjectId`/`CosURI`, `LocationObjectId`/`LocationURI`,
+//!   `MediaSwitchObjectId`/`PhoneSystemURI`, `CallHandlerObjectId`/`CallhandlerURI` (sic),
+//!   `PartitionObjectId`/`PartitionURI`, `TimeZone`, `CreationTime`, `Language`,
+//!   `MailboxStoreName` and the per-user `…URI` links. Lab choices: one class of service,
+//!   location, phone system and partition per seed (a fresh CUC's defaults) and one call
+//!   handler per user, all derived ids; the links' targets are not served (404).
+//!   `TimeZone` is `0` (the sample's system mailbox; CUC's code table is not public),
+//!   `Language` 1033 (both samples). `TenantObjectId` is omitted: only tenant-partitioned
+//!   systems set it (notes §1.3) and the lab has none. `SmtpAddress` is on the full object
+//!   only (notes §2).
+//! - **CUNI `expiration`** is an `xsd:dateTime` (WSDL); the zone is optional in that type.
+//!   What CUC does without one is not documented; the lab reads it in the server's zone
+//!   ([`CucLabConfig::cuni_server_utc_offset`], default UTC), as the Java SOAP stack the
+//!   WSDL comes from does with the JVM's zone (inferred). Stricter than the XSD: four-digit
+//!   years only. The answer always carries the understood instant in UTC (`…Z`).
+//! - **CUNI `getSubscriptionStatus`** answers `out` typed `SubscriptionInfo`
+//!   (`expiration`, `subscriptionId`) as the WSDL declares, not the richer
+//!   `SubscriptionStatusResponse` the WSDL also defines but no operation uses.
+//!   `getSubscribedResourceIdList` answers an `ArrayOfString` of the aliases as
+//!   subscribed. `removeResourceIdFromSubscription` takes its one id in an element named
+//!   `resourceIdList` (typed `xsd:string` in the WSDL).
+//! - **CUNI faults, not public — stricter option**: an expired subscription is gone for
+//!   every operation (`SUBSCRIPTION_NOT_FOUND`, and dropped); adding an unknown alias,
+//!   removing one the subscription does not hold, or an empty id list is an
+//!   `INVALID_PARAMETER` fault and changes nothing; adding a held alias is a no-op. Fault
+//!   `errorCode` values are lab names (CUC's are not public); the shape is the WSDL's
+//!   `FaultDetail`.
+//! - **CUMI message PUT** (`update.rs`): the `Message` schema names `Subject` and `Read`
+//!   as the fields a client may change (fixture `cumi-schema-fragments.xsd.txt`, notes
+//!   §0.4); `Read` only in the inbox (notes §1.1). Any other `Message` field (including a
+//!   GET-modify-PUT of the whole record: `URI`, `MsgId`, ...) is refused, not ignored — not
+//!   public, stricter option — with 403, the status CUC gives a forbidden PUT (capture
+//!   `cupi-http-capture-configurationvalues.txt`, notes §1.4), an `ErrorDetails` body
+//!   (code `FORBIDDEN`: a lab name, CUC's code is not public) and no change at all.
+//!   Names outside the schema and bad values are 400 `DATA_EXCEPTION`.
 
 // Helpers return a finished HTTP answer as their error: it is the rare path, goes straight
 // back to axum, and boxing it would only add noise.
@@ -14,6 +68,7 @@ mod cors;
 mod cuni;
 pub(crate) mod render;
 mod store;
+mod update;
 mod users;
 mod wav;
 
@@ -66,6 +121,9 @@ pub struct CucLabConfig {
     /// How often the CUNI Notifier sends KEEP_ALIVE to a subscription that asked for it
     /// (`keepAliveInterval` > 0). CUC's period is not documented (notes §3).
     pub cuni_keep_alive_every: std::time::Duration,
+    /// The CUC server's time zone, in which CUNI reads an `expiration` `xsd:dateTime` given
+    /// without one (CUNI module docs). Default UTC.
+    pub cuni_server_utc_offset: chrono::FixedOffset,
 }
 
 impl Default for CucLabConfig {
@@ -80,6 +138,7 @@ impl Default for CucLabConfig {
             smtp_domain: "cuc.ucbridge.lab".into(),
             version: "14.0.1.14900-117".into(),
             cuni_keep_alive_every: std::time::Duration::from_secs(60),
+            cuni_server_utc_offset: chrono::Offset::fix(&chrono::Utc),
         }
     }
 }
@@ -839,65 +898,6 @@ async fn get_message(
     }
 }
 
-/// The writable fields of a PUT body (`Subject`, `Read`; notes §0.4), XML or JSON.
-fn parse_update(
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(Option<String>, Option<bool>), String> {
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.to_ascii_lowercase().contains("json"));
-    let (subject, read) = if json {
-        let value: serde_json::Value =
-            serde_json::from_slice(body).map_err(|e| format!("Invalid JSON body: {e}"))?;
-        let text = |k: &str| match value.get(k) {
-            Some(serde_json::Value::String(s)) => Some(s.clone()),
-            Some(serde_json::Value::Bool(b)) => Some(b.to_string()),
-            _ => None,
-        };
-        (text("Subject"), text("Read"))
-    } else {
-        let mut reader = quick_xml::Reader::from_reader(body);
-        let (mut subject, mut read, mut current, mut root) = (None, None, None::<String>, None);
-        loop {
-            match reader.read_event() {
-                Ok(quick_xml::events::Event::Start(e)) => {
-                    let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
-                    if root.is_none() {
-                        root = Some(name);
-                    } else {
-                        current = Some(name);
-                    }
-                }
-                Ok(quick_xml::events::Event::Text(t)) => {
-                    let text = t.unescape().map_err(|e| format!("Invalid XML body: {e}"))?;
-                    match current.as_deref() {
-                        Some("Subject") => subject = Some(text.into_owned()),
-                        Some("Read") => read = Some(text.trim().to_owned()),
-                        _ => {}
-                    }
-                }
-                Ok(quick_xml::events::Event::End(_)) => current = None,
-                Ok(quick_xml::events::Event::Eof) => break,
-                Ok(_) => {}
-                Err(e) => return Err(format!("Invalid XML body: {e}")),
-            }
-        }
-        if root.as_deref() != Some("Message") {
-            return Err("The body must be a Message".into());
-        }
-        (subject, read)
-    };
-    let read = match read.as_deref() {
-        None => None,
-        Some("true") => Some(true),
-        Some("false") => Some(false),
-        Some(other) => return Err(format!("Invalid value {other:?} for Read")),
-    };
-    Ok((subject, read))
-}
-
 async fn put_message(
     State(st): State<Arc<CucState>>,
     Path(id): Path<String>,
@@ -905,9 +905,18 @@ async fn put_message(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (subject, read) = match parse_update(&headers, &body) {
-        Ok(u) => u,
-        Err(e) => return call.error(StatusCode::BAD_REQUEST, "DATA_EXCEPTION", &e),
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.to_ascii_lowercase().contains("json"));
+    let (subject, read) = match update::parse(json, &body) {
+        Ok(u) => (u.subject, u.read),
+        Err(e @ update::UpdateError::ReadOnly(_)) => {
+            return call.error(StatusCode::FORBIDDEN, "FORBIDDEN", &e.to_string())
+        }
+        Err(e @ update::UpdateError::Invalid(_)) => {
+            return call.error(StatusCode::BAD_REQUEST, "DATA_EXCEPTION", &e.to_string())
+        }
     };
     let result = with_message(&st, &call, &id, |mb, id| {
         let now = mb.touch();
@@ -1032,31 +1041,6 @@ async fn attachment(
     }
 }
 
-/// CUPI summary fields in the order of `cupi-users-list.xml`; `full` adds `SmtpAddress`
-/// (on the full object only, notes §2).
-fn user_obj(u: &CuUser, full: bool, domain: &str) -> Obj {
-    let mut o = Obj::new("User")
-        .text("URI", format!("/vmrest/users/{}", u.object_id))
-        .text("ObjectId", &u.object_id)
-        .opt("FirstName", u.first_name.as_deref())
-        .opt("LastName", u.last_name.as_deref())
-        .text("Alias", &u.alias)
-        .text("City", "")
-        .text("Department", u.department.as_deref().unwrap_or_default())
-        .text("EmployeeId", "")
-        .text("DisplayName", u.display_name.as_deref().unwrap_or(&u.alias))
-        .opt("EmailAddress", u.email.as_deref())
-        .text("ListInDirectory", true)
-        .text("IsVmEnrolled", true)
-        .opt("DtmfAccessId", u.extension.as_deref())
-        .text("VoiceNameRequired", false)
-        .text("Inactive", false);
-    if full {
-        o = o.text("SmtpAddress", format!("{}@{domain}", u.alias));
-    }
-    o
-}
-
 fn require_admin(call: &Call) -> Result<(), Response> {
     match call.identity {
         Identity::Admin => Ok(()),
@@ -1118,7 +1102,7 @@ async fn list_users(State(st): State<Arc<CucState>>, call: Call) -> Response {
     };
     let mut list = Obj::new("Users").attr("total", page.total);
     for u in &page.users {
-        list.push(user_obj(u, false, &st.config.smtp_domain));
+        list.push(users::user_obj(u, st.mask, false, &st.config.smtp_domain));
     }
     call.ok(&list)
 }
@@ -1128,7 +1112,7 @@ async fn get_user(State(st): State<Arc<CucState>>, Path(id): Path<String>, call:
         return r;
     }
     match st.user_by_object_id(&id) {
-        Some(u) => call.ok(&user_obj(&u, true, &st.config.smtp_domain)),
+        Some(u) => call.ok(&users::user_obj(&u, st.mask, true, &st.config.smtp_domain)),
         // As CUPI answers a missing object (fixture `cupi-error-details-404.xml`).
         None => call.error(
             StatusCode::NOT_FOUND,

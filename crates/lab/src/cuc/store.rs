@@ -136,7 +136,7 @@ pub struct NewVoicemail {
     /// Caller number shown as CallerId and in the subject.
     pub caller_number: String,
     pub caller_name: String,
-    /// Defaults to Cisco's form "Message from <name> (<number>)" (fixture
+    /// Defaults to Cisco's form `"Message from <name> (<number>)"` (fixture
     /// `cumi-inbox-messages.xml`).
     pub subject: Option<String>,
     pub duration_ms: u64,

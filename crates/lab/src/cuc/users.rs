@@ -8,6 +8,7 @@
 
 use rusqlite::{params_from_iter, Connection};
 
+use super::render::Obj;
 use super::store::{stable_hash, Owner};
 
 /// A user row in CUPI terms.
@@ -56,6 +57,13 @@ impl IdMask {
         IdMask(mask)
     }
 
+    /// The ObjectId of a system-wide object every lab user points at (its class of service,
+    /// location, phone system, partition): one per seed, like one default of each on a
+    /// fresh CUC.
+    pub(crate) fn system_id(&self, kind: &str) -> String {
+        derived_id(&format!("cuc-{kind}-{:?}", self.0))
+    }
+
     pub(crate) fn apply(&self, id: &str) -> Option<String> {
         let parsed = uuid::Uuid::parse_str(id.trim()).ok()?;
         let mut bytes = *parsed.as_bytes();
@@ -64,6 +72,121 @@ impl IdMask {
         }
         Some(uuid::Uuid::from_bytes(bytes).to_string())
     }
+}
+
+/// A v4-shaped UUID derived from `key`, the same on every run.
+fn derived_id(key: &str) -> String {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&stable_hash(key).to_le_bytes());
+    bytes[8..].copy_from_slice(&stable_hash(&format!("{key}/2")).to_le_bytes());
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
+}
+
+/// `CreationTime` of a user: a fixed second in 2020-2022 derived from its ObjectId, in
+/// CUPI's `2015-06-01T05:03:15Z` form (fixture `cupi-users-list.xml`).
+fn creation_time(object_id: &str) -> String {
+    const JAN_2020: i64 = 1_577_836_800;
+    let offset = i64::try_from(stable_hash(object_id) % (3 * 365 * 86_400)).unwrap_or(0);
+    chrono::DateTime::from_timestamp(JAN_2020 + offset, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
+}
+
+/// A CUPI user record: every element of the ordinary user in `cupi-users-list.xml` plus
+/// `PhoneNumber` of `cupi-users-query-single.json`, in the XML sample's order; `full`
+/// (GET of one user) adds `SmtpAddress` (notes §2). `TenantObjectId` is left out: it is
+/// set only on tenant-partitioned systems (notes §1.3), which the lab does not emulate.
+/// The URI links are rendered as CUC spells them; the lab serves none of their targets.
+pub(crate) fn user_obj(u: &CuUser, mask: IdMask, full: bool, domain: &str) -> Obj {
+    let id = &u.object_id;
+    let me = format!("/vmrest/users/{id}");
+    let (cos, location) = (mask.system_id("cos"), mask.system_id("location"));
+    let (switch, partition) = (mask.system_id("phonesystem"), mask.system_id("partition"));
+    // Each user has its own call handler (the greeting/transfer rules behind the mailbox).
+    let handler = derived_id(&format!("cuc-callhandler-{id}"));
+    let o = Obj::new("User")
+        .text("URI", &me)
+        .text("ObjectId", id)
+        .opt("FirstName", u.first_name.as_deref())
+        .opt("LastName", u.last_name.as_deref())
+        .text("Alias", &u.alias)
+        .text("City", "")
+        .text("Department", u.department.as_deref().unwrap_or_default())
+        .text("EmployeeId", "")
+        .text("DisplayName", u.display_name.as_deref().unwrap_or(&u.alias))
+        .opt("EmailAddress", u.email.as_deref())
+        // CUC's time zone codes are not documented; 0 as on Cisco's system-user sample.
+        .text("TimeZone", 0)
+        .text("CreationTime", creation_time(id))
+        .text("CosObjectId", &cos)
+        .text("CosURI", format!("/vmrest/coses/{cos}"))
+        // A Windows LCID: 1033 = en-US, as in both Cisco samples.
+        .text("Language", 1033)
+        .text("LocationObjectId", &location)
+        .text(
+            "LocationURI",
+            format!("/vmrest/locations/connectionlocations/{location}"),
+        )
+        .text("ListInDirectory", true)
+        .text("IsVmEnrolled", true)
+        .text("MediaSwitchObjectId", &switch)
+        .text("PhoneSystemURI", format!("/vmrest/phonesystems/{switch}"))
+        .text("CallHandlerObjectId", &handler)
+        // Sic: lower-case "h" in Cisco's samples.
+        .text(
+            "CallhandlerURI",
+            format!("/vmrest/handlers/callhandlers/{handler}"),
+        )
+        .opt("DtmfAccessId", u.extension.as_deref())
+        .text("VoiceNameRequired", false)
+        .text("PartitionObjectId", &partition)
+        .text("PartitionURI", format!("/vmrest/partitions/{partition}"))
+        .text("Inactive", false)
+        .text("PhoneNumber", "");
+    let o = user_links(o, &me).text("MailboxStoreName", "Unity Messaging Database -1");
+    let o = o
+        .text("UserVoicePinURI", format!("{me}/credential/pin"))
+        .text("UserRoleURI", format!("{me}/userroles"))
+        .text(
+            "SmtpProxyAddressesURI",
+            format!("/vmrest/smtpproxyaddresses?query=(ObjectGlobalUserObjectId%20is%20{id})"),
+        )
+        .text(
+            "AlternateNamesURI",
+            format!("/vmrest/alternatenames?query=(GlobalUserObjectId%20is%20{id})"),
+        );
+    if full {
+        o.text("SmtpAddress", format!("{}@{domain}", u.alias))
+    } else {
+        o
+    }
+}
+
+/// The per-user sub-resource links between `Inactive` and `MailboxStoreName`.
+fn user_links(o: Obj, me: &str) -> Obj {
+    o.text("MwisURI", format!("{me}/mwis"))
+        .text(
+            "NotificationDevicesURI",
+            format!("{me}/notificationdevices"),
+        )
+        .text("MessageHandlersURI", format!("{me}/messagehandlers"))
+        .text(
+            "ExternalServiceAccountsURI",
+            format!("{me}/externalserviceaccounts"),
+        )
+        .text(
+            "AlternateExtensionsURI",
+            format!("{me}/alternateextensions"),
+        )
+        .text("PrivateListsURI", format!("{me}/privatelists"))
+        .text(
+            "VideoServiceAccountsURI",
+            format!("{me}/videoserviceaccounts"),
+        )
+        .text("UserWebPasswordURI", format!("{me}/credential/password"))
+        .text("UserMailboxURI", format!("{me}/mailboxattributes"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
