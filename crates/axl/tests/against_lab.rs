@@ -576,3 +576,53 @@ async fn list_change_pages_through_the_queue_and_names_a_lost_queue() {
     assert!(err.to_string().contains("full sync is needed"), "{err}");
     lab.shutdown().await;
 }
+
+/// Issue 11 item 5: CUCM's "Maximum AXL Memory Allocation Consumed" (axlcode -1) when
+/// concurrent responses exceed the memory budget is retried until the calls complete.
+/// The lab holds its answers (as a CUCM busy sending large responses would) until the
+/// throttles have happened, so the test does not depend on timing.
+#[tokio::test]
+async fn memory_throttle_faults_are_retried_until_concurrent_listings_complete() {
+    let lab = lab(LabConfig {
+        users: 3000,
+        // Each page below is larger than this, so one held answer fills the budget.
+        max_concurrent_response_bytes: 64 * 1024,
+        ..LabConfig::default()
+    })
+    .await;
+    let client = client_for(&lab).await;
+    lab.faults().hold_responses(true);
+    let calls: Vec<_> = (0..3)
+        .map(|i| {
+            let c = client.clone();
+            tokio::spawn(async move {
+                c.list_users_page(
+                    &UserSearch::all(),
+                    &[UserTag::Userid, UserTag::Mailid],
+                    i * 1000,
+                    1000,
+                )
+                .await
+            })
+        })
+        .collect();
+    for _ in 0..500 {
+        if lab.stats().memory_throttled >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    lab.faults().hold_responses(false);
+    let mut seen = HashSet::new();
+    for call in calls {
+        let page = call.await.unwrap().expect("every listing completes");
+        assert_eq!(page.len(), 1000);
+        seen.extend(page.into_iter().filter_map(|u| u.userid));
+    }
+    assert_eq!(seen.len(), 3000, "three distinct pages");
+    assert!(lab.stats().memory_throttled >= 2, "{:?}", lab.stats());
+    let stats = client.stats();
+    assert!(stats.throttled >= 2, "{stats:?}");
+    assert!(stats.retries >= stats.throttled, "{stats:?}");
+    lab.shutdown().await;
+}

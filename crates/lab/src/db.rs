@@ -37,6 +37,14 @@ CREATE TABLE callingsearchspace (pkid TEXT PRIMARY KEY, name TEXT NOT NULL UNIQU
 CREATE TABLE routepartition (pkid TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE commonphoneconfig (pkid TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE location (pkid TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+-- Other configuration objects that AXL requests name by XFkType (phone templates,
+-- presence groups, …), by the request element that names them (lab table, not CUCM's).
+CREATE TABLE namedobject (
+    pkid TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    UNIQUE (kind, name)
+);
 
 CREATE TABLE enduser (
     pkid TEXT PRIMARY KEY,
@@ -146,15 +154,42 @@ pub(crate) const CREDENTIAL_PIN: i64 = 4;
 // Enum numbers below are from memory of the CUCM data dictionary and NOT verified against
 // it (the names are the XSD's XModel/XProduct/XClass/XDeviceProtocol/XPatternUsage values).
 // typeproduct reuses the typemodel numbers: a lab simplification.
-const MODELS: &[(i64, &str)] = &[
+//
+// The product catalogue (issue 11 item 6): current phone models, Jabber's device types
+// (CSF = "Cisco Unified Client Services Framework", BOT = "Cisco Dual Mode for Android",
+// TCT = "Cisco Dual Mode for iPhone", TAB = "Cisco Jabber for Tablet"), Webex desk
+// devices and third-party SIP, named as in the XSD's XProduct/XModel enumerations. Which
+// of them a release supports is not decided here: the request's XProduct enumeration
+// (`facets`) refuses a product its schema does not list, e.g. "Cisco 8875" (15.0 only)
+// on CUCM 14. The 9800 series ("Cisco 9861", "Cisco 9871") is in no fixture schema (it
+// comes with device packs newer than the fixtures), so every emulated release refuses it,
+// as a CUCM without that device pack does. Numbers marked "lab" are not CUCM's.
+pub(crate) const MODELS: &[(i64, &str)] = &[
     (7, "Cisco 7960"),
     (8, "Cisco 7940"),
+    (336, "Third-party SIP Device (Basic)"),
     (374, "Third-party SIP Device (Advanced)"),
     (503, "Cisco Unified Client Services Framework"),
+    (562, "Cisco Dual Mode for iPhone"),
+    (575, "Cisco Dual Mode for Android"),
+    (621, "Cisco 7821"),
     (622, "Cisco 7841"),
+    (623, "Cisco 7861"),
+    (652, "Cisco Jabber for Tablet"),
+    (683, "Cisco 8841"),
+    (684, "Cisco 8851"),
+    (685, "Cisco 8861"),
     (36213, "Cisco 8811"),
     (36670, "Cisco 8845"),
     (36677, "Cisco 8865"),
+    // lab numbers from here on
+    (90_001, "Cisco Webex Desk"),
+    (90_002, "Cisco Webex Desk Pro"),
+    (90_003, "Cisco Webex Desk LE"),
+    (90_004, "Cisco Webex Desk Mini"),
+    (90_005, "Cisco 8875"),
+    (90_006, "Cisco 9861"),
+    (90_007, "Cisco 9871"),
 ];
 const CLASSES: &[(i64, &str)] = &[(1, "Phone"), (2, "Gateway")];
 const PROTOCOLS: &[(i64, &str)] = &[(0, "SCCP"), (11, "SIP")];
@@ -186,6 +221,33 @@ const PARTITIONS: &[&str] = &["Internal_PT"];
 const CSSES: &[&str] = &["Internal_CSS"];
 const COMMON_PHONE_CONFIGS: &[&str] = &["Standard Common Phone Profile"];
 const LOCATIONS: &[&str] = &["Hub_None"];
+/// Objects of [`namedobject`] by the element that names them: CUCM's default-install names
+/// (the "Standard …" templates and groups), so requests written for a fresh CUCM resolve.
+const NAMED_OBJECTS: &[(&str, &[&str])] = &[
+    ("presenceGroup", &["Standard Presence group"]),
+    (
+        "phoneTemplate",
+        &[
+            "Standard 7821 SIP",
+            "Standard 7841 SIP",
+            "Standard 7861 SIP",
+            "Standard 8811 SIP",
+            "Standard 8841 SIP",
+            "Standard 8845 SIP",
+            "Standard 8851 SIP",
+            "Standard 8861 SIP",
+            "Standard 8865 SIP",
+            "Third-party SIP Device (Advanced)",
+        ],
+    ),
+    ("softkeyTemplate", &["Standard User", "Standard Feature"]),
+    ("commonDeviceConfig", &["Default"]),
+    ("mediaResourceList", &["Default_MRL"]),
+    ("userProfile", &["Standard (Factory Default) User Profile"]),
+    ("serviceProfile", &["Default"]),
+    ("pwdCredPolicy", &["Default Credential Policy"]),
+    ("pinCredPolicy", &["Default Credential Policy"]),
+];
 
 /// Create the schema, the configuration objects and `users` generated end users.
 pub(crate) fn open(users: usize, seed: u64) -> rusqlite::Result<Connection> {
@@ -220,6 +282,17 @@ pub(crate) fn open(users: usize, seed: u64) -> rusqlite::Result<Connection> {
         let mut stmt = tx.prepare(&format!("INSERT INTO {table} (pkid, name) VALUES (?1, ?2)"))?;
         for name in names {
             stmt.execute(params![random_pkid(&mut rng), name])?;
+        }
+    }
+    {
+        // Own generator: the pkids seeded before this table existed stay as they were.
+        let mut named_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0b1e_c700_0000);
+        let mut stmt =
+            tx.prepare("INSERT INTO namedobject (pkid, kind, name) VALUES (?1, ?2, ?3)")?;
+        for (kind, names) in NAMED_OBJECTS {
+            for name in *names {
+                stmt.execute(params![random_pkid(&mut named_rng), kind, name])?;
+            }
         }
     }
     {
@@ -263,6 +336,15 @@ CREATE TABLE changequeue (
     pkid TEXT NOT NULL,
     action TEXT NOT NULL CHECK (action IN ('a', 'u', 'r'))
 );
+-- What an update changed, for listChange's changedTags (notes §6): the AXL tag and its new
+-- value; a NULL name marks a change the lab cannot name as a tag (a reference, an
+-- association), for which the client must get the object (doGet).
+CREATE TABLE changedtag (
+    changeid INTEGER NOT NULL REFERENCES changequeue(id) ON DELETE CASCADE,
+    name TEXT,
+    value TEXT
+);
+CREATE INDEX changedtag_changeid ON changedtag(changeid);
 CREATE TRIGGER changequeue_cap AFTER INSERT ON changequeue BEGIN
     DELETE FROM changequeue WHERE id <= NEW.id - 100000;
 END;
@@ -271,6 +353,26 @@ CREATE TRIGGER enduser_a AFTER INSERT ON enduser BEGIN
 END;
 CREATE TRIGGER enduser_u AFTER UPDATE ON enduser BEGIN
     INSERT INTO changequeue (type, pkid, action) VALUES ('User', NEW.pkid, 'u');
+    INSERT INTO changedtag (changeid, name, value)
+    SELECT (SELECT max(id) FROM changequeue), t.name, t.value FROM (
+        SELECT 'firstName' AS name, NEW.firstname AS value WHERE NEW.firstname IS NOT OLD.firstname
+        UNION ALL SELECT 'displayName' AS name, NEW.displayname AS value WHERE NEW.displayname IS NOT OLD.displayname
+        UNION ALL SELECT 'middleName' AS name, NEW.middlename AS value WHERE NEW.middlename IS NOT OLD.middlename
+        UNION ALL SELECT 'lastName' AS name, NEW.lastname AS value WHERE NEW.lastname IS NOT OLD.lastname
+        UNION ALL SELECT 'userid' AS name, NEW.userid AS value WHERE NEW.userid IS NOT OLD.userid
+        UNION ALL SELECT 'mailid' AS name, NEW.mailid AS value WHERE NEW.mailid IS NOT OLD.mailid
+        UNION ALL SELECT 'department' AS name, NEW.department AS value WHERE NEW.department IS NOT OLD.department
+        UNION ALL SELECT 'manager' AS name, NEW.manager AS value WHERE NEW.manager IS NOT OLD.manager
+        UNION ALL SELECT 'enableCti' AS name, NEW.enablecti AS value WHERE NEW.enablecti IS NOT OLD.enablecti
+        UNION ALL SELECT 'status' AS name, NEW.status AS value WHERE NEW.status IS NOT OLD.status
+        UNION ALL SELECT 'directoryUri' AS name, NEW.directoryuri AS value WHERE NEW.directoryuri IS NOT OLD.directoryuri
+        UNION ALL SELECT 'telephoneNumber' AS name, NEW.telephonenumber AS value WHERE NEW.telephonenumber IS NOT OLD.telephonenumber
+        UNION ALL SELECT 'title' AS name, NEW.title AS value WHERE NEW.title IS NOT OLD.title
+        UNION ALL SELECT 'mobileNumber' AS name, NEW.mobile AS value WHERE NEW.mobile IS NOT OLD.mobile
+        UNION ALL SELECT 'homeNumber' AS name, NEW.homephone AS value WHERE NEW.homephone IS NOT OLD.homephone
+        UNION ALL SELECT 'pagerNumber' AS name, NEW.pager AS value WHERE NEW.pager IS NOT OLD.pager
+        UNION ALL SELECT NULL, NULL WHERE NEW.digestcredentials IS NOT OLD.digestcredentials
+    ) t;
 END;
 CREATE TRIGGER enduser_r AFTER DELETE ON enduser BEGIN
     INSERT INTO changequeue (type, pkid, action) VALUES ('User', OLD.pkid, 'r');
@@ -278,23 +380,40 @@ END;
 CREATE TRIGGER enduserdevicemap_a AFTER INSERT ON enduserdevicemap BEGIN
     INSERT INTO changequeue (type, pkid, action)
     SELECT 'User', NEW.fkenduser, 'u' WHERE EXISTS (SELECT 1 FROM enduser WHERE pkid = NEW.fkenduser);
+    INSERT INTO changedtag (changeid, name, value)
+    SELECT max(id), NULL, NULL FROM changequeue
+    WHERE EXISTS (SELECT 1 FROM enduser WHERE pkid = NEW.fkenduser) HAVING max(id) IS NOT NULL;
 END;
 CREATE TRIGGER enduserdevicemap_r AFTER DELETE ON enduserdevicemap BEGIN
     INSERT INTO changequeue (type, pkid, action)
     SELECT 'User', OLD.fkenduser, 'u' WHERE EXISTS (SELECT 1 FROM enduser WHERE pkid = OLD.fkenduser);
+    INSERT INTO changedtag (changeid, name, value)
+    SELECT max(id), NULL, NULL FROM changequeue
+    WHERE EXISTS (SELECT 1 FROM enduser WHERE pkid = OLD.fkenduser) HAVING max(id) IS NOT NULL;
 END;
 CREATE TRIGGER endusernumplanmap_a AFTER INSERT ON endusernumplanmap BEGIN
     INSERT INTO changequeue (type, pkid, action) VALUES ('User', NEW.fkenduser, 'u');
+    INSERT INTO changedtag (changeid, name, value)
+    SELECT max(id), NULL, NULL FROM changequeue HAVING max(id) IS NOT NULL;
 END;
 CREATE TRIGGER endusernumplanmap_r AFTER DELETE ON endusernumplanmap BEGIN
     INSERT INTO changequeue (type, pkid, action)
     SELECT 'User', OLD.fkenduser, 'u' WHERE EXISTS (SELECT 1 FROM enduser WHERE pkid = OLD.fkenduser);
+    INSERT INTO changedtag (changeid, name, value)
+    SELECT max(id), NULL, NULL FROM changequeue
+    WHERE EXISTS (SELECT 1 FROM enduser WHERE pkid = OLD.fkenduser) HAVING max(id) IS NOT NULL;
 END;
 CREATE TRIGGER device_a AFTER INSERT ON device BEGIN
     INSERT INTO changequeue (type, pkid, action) VALUES ('Phone', NEW.pkid, 'a');
 END;
 CREATE TRIGGER device_u AFTER UPDATE ON device BEGIN
     INSERT INTO changequeue (type, pkid, action) VALUES ('Phone', NEW.pkid, 'u');
+    INSERT INTO changedtag (changeid, name, value)
+    SELECT (SELECT max(id) FROM changequeue), t.name, t.value FROM (
+        SELECT 'name' AS name, NEW.name AS value WHERE NEW.name IS NOT OLD.name
+        UNION ALL SELECT 'description' AS name, NEW.description AS value WHERE NEW.description IS NOT OLD.description
+        UNION ALL SELECT NULL, NULL WHERE NEW.tkmodel IS NOT OLD.tkmodel OR NEW.tkproduct IS NOT OLD.tkproduct OR NEW.tkclass IS NOT OLD.tkclass OR NEW.tkdeviceprotocol IS NOT OLD.tkdeviceprotocol OR NEW.fkdevicepool IS NOT OLD.fkdevicepool OR NEW.fkcommonphoneconfig IS NOT OLD.fkcommonphoneconfig OR NEW.fklocation IS NOT OLD.fklocation OR NEW.fksipprofile IS NOT OLD.fksipprofile OR NEW.fksecurityprofile IS NOT OLD.fksecurityprofile OR NEW.fkcallingsearchspace IS NOT OLD.fkcallingsearchspace OR NEW.fkenduser IS NOT OLD.fkenduser
+    ) t;
 END;
 CREATE TRIGGER device_r AFTER DELETE ON device BEGIN
     INSERT INTO changequeue (type, pkid, action) VALUES ('Phone', OLD.pkid, 'r');
@@ -304,6 +423,13 @@ CREATE TRIGGER numplan_a AFTER INSERT ON numplan BEGIN
 END;
 CREATE TRIGGER numplan_u AFTER UPDATE ON numplan BEGIN
     INSERT INTO changequeue (type, pkid, action) VALUES ('Line', NEW.pkid, 'u');
+    INSERT INTO changedtag (changeid, name, value)
+    SELECT (SELECT max(id) FROM changequeue), t.name, t.value FROM (
+        SELECT 'pattern' AS name, NEW.dnorpattern AS value WHERE NEW.dnorpattern IS NOT OLD.dnorpattern
+        UNION ALL SELECT 'description' AS name, NEW.description AS value WHERE NEW.description IS NOT OLD.description
+        UNION ALL SELECT 'alertingName' AS name, NEW.alertingname AS value WHERE NEW.alertingname IS NOT OLD.alertingname
+        UNION ALL SELECT NULL, NULL WHERE NEW.fkroutepartition IS NOT OLD.fkroutepartition OR NEW.tkpatternusage IS NOT OLD.tkpatternusage OR NEW.fkcallingsearchspace_sharedlineappearance IS NOT OLD.fkcallingsearchspace_sharedlineappearance
+    ) t;
 END;
 CREATE TRIGGER numplan_r AFTER DELETE ON numplan BEGIN
     INSERT INTO changequeue (type, pkid, action) VALUES ('Line', OLD.pkid, 'r');

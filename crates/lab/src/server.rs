@@ -10,7 +10,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::Router;
 use base64::Engine;
 use rand::Rng;
@@ -35,11 +35,14 @@ pub(crate) struct Shared {
     db: Mutex<Connection>,
     /// The lab IdS, whose Bearer tokens AXL accepts when `axl_accepts_bearer` is set.
     ids: Arc<crate::ids::IdsState>,
-    host: String,
+    /// `scheme://ip:port` of the lab, for fault texts that name the server (notes §1).
+    origin: String,
     pub(crate) stats: StatCounters,
     pub(crate) faults: FaultSwitches,
     sessions: Mutex<HashMap<String, Instant>>,
     in_flight: AtomicUsize,
+    /// Bytes of the responses being sent (CUCM's 16 MB concurrent budget, notes §4).
+    response_bytes: AtomicUsize,
     write_bucket: Mutex<TokenBucket>,
 }
 
@@ -52,16 +55,18 @@ impl Shared {
         ids: Arc<crate::ids::IdsState>,
     ) -> Shared {
         let capacity = f64::from(config.writes_per_minute.unwrap_or(0));
+        let origin = crate::base_url(config.tls, addr);
         Shared {
             config,
             release,
             db: Mutex::new(db),
             ids,
-            host: addr.ip().to_string(),
+            origin,
             stats: StatCounters::default(),
             faults: FaultSwitches::default(),
             sessions: Mutex::new(HashMap::new()),
             in_flight: AtomicUsize::new(0),
+            response_bytes: AtomicUsize::new(0),
             write_bucket: Mutex::new(TokenBucket {
                 tokens: capacity,
                 last: Instant::now(),
@@ -107,7 +112,7 @@ impl TokenBucket {
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/axl/", get(get_axl).post(post_axl))
-        .route("/axl", get(get_axl).post(post_axl))
+        .route("/axl", any(axl_without_slash))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(shared)
 }
@@ -118,6 +123,45 @@ struct Reply {
     content_type: &'static str,
     headers: Vec<(header::HeaderName, HeaderValue)>,
     body: Vec<u8>,
+    /// The response's share of the concurrent-response budget, released once sent.
+    reservation: Option<Reservation>,
+}
+
+/// Bytes of one response counted in `Shared::response_bytes` until dropped.
+struct Reservation {
+    shared: Arc<Shared>,
+    bytes: usize,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.shared
+            .response_bytes
+            .fetch_sub(self.bytes, Ordering::SeqCst);
+    }
+}
+
+/// A successful AXL answer within the concurrent-response budget, or CUCM's memory
+/// throttle (notes §4: 16 MB for all concurrent responses; a lone response always fits,
+/// so a budget smaller than one answer cannot stall every client).
+fn reserved_reply(st: &Arc<Shared>, body: Vec<u8>, op: Op) -> Reply {
+    let bytes = body.len();
+    let cap = st.config.max_concurrent_response_bytes;
+    let taken = st
+        .response_bytes
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
+            used.checked_add(bytes).filter(|t| *t <= cap || used == 0)
+        });
+    if taken.is_err() {
+        st.stats.memory_throttled.fetch_add(1, Ordering::Relaxed);
+        return axl_fault(&AxlFault::memory_throttle(), op);
+    }
+    let mut reply = Reply::xml(StatusCode::OK, body);
+    reply.reservation = Some(Reservation {
+        shared: Arc::clone(st),
+        bytes,
+    });
+    reply
 }
 
 impl Reply {
@@ -132,6 +176,7 @@ impl Reply {
             content_type: XML_CONTENT_TYPE,
             headers,
             body,
+            reservation: None,
         }
     }
 
@@ -141,6 +186,7 @@ impl Reply {
             content_type: HTML_CONTENT_TYPE,
             headers: Vec::new(),
             body: page.into_bytes(),
+            reservation: None,
         }
     }
 
@@ -162,6 +208,17 @@ impl Reply {
                 )),
             ];
             Body::from_stream(futures::stream::iter(chunks))
+        } else if let Some(reservation) = self.reservation {
+            // The reservation lives as long as the body stream, which the server drops once
+            // the body is sent (or the connection is gone). Chunked, as CUCM's GAXL lists are.
+            let chunks = vec![Ok::<_, std::io::Error>(Bytes::from(self.body))];
+            Body::from_stream(futures::StreamExt::map(
+                futures::stream::iter(chunks),
+                move |chunk| {
+                    let _sending = &reservation;
+                    chunk
+                },
+            ))
         } else {
             Body::from(self.body)
         };
@@ -198,8 +255,8 @@ fn authenticate(st: &Shared, headers: &HeaderMap) -> Auth {
             if let Err(reply) = check_bearer(st, token) {
                 return Auth::Reject(reply);
             }
-        } else if !basic_matches(auth, &st.config.username, &st.config.password) {
-            return Auth::Reject(unauthorized());
+        } else if let Err(reply) = check_basic(st, auth) {
+            return Auth::Reject(reply);
         }
         if session_valid {
             return Auth::Ok { new_session: None };
@@ -256,25 +313,42 @@ fn check_bearer(st: &Shared, token: &str) -> Result<(), Reply> {
     }
 }
 
-fn basic_matches(value: &HeaderValue, user: &str, password: &str) -> bool {
-    let Ok(text) = value.to_str() else {
-        return false;
+/// The AXL administrator passes; an end user whose credentials are right but who lacks
+/// the "Standard AXL API Access" role gets 403 (notes §2: sy9/go-axl README, python
+/// ciscoaxl maps 403 to "user has no AXL access"; uncertain item 10: not in Cisco's
+/// docs). Lab end users never have the role; anyone else gets CUCM's 401.
+fn check_basic(st: &Shared, value: &HeaderValue) -> Result<(), Reply> {
+    let Some((user, password)) = basic_credentials(value) else {
+        return Err(unauthorized());
     };
-    let Some((scheme, encoded)) = text.trim().split_once(' ') else {
-        return false;
-    };
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return false;
+    if user == st.config.username && password == st.config.password {
+        return Ok(());
     }
-    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
-        return false;
-    };
-    let Ok(decoded) = String::from_utf8(decoded) else {
-        return false;
-    };
-    decoded
-        .split_once(':')
-        .is_some_and(|(u, p)| u == user && p == password)
+    if password == st.config.user_password && is_end_user(st, &user) {
+        return Err(Reply::status_page(403, "Forbidden"));
+    }
+    Err(unauthorized())
+}
+
+fn is_end_user(st: &Shared, userid: &str) -> bool {
+    let conn = st.lock_db();
+    conn.query_row("SELECT 1 FROM enduser WHERE userid = ?1", [userid], |_| {
+        Ok(())
+    })
+    .is_ok()
+}
+
+fn basic_credentials(value: &HeaderValue) -> Option<(String, String)> {
+    let (scheme, encoded) = value.to_str().ok()?.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
 }
 
 fn session_cookie(headers: &HeaderMap) -> Option<String> {
@@ -329,6 +403,21 @@ fn with_session_cookie(reply: &mut Reply, session: Option<String>) {
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         reply.headers.push((header::SET_COOKIE, value));
     }
+}
+
+/// `/axl` without the trailing slash "is required" (notes §1): CUCM's Tomcat redirects a
+/// context root without its slash (`mapperContextRootRedirectEnabled`, Tomcat's default),
+/// so the request is not served there. What CUCM answers exactly is not public; the lab
+/// answers every method with Tomcat's 302 to `/axl/` (stricter than serving it), which a
+/// client that follows it turns from POST into GET and so gets the status page, not a
+/// SOAP answer.
+async fn axl_without_slash(State(st): State<Arc<Shared>>) -> Response {
+    st.stats.requests_total.fetch_add(1, Ordering::Relaxed);
+    let mut reply = Reply::status_page(302, "Found");
+    if let Ok(location) = HeaderValue::from_str(&format!("{}/axl/", st.origin)) {
+        reply.headers.push((header::LOCATION, location));
+    }
+    reply.into_response(false)
 }
 
 async fn get_axl(State(st): State<Arc<Shared>>, headers: HeaderMap) -> Response {
@@ -513,12 +602,21 @@ async fn handle_soap(st: &Arc<Shared>, headers: &HeaderMap, body: Bytes) -> Repl
             change_page: shared.config.list_change_page_size.max(1),
             cucm_version: &shared.release.full,
         };
+        // The schema's facets first, then every reference the request names (issue 11).
+        let references = crate::facets::check(schema, &request)?;
         let mut conn = lock(&shared.db);
+        ops::references::check(&conn, &request.name, &references)?;
         ops::execute(&mut conn, &request, &ctx)
     })
     .await;
     match result {
-        Ok(Ok(body)) => Reply::xml(StatusCode::OK, body),
+        Ok(Ok(body)) => {
+            let reply = reserved_reply(st, body, op);
+            if reply.reservation.is_some() {
+                st.faults.wait_unheld().await;
+            }
+            reply
+        }
         Ok(Err(fault)) => axl_fault(&fault, op),
         Err(join) => axl_fault(
             &AxlFault {
@@ -539,7 +637,7 @@ fn axl_fault(fault: &AxlFault, op: Op) -> Reply {
 }
 
 fn axis2(st: &Shared, action: &str) -> Reply {
-    match xmlout::axis2_fault(&st.host, action) {
+    match xmlout::axis2_fault(&st.origin, action) {
         Ok(body) => Reply::xml(StatusCode::INTERNAL_SERVER_ERROR, body),
         Err(_) => Reply::status_page(500, "Internal Server Error"),
     }

@@ -13,6 +13,12 @@ pub struct CucmRelease {
 }
 
 // notes §1, table "Schema Version Requested vs. Version Applied" (Cisco AXL Developer Guide).
+// Checked against the guide's policy by `tests::schema_table_follows_the_versioning_policy`:
+// a schema per major/minor release, none for maintenance releases, older schemas kept for
+// N-2 majors (13 skipped). The table lists no 10.5 (nor 8.5/9.5…) although 10.5 was a
+// minor release with its own schema that N-2 would keep on 11.5 and 12.5: the guide's
+// explicit per-release rows win over the general rule, and refusing (599) is the stricter
+// option, so 10.5 is not served by any emulated release.
 const CUCM_15: &[&str] = &["15.0", "14.0", "12.5", "12.0"];
 const CUCM_14: &[&str] = &["14.0", "12.5", "12.0", "11.5", "11.0"];
 const CUCM_12_5: &[&str] = &["12.5", "12.0", "11.5", "11.0", "10.0"];
@@ -178,6 +184,34 @@ mod tests {
         );
         assert!(CucmRelease::parse("10.5.2").is_none());
         assert!(CucmRelease::parse("garbage").is_none());
+    }
+
+    #[test]
+    fn schema_table_follows_the_versioning_policy() {
+        let releases = [
+            ("15.0.1", "15.0"),
+            ("14.0.1", "14.0"),
+            ("12.5.1", "12.5"),
+            ("12.0.1", "12.0"),
+            ("11.5.1", "11.5"),
+        ];
+        for (full, own) in releases {
+            let r = CucmRelease::parse(full).expect("release in the table");
+            let major = schema_major(own);
+            // Its own schema first; older majors only down to N-2, 13 not counted.
+            assert_eq!(r.schemas.first(), Some(&own), "{full}");
+            let oldest_major = if major >= 14 { major - 3 } else { major - 2 };
+            for s in r.schemas {
+                assert!(schema_major(s) >= oldest_major, "{full} serves {s}");
+                assert!(schema_major(s) != 13, "13.x was skipped");
+                // Maintenance releases get no schema: every entry is major.minor.
+                assert_eq!(s.split('.').count(), 2, "{s}");
+            }
+            assert!(
+                r.accepts("10.5").is_none(),
+                "{full}: no 10.5 in the guide's table"
+            );
+        }
     }
 
     #[test]

@@ -99,7 +99,7 @@ pub(crate) fn parse_operation(body: &[u8]) -> Result<Elem, ParseError> {
         .ok_or(ParseError::NotSoap("empty Body"))
 }
 
-fn parse_document(bytes: &[u8]) -> Result<Elem, ParseError> {
+pub(crate) fn parse_document(bytes: &[u8]) -> Result<Elem, ParseError> {
     let mut reader = NsReader::from_reader(bytes);
     reader.config_mut().check_end_names = true;
     let mut stack: Vec<Elem> = Vec::new();

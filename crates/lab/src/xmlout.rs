@@ -138,10 +138,12 @@ pub(crate) fn axl_fault(
 
 /// The fault Axis2 gives when no operation matches the action (notes §1, real 12.5
 /// recording): `axis2ns2:Client` with its prefix declared, empty `detail`, no axlError.
-pub(crate) fn axis2_fault(host: &str, action: &str) -> io::Result<Vec<u8>> {
+/// `origin` is the lab's own `scheme://host:port`, where CUCM names its own
+/// `https://host:8443`.
+pub(crate) fn axis2_fault(origin: &str, action: &str) -> io::Result<Vec<u8>> {
     let message = format!(
         "The endpoint reference (EPR) for the Operation not found is \
-         https://{host}:8443/axl/services/AXLAPIService and the WSA Action = {action}"
+         {origin}/axl/services/AXLAPIService and the WSA Action = {action}"
     );
     let mut x = Xml::new();
     x.open("soapenv:Envelope", &[("xmlns:soapenv", SOAP_ENV_NS)])?;
@@ -193,7 +195,8 @@ mod tests {
 
     #[test]
     fn axis2_fault_declares_prefix() -> io::Result<()> {
-        let s = String::from_utf8_lossy(&axis2_fault("127.0.0.1", "x#y")?).into_owned();
+        let s =
+            String::from_utf8_lossy(&axis2_fault("https://127.0.0.1:8443", "x#y")?).into_owned();
         assert!(s.contains(r#"<faultcode xmlns:axis2ns2="http://schemas.xmlsoap.org/soap/envelope/">axis2ns2:Client</faultcode>"#), "{s}");
         assert!(s.contains("<detail/>"));
         Ok(())

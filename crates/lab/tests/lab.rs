@@ -331,7 +331,14 @@ async fn versioning_and_axis2_faults() {
         "{}",
         a.body
     );
-    assert!(a.body.contains(":8443/axl/services/AXLAPIService"));
+    // The lab's real origin where CUCM names its own host and port (issue 11 item 7).
+    let origin = lab.axl_url().trim_end_matches("/axl/").to_owned();
+    assert!(
+        a.body
+            .contains(&format!("{origin}/axl/services/AXLAPIService")),
+        "{}",
+        a.body
+    );
     assert!(a.text("axlcode").is_none());
     assert_eq!(
         a.headers.get("connection").and_then(|v| v.to_str().ok()),
@@ -1184,4 +1191,421 @@ async fn wsdl_operations_not_emulated_are_told_apart_from_misspellings() {
     let a = call(&lab, &client, added.name, "12.5", "").await;
     assert!(a.body.contains("not emulated by the lab"), "{}", a.body);
     lab.shutdown().await;
+}
+
+/// A fault's axlcode and text, asserting HTTP 500.
+fn fault_of(a: &Answer) -> (i64, String) {
+    assert_eq!(a.status, 500, "{}", a.body);
+    (
+        a.axlcode().expect("an AXL fault"),
+        a.text("axlmessage").unwrap_or_default(),
+    )
+}
+
+/// Issue 11 item 3: the XSD facets (from the generated table) refuse what CUCM's schema
+/// refuses, with a 5003 Client fault, and nothing is stored.
+#[tokio::test]
+async fn xsd_facets_are_enforced_on_requests() {
+    let (lab, client) = start_default().await;
+    // XUser.department is xsd:string: the lab's cap for unbounded text (255) applies.
+    let huge = "D".repeat(12 * 1024 * 1024);
+    let a = call(
+        &lab,
+        &client,
+        "addUser",
+        "14.0",
+        &add_user_xml("huge.dept", &format!("<department>{huge}</department>")),
+    )
+    .await;
+    let (code, message) = fault_of(&a);
+    assert_eq!(code, 5003);
+    assert!(
+        message.contains("department") && message.contains("255"),
+        "{message}"
+    );
+    assert!(
+        a.body.len() < 2_000,
+        "the value is not echoed: {} bytes",
+        a.body.len()
+    );
+    assert_eq!(a.text("faultcode").as_deref(), Some("soapenv:Client"));
+    let gone = call(
+        &lab,
+        &client,
+        "getUser",
+        "14.0",
+        "<userid>huge.dept</userid>",
+    )
+    .await;
+    assert_eq!(fault_of(&gone).0, 5007, "nothing was stored");
+    ok(
+        &lab,
+        &client,
+        "addUser",
+        &add_user_xml(
+            "fine.dept",
+            &format!("<department>{}</department>", "D".repeat(255)),
+        ),
+    )
+    .await;
+
+    // maxLength (XPhone.description: String128), enumeration (XProduct), pattern
+    // (axlapi:boolean) and a required choice (name|uuid), each from the XSD.
+    let long_description = add_phone_xml("SEP00000000F001", "").replace(
+        "<description>lab phone</description>",
+        &format!("<description>{}</description>", "x".repeat(129)),
+    );
+    let (code, message) =
+        fault_of(&call(&lab, &client, "addPhone", "14.0", &long_description).await);
+    assert_eq!(code, 5003);
+    assert!(
+        message.contains("description") && message.contains("128"),
+        "{message}"
+    );
+    let bad_product = add_phone_xml("SEP00000000F002", "").replace(
+        "Third-party SIP Device (Advanced)</product>",
+        "Cisco 9999</product>",
+    );
+    let (code, message) = fault_of(&call(&lab, &client, "addPhone", "14.0", &bad_product).await);
+    assert_eq!(code, 5003);
+    assert!(message.contains("XProduct"), "{message}");
+    let (code, message) = fault_of(
+        &call(
+            &lab,
+            &client,
+            "updateUser",
+            "14.0",
+            "<userid>fine.dept</userid><enableCti>yes</enableCti>",
+        )
+        .await,
+    );
+    assert_eq!(code, 5003);
+    assert!(
+        message.contains("enableCti") && message.contains("pattern"),
+        "{message}"
+    );
+    let (code, message) = fault_of(
+        &call(
+            &lab,
+            &client,
+            "getPhone",
+            "14.0",
+            "<returnedTags><name/></returnedTags>",
+        )
+        .await,
+    );
+    assert_eq!(code, 5003);
+    assert!(message.contains("name or uuid"), "{message}");
+
+    // ListUserReq's annotation: "At least one element under searchCriteria has to be
+    // mentioned".
+    let (code, message) = fault_of(
+        &call(
+            &lab,
+            &client,
+            "listUser",
+            "14.0",
+            "<searchCriteria/><returnedTags><userid/></returnedTags>",
+        )
+        .await,
+    );
+    assert_eq!(code, 5003);
+    assert!(
+        message.contains("At least one element under searchCriteria"),
+        "{message}"
+    );
+    for phone in ["SEP00000000F001", "SEP00000000F002"] {
+        let a = call(
+            &lab,
+            &client,
+            "getPhone",
+            "14.0",
+            &format!("<name>{phone}</name>"),
+        )
+        .await;
+        assert_eq!(fault_of(&a).0, 5007, "{phone} was not stored");
+    }
+    lab.shutdown().await;
+}
+
+/// Issue 11 item 4: every XFkType reference of an add/update names an existing object,
+/// or the request fails with 5007 naming it — not a silent drop.
+#[tokio::test]
+async fn references_are_checked_everywhere() {
+    let (lab, client) = start_default().await;
+    let unknown = [
+        ("addPhone", add_phone_xml("SEP00000000E001", "<phoneTemplateName>No Such Template</phoneTemplateName>"), "No Such Template"),
+        ("addPhone", add_phone_xml("SEP00000000E002", "<softkeyTemplateName>Nope SK</softkeyTemplateName>"), "Nope SK"),
+        ("addUser", add_user_xml("ref.user", "").replace("Standard Presence group", "No Such Group"), "No Such Group"),
+        ("addUser", add_user_xml("ref.user2", "<subscribeCallingSearchSpaceName>CSS_Subscribe</subscribeCallingSearchSpaceName>"), "CSS_Subscribe"),
+        ("addLine", "<line><pattern>4300</pattern><usage>Device</usage><callForwardAll><callingSearchSpaceName>Fwd_CSS</callingSearchSpaceName></callForwardAll></line>".to_owned(), "Fwd_CSS"),
+        ("addLine", "<line><pattern>4301</pattern><usage>Device</usage><routePartitionName>No_PT</routePartitionName></line>".to_owned(), "No_PT"),
+    ];
+    for (op, inner, name) in &unknown {
+        let (code, message) = fault_of(&call(&lab, &client, op, "14.0", inner).await);
+        assert_eq!(code, 5007, "{op}: {message}");
+        assert!(
+            message.contains(name) && message.contains("was not found"),
+            "{message}"
+        );
+    }
+    for (op, inner) in [
+        ("getPhone", "<name>SEP00000000E001</name>"),
+        ("getUser", "<userid>ref.user</userid>"),
+        ("getLine", "<pattern>4300</pattern>"),
+    ] {
+        assert_eq!(
+            fault_of(&call(&lab, &client, op, "14.0", inner).await).0,
+            5007,
+            "{op}: nothing stored"
+        );
+    }
+
+    // Default-install names resolve; updates are checked the same way.
+    ok(&lab, &client, "addPhone", &add_phone_xml("SEP00000000E003", "<phoneTemplateName>Standard 8845 SIP</phoneTemplateName><softkeyTemplateName>Standard User</softkeyTemplateName>")).await;
+    for (inner, name) in [
+        (
+            "<name>SEP00000000E003</name><callingSearchSpaceName>Nope_CSS</callingSearchSpaceName>",
+            "Nope_CSS",
+        ),
+        (
+            "<name>SEP00000000E003</name><locationName>Nowhere</locationName>",
+            "Nowhere",
+        ),
+        (
+            "<name>SEP00000000E003</name><mediaResourceListName>No_MRL</mediaResourceListName>",
+            "No_MRL",
+        ),
+        (
+            "<name>SEP00000000E003</name><ownerUserName>nobody</ownerUserName>",
+            "nobody",
+        ),
+    ] {
+        let (code, message) = fault_of(&call(&lab, &client, "updatePhone", "14.0", inner).await);
+        assert_eq!(code, 5007, "{message}");
+        assert!(message.contains(name), "{message}");
+    }
+    // Clearing a reference (empty or nil) is not a lookup.
+    ok(
+        &lab,
+        &client,
+        "updatePhone",
+        "<name>SEP00000000E003</name><callingSearchSpaceName/>",
+    )
+    .await;
+    lab.shutdown().await;
+}
+
+/// Issue 11 item 5: more than 16 MB of concurrent responses → CUCM's memory throttle
+/// (G "Data Throttling" Scenario 2: three large queries at once, the third refused).
+#[tokio::test]
+async fn concurrent_responses_over_16_mb_get_the_memory_throttle() {
+    let (lab, client) = start(LabConfig {
+        users: 14_000,
+        seed: 11,
+        ..LabConfig::default()
+    })
+    .await;
+    let listing = |first: usize| {
+        format!("<searchCriteria><userid>%</userid></searchCriteria>{ALL_USER_TAGS}<first>{first}</first>")
+    };
+    // Size the pages from a sample so that each answer is between 16/3 and 8 MB.
+    let sample = ok(&lab, &client, "listUser", &listing(200)).await;
+    let per_row = sample.body.len() / 200;
+    let first = (6_500_000 / per_row).min(14_000);
+    lab.faults().hold_responses(true);
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let (url, client, body) = (
+                lab.axl_url(),
+                client.clone(),
+                envelope("listUser", "14.0", &listing(first)),
+            );
+            tokio::spawn(async move {
+                let r = client
+                    .post(url)
+                    .basic_auth(USER, Some(PASSWORD))
+                    .header("SOAPAction", "\"CUCM:DB ver=14.0 listUser\"")
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("request sent");
+                let status = r.status().as_u16();
+                (status, r.text().await.expect("body read"))
+            })
+        })
+        .collect();
+    // Two answers are held (about 13 MB); the third goes over 16 MB.
+    for _ in 0..500 {
+        if lab.stats().memory_throttled >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    lab.faults().hold_responses(false);
+    let mut answers = Vec::new();
+    for call in calls {
+        answers.push(call.await.expect("task joins"));
+    }
+    let faults: Vec<&String> = answers
+        .iter()
+        .filter(|(s, _)| *s == 500)
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(faults.len(), 1, "exactly one of three is throttled");
+    assert_eq!(answers.iter().filter(|(s, _)| *s == 200).count(), 2);
+    assert_eq!(
+        texts(faults[0], "axlmessage"),
+        ["Maximum AXL Memory Allocation Consumed. Please retry once requests in progress have completed"]
+    );
+    assert_eq!(texts(faults[0], "axlcode"), ["-1"]);
+    assert_eq!(texts(faults[0], "faultcode"), ["soapenv:Server"]);
+    assert_eq!(lab.stats().memory_throttled, 1);
+    // Once the others are sent, the budget is free again.
+    let again = ok(&lab, &client, "listUser", &listing(first)).await;
+    assert_eq!(again.texts("userid").len(), first);
+    lab.shutdown().await;
+}
+
+/// Issue 11 item 7: versions, `/axl` without its slash, end users without the AXL role.
+#[tokio::test]
+async fn versions_slashless_endpoint_and_end_users_without_the_axl_role() {
+    let (lab, client) = start(LabConfig {
+        cucm_version: "12.5.1.10000(22)".into(),
+        users: 3,
+        ..LabConfig::default()
+    })
+    .await;
+    // The guide's table: 12.5 serves 10.0 but no 10.5 (see version.rs).
+    let served = call(&lab, &client, "getCCMVersion", "10.0", "").await;
+    assert_eq!(served.status, 200, "{}", served.body);
+    let not_served = call(&lab, &client, "getCCMVersion", "10.5", "").await;
+    assert_eq!(not_served.status, 599);
+
+    // POST /axl (no slash): Tomcat's redirect to /axl/, not a SOAP answer.
+    let no_redirects = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(lab.ca_certificate_pem().expect("TLS").as_bytes())
+                .expect("CA parses"),
+        )
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client builds");
+    let slashless = lab.axl_url().trim_end_matches('/').to_owned();
+    let r = no_redirects
+        .post(&slashless)
+        .basic_auth(USER, Some(PASSWORD))
+        .header("SOAPAction", "\"CUCM:DB ver=12.5 getCCMVersion\"")
+        .body(envelope("getCCMVersion", "12.5", ""))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(r.status().as_u16(), 302);
+    assert_eq!(
+        r.headers().get("location").and_then(|v| v.to_str().ok()),
+        Some(lab.axl_url().as_str())
+    );
+
+    // An end user with the right password but without the AXL role: 403, not 401.
+    let userid = call(
+        &lab,
+        &client,
+        "listUser",
+        "12.5",
+        "<searchCriteria><userid>%</userid></searchCriteria><returnedTags><userid/></returnedTags>",
+    )
+    .await
+    .text("userid")
+    .expect("a seeded user");
+    let as_user = |password: &'static str| {
+        client
+            .post(lab.axl_url())
+            .basic_auth(&userid, Some(password))
+            .header("SOAPAction", "\"CUCM:DB ver=12.5 getCCMVersion\"")
+            .body(envelope("getCCMVersion", "12.5", ""))
+            .send()
+    };
+    let forbidden = as_user("ucbridge-user").await.expect("answered");
+    assert_eq!(forbidden.status().as_u16(), 403);
+    assert!(forbidden.headers().get("www-authenticate").is_none());
+    let wrong = as_user("wrong").await.expect("answered");
+    assert_eq!(wrong.status().as_u16(), 401);
+    lab.shutdown().await;
+}
+
+/// Issue 11 item 6: current models can be added; a model the release's schema does not
+/// list is refused (8875 is in XProduct 15.0 only; the 9800 series in no fixture schema).
+#[tokio::test]
+async fn the_product_catalogue_follows_the_release() {
+    let (lab, client) = start_default().await;
+    let phone = |name: &str, product: &str| {
+        add_phone_xml(name, "").replace(
+            "<product>Third-party SIP Device (Advanced)</product>",
+            &format!("<product>{product}</product><model>{product}</model>"),
+        )
+    };
+    let current = [
+        "Cisco 7821",
+        "Cisco 7841",
+        "Cisco 7861",
+        "Cisco 8811",
+        "Cisco 8841",
+        "Cisco 8845",
+        "Cisco 8851",
+        "Cisco 8861",
+        "Cisco 8865",
+        "Cisco Webex Desk",
+        "Cisco Webex Desk Pro",
+        "Cisco Unified Client Services Framework",
+        "Cisco Dual Mode for Android",
+        "Cisco Dual Mode for iPhone",
+        "Cisco Jabber for Tablet",
+        "Third-party SIP Device (Basic)",
+        "Third-party SIP Device (Advanced)",
+    ];
+    for (i, product) in current.iter().enumerate() {
+        let name = format!("SEP00000000C{i:03}");
+        ok(&lab, &client, "addPhone", &phone(&name, product)).await;
+        let got = ok(&lab, &client, "getPhone", &format!("<name>{name}</name>")).await;
+        assert_eq!(got.text("product").as_deref(), Some(*product));
+    }
+    for product in ["Cisco 8875", "Cisco 9861", "Cisco 9871"] {
+        let a = call(
+            &lab,
+            &client,
+            "addPhone",
+            "14.0",
+            &phone("SEP00000000CFFF", product),
+        )
+        .await;
+        let (code, message) = fault_of(&a);
+        assert_eq!(code, 5003, "{product}");
+        assert!(message.contains("XProduct"), "{message}");
+    }
+    lab.shutdown().await;
+
+    let (lab15, client) = start(LabConfig {
+        cucm_version: "15.0.1.10000(1)".into(),
+        ..LabConfig::default()
+    })
+    .await;
+    let a = call(
+        &lab15,
+        &client,
+        "addPhone",
+        "15.0",
+        &phone("SEP00000000D001", "Cisco 8875"),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let a = call(
+        &lab15,
+        &client,
+        "addPhone",
+        "15.0",
+        &phone("SEP00000000D002", "Cisco 9871"),
+    )
+    .await;
+    assert_eq!(fault_of(&a).0, 5003);
+    lab15.shutdown().await;
 }

@@ -41,7 +41,13 @@ async fn changes_are_queued_paged_and_validated() {
 
     let users = ok(&lab, &client, "listChange", &start_id(&queue, &next)).await;
     assert_eq!(users.texts("action"), ["a", "u", "r"], "{}", users.body);
-    assert_eq!(users.texts("doGet"), ["true", "true", "false"]);
+    // The update names what it changed (G's example: changedTag name + new value), so no
+    // get is needed; the add must be fetched.
+    assert_eq!(users.texts("doGet"), ["true", "false", "false"]);
+    assert_eq!(users.texts("changedTag"), ["X"], "{}", users.body);
+    assert!(users
+        .body
+        .contains(r#"<changedTag name="department">X</changedTag>"#));
     let all = call(
         &lab,
         &client,
@@ -80,5 +86,79 @@ async fn changes_are_queued_paged_and_validated() {
     assert_eq!(stale.status, 500);
     assert_eq!(stale.axlcode(), Some(5007));
     assert!(stale.body.contains("full sync is needed"));
+    lab.shutdown().await;
+}
+
+/// Issue 11 item 7: changedTags carry the changed tags; a change the lab cannot name as a
+/// tag (an association, a reference) keeps doGet true.
+#[tokio::test]
+async fn changed_tags_name_what_an_update_changed() {
+    let (lab, client) = start(LabConfig::default()).await;
+    let first = ok(&lab, &client, "listChange", "").await;
+    let queue = first.text("queueId").unwrap();
+    let next = first.text("nextStartChangeId").unwrap();
+    ok(&lab, &client, "addUser", &add_user_xml("tagged", "")).await;
+    ok(
+        &lab,
+        &client,
+        "addPhone",
+        &add_phone_xml("SEP0000000CAFE1", ""),
+    )
+    .await;
+    // One operation, two tags: one change with both.
+    ok(
+        &lab,
+        &client,
+        "updateUser",
+        "<userid>tagged</userid><title>Boss</title><mailid>t@example.com</mailid>",
+    )
+    .await;
+    ok(&lab, &client, "updateUser", "<userid>tagged</userid><associatedDevices><device>SEP0000000CAFE1</device></associatedDevices>").await;
+    ok(
+        &lab,
+        &client,
+        "updatePhone",
+        "<name>SEP0000000CAFE1</name><description>desk</description>",
+    )
+    .await;
+    ok(
+        &lab,
+        &client,
+        "updatePhone",
+        "<name>SEP0000000CAFE1</name><devicePoolName>HQ</devicePoolName>",
+    )
+    .await;
+    let all = call(
+        &lab,
+        &client,
+        "listChange",
+        "14.0",
+        &format!("<startChangeId queueId=\"{queue}\">{next}</startChangeId>"),
+    )
+    .await;
+    assert_eq!(all.status, 200, "{}", all.body);
+    assert_eq!(
+        all.texts("action"),
+        ["a", "a", "u", "u", "u", "u"],
+        "{}",
+        all.body
+    );
+    assert_eq!(
+        all.texts("doGet"),
+        ["true", "true", "false", "true", "false", "true"]
+    );
+    assert_eq!(all.texts("changedTag"), ["t@example.com", "Boss", "desk"]);
+    assert!(
+        all.body
+            .contains(r#"<changedTag name="title">Boss</changedTag>"#),
+        "{}",
+        all.body
+    );
+    assert!(all
+        .body
+        .contains(r#"<changedTag name="description">desk</changedTag>"#));
+    if let Err(report) = ucbridge_testkit::validate_axl_bodies("14.0", &[all.bytes()]) {
+        panic!("listChange with changedTags is not schema-valid:\n{report}");
+    }
     lab.shutdown().await;
 }

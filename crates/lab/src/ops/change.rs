@@ -28,6 +28,14 @@ pub(super) fn queue_mark(conn: &Connection) -> Result<i64, AxlFault> {
 /// touched: a removal absorbs the operation's earlier entries for that object, and the
 /// first entry (an add, or an update) absorbs the later updates.
 pub(super) fn collapse_operation(conn: &Connection, mark: i64) -> Result<(), AxlFault> {
+    // The absorbed updates' changed tags move to the entry that absorbs them.
+    conn.execute(
+        "UPDATE changedtag SET changeid = (SELECT min(e.id) FROM changequeue e \
+         JOIN changequeue u ON u.id = changedtag.changeid \
+         WHERE e.id > ?1 AND e.type = u.type AND e.pkid = u.pkid) \
+         WHERE changeid > ?1",
+        params![mark],
+    )?;
     conn.execute(
         "DELETE FROM changequeue WHERE id > ?1 AND action <> 'r' AND EXISTS          (SELECT 1 FROM changequeue r WHERE r.id > ?1 AND r.type = changequeue.type           AND r.pkid = changequeue.pkid AND r.action = 'r')",
         params![mark],
@@ -140,6 +148,8 @@ pub(super) fn list(conn: &mut Connection, req: &Elem, ctx: &Ctx<'_>) -> Result<V
     x.text("queueId", Some(&queue_id))?;
     x.close("queueInfo")?;
     x.open("changes", &[])?;
+    let mut tags_stmt =
+        conn.prepare("SELECT name, value FROM changedtag WHERE changeid = ?1 ORDER BY rowid")?;
     for (id, kind, pkid, action) in &rows {
         // Filtered after paging so nextStartChangeId still moves past skipped types.
         if !type_filter.contains(&kind.as_str()) {
@@ -152,12 +162,61 @@ pub(super) fn list(conn: &mut Connection, req: &Elem, ctx: &Ctx<'_>) -> Result<V
         )?;
         x.text("id", Some(&id.to_string()))?;
         x.text("action", Some(action))?;
-        // The lab never sends changedTags values, so the client must get the object.
-        x.text("doGet", Some(if action == "r" { "false" } else { "true" }))?;
-        x.empty("changedTags", &[])?;
+        let tags = if action == "u" {
+            changed_tags(&mut tags_stmt, *id)?
+        } else {
+            Vec::new()
+        };
+        x.text("doGet", Some(do_get(action, &tags)))?;
+        write_changed_tags(&mut x, &tags)?;
         x.close("change")?;
     }
     x.close("changes")?;
     x.end_response(op)?;
     Ok(x.into_bytes())
+}
+
+/// The tags an update changed, latest value per tag, in first-change order; `None` names
+/// a change the lab cannot express as a tag.
+type ChangedTags = Vec<(Option<String>, Option<String>)>;
+
+fn changed_tags(stmt: &mut rusqlite::Statement<'_>, id: i64) -> Result<ChangedTags, AxlFault> {
+    let rows = stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let mut tags: ChangedTags = Vec::new();
+    for row in rows {
+        let (name, value): (Option<String>, Option<String>) = row?;
+        match tags.iter_mut().find(|(n, _)| n.is_some() && *n == name) {
+            Some(existing) => existing.1 = value,
+            None => tags.push((name, value)),
+        }
+    }
+    Ok(tags)
+}
+
+/// G (listChange): `doGet` true = fetch the object with get<Type>. An update whose every
+/// change is in changedTags needs no get (as in the guide's example); adds do, removals
+/// cannot.
+fn do_get(action: &str, tags: &ChangedTags) -> &'static str {
+    let complete = !tags.is_empty() && tags.iter().all(|(name, _)| name.is_some());
+    match action {
+        "r" => "false",
+        "u" if complete => "false",
+        _ => "true",
+    }
+}
+
+/// `changedTags/changedTag[@name]` with the new value (XSD `Change`, G's example).
+fn write_changed_tags(x: &mut Xml, tags: &ChangedTags) -> std::io::Result<()> {
+    let named: Vec<(&str, Option<&str>)> = tags
+        .iter()
+        .filter_map(|(n, v)| n.as_deref().map(|n| (n, v.as_deref())))
+        .collect();
+    if named.is_empty() {
+        return x.empty("changedTags", &[]);
+    }
+    x.open("changedTags", &[])?;
+    for (name, value) in named {
+        x.text_with("changedTag", &[("name", name)], value)?;
+    }
+    x.close("changedTags")
 }

@@ -3,6 +3,7 @@
 mod change;
 mod line;
 mod phone;
+pub(crate) mod references;
 mod sql;
 mod user;
 
@@ -116,7 +117,7 @@ pub(crate) struct AxlFault {
 }
 
 impl AxlFault {
-    fn client(code: i64, message: impl Into<String>) -> AxlFault {
+    pub(crate) fn client(code: i64, message: impl Into<String>) -> AxlFault {
         AxlFault {
             client: true,
             code,
@@ -174,6 +175,16 @@ impl AxlFault {
 
     pub fn invalid(field: &str, value: &str) -> AxlFault {
         AxlFault::client(5003, format!("Invalid value for {field}: '{value}'"))
+    }
+
+    /// notes §4, G "Data Throttling" Scenario 2 (sample `fault.max-axl-memory`): more
+    /// than 16 MB of concurrent responses, axlcode -1, faultcode Server.
+    pub fn memory_throttle() -> AxlFault {
+        AxlFault::server(
+            -1,
+            "Maximum AXL Memory Allocation Consumed. Please retry once requests in progress \
+             have completed",
+        )
     }
 
     /// notes §4: the size cap fault, axlcode -1, faultcode Server, text from the
