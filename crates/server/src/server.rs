@@ -233,24 +233,37 @@ fn router(state: AppState) -> Router {
         app = app.layer(cors);
     }
     // CUC's notification callbacks go to the voicemail engine running on this node; the
-    // engine checks the Basic credentials it gave CUC when subscribing.
-    let slot = voicemail;
-    app = app.nest_service(
-        "/callbacks/cuc",
-        tower::service_fn(move |request: axum::extract::Request| {
-            let engine = slot.read().unwrap_or_else(|p| p.into_inner()).clone();
-            async move {
-                use tower::ServiceExt;
-                match engine {
-                    Some(engine) => engine.callback_router().oneshot(request).await,
-                    None => Ok(axum::response::IntoResponse::into_response((
-                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                        "voicemail sync does not run on this node",
-                    ))),
+    // engine checks the Basic credentials it gave CUC when subscribing. The IMAP server's
+    // push notifications likewise (bearer token of `[voicemail] imap_push_token_file`).
+    for (path, router) in [
+        (
+            "/callbacks/cuc",
+            ucbridge_voicemail::VoicemailEngine::callback_router
+                as fn(&ucbridge_voicemail::VoicemailEngine) -> Router,
+        ),
+        (
+            "/callbacks/imap",
+            ucbridge_voicemail::VoicemailEngine::imap_push_router,
+        ),
+    ] {
+        let slot = voicemail.clone();
+        app = app.nest_service(
+            path,
+            tower::service_fn(move |request: axum::extract::Request| {
+                let engine = slot.read().unwrap_or_else(|p| p.into_inner()).clone();
+                async move {
+                    use tower::ServiceExt;
+                    match engine {
+                        Some(engine) => router(&engine).oneshot(request).await,
+                        None => Ok(axum::response::IntoResponse::into_response((
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            "voicemail sync does not run on this node",
+                        ))),
+                    }
                 }
-            }
-        }),
-    );
+            }),
+        );
+    }
     app.layer(
         tower_http::set_header::SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,

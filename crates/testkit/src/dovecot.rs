@@ -6,6 +6,10 @@
 //! temp dir, then runs `dovecot -F` on a free 127.0.0.1 port. Dropping the handle stops it.
 //! A missing `dovecot` binary is a loud skip, or a failure under `CI=true`.
 //!
+//! [`Dovecot::builder`] adds opt-in features: TLS, and Dovecot's push-notification plugin
+//! with a Lua script ([`DovecotBuilder::lua_push`], e.g. ucbridge's
+//! `contrib/dovecot/ucbridge-push.lua`).
+//!
 //! As root, Dovecot drops privileges: mail processes run as `nobody`, so the mail
 //! directory belongs to `nobody` and the temp dir is made traversable.
 
@@ -33,6 +37,52 @@ pub struct Dovecot {
     pid_file: PathBuf,
 }
 
+/// Dovecot's push-notification plugin with the Lua driver (Dovecot 2.3+): the script and
+/// the `plugin {}` settings it reads with `user:plugin_getenv`.
+#[derive(Debug, Clone)]
+pub struct LuaPush {
+    pub script: PathBuf,
+    pub settings: Vec<(String, String)>,
+}
+
+/// Options of a test Dovecot ([`Dovecot::builder`]); nothing beyond the plain server
+/// unless asked for.
+pub struct DovecotBuilder<'a> {
+    users: Vec<String>,
+    tls: Option<&'a crate::tls::ServerCertificate>,
+    lua_push: Option<LuaPush>,
+}
+
+impl<'a> DovecotBuilder<'a> {
+    /// Also offer STARTTLS on the IMAP port and implicit TLS on a second port.
+    pub fn tls(mut self, cert: Option<&'a crate::tls::ServerCertificate>) -> Self {
+        self.tls = cert;
+        self
+    }
+
+    /// Load the push-notification plugin with this Lua script (copied into the server's
+    /// directory) and these plugin settings.
+    pub fn lua_push(mut self, push: Option<LuaPush>) -> Self {
+        self.lua_push = push;
+        self
+    }
+
+    /// Start it; `None` = skip the test (see the module docs).
+    pub fn start(self) -> Option<Dovecot> {
+        let Some(binary) = dovecot_binary() else {
+            skip_or_fail("dovecot is not installed (Debian package dovecot-imapd)");
+            return None;
+        };
+        match Dovecot::start_with(&binary, &self) {
+            Ok(d) => Some(d),
+            Err(why) => {
+                skip_or_fail(&format!("cannot start a test Dovecot: {why}"));
+                None
+            }
+        }
+    }
+}
+
 fn dovecot_binary() -> Option<PathBuf> {
     for candidate in ["dovecot", "/usr/sbin/dovecot"] {
         let ok = Command::new(candidate)
@@ -56,6 +106,33 @@ fn command_output(program: &str, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// The push-notification plugin's part of the config (empty without `push`): the script
+/// copied next to the config (readable by the mail processes), the plugins — mail_lua
+/// provides the Lua runtime the push driver needs; without it the driver fails to load
+/// with "undefined symbol: dlua_dovecot_register" — and the plugin settings.
+fn push_config(dir: &Path, push: Option<&LuaPush>) -> Result<String, String> {
+    let Some(push) = push else {
+        return Ok(String::new());
+    };
+    let script = dir.join("push.lua");
+    std::fs::copy(&push.script, &script)
+        .map_err(|e| format!("cannot copy {}: {e}", push.script.display()))?;
+    let _ = Command::new("chmod").arg("644").arg(&script).status();
+    let mut text = format!(
+        "mail_plugins = $mail_plugins notify push_notification mail_lua push_notification_lua\n\
+         plugin {{\n  push_notification_driver = lua:file={}\n",
+        script.display()
+    );
+    for (key, value) in &push.settings {
+        if key.contains(char::is_whitespace) || value.contains(['\n', '\r']) {
+            return Err(format!("bad push setting {key:?}"));
+        }
+        text.push_str(&format!("  {key} = {value}\n"));
+    }
+    text.push_str("}\n");
+    Ok(text)
+}
+
 fn free_port() -> Result<u16, String> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
@@ -73,24 +150,20 @@ impl Dovecot {
         users: &[&str],
         tls: Option<&crate::tls::ServerCertificate>,
     ) -> Option<Dovecot> {
-        let Some(binary) = dovecot_binary() else {
-            skip_or_fail("dovecot is not installed (Debian package dovecot-imapd)");
-            return None;
-        };
-        match Self::start_with(&binary, users, tls) {
-            Ok(d) => Some(d),
-            Err(why) => {
-                skip_or_fail(&format!("cannot start a test Dovecot: {why}"));
-                None
-            }
+        Self::builder(users).tls(tls).start()
+    }
+
+    /// A Dovecot with options ([`DovecotBuilder`]); `start()` runs it.
+    pub fn builder<'a>(users: &[&str]) -> DovecotBuilder<'a> {
+        DovecotBuilder {
+            users: users.iter().map(|u| (*u).to_owned()).collect(),
+            tls: None,
+            lua_push: None,
         }
     }
 
-    fn start_with(
-        binary: &Path,
-        users: &[&str],
-        tls: Option<&crate::tls::ServerCertificate>,
-    ) -> Result<Dovecot, String> {
+    fn start_with(binary: &Path, options: &DovecotBuilder<'_>) -> Result<Dovecot, String> {
+        let (users, tls) = (&options.users, options.tls);
         let dir = tempfile::Builder::new()
             .prefix("ucbridge-dovecot-")
             .tempdir()
@@ -143,6 +216,7 @@ impl Dovecot {
                 )
             }
         };
+        let push = push_config(&dir, options.lua_push.as_ref())?;
         let imaps_listener = match imaps_port {
             Some(p) => format!("address = 127.0.0.1\n    port = {p}"),
             None => "port = 0".to_owned(),
@@ -175,6 +249,7 @@ default_client_limit = 4000
 protocol imap {{
   mail_max_userip_connections = 50
 }}
+{push}
 service imap-login {{
   chroot =
   # High-performance mode: login processes serve many clients.

@@ -250,7 +250,23 @@ pub struct VoicemailOptions {
     pub confirm_removals: bool,
     /// What the mail carries: MP3, the original WAV, or both.
     pub attachment_format: AttachmentFormat,
+    /// Bearer token the IMAP server's push notifications present on `POST
+    /// /callbacks/imap` (Dovecot with `contrib/dovecot/ucbridge-push.lua`); `None` = the
+    /// route refuses everything and IMAP changes are found by polling only.
+    pub imap_push_token: Option<Secret>,
 }
+
+/// Environment variable holding the IMAP push token (instead of `imap_push_token_file`).
+pub const IMAP_PUSH_TOKEN_ENV: &str = "UCBRIDGE_IMAP_PUSH_TOKEN";
+
+/// Shortest accepted push token: it is the only thing between the internet and a sync
+/// trigger, so a guessable word is refused (16 random alphanumerics ≈ 95 bits).
+pub const MIN_PUSH_TOKEN_LEN: usize = 16;
+
+/// `imap_poll_every` when push is configured and no interval is set: the poll is then
+/// only the safety net for notifications that were lost (ucbridge down, Dovecot's HTTP
+/// call failed), beside the full reconcile every `reconcile_every`.
+pub const POLL_EVERY_WITH_PUSH: Duration = Duration::from_secs(10 * 60);
 
 impl Default for VoicemailOptions {
     fn default() -> Self {
@@ -274,6 +290,7 @@ impl Default for VoicemailOptions {
             removal_guard: RemovalGuard::default(),
             confirm_removals: false,
             attachment_format: AttachmentFormat::default(),
+            imap_push_token: None,
         }
     }
 }
@@ -407,6 +424,10 @@ pub struct VoicemailFileConfig {
     pub confirm_removals: bool,
     /// `mp3` (default), `wav` (as CUC stores it) or `both`.
     pub attachment_format: Option<AttachmentFormat>,
+    /// File holding the bearer token of IMAP push notifications (`POST /callbacks/imap`,
+    /// first line; or `UCBRIDGE_IMAP_PUSH_TOKEN`). Not a value in this table: the server
+    /// shows the table to API readers.
+    pub imap_push_token_file: Option<PathBuf>,
 }
 
 impl VoicemailFileConfig {
@@ -469,7 +490,38 @@ impl VoicemailFileConfig {
         if let Some(f) = self.attachment_format {
             o.attachment_format = f;
         }
+        o.imap_push_token = self.push_token(std::env::var(IMAP_PUSH_TOKEN_ENV).ok())?;
+        if self.imap_poll_every.is_none() && o.imap_push_token.is_some() {
+            o.imap_poll_every = POLL_EVERY_WITH_PUSH;
+        }
         Ok(o)
+    }
+
+    /// The push token: `env` (the environment variable) first, then the file's first
+    /// line; refused when shorter than [`MIN_PUSH_TOKEN_LEN`].
+    fn push_token(&self, env: Option<String>) -> Result<Option<Secret>, VoicemailError> {
+        let token = match (env, &self.imap_push_token_file) {
+            (Some(t), _) if !t.trim().is_empty() => t.trim().to_owned(),
+            (_, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| {
+                    VoicemailError::Config(format!(
+                        "cannot read [voicemail] imap_push_token_file {}: {e}",
+                        path.display()
+                    ))
+                })?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+            _ => return Ok(None),
+        };
+        if token.chars().count() < MIN_PUSH_TOKEN_LEN {
+            return Err(VoicemailError::Config(format!(
+                "the IMAP push token must have at least {MIN_PUSH_TOKEN_LEN} characters (e.g. openssl rand -hex 24)"
+            )));
+        }
+        Ok(Some(Secret::new(token)))
     }
 }
 
@@ -528,6 +580,50 @@ mod tests {
         }
         .to_options()
         .is_err());
+    }
+
+    #[test]
+    fn the_push_token_comes_from_the_environment_or_a_file_and_lengthens_the_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "0123456789abcdef0123\nignored\n").unwrap();
+        let vm = VoicemailFileConfig {
+            imap_push_token_file: Some(file.clone()),
+            ..Default::default()
+        };
+        let token = vm.push_token(None).unwrap().expect("token");
+        assert_eq!(token.expose(), "0123456789abcdef0123");
+        let env = vm
+            .push_token(Some("from-the-environment-1".into()))
+            .unwrap();
+        assert_eq!(env.unwrap().expose(), "from-the-environment-1");
+        assert!(VoicemailFileConfig::default()
+            .push_token(None)
+            .unwrap()
+            .is_none());
+        std::fs::write(&file, "short\n").unwrap();
+        assert!(vm.push_token(None).is_err(), "a guessable token is refused");
+        let missing = VoicemailFileConfig {
+            imap_push_token_file: Some(dir.path().join("absent")),
+            ..Default::default()
+        };
+        assert!(missing.push_token(None).is_err());
+        // With push, the poll is a safety net: long unless set.
+        std::fs::write(&file, "0123456789abcdef0123\n").unwrap();
+        if std::env::var(IMAP_PUSH_TOKEN_ENV).is_err() {
+            let o = vm.to_options().unwrap();
+            assert_eq!(o.imap_poll_every, POLL_EVERY_WITH_PUSH);
+            let set = VoicemailFileConfig {
+                imap_poll_every: Some("1m".into()),
+                ..vm.clone()
+            };
+            assert_eq!(
+                set.to_options().unwrap().imap_poll_every,
+                Duration::from_secs(60)
+            );
+            let without = VoicemailFileConfig::default().to_options().unwrap();
+            assert_eq!(without.imap_poll_every, Duration::from_secs(30));
+        }
     }
 
     #[test]

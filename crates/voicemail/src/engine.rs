@@ -109,6 +109,28 @@ pub struct VoicemailStatus {
     pub last_keep_alive_at: Option<i64>,
     pub events_received: u64,
     pub imap_polls: PollStats,
+    /// Notifications from the IMAP server (`POST /callbacks/imap`).
+    pub imap_push: ImapPushStats,
+}
+
+/// Counts of IMAP push notifications ([`VoicemailEngine::imap_push_router`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ImapPushStats {
+    /// Authenticated notifications that scheduled a (debounced) account sync.
+    pub scheduled: u64,
+    /// Authenticated ones about no matched account, or not about its voicemail folders.
+    pub ignored: u64,
+    /// Refused: wrong or missing token (401), unreadable body (400).
+    pub refused: u64,
+    /// Milliseconds since the epoch of the last scheduled one.
+    pub last_scheduled_at: Option<i64>,
+}
+
+/// What an authenticated IMAP push notification led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PushOutcome {
+    Scheduled,
+    Ignored,
 }
 
 /// The continuous mode's HIGHESTMODSEQ polls of IMAP.
@@ -127,6 +149,9 @@ pub struct PollStats {
 struct Shared {
     matched: HashMap<String, MatchedAccount>,
     by_alias: HashMap<String, String>,
+    /// Lower-cased IMAP login -> CUC object id (IMAP push notifications name the user).
+    by_imap_user: HashMap<String, String>,
+    imap_push: ImapPushStats,
     unmatched: Vec<UnmatchedAccount>,
     subscriptions: Vec<Subscription>,
     last_event_at: Option<i64>,
@@ -148,6 +173,9 @@ struct Inner {
     /// Account object ids to sync now (CUNI callbacks), read by [`VoicemailEngine::run`].
     events_tx: mpsc::Sender<String>,
     events_rx: tokio::sync::Mutex<mpsc::Receiver<String>>,
+    /// Account object ids changed on IMAP (push notifications), synced after `debounce`.
+    pushed_tx: mpsc::Sender<String>,
+    pushed_rx: tokio::sync::Mutex<mpsc::Receiver<String>>,
 }
 
 /// The voicemail sync engine. Cheap to clone; clones share state.
@@ -174,6 +202,7 @@ impl VoicemailEngine {
         options: VoicemailOptions,
     ) -> VoicemailEngine {
         let (events_tx, events_rx) = mpsc::channel(10_000);
+        let (pushed_tx, pushed_rx) = mpsc::channel(10_000);
         let password: String = rand::thread_rng()
             .sample_iter(rand::distributions::Alphanumeric)
             .take(32)
@@ -189,6 +218,8 @@ impl VoicemailEngine {
                 callback_password: Secret::new(password),
                 events_tx,
                 events_rx: tokio::sync::Mutex::new(events_rx),
+                pushed_tx,
+                pushed_rx: tokio::sync::Mutex::new(pushed_rx),
             }),
         }
     }
@@ -245,6 +276,11 @@ impl VoicemailEngine {
             .matched
             .iter()
             .map(|m| (m.cuc_alias.to_lowercase(), m.cuc_object_id.clone()))
+            .collect();
+        shared.by_imap_user = report
+            .matched
+            .iter()
+            .map(|m| (m.imap_user.to_lowercase(), m.cuc_object_id.clone()))
             .collect();
         shared.unmatched = report.unmatched.clone();
         Ok(report)
@@ -1120,6 +1156,69 @@ impl VoicemailEngine {
         }
     }
 
+    /// The token IMAP push notifications must present (`None`: push not configured).
+    pub(crate) fn imap_push_token(&self) -> Option<&Secret> {
+        self.inner.options.imap_push_token.as_ref()
+    }
+
+    /// Count a refused push notification (wrong token, unreadable body).
+    pub(crate) fn imap_push_refused(&self) {
+        lock(&self.inner.shared).imap_push.refused += 1;
+        metrics::counter!("ucbridge_voicemail_imap_push_total", "outcome" => "refused")
+            .increment(1);
+    }
+
+    /// An authenticated IMAP push notification: a change of `imap_user`'s mail in the
+    /// folder with `uid_validity` (`None`: a folder itself was renamed or deleted).
+    /// Schedules a sync of the matched account after `debounce` when the folder is one
+    /// of its voicemail folders (found by UIDVALIDITY, which a rename keeps), or always
+    /// for folder events; anything else is ignored, so reading ordinary mail costs no
+    /// sync. The caller answers the same either way: who exists is not revealed.
+    pub(crate) async fn imap_pushed(
+        &self,
+        imap_user: &str,
+        uid_validity: Option<u32>,
+    ) -> Result<PushOutcome, VoicemailError> {
+        let oid = lock(&self.inner.shared)
+            .by_imap_user
+            .get(&imap_user.to_lowercase())
+            .cloned();
+        let relevant = match (&oid, uid_validity) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(oid), Some(v)) => self
+                .inner
+                .store
+                .voicemail_folders(oid)
+                .await?
+                .iter()
+                .any(|f| f.uid_validity == v),
+        };
+        let outcome = match oid {
+            // A full queue means run() is not draining it (not running, or far behind):
+            // the poll and the reconcile still find the change.
+            Some(oid) if relevant => {
+                let _ = self.inner.pushed_tx.try_send(oid);
+                PushOutcome::Scheduled
+            }
+            _ => PushOutcome::Ignored,
+        };
+        let mut shared = lock(&self.inner.shared);
+        let label = match outcome {
+            PushOutcome::Scheduled => {
+                shared.imap_push.scheduled += 1;
+                shared.imap_push.last_scheduled_at = Some(now_ms());
+                "scheduled"
+            }
+            PushOutcome::Ignored => {
+                shared.imap_push.ignored += 1;
+                "ignored"
+            }
+        };
+        metrics::counter!("ucbridge_voicemail_imap_push_total", "outcome" => label).increment(1);
+        Ok(outcome)
+    }
+
     /// Status for the admin page.
     pub async fn status(&self) -> Result<VoicemailStatus, VoicemailError> {
         let accounts = self.inner.store.voicemail_accounts().await?;
@@ -1144,13 +1243,15 @@ impl VoicemailEngine {
             last_keep_alive_at: shared.last_keep_alive_at,
             events_received: shared.events_received,
             imap_polls: shared.polls,
+            imap_push: shared.imap_push,
         })
     }
 
     /// The continuous mode until `shutdown` resolves: a full reconcile at start and every
-    /// `reconcile_every`; CUC events (callbacks) synced at once; IMAP changes detected by
-    /// polling HIGHESTMODSEQ every `imap_poll_every` (one round at a time, on permits of
-    /// its own so syncs never wait for it) and synced after `debounce`; failed
+    /// `reconcile_every`; CUC events (callbacks) synced at once; IMAP changes pushed by
+    /// the IMAP server ([`VoicemailEngine::imap_push_router`]) or detected by polling
+    /// HIGHESTMODSEQ every `imap_poll_every` (one round at a time, on permits of its own
+    /// so syncs never wait for it) synced after `debounce`; failed
     /// accounts retried with exponential backoff; the CUNI subscription (when
     /// `callback_url` is given) renewed at half its lifetime or when CUC ends it.
     pub async fn run(
@@ -1158,7 +1259,10 @@ impl VoicemailEngine {
         callback_url: Option<String>,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
-        let Ok(mut events) = self.inner.events_rx.try_lock() else {
+        let (Ok(mut events), Ok(mut pushed)) = (
+            self.inner.events_rx.try_lock(),
+            self.inner.pushed_rx.try_lock(),
+        ) else {
             tracing::error!("VoicemailEngine::run is already running");
             return;
         };
@@ -1214,7 +1318,12 @@ impl VoicemailEngine {
             tokio::select! {
                 _ = &mut shutdown => break,
                 Some(oid) = events.recv() => spawn_sync(oid, &mut running, &mut rerun),
+                // Changes on IMAP, polled or pushed: synced once `debounce` after the first
+                // one, so a burst of actions makes one sync (seed 002).
                 Some(oid) = changed_rx.recv() => {
+                    debounced.entry(oid).or_insert_with(|| Instant::now() + options.debounce);
+                }
+                Some(oid) = pushed.recv() => {
                     debounced.entry(oid).or_insert_with(|| Instant::now() + options.debounce);
                 }
                 Some((oid, ok)) = done_rx.recv() => {

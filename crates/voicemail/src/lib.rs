@@ -17,12 +17,16 @@
 //! - [`VoicemailEngine::run`]`(callback_url, shutdown)` — continuous mode.
 //! - [`VoicemailEngine::subscribe`]`(callback_url)` — CUNI subscription (groups of 500).
 //! - [`VoicemailEngine::callback_router`]`()` — axum router for CUC's callback POSTs.
+//! - [`VoicemailEngine::imap_push_router`]`()` — axum router for the IMAP server's push
+//!   notifications (Dovecot: `contrib/dovecot/ucbridge-push.lua`), mounted at
+//!   `/callbacks/imap`.
 //! - [`VoicemailEngine::status`]`()` — per-account state for the admin page.
 //!
 //! Metrics (`metrics` facade): `ucbridge_voicemail_lag_seconds` (histogram, CUC arrival ->
 //! visible in IMAP, for messages that arrived since the account's previous good sync),
 //! `ucbridge_voicemail_syncs_total{outcome=ok|cuc_error|error}`,
-//! `ucbridge_voicemail_actions_total{direction=cuc_to_imap|imap_to_cuc, action}`.
+//! `ucbridge_voicemail_actions_total{direction=cuc_to_imap|imap_to_cuc, action}`,
+//! `ucbridge_voicemail_imap_push_total{outcome=scheduled|ignored|refused}`.
 //!
 //! Invariants:
 //! - CUC is read completely before IMAP is touched: with CUC down, IMAP stays as it is and
@@ -57,17 +61,19 @@ mod error;
 mod imap;
 pub mod matching;
 mod mime;
+mod push;
 pub mod reconcile;
 
 pub use config::{
     AccountMatching, AttachmentFormat, CucIdSource, FolderNames, ImapFileConfig, ImapLogin,
     ImapSecurity, ImapSettings, ImapUserSource, RemovalGuard, VoicemailFileConfig,
-    VoicemailOptions,
+    VoicemailOptions, IMAP_PUSH_TOKEN_ENV, MIN_PUSH_TOKEN_LEN, POLL_EVERY_WITH_PUSH,
 };
 pub use engine::{
-    AccountStatus, AccountSummary, PollStats, Progress, SyncSummary, VoicemailEngine,
-    VoicemailStatus,
+    AccountStatus, AccountSummary, ImapPushStats, PollStats, Progress, SyncSummary,
+    VoicemailEngine, VoicemailStatus,
 };
 pub use error::{RemovalsRefused, VoicemailError};
 pub use imap::CUC_ID_HEADER;
 pub use matching::{MatchReport, MatchedAccount, UnmatchedAccount};
+pub use push::MAX_PUSH_BYTES;

@@ -962,3 +962,220 @@ async fn a_delete_undone_in_the_mail_client_leaves_one_copy_whose_delete_reaches
     assert_eq!(copies_of(&mut imap, &id).await, [0, 0, 0]);
     imap.logout().await;
 }
+
+/// The token Dovecot's push script presents (test value, 16+ characters).
+const PUSH_TOKEN: &str = "test-push-token-0123456789";
+
+/// A world whose Dovecot runs `contrib/dovecot/ucbridge-push.lua` against a webhook
+/// listener bound before Dovecot starts (its URL goes into Dovecot's config).
+struct PushWorld {
+    w: common::World,
+    /// For [`serve_imap_push`].
+    listener: tokio::net::TcpListener,
+    url: String,
+    /// Holds the token file Dovecot reads (`ucbridge_push_token = </file`, with its
+    /// final newline, as an administrator writes it).
+    _token_dir: tempfile::TempDir,
+}
+
+async fn push_world(users: usize, messages: usize) -> Option<PushWorld> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!(
+        "http://{}/callbacks/imap",
+        listener.local_addr().expect("addr")
+    );
+    let token_dir = tempfile::tempdir().expect("temp dir");
+    let token_file = token_dir.path().join("ucbridge-push-token");
+    std::fs::write(&token_file, format!("{PUSH_TOKEN}\n")).expect("token file");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../contrib/dovecot/ucbridge-push.lua");
+    let setting = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    let options = WorldOptions {
+        lua_push: Some(ucbridge_testkit::dovecot::LuaPush {
+            script,
+            settings: vec![
+                setting("ucbridge_push_url", &url),
+                setting("ucbridge_push_token", &format!("<{}", token_file.display())),
+                // ucbridge's own sessions (the master user) need no notification.
+                setting(
+                    "ucbridge_push_skip_master",
+                    ucbridge_testkit::dovecot::MASTER_USER,
+                ),
+            ],
+        }),
+        ..WorldOptions::default()
+    };
+    let w = world_with(users, messages, options).await?;
+    Some(PushWorld {
+        w,
+        listener,
+        url,
+        _token_dir: token_dir,
+    })
+}
+
+/// Serve the engine's IMAP push route on `listener`.
+fn serve_imap_push(engine: &VoicemailEngine, listener: tokio::net::TcpListener) {
+    let app = axum::Router::new().nest("/callbacks/imap", engine.imap_push_router());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+}
+
+/// Whether CUC's message `id` of `alias` is in its inbox and read (`None`: not there).
+fn cuc_inbox_read(w: &common::World, alias: &str, id: &str) -> Option<bool> {
+    w.lab
+        .cuc()
+        .messages(alias, CucFolder::Inbox)
+        .ok()?
+        .into_iter()
+        .find(|m| m.id == id)
+        .map(|m| m.read)
+}
+
+#[tokio::test]
+async fn imap_changes_pushed_by_dovecot_reach_cuc_without_the_poll() {
+    let Some(PushWorld {
+        w,
+        listener,
+        url,
+        _token_dir,
+    }) = push_world(1, 3).await
+    else {
+        return;
+    };
+    let engine = w.engine(VoicemailOptions {
+        // An hour: anything reaching CUC within the test was pushed, not polled (the full
+        // reconcile runs every 15 minutes, after the one at start).
+        imap_poll_every: Duration::from_secs(3600),
+        imap_push_token: Some(PUSH_TOKEN.into()),
+        ..quick_options()
+    });
+    serve_imap_push(&engine, listener);
+    let running = Running::start(&engine, false).await;
+    let alias = w.aliases[0].clone();
+    let synced = eventually(Duration::from_secs(30), || async {
+        let status = engine.status().await.ok()?;
+        (status.accounts.len() == 1 && status.accounts[0].account.last_success_at.is_some())
+            .then_some(())
+    })
+    .await;
+    assert!(synced.is_some(), "initial reconcile");
+    // ucbridge's own appends (as the master user) were not reported back to it.
+    let push = engine.status().await.unwrap().imap_push;
+    assert_eq!((push.scheduled, push.ignored), (0, 0), "{push:?}");
+
+    // A read in the user's own session (a mail client) -> Dovecot -> webhook -> sync.
+    let mut imap = common::TestImap::login_as_user(w.dovecot.port(), &alias).await;
+    let unread = imap
+        .messages("Voicemail")
+        .await
+        .into_iter()
+        .find(|m| !m.seen)
+        .expect("an unread voicemail");
+    let id = unread.cuc_id.clone().expect("ours");
+    assert_eq!(cuc_inbox_read(&w, &alias, &id), Some(false));
+    imap.set_seen("Voicemail", unread.uid, true).await;
+    let read = eventually(Duration::from_secs(20), || async {
+        (cuc_inbox_read(&w, &alias, &id) == Some(true)).then_some(())
+    })
+    .await;
+    assert!(
+        read.is_some(),
+        "the read reached CUC by push; log: {}",
+        w.dovecot.log()
+    );
+    let push = engine.status().await.unwrap().imap_push;
+    assert!(push.scheduled >= 1, "{push:?}");
+
+    // An expunge likewise: the voicemail leaves CUC's inbox.
+    let victim = imap
+        .messages("Voicemail")
+        .await
+        .into_iter()
+        .find(|m| m.cuc_id.as_deref() != Some(id.as_str()))
+        .expect("another voicemail");
+    let victim_id = victim.cuc_id.clone().expect("ours");
+    imap.expunge("Voicemail", victim.uid).await;
+    let deleted = eventually(Duration::from_secs(20), || async {
+        cuc_inbox_read(&w, &alias, &victim_id)
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(deleted.is_some(), "the expunge reached CUC by push");
+    // A move out of the voicemail folders (MOVE: an expunge there, no flag change) too.
+    let moved = imap
+        .messages("Voicemail")
+        .await
+        .into_iter()
+        .find(|m| m.cuc_id.as_deref() != Some(id.as_str()))
+        .expect("a third voicemail");
+    let moved_id = moved.cuc_id.clone().expect("ours");
+    imap.move_to("Voicemail", moved.uid, "INBOX").await;
+    let gone = eventually(Duration::from_secs(20), || async {
+        cuc_inbox_read(&w, &alias, &moved_id)
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        gone.is_some(),
+        "the move out of the folder reached CUC by push"
+    );
+    assert_eq!(
+        engine.status().await.unwrap().imap_polls.started,
+        0,
+        "no poll round ran"
+    );
+
+    // Forged or malformed calls are refused; an unknown user is answered like a known
+    // one and changes nothing.
+    let http = reqwest::Client::new();
+    let post = |auth: Option<&str>, body: &str| {
+        let mut request = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        request.send()
+    };
+    let valid = format!(r#"{{"user":"{alias}","event":"FlagsSet","mailbox":"Voicemail"}}"#);
+    let before = engine.status().await.unwrap().imap_push;
+    for auth in [
+        None,
+        Some("Bearer wrong-token-0123456789"),
+        Some(&format!("Basic {PUSH_TOKEN}")),
+        Some(&format!("Bearer {PUSH_TOKEN}x")),
+    ] {
+        let status = post(auth, &valid).await.expect("answer").status();
+        assert_eq!(status, 401, "{auth:?}");
+    }
+    let bearer = format!("Bearer {PUSH_TOKEN}");
+    let unknown = post(
+        Some(&bearer),
+        r#"{"user":"nobody-here","event":"FlagsSet"}"#,
+    )
+    .await
+    .expect("answer");
+    assert_eq!(unknown.status(), 204);
+    let garbage = post(Some(&bearer), "{not json").await.expect("answer");
+    assert_eq!(garbage.status(), 400);
+    let huge = post(Some(&bearer), &"x".repeat(64 * 1024))
+        .await
+        .expect("answer");
+    assert_eq!(huge.status(), 413);
+    let after = engine.status().await.unwrap().imap_push;
+    assert_eq!(
+        after.scheduled, before.scheduled,
+        "nothing forged scheduled a sync"
+    );
+    assert_eq!(after.refused, before.refused + 5, "{after:?}");
+    assert_eq!(after.ignored, before.ignored + 1);
+    running.stop().await;
+    imap.logout().await;
+}

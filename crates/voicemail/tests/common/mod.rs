@@ -11,7 +11,7 @@ use ucbridge_auth::{Credentials, TlsOptions};
 use ucbridge_cuc::{CucClient, CucConfig, UserQuery};
 use ucbridge_lab::{CucLabConfig, LabConfig, RunningLab};
 use ucbridge_store::{Store, UserRecord};
-use ucbridge_testkit::dovecot::{Dovecot, MASTER_PASSWORD, MASTER_USER};
+use ucbridge_testkit::dovecot::{Dovecot, LuaPush, MASTER_PASSWORD, MASTER_USER, USER_PASSWORD};
 use ucbridge_voicemail::{ImapSettings, VoicemailEngine, VoicemailOptions, CUC_ID_HEADER};
 
 pub struct World {
@@ -49,6 +49,8 @@ pub struct WorldOptions<'a> {
     pub tls: Option<&'a ucbridge_testkit::tls::ServerCertificate>,
     /// The lab's CUNI keep-alive period.
     pub cuni_keep_alive_every: Option<Duration>,
+    /// Dovecot loads the push-notification plugin with this Lua script and settings.
+    pub lua_push: Option<LuaPush>,
 }
 
 pub async fn world_with(
@@ -84,7 +86,10 @@ pub async fn world_with(
         .map(|u| u.alias)
         .collect();
     let refs: Vec<&str> = aliases.iter().map(String::as_str).collect();
-    let dovecot = Dovecot::start_with_tls(&refs, options.tls)?;
+    let dovecot = Dovecot::builder(&refs)
+        .tls(options.tls)
+        .lua_push(options.lua_push)
+        .start()?;
     let dir = tempfile::tempdir().expect("temp dir");
     let store_url = format!("sqlite://{}", dir.path().join("vm.db").display());
     let store = Store::open(&store_url).await.expect("store");
@@ -161,6 +166,16 @@ pub struct TestImap {
 
 impl TestImap {
     pub async fn login(port: u16, user: &str) -> TestImap {
+        Self::login_with(port, &format!("{user}*{MASTER_USER}"), MASTER_PASSWORD).await
+    }
+
+    /// Logged in as the user, with the user's own password (not through the master user),
+    /// as a mail client is.
+    pub async fn login_as_user(port: u16, user: &str) -> TestImap {
+        Self::login_with(port, user, USER_PASSWORD).await
+    }
+
+    async fn login_with(port: u16, login: &str, password: &str) -> TestImap {
         let tcp = TcpStream::connect(("127.0.0.1", port))
             .await
             .expect("connect");
@@ -171,10 +186,10 @@ impl TestImap {
             .expect("greeting")
             .expect("greeting");
         let session = client
-            .login(format!("{user}*{MASTER_USER}"), MASTER_PASSWORD)
+            .login(login, password)
             .await
             .map_err(|(e, _)| e)
-            .expect("master login");
+            .expect("login");
         TestImap { session }
     }
 
