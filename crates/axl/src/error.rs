@@ -85,6 +85,10 @@ pub enum AxlError {
     /// The response body broke off or was not the XML we expected.
     #[error("{operation}: bad response: {detail}")]
     Protocol { operation: String, detail: String },
+    /// A request the client refuses to send because CUCM's schema would refuse it (e.g. a
+    /// PIN that is not at least four digits). `detail` never contains a secret.
+    #[error("{operation}: invalid request: {detail}")]
+    InvalidRequest { operation: String, detail: String },
     /// The client itself is misconfigured (URL, CA file, version).
     #[error("configuration error: {0}")]
     Config(String),

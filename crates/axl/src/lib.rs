@@ -4,8 +4,10 @@
 //!   the body namespace `http://www.cisco.com/AXL/API/X.Y` names the same version (a wrong
 //!   SOAPAction made CUCM drop `digestUser` silently in the field, seed 001). The version is
 //!   configured or discovered with `getCCMVersion`.
-//! - Typed operations for users, phones, lines and SQL; requests are written with an
-//!   escaping XML writer and responses are parsed as a stream, one record at a time.
+//! - Typed operations for users, phones, lines and SQL, and end-user sign-in checks
+//!   (`doAuthenticateUser`, never retried once CUCM may have seen it); requests are
+//!   written with an escaping XML writer and responses are parsed as a stream, one record
+//!   at a time.
 //! - CUCM's limits handled: HTTP 503 and the memory-throttle fault are retried with jittered
 //!   back-off; "Query request too large" makes list calls shrink their page and go on.
 //! - Faults become [`AxlError::Fault`] with CUCM's `axlcode` and message.
@@ -23,6 +25,7 @@
 //! # Ok(()) }
 //! ```
 
+mod authenticate;
 mod changes;
 mod client;
 mod error;
@@ -38,6 +41,7 @@ mod xml;
 #[cfg(test)]
 mod xsd_tests;
 
+pub use authenticate::{Authentication, UserCredential};
 pub use changes::{Change, ChangeAction, ChangeBatch, ChangeCursor};
 pub use client::{
     AxlClient, AxlConfig, ClientStats, RetryPolicy, Secret, DEFAULT_MAX_ERROR_BODY_BYTES,

@@ -154,13 +154,24 @@ async fn exercise_every_operation(schema: SchemaVersion) -> Vec<Vec<u8>> {
         .await
         .expect("removeLine");
     client
+        .authenticate_user(
+            "xsd.user",
+            &UserCredential::Password(Secret::new("pa<ss> & \"word\"")),
+        )
+        .await
+        .expect("doAuthenticateUser (password)");
+    client
+        .authenticate_user("xsd.user", &UserCredential::Pin(Secret::new("12345")))
+        .await
+        .expect("doAuthenticateUser (PIN)");
+    client
         .remove_user(Key::Name("xsd.user"))
         .await
         .expect("removeUser");
 
     let sent = client.sent_envelopes();
     let ops: std::collections::BTreeSet<&str> = sent.iter().map(|(op, _)| *op).collect();
-    assert_eq!(ops.len(), 17, "every operation was exercised: {ops:?}");
+    assert_eq!(ops.len(), 18, "every operation was exercised: {ops:?}");
     lab.shutdown().await;
     sent.into_iter().map(|(_, body)| body).collect()
 }

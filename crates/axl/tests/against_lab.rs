@@ -626,3 +626,135 @@ async fn memory_throttle_faults_are_retried_until_concurrent_listings_complete()
     assert!(stats.retries >= stats.throttled, "{stats:?}");
     lab.shutdown().await;
 }
+
+/// doAuthenticateUser against the lab's CUCM credential policy: right and wrong password,
+/// PIN, unknown user, lockout after the threshold and its end, a password changed with
+/// updateUser, and no retry once the request may have reached CUCM.
+#[tokio::test]
+async fn authenticate_user_reports_cucm_credential_policy() {
+    let lockout = Duration::from_secs(2);
+    let lab = lab(LabConfig {
+        users: 2,
+        credential_policy: ucbridge_lab::CredentialPolicy {
+            failed_logon_threshold: 3,
+            lockout_duration: Some(lockout),
+            ..ucbridge_lab::CredentialPolicy::default()
+        },
+        ..LabConfig::default()
+    })
+    .await;
+    let client = client_for(&lab).await;
+    let users = client
+        .list_users(&UserSearch::all(), &[UserTag::Userid])
+        .await
+        .unwrap();
+    let userid = users[0].userid.clone().expect("userid");
+    let defaults = LabConfig::default();
+    let password = |p: &str| UserCredential::Password(Secret::new(p));
+    let right = password(&defaults.user_password);
+
+    let ok = client.authenticate_user(&userid, &right).await.unwrap();
+    assert!(ok.authenticated, "{ok:?}");
+    let pin = UserCredential::Pin(Secret::new(defaults.user_pin.clone()));
+    assert!(
+        client
+            .authenticate_user(&userid, &pin)
+            .await
+            .unwrap()
+            .authenticated
+    );
+    let wrong = client
+        .authenticate_user(&userid, &password("not-it"))
+        .await
+        .unwrap();
+    assert!(!wrong.authenticated);
+    assert_ne!(wrong.code, ok.code);
+    let unknown = client
+        .authenticate_user("no.such.user", &right)
+        .await
+        .unwrap();
+    assert!(!unknown.authenticated);
+    // A PIN the schema refuses is never sent.
+    let before = client.stats().requests;
+    let err = client
+        .authenticate_user(&userid, &UserCredential::Pin(Secret::new("12")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AxlError::InvalidRequest { .. }), "{err}");
+    assert_eq!(client.stats().requests, before);
+
+    // Two more failures reach the threshold of 3: locked, even for the right password.
+    for _ in 0..2 {
+        client
+            .authenticate_user(&userid, &password("not-it"))
+            .await
+            .unwrap();
+    }
+    let locked = client.authenticate_user(&userid, &right).await.unwrap();
+    assert!(!locked.authenticated);
+    assert_ne!(locked.code, wrong.code, "locked is told apart from wrong");
+    tokio::time::sleep(lockout + Duration::from_millis(200)).await;
+    assert!(
+        client
+            .authenticate_user(&userid, &right)
+            .await
+            .unwrap()
+            .authenticated
+    );
+
+    // A password set with updateUser replaces the default.
+    client
+        .update_user(
+            Key::Name(&userid),
+            &UserUpdate {
+                password: Some(Secret::new("Ch4nged!")),
+                ..UserUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        !client
+            .authenticate_user(&userid, &right)
+            .await
+            .unwrap()
+            .authenticated
+    );
+    assert!(
+        client
+            .authenticate_user(&userid, &password("Ch4nged!"))
+            .await
+            .unwrap()
+            .authenticated
+    );
+
+    // A broken answer is not retried: a second attempt would count as a second failure.
+    let other = users[1].userid.clone().expect("userid");
+    lab.faults().drop_next_responses(1);
+    let before = client.stats().requests;
+    let err = client
+        .authenticate_user(&other, &password("not-it"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AxlError::Protocol { .. } | AxlError::Transport { .. }),
+        "{err}"
+    );
+    assert_eq!(client.stats().requests, before + 1);
+    assert_eq!(
+        lab.credentials()
+            .failed_logons(&other, ucbridge_lab::CredentialKind::Password)
+            .unwrap(),
+        Some(1)
+    );
+    // CUCM's 503 means it did not look at the request: that one is retried.
+    lab.faults().fail_next_with_status(1, 503);
+    assert!(
+        client
+            .authenticate_user(&other, &right)
+            .await
+            .unwrap()
+            .authenticated
+    );
+    lab.shutdown().await;
+}

@@ -5,7 +5,10 @@
 //! `{UPPER}`; notes §1), booleans are stored as `'t'`/`'f'` as Informix returns them
 //! (notes §4), enum columns are `tk*` pointing at `type*` tables, references are `fk*`.
 //! Lab simplifications: `enduser.digestcredentials` (CUCM keeps digest credentials in a
-//! credential table) and `credential` holding password/PIN in clear text.
+//! credential table) and `credential` holding password/PIN in clear text, NULL meaning the
+//! lab default (`LabConfig::user_password`/`user_pin`), with the credential policy's state
+//! (`hackcount`, times of the last failure, lockouts and change, epoch milliseconds) in
+//! columns named by the lab (`ops::auth`).
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -72,6 +75,11 @@ CREATE TABLE credential (
     fkenduser TEXT NOT NULL REFERENCES enduser(pkid) ON DELETE CASCADE,
     tkcredential INTEGER NOT NULL REFERENCES typecredential(enum),
     credentials TEXT,
+    hackcount INTEGER NOT NULL DEFAULT 0,
+    timelastfailed INTEGER,
+    timehackedlockout INTEGER,
+    timeadminlockout INTEGER,
+    timechanged INTEGER,
     UNIQUE (fkenduser, tkcredential)
 );
 

@@ -15,8 +15,8 @@
 //!
 //! `getCCMVersion`; `listUser`, `getUser`, `addUser`, `updateUser`, `removeUser`;
 //! `listPhone`, `getPhone`, `addPhone`, `updatePhone`, `removePhone`; `addLine`, `getLine`,
-//! `listLine`, `removeLine`; `executeSQLQuery`, `executeSQLUpdate`; `listChange`
-//! ([`emulated_operations`]). Every other operation of Cisco's WSDL ([`wsdl_operations`]:
+//! `listLine`, `removeLine`; `executeSQLQuery`, `executeSQLUpdate`; `listChange`;
+//! `doAuthenticateUser` ([`emulated_operations`]). Every other operation of Cisco's WSDL ([`wsdl_operations`]:
 //! 1,026 in 11.5, 1,068 in 12.5–15.0) answers HTTP 500 with an AXL fault (`soapenv:Server`,
 //! axlcode -1) whose text says it "is not emulated by the lab"; a name that is no operation
 //! of the applied schema's WSDL (a misspelling) gets CUCM's Axis2 fault "The endpoint
@@ -29,6 +29,45 @@
 //! writes. Constraint failures carry Informix's codes (-239 unique, -691/-692 referential,
 //! -391 NULL), since CUCM passes Informix codes through (notes §3). It is a write: throttled
 //! like add/update/remove (notes §4) and recorded for listChange.
+//!
+//! # Sign-in: `doAuthenticateUser` and the credential policy (issue 12 item 2)
+//!
+//! Request and answer are Cisco's XSD (`DoAuthenticateUserReq`/`Res`, the same in
+//! 11.5–15.0): `userid` and a choice of `password` or `pin` (`\d\d\d\d+`, enforced as a
+//! facet); `return/{userAuthenticated, code, daysToExpiry?, isWarningNeeded?}`.
+//!
+//! - Every end user has a password and a PIN: [`LabConfig::user_password`] and
+//!   [`LabConfig::user_pin`] ("12345", a lab choice; CUCM's trivial-credential check is
+//!   not modelled) until addUser/updateUser `password`/`pin` set the user's own (stored in `credential`).
+//!   The same password serves the REST emulators' Basic auth, the IdS password grant and
+//!   AXL's 403 for end users; the credential policy applies to doAuthenticateUser only.
+//! - Public: failed logons are counted per credential; at the policy's "Failed Logon"
+//!   threshold (1–100, **default 3**; 0 = "No Limit for Failed Logons") "the system locks
+//!   the account" (Cisco Unified CM Administration Guide, OL-18611-01, "Credential Policy
+//!   Configuration Settings"). A locked user is unlocked by the administrator's "Reset
+//!   Hack Count" on the Credential Information page, which also clears "Time Locked Due to
+//!   Failed Login Attempts"; "Locked by Administrator" is a separate lock (Cisco, System
+//!   Error Messages for CUCM 15, the lockout alarm). The other fields — "Reset Failed Logon
+//!   Attempts Every" (the count clears that long after a failure), "Lockout Duration"
+//!   (0 = "Administrator Must Unlock"), "Credential Expires After", "Expiry Warning Days" —
+//!   are named in the same guide; their defaults (**30 min**, **30 min**, 180 days) come
+//!   from a third-party model of the CUCM object (VOSS `device/cucm/CredentialPolicy`),
+//!   the part of Cisco's table stating them was not in the copy read. [`CredentialPolicy`]
+//!   holds all of it with those defaults, except expiry, off by default (lab users never
+//!   change their password; whether the Default Credential Policy expires them is not
+//!   confirmed).
+//! - **Not public, lab choices (stricter where there was a choice):** the values of `code`
+//!   ("the IMS result code" in the XSD): 0 authenticated, 1 wrong credential, 2 locked
+//!   after failed logons, 3 locked by an administrator, 4 expired, 5 unknown user. Locked,
+//!   expired and unknown are `userAuthenticated` false with a result, not a fault (the
+//!   XSD's answer has room for it; a client must be ready for either). While locked, even
+//!   the right credential is refused and attempts are not counted. An expired credential
+//!   is refused (CUCM's UI would ask for a change; AXL cannot), `daysToExpiry` 0. A
+//!   password change through updateUser restarts the expiry clock but keeps the count and
+//!   a lock. With LDAP authentication on, CUCM checks passwords against the directory
+//!   (PINs stay in CUCM); the lab has no directory, every lab user is local.
+//! - [`RunningLab::credentials`] does what CUCM's Credential Information page does (lock,
+//!   reset the hack count, read the count) and ages a credential for expiry tests.
 //!
 //! # Requests are checked against the schema (issue 11 items 3, 4)
 //!
@@ -185,8 +224,13 @@ pub struct LabConfig {
     /// Changes per listChange answer. CUCM pages the queue but does not document the size
     /// (notes §6); small values let clients test their paging.
     pub list_change_page_size: usize,
-    /// Password of every end user for CUC Basic auth and the IdS password grant.
+    /// Password of every end user (CUC Basic auth, the IdS password grant,
+    /// doAuthenticateUser) until addUser/updateUser sets the user's own.
     pub user_password: String,
+    /// PIN of every end user for doAuthenticateUser until addUser/updateUser sets one.
+    pub user_pin: String,
+    /// CUCM's credential policy as doAuthenticateUser applies it (crate docs, "Sign-in").
+    pub credential_policy: CredentialPolicy,
     /// Whether AXL accepts `Authorization: Bearer` tokens issued by the lab IdS to the
     /// administrator (off by default: AXL application users keep passwords, notes §5.1).
     pub axl_accepts_bearer: bool,
@@ -215,11 +259,102 @@ impl Default for LabConfig {
             session_idle_timeout: Duration::from_secs(30 * 60),
             list_change_page_size: 2000,
             user_password: "ucbridge-user".to_owned(),
+            user_pin: "12345".to_owned(),
+            credential_policy: CredentialPolicy::default(),
             axl_accepts_bearer: false,
             cuc: CucLabConfig::default(),
             ids: IdsLabConfig::default(),
             sso: SsoLabConfig::default(),
         }
+    }
+}
+
+/// CUCM's credential policy ("User Management > User Settings > Credential Policy"),
+/// applied per credential to doAuthenticateUser. Defaults and their sources: crate docs,
+/// "Sign-in".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialPolicy {
+    /// "Failed Logon": failures that lock the credential; 0 = "No Limit for Failed Logons".
+    pub failed_logon_threshold: u32,
+    /// "Reset Failed Logon Attempts Every": the count clears this long after a failure.
+    pub reset_failed_logons_after: Duration,
+    /// "Lockout Duration"; `None` = "Administrator Must Unlock".
+    pub lockout_duration: Option<Duration>,
+    /// "Credential Expires After"; `None` = "Never Expires" (the lab default).
+    pub expires_after: Option<Duration>,
+    /// "Expiry Warning Days": `isWarningNeeded` when fewer days are left.
+    pub expiry_warning_days: u32,
+}
+
+impl Default for CredentialPolicy {
+    fn default() -> Self {
+        CredentialPolicy {
+            failed_logon_threshold: 3,
+            reset_failed_logons_after: Duration::from_secs(30 * 60),
+            lockout_duration: Some(Duration::from_secs(30 * 60)),
+            expires_after: None,
+            expiry_warning_days: 0,
+        }
+    }
+}
+
+/// Which credential of an end user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    Password,
+    Pin,
+}
+
+/// An administrator's controls over end users' credentials (see [`RunningLab::credentials`]).
+/// Each returns `false` when the user does not exist.
+pub struct Credentials<'a> {
+    shared: &'a server::Shared,
+}
+
+impl Credentials<'_> {
+    fn adjust(
+        &self,
+        userid: &str,
+        kind: CredentialKind,
+        change: impl FnOnce(&mut ops::auth::StateView<'_>),
+    ) -> Result<bool, LabError> {
+        let mut conn = self.shared.lock_db();
+        Ok(ops::auth::adjust(&mut conn, userid, kind, change)?)
+    }
+
+    /// "Locked By Administrator" on or off.
+    pub fn set_locked_by_administrator(
+        &self,
+        userid: &str,
+        kind: CredentialKind,
+        locked: bool,
+    ) -> Result<bool, LabError> {
+        self.adjust(userid, kind, |s| s.set_admin_locked(locked))
+    }
+
+    /// "Reset Hack Count": clears failed logons and a failed-logon lockout.
+    pub fn reset_hack_count(&self, userid: &str, kind: CredentialKind) -> Result<bool, LabError> {
+        self.adjust(userid, kind, |s| s.reset_hack_count())
+    }
+
+    /// Make the credential look last changed `ago` before now (expiry tests).
+    pub fn set_changed_ago(
+        &self,
+        userid: &str,
+        kind: CredentialKind,
+        ago: Duration,
+    ) -> Result<bool, LabError> {
+        self.adjust(userid, kind, |s| s.set_changed_ago(ago))
+    }
+
+    /// Failed logons counted now ("Failed Logon Attempts"); `None` for an unknown user.
+    pub fn failed_logons(
+        &self,
+        userid: &str,
+        kind: CredentialKind,
+    ) -> Result<Option<u32>, LabError> {
+        let conn = self.shared.lock_db();
+        Ok(ops::auth::failed_logons(&conn, userid, kind)?)
     }
 }
 
@@ -527,6 +662,13 @@ impl RunningLab {
     /// Base URL of the unifiedconfig API (`/unifiedconfig/config/sso/status` below it).
     pub fn unifiedconfig_url(&self) -> String {
         base_url(self.tls, self.local_addr)
+    }
+
+    /// End users' credentials: lock, reset the hack count, age, read failed logons.
+    pub fn credentials(&self) -> Credentials<'_> {
+        Credentials {
+            shared: &self.shared,
+        }
     }
 
     /// The Unity Connection emulator's controls (deliver voicemail, fault switches).

@@ -2,8 +2,9 @@
 //! Basic for the administrator and every end user, or a Bearer token from the lab IdS.
 //!
 //! Accounts: the administrator (`LabConfig::username`/`password`) and every CUCM end user
-//! of the lab database, all with `LabConfig::user_password` (a lab simplification: CUC
-//! users imported from CUCM authenticate against CUCM/LDAP in reality).
+//! of the lab database with their CUCM password: their own when addUser/updateUser set
+//! one, else `LabConfig::user_password` (CUC users imported from CUCM authenticate against
+//! CUCM/LDAP in reality). CUCM's credential policy applies to doAuthenticateUser only.
 
 use std::sync::Arc;
 
@@ -111,7 +112,11 @@ impl RestAuth {
         if user == self.admin_user {
             return (password == self.admin_password).then_some(Identity::Admin);
         }
-        if password != self.user_password {
+        let conn = self.shared.lock_db();
+        let matches =
+            crate::ops::auth::password_matches(&conn, user, password, &self.user_password);
+        drop(conn);
+        if !matches.unwrap_or(false) {
             return None;
         }
         self.lookup_user(user)

@@ -324,18 +324,16 @@ fn check_basic(st: &Shared, value: &HeaderValue) -> Result<(), Reply> {
     if user == st.config.username && password == st.config.password {
         return Ok(());
     }
-    if password == st.config.user_password && is_end_user(st, &user) {
+    if end_user_password(st, &user, &password) {
         return Err(Reply::status_page(403, "Forbidden"));
     }
     Err(unauthorized())
 }
 
-fn is_end_user(st: &Shared, userid: &str) -> bool {
+/// The end user's own password, or the lab default when none was set.
+fn end_user_password(st: &Shared, userid: &str, password: &str) -> bool {
     let conn = st.lock_db();
-    conn.query_row("SELECT 1 FROM enduser WHERE userid = ?1", [userid], |_| {
-        Ok(())
-    })
-    .is_ok()
+    ops::auth::password_matches(&conn, userid, password, &st.config.user_password).unwrap_or(false)
 }
 
 fn basic_credentials(value: &HeaderValue) -> Option<(String, String)> {
@@ -601,6 +599,11 @@ async fn handle_soap(st: &Arc<Shared>, headers: &HeaderMap, body: Bytes) -> Repl
             max_bytes: shared.config.max_response_bytes,
             change_page: shared.config.list_change_page_size.max(1),
             cucm_version: &shared.release.full,
+            auth: &ops::auth::AuthSettings {
+                policy: &shared.config.credential_policy,
+                default_password: &shared.config.user_password,
+                default_pin: &shared.config.user_pin,
+            },
         };
         // The schema's facets first, then every reference the request names (issue 11).
         let references = crate::facets::check(schema, &request)?;

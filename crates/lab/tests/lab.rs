@@ -1609,3 +1609,333 @@ async fn the_product_catalogue_follows_the_release() {
     assert_eq!(fault_of(&a).0, 5003);
     lab15.shutdown().await;
 }
+
+/// `<userid>…</userid><password>…</password>` (or `<pin>`), escaped.
+fn auth_body(userid: &str, element: &str, secret: &str) -> String {
+    let esc = |s: &str| quick_xml::escape::escape(s).into_owned();
+    format!(
+        "<userid>{}</userid><{element}>{}</{element}>",
+        esc(userid),
+        esc(secret)
+    )
+}
+
+/// One doAuthenticateUser: (userAuthenticated, code, answer), asserting 200. (Validating
+/// takes xmllint a while, longer than the short lockouts here: callers validate after.)
+async fn authenticate(
+    lab: &ucbridge_lab::RunningLab,
+    client: &reqwest::Client,
+    version: &str,
+    userid: &str,
+    element: &str,
+    secret: &str,
+) -> (bool, i64, Answer) {
+    let a = call(
+        lab,
+        client,
+        "doAuthenticateUser",
+        version,
+        &auth_body(userid, element, secret),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let ok = a.text("userAuthenticated").expect("userAuthenticated");
+    let code = a.text("code").and_then(|c| c.parse().ok()).expect("code");
+    (ok == "true", code, a)
+}
+
+/// Issue 12 item 2: passwords and PINs per user, CUCM's credential policy (failed logons
+/// counted, lockout at the threshold for its duration, administrator's lock, expiry).
+#[tokio::test]
+async fn do_authenticate_user_applies_the_credential_policy() {
+    use ucbridge_lab::{CredentialKind, CredentialPolicy};
+    // Long enough for a few requests on a busy machine, short enough not to slow the suite.
+    let lockout = Duration::from_secs(2);
+    let mut answers: Vec<(&str, Vec<u8>)> = Vec::new();
+    let (lab, client) = start(LabConfig {
+        users: 2,
+        credential_policy: CredentialPolicy {
+            failed_logon_threshold: 3,
+            lockout_duration: Some(lockout),
+            ..CredentialPolicy::default()
+        },
+        ..LabConfig::default()
+    })
+    .await;
+    let users = call(
+        &lab,
+        &client,
+        "listUser",
+        "14.0",
+        "<searchCriteria><userid>%</userid></searchCriteria><returnedTags><userid/></returnedTags>",
+    )
+    .await
+    .texts("userid");
+    let (alice, bob) = (&users[0], &users[1]);
+    let creds = lab.credentials();
+    let failed = |u: &str| creds.failed_logons(u, CredentialKind::Password).unwrap();
+
+    // Lab defaults, in every fixture schema CUCM 14 serves (15.0: the next test).
+    for version in ["11.5", "12.5", "14.0"] {
+        let (ok, code, a) =
+            authenticate(&lab, &client, version, alice, "password", "ucbridge-user").await;
+        assert!(ok && code == 0, "{}", a.body);
+        assert!(a.text("daysToExpiry").is_none(), "no expiry by default");
+        answers.push((version, a.bytes()));
+    }
+    let (ok, code, _) = authenticate(&lab, &client, "14.0", alice, "pin", "12345").await;
+    assert!(ok && code == 0);
+    let (ok, code, _) = authenticate(&lab, &client, "14.0", alice, "pin", "54321").await;
+    assert!(!ok && code == 1);
+    assert_eq!(
+        creds.failed_logons(alice, CredentialKind::Pin).unwrap(),
+        Some(1)
+    );
+    // A PIN that breaks the XSD pattern is a schema fault, not a failed logon.
+    let a = call(
+        &lab,
+        &client,
+        "doAuthenticateUser",
+        "14.0",
+        &auth_body(alice, "pin", "12a"),
+    )
+    .await;
+    assert_eq!(fault_of(&a).0, 5003);
+    assert_eq!(
+        creds.failed_logons(alice, CredentialKind::Pin).unwrap(),
+        Some(1)
+    );
+    // Neither password nor PIN: the XSD's required choice.
+    let a = call(
+        &lab,
+        &client,
+        "doAuthenticateUser",
+        "14.0",
+        "<userid>x</userid>",
+    )
+    .await;
+    assert_eq!(a.status, 500, "{}", a.body);
+
+    // Unknown user: refused with a result, nothing counted anywhere.
+    let (ok, code, a) = authenticate(&lab, &client, "14.0", "nobody", "password", "x").await;
+    assert!(!ok && code == 5);
+    answers.push(("14.0", a.bytes()));
+    assert_eq!(failed("nobody"), None);
+
+    // Two failures, then the right password: the count resets.
+    for _ in 0..2 {
+        let (ok, code, _) = authenticate(&lab, &client, "14.0", alice, "password", "wrong").await;
+        assert!(!ok && code == 1);
+    }
+    assert_eq!(failed(alice), Some(2));
+    assert!(
+        authenticate(&lab, &client, "14.0", alice, "password", "ucbridge-user")
+            .await
+            .0
+    );
+    assert_eq!(failed(alice), Some(0));
+
+    // Three failures lock the password; the right one is then refused, and not counted.
+    for _ in 0..3 {
+        authenticate(&lab, &client, "14.0", alice, "password", "wrong").await;
+    }
+    let (ok, code, a) =
+        authenticate(&lab, &client, "14.0", alice, "password", "ucbridge-user").await;
+    assert!(!ok && code == 2, "locked after the threshold");
+    answers.push(("14.0", a.bytes()));
+    assert_eq!(failed(alice), Some(3));
+    // The PIN is another credential: not locked.
+    assert!(
+        authenticate(&lab, &client, "14.0", alice, "pin", "12345")
+            .await
+            .0
+    );
+    // After the lockout duration the right password works again.
+    tokio::time::sleep(lockout + Duration::from_millis(200)).await;
+    let (ok, code, _) =
+        authenticate(&lab, &client, "14.0", alice, "password", "ucbridge-user").await;
+    assert!(ok && code == 0, "lockout expired");
+
+    // updateUser password/PIN replace the defaults (raw text, spaces kept).
+    let a = call(
+        &lab,
+        &client,
+        "updateUser",
+        "14.0",
+        &format!("<userid>{bob}</userid><password> N3w &amp; s3cret</password><pin>90817</pin>"),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(
+        !authenticate(&lab, &client, "14.0", bob, "password", "ucbridge-user")
+            .await
+            .0
+    );
+    assert!(
+        authenticate(&lab, &client, "14.0", bob, "password", " N3w & s3cret")
+            .await
+            .0
+    );
+    assert!(
+        !authenticate(&lab, &client, "14.0", bob, "pin", "12345")
+            .await
+            .0
+    );
+    assert!(
+        authenticate(&lab, &client, "14.0", bob, "pin", "90817")
+            .await
+            .0
+    );
+
+    // The same password is the user's everywhere: AXL's 403 (authenticated, no role)
+    // takes the new one and refuses the old default with 401.
+    let as_bob = |password: &str| {
+        client
+            .post(lab.axl_url())
+            .basic_auth(bob, Some(password))
+            .header("SOAPAction", "\"CUCM:DB ver=14.0 getCCMVersion\"")
+            .body(envelope("getCCMVersion", "14.0", ""))
+            .send()
+    };
+    let status = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(
+        status(as_bob(" N3w & s3cret").await.expect("answered")),
+        403
+    );
+    assert_eq!(
+        status(as_bob("ucbridge-user").await.expect("answered")),
+        401
+    );
+
+    // Locked by an administrator: refused with its own code until unlocked.
+    assert!(creds
+        .set_locked_by_administrator(bob, CredentialKind::Password, true)
+        .unwrap());
+    let (ok, code, _) = authenticate(&lab, &client, "14.0", bob, "password", " N3w & s3cret").await;
+    assert!(!ok && code == 3);
+    creds
+        .set_locked_by_administrator(bob, CredentialKind::Password, false)
+        .unwrap();
+    assert!(
+        authenticate(&lab, &client, "14.0", bob, "password", " N3w & s3cret")
+            .await
+            .0
+    );
+    assert!(!creds
+        .reset_hack_count("nobody", CredentialKind::Password)
+        .unwrap());
+    lab.shutdown().await;
+    for (version, body) in answers {
+        ucbridge_testkit::validate_axl_bodies(version, &[body])
+            .expect("doAuthenticateUserResponse validates");
+    }
+}
+
+/// "Administrator Must Unlock", "No Limit for Failed Logons", the failure-count reset and
+/// credential expiry with its warning.
+#[tokio::test]
+async fn credential_policy_variants_and_expiry() {
+    use ucbridge_lab::{CredentialKind, CredentialPolicy};
+    let day = Duration::from_secs(86_400);
+    let (lab, client) = start(LabConfig {
+        cucm_version: "15.0.1.11900(23)".into(),
+        users: 1,
+        credential_policy: CredentialPolicy {
+            failed_logon_threshold: 2,
+            lockout_duration: None,
+            reset_failed_logons_after: Duration::from_millis(1500),
+            expires_after: Some(day * 90),
+            expiry_warning_days: 10,
+        },
+        ..LabConfig::default()
+    })
+    .await;
+    let user = call(
+        &lab,
+        &client,
+        "listUser",
+        "14.0",
+        "<searchCriteria><userid>%</userid></searchCriteria><returnedTags><userid/></returnedTags>",
+    )
+    .await
+    .text("userid")
+    .expect("a user");
+    let creds = lab.credentials();
+    let pw = "ucbridge-user";
+
+    // Fresh credential (its clock starts at first use): 90 whole days left, or 89 once a
+    // millisecond has passed; no warning.
+    let mut answers = Vec::new();
+    let (ok, _, a) = authenticate(&lab, &client, "15.0", &user, "password", pw).await;
+    assert!(ok);
+    answers.push(a.bytes());
+    let days = a.text("daysToExpiry").expect("daysToExpiry");
+    assert!(days == "90" || days == "89", "{days}");
+    assert_eq!(a.text("isWarningNeeded").as_deref(), Some("false"));
+    // Changed 85 days ago: warned.
+    creds
+        .set_changed_ago(&user, CredentialKind::Password, day * 85)
+        .unwrap();
+    let (ok, _, a) = authenticate(&lab, &client, "15.0", &user, "password", pw).await;
+    assert!(ok);
+    assert_eq!(a.text("isWarningNeeded").as_deref(), Some("true"));
+    answers.push(a.bytes());
+    // Changed 91 days ago: expired, refused even with the right password.
+    creds
+        .set_changed_ago(&user, CredentialKind::Password, day * 91)
+        .unwrap();
+    let (ok, code, a) = authenticate(&lab, &client, "15.0", &user, "password", pw).await;
+    assert!(!ok && code == 4);
+    assert_eq!(a.text("daysToExpiry").as_deref(), Some("0"));
+    answers.push(a.bytes());
+    ucbridge_testkit::validate_axl_bodies("15.0", &answers).expect("15.0 answers validate");
+    creds
+        .set_changed_ago(&user, CredentialKind::Password, day)
+        .unwrap();
+
+    // One failure, a pause longer than the reset interval, one failure: not locked.
+    authenticate(&lab, &client, "15.0", &user, "password", "bad").await;
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    authenticate(&lab, &client, "15.0", &user, "password", "bad").await;
+    assert_eq!(
+        creds
+            .failed_logons(&user, CredentialKind::Password)
+            .unwrap(),
+        Some(1)
+    );
+    // A second failure in a row locks; with no duration it stays locked until reset.
+    authenticate(&lab, &client, "15.0", &user, "password", "bad").await;
+    // Past the count's reset interval: the lock is not the count, it stays.
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    let (ok, code, _) = authenticate(&lab, &client, "15.0", &user, "password", pw).await;
+    assert!(!ok && code == 2, "administrator must unlock");
+    assert!(creds
+        .reset_hack_count(&user, CredentialKind::Password)
+        .unwrap());
+    assert!(
+        authenticate(&lab, &client, "15.0", &user, "password", pw)
+            .await
+            .0
+    );
+    lab.shutdown().await;
+
+    // No limit for failed logons.
+    let (lab, client) = start(LabConfig {
+        users: 1,
+        credential_policy: CredentialPolicy {
+            failed_logon_threshold: 0,
+            ..CredentialPolicy::default()
+        },
+        ..LabConfig::default()
+    })
+    .await;
+    for _ in 0..5 {
+        authenticate(&lab, &client, "14.0", &user, "password", "bad").await;
+    }
+    assert!(
+        authenticate(&lab, &client, "14.0", &user, "password", pw)
+            .await
+            .0
+    );
+    lab.shutdown().await;
+}

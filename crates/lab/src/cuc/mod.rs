@@ -154,6 +154,8 @@ pub(crate) struct CucState {
     unavailable: AtomicBool,
     /// Added before every `/vmrest` answer ([`Cuc::set_latency`]).
     latency_ms: AtomicU64,
+    /// Message listings asked for ([`Cuc::listing_requests`]).
+    listings: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -175,6 +177,7 @@ impl CucState {
             notifier: cuni::Notifier::default(),
             unavailable: AtomicBool::new(false),
             latency_ms: AtomicU64::new(0),
+            listings: AtomicU64::new(0),
         }
     }
 
@@ -246,6 +249,12 @@ impl Cuc<'_> {
     pub fn set_latency(&self, latency: Duration) {
         let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
         self.state.latency_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// How many `/vmrest/mailbox/folders/<f>/messages` requests (pages) arrived so far,
+    /// so tests can tell a listing from a cheaper request.
+    pub fn listing_requests(&self) -> u64 {
+        self.state.listings.load(Ordering::SeqCst)
     }
 
     /// Drop every CUNI subscription silently, as a CUC restart or refresh upgrade does
@@ -785,6 +794,7 @@ async fn list_messages(
     Path(name): Path<String>,
     call: Call,
 ) -> Response {
+    st.listings.fetch_add(1, Ordering::SeqCst);
     let folder = match folder_of(&call, &name) {
         Ok(f) => f,
         Err(r) => return r,

@@ -1,5 +1,6 @@
 //! AXL operations over the lab database.
 
+pub(crate) mod auth;
 mod change;
 mod line;
 mod phone;
@@ -37,6 +38,7 @@ pub(crate) enum Op {
     ExecuteSqlQuery,
     ExecuteSqlUpdate,
     ListChange,
+    DoAuthenticateUser,
 }
 
 const OPS: &[(&str, Op)] = &[
@@ -58,6 +60,7 @@ const OPS: &[(&str, Op)] = &[
     ("executeSQLQuery", Op::ExecuteSqlQuery),
     ("executeSQLUpdate", Op::ExecuteSqlUpdate),
     ("listChange", Op::ListChange),
+    ("doAuthenticateUser", Op::DoAuthenticateUser),
 ];
 
 /// Names of the emulated operations, in the order above.
@@ -104,6 +107,8 @@ pub(crate) struct Ctx<'a> {
     /// listChange page size.
     pub change_page: usize,
     pub cucm_version: &'a str,
+    /// Credential policy and lab defaults for doAuthenticateUser.
+    pub auth: &'a auth::AuthSettings<'a>,
 }
 
 /// An AXL fault: HTTP 500 with `detail/axlError` (notes §3).
@@ -262,6 +267,7 @@ fn dispatch(conn: &mut Connection, req: &Elem, ctx: &Ctx<'_>) -> Result<Vec<u8>,
         Op::ExecuteSqlQuery => sql::execute_sql_query(conn, req, ctx),
         Op::ExecuteSqlUpdate => sql::execute_sql_update(conn, req, ctx),
         Op::ListChange => change::list(conn, req, ctx),
+        Op::DoAuthenticateUser => auth::authenticate(conn, req, ctx),
     }
 }
 

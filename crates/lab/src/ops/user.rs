@@ -321,11 +321,15 @@ fn apply_fields(tx: &Connection, pkid: &str, src: &Elem) -> Result<(), AxlFault>
         )?;
     }
     for (tag, tk) in [("password", CREDENTIAL_PASSWORD), ("pin", CREDENTIAL_PIN)] {
-        if let Some(v) = src.value(tag) {
+        // The raw text, as doAuthenticateUser compares it (an xsd:string keeps its spaces).
+        // A change restarts the expiry clock; failed logons and lockouts stay (CUCM's
+        // "Reset Hack Count" is a separate action), the stricter choice.
+        if let Some(v) = src.child(tag).filter(|c| c.as_field().value().is_some()) {
             tx.execute(
-                "INSERT INTO credential (pkid, fkenduser, tkcredential, credentials) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (fkenduser, tkcredential) DO UPDATE SET credentials = excluded.credentials",
-                params![new_pkid(), pkid, tk, v],
+                "INSERT INTO credential (pkid, fkenduser, tkcredential, credentials, timechanged) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (fkenduser, tkcredential) DO UPDATE \
+                 SET credentials = excluded.credentials, timechanged = excluded.timechanged",
+                params![new_pkid(), pkid, tk, v.text, super::auth::now_ms()],
             )?;
         }
     }
