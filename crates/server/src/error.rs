@@ -1,3 +1,4 @@
+//! Server errors: `ServerError` when starting, `ApiError` as the API's `{"error": {code, message}}`.
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
