@@ -35,7 +35,7 @@ pub use snapshot::{
     SOURCE_CUCM,
 };
 pub use users::{LocalUser, UserChange, UserField, UserRecord};
-pub use voicemail::{VoicemailAccount, VoicemailFolder, VoicemailMessage};
+pub use voicemail::{VoicemailAccount, VoicemailCucMark, VoicemailFolder, VoicemailMessage};
 
 /// Everything the store can fail with.
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,6 @@
 //! Voicemail sync state (tables `voicemail_accounts`, `voicemail_folders`,
-//! `voicemail_messages`, migration 0004; audio problems per account, 0008).
+//! `voicemail_messages`, migration 0004; audio problems per account, 0008; the CUC
+//! fingerprint that lets a reconcile skip an unchanged account, 0009).
 //!
 //! Per matched account: which CUC user and IMAP login it is, how its last sync went; per
 //! CUC folder role the IMAP folder mirroring it (by identity, so a renamed folder is still
@@ -32,6 +33,14 @@ pub struct VoicemailAccount {
     /// The latest such reason, naming the message.
     pub last_audio_problem: Option<String>,
     pub last_audio_problem_at: Option<i64>,
+}
+
+/// What CUC showed of an account's folders (counts, USNs) before the last successful full
+/// read of its listings, and when that read was (migration 0009).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VoicemailCucMark {
+    pub fingerprint: Option<String>,
+    pub full_read_at: Option<i64>,
 }
 
 /// The IMAP folder mirroring one CUC folder of an account.
@@ -173,6 +182,60 @@ impl Store {
             .bind(cuc_object_id),
         };
         query.execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The account's CUC fingerprint and last full read (`None`: no such account).
+    pub async fn voicemail_cuc_mark(
+        &self,
+        cuc_object_id: &str,
+    ) -> Result<Option<VoicemailCucMark>> {
+        let row = sqlx::query(
+            "SELECT cuc_fingerprint, cuc_full_read_at FROM voicemail_accounts \
+             WHERE cuc_object_id = $1",
+        )
+        .bind(cuc_object_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(VoicemailCucMark {
+                fingerprint: opt_text(&row, "cuc_fingerprint")?,
+                full_read_at: row.try_get("cuc_full_read_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Record a full read of the account's CUC listings at `read_at`, and the fingerprint
+    /// taken just before it (`None`: CUC offered none, so the account is never skipped).
+    pub async fn record_voicemail_full_read(
+        &self,
+        cuc_object_id: &str,
+        fingerprint: Option<&str>,
+        read_at: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE voicemail_accounts SET cuc_fingerprint = $1, cuc_full_read_at = $2 \
+             WHERE cuc_object_id = $3",
+        )
+        .bind(fingerprint)
+        .bind(read_at)
+        .bind(cuc_object_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Forget the account's CUC fingerprint (kept: when the last full read was), so the
+    /// next reconcile reads it in full. Done before a sync writes anything: a sync that
+    /// fails or is cut off half-way must not leave an account that looks in sync.
+    pub async fn forget_voicemail_cuc_fingerprint(&self, cuc_object_id: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE voicemail_accounts SET cuc_fingerprint = NULL WHERE cuc_object_id = $1",
+        )
+        .bind(cuc_object_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -358,6 +421,45 @@ mod tests {
             .upsert_voicemail_account("oid-1", "jdoe", "john", "john")
             .await
             .unwrap();
+        let empty = VoicemailCucMark {
+            fingerprint: None,
+            full_read_at: None,
+        };
+        assert_eq!(
+            store.voicemail_cuc_mark("oid-1").await.unwrap(),
+            Some(empty)
+        );
+        assert_eq!(store.voicemail_cuc_mark("nobody").await.unwrap(), None);
+        store
+            .record_voicemail_full_read("oid-1", Some("inbox 3/7"), 1_700_000_000_000)
+            .await
+            .unwrap();
+        // A re-match keeps the mark; the next full read replaces it.
+        store
+            .upsert_voicemail_account("oid-1", "jdoe", "john", "john")
+            .await
+            .unwrap();
+        let mark = store.voicemail_cuc_mark("oid-1").await.unwrap().unwrap();
+        assert_eq!(mark.fingerprint.as_deref(), Some("inbox 3/7"));
+        assert_eq!(mark.full_read_at, Some(1_700_000_000_000));
+        store
+            .forget_voicemail_cuc_fingerprint("oid-1")
+            .await
+            .unwrap();
+        let mark = store.voicemail_cuc_mark("oid-1").await.unwrap().unwrap();
+        assert_eq!(mark.fingerprint, None);
+        assert_eq!(mark.full_read_at, Some(1_700_000_000_000));
+        store
+            .record_voicemail_full_read("oid-1", Some("inbox 3/7"), 1_700_000_000_000)
+            .await
+            .unwrap();
+        store
+            .record_voicemail_full_read("oid-1", None, 1_700_000_000_001)
+            .await
+            .unwrap();
+        let mark = store.voicemail_cuc_mark("oid-1").await.unwrap().unwrap();
+        assert_eq!(mark.fingerprint, None);
+        assert_eq!(mark.full_read_at, Some(1_700_000_000_001));
         let many: Vec<_> = (0..450)
             .map(|i| message(&format!("0:{i:04}"), i % 2 == 0, Some(i)))
             .collect();

@@ -222,6 +222,11 @@ pub struct VoicemailOptions {
     pub debounce: Duration,
     /// Full reconcile of every account (catches anything events and polling missed).
     pub reconcile_every: Duration,
+    /// A reconcile skips an account whose CUC fingerprint (folder counts and USNs) and IMAP
+    /// HIGHESTMODSEQs are unchanged, except when its last full read of CUC's listings is
+    /// older than this: the full read catches what a fingerprint can miss (a CUC whose USN
+    /// did not move on a change; notes §1.1 leave USN semantics unverified). Zero: never skip.
+    pub full_read_every: Duration,
     /// How often IMAP folders are checked for changes (HIGHESTMODSEQ, RFC 7162).
     pub imap_poll_every: Duration,
     /// Accounts synced at once.
@@ -276,6 +281,7 @@ impl Default for VoicemailOptions {
             folders: FolderNames::default(),
             debounce: Duration::from_secs(5),
             reconcile_every: Duration::from_secs(15 * 60),
+            full_read_every: Duration::from_secs(6 * 3600),
             imap_poll_every: Duration::from_secs(30),
             concurrency: 8,
             page_size: 500,
@@ -404,6 +410,8 @@ pub struct VoicemailFileConfig {
     pub folders: Option<FolderNames>,
     pub debounce: Option<String>,
     pub reconcile_every: Option<String>,
+    /// Longest time an unchanged account goes without a full read of CUC (e.g. "6h"; "0s" = always).
+    pub full_read_every: Option<String>,
     pub imap_poll_every: Option<String>,
     pub concurrency: Option<usize>,
     /// Re-subscribe when CUC has been silent this long (e.g. "10m"; "0s" = never).
@@ -454,6 +462,9 @@ impl VoicemailFileConfig {
         }
         if let Some(v) = &self.reconcile_every {
             o.reconcile_every = parse("reconcile_every", v)?;
+        }
+        if let Some(v) = &self.full_read_every {
+            o.full_read_every = parse("full_read_every", v)?;
         }
         if let Some(v) = &self.imap_poll_every {
             o.imap_poll_every = parse("imap_poll_every", v)?;
@@ -546,6 +557,9 @@ mod tests {
         assert_eq!(o.matching.local, LocalKey::AnyAlias);
         assert_eq!(o.debounce, Duration::from_secs(2));
         assert_eq!(o.push_silence_limit, Some(Duration::from_secs(600)));
+        assert_eq!(o.full_read_every, Duration::from_secs(6 * 3600));
+        let full: VoicemailFileConfig = toml::from_str("full_read_every = \"0s\"").unwrap();
+        assert_eq!(full.to_options().unwrap().full_read_every, Duration::ZERO);
         let off: VoicemailFileConfig = toml::from_str("push_silence_limit = \"0s\"").unwrap();
         assert_eq!(off.to_options().unwrap().push_silence_limit, None);
         assert!(toml::from_str::<VoicemailFileConfig>("debounc = \"1s\"").is_err());

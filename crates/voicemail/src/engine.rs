@@ -64,6 +64,18 @@ pub struct AccountSummary {
     pub audio_problems: u64,
     /// The last reason, naming the message.
     pub last_audio_problem: Option<String>,
+    /// A reconcile skipped the account: CUC's fingerprint and IMAP's HIGHESTMODSEQs were
+    /// as after its last sync, and its last full read is recent enough.
+    pub skipped_unchanged: bool,
+}
+
+/// Whether a sync may skip an account that shows no change on either side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Read CUC's listings and the IMAP folders (events, retries, `sync voicemail --user`).
+    Full,
+    /// A reconcile: skip the account when nothing moved (see [`VoicemailEngine::unchanged`]).
+    SkipUnchanged,
 }
 
 /// The outcome of [`VoicemailEngine::sync_all`].
@@ -78,6 +90,8 @@ pub struct SyncSummary {
     pub appended: u64,
     pub imap_changes: u64,
     pub cuc_changes: u64,
+    /// Accounts skipped because neither side changed since their last sync.
+    pub skipped_unchanged: usize,
     /// Messages appended without their MP3 ([`AccountSummary::audio_problems`]).
     pub audio_problems: u64,
     /// Per account with such messages: its alias and the last reason.
@@ -321,7 +335,7 @@ impl VoicemailEngine {
             let semaphore = semaphore.clone();
             tasks.push(tokio::spawn(async move {
                 let _permit = semaphore.acquire_owned().await;
-                let result = engine.sync_matched(&account).await;
+                let result = engine.sync_matched_as(&account, Pass::SkipUnchanged).await;
                 (account.cuc_alias, result)
             }));
         }
@@ -337,6 +351,7 @@ impl VoicemailEngine {
             match joined {
                 Ok((_, Ok(s))) => {
                     summary.succeeded += 1;
+                    summary.skipped_unchanged += usize::from(s.skipped_unchanged);
                     summary.appended += s.appended;
                     summary.imap_changes +=
                         s.appended + s.removed_from_imap + s.moved_on_imap + s.seen_changed_on_imap;
@@ -374,6 +389,14 @@ impl VoicemailEngine {
         &self,
         account: &MatchedAccount,
     ) -> Result<AccountSummary, VoicemailError> {
+        self.sync_matched_as(account, Pass::Full).await
+    }
+
+    async fn sync_matched_as(
+        &self,
+        account: &MatchedAccount,
+        pass: Pass,
+    ) -> Result<AccountSummary, VoicemailError> {
         let account_lock = {
             let mut shared = lock(&self.inner.shared);
             shared
@@ -386,7 +409,7 @@ impl VoicemailEngine {
         // first one's result as its "last sync" state.
         let _guard = account_lock.lock().await;
         let timeout = self.inner.options.account_timeout;
-        let result = match tokio::time::timeout(timeout, self.sync_inner(account)).await {
+        let result = match tokio::time::timeout(timeout, self.sync_inner(account, pass)).await {
             Ok(r) => r,
             Err(_) => Err(VoicemailError::Timeout(timeout)),
         };
@@ -419,15 +442,28 @@ impl VoicemailEngine {
         result
     }
 
-    async fn sync_inner(&self, account: &MatchedAccount) -> Result<AccountSummary, VoicemailError> {
+    async fn sync_inner(
+        &self,
+        account: &MatchedAccount,
+        pass: Pass,
+    ) -> Result<AccountSummary, VoicemailError> {
         let inner = &self.inner;
         let oid = account.cuc_object_id.as_str();
         let mailbox = MailboxRef::User(oid.to_owned());
-        let previous_success = inner
-            .store
-            .voicemail_account(oid)
-            .await?
-            .and_then(|a| a.last_success_at);
+        let stored = inner.store.voicemail_account(oid).await?;
+        // Taken before the listings: a change while they are read moves it again.
+        let fingerprint = self.cuc_fingerprint(&mailbox).await?;
+        if pass == Pass::SkipUnchanged && self.unchanged(account, fingerprint.as_deref()).await? {
+            return Ok(AccountSummary {
+                cuc_alias: account.cuc_alias.clone(),
+                messages: stored.map_or(0, |a| u64::try_from(a.messages).unwrap_or(0)),
+                skipped_unchanged: true,
+                ..AccountSummary::default()
+            });
+        }
+        let previous_success = stored.and_then(|a| a.last_success_at);
+        let read_at = now_ms();
+        inner.store.forget_voicemail_cuc_fingerprint(oid).await?;
         // CUC first: if it is down, nothing is touched on IMAP.
         let mut on_cuc: HashMap<String, (Role, Message)> = HashMap::new();
         for role in Role::ALL {
@@ -465,7 +501,80 @@ impl VoicemailEngine {
             )
             .await;
         conn.logout().await;
+        if result.is_ok() {
+            inner
+                .store
+                .record_voicemail_full_read(oid, fingerprint.as_deref(), read_at)
+                .await?;
+        }
         result
+    }
+
+    /// CUC's fingerprint of a mailbox: per folder MessageCount, USN and UIDValidity
+    /// (`GET /vmrest/mailbox/folders/<f>`, three small requests, no listing). A new or
+    /// deleted message changes a count; a read or unread change keeps the counts but is an
+    /// "operation performed on Inbox folder", which changes the USN (CUMI guide, notes §1.1;
+    /// CUNI's SAVED/UNREAD events carry a USN too, §3). `None` without USNs (before 11.5):
+    /// counts alone miss read changes, so such an account is never skipped.
+    async fn cuc_fingerprint(
+        &self,
+        mailbox: &MailboxRef,
+    ) -> Result<Option<String>, VoicemailError> {
+        let cuc = &self.inner.cuc;
+        let folders = futures::future::try_join_all(
+            Role::ALL.map(|role| async move { cuc.folder(mailbox, role.cuc_folder()).await }),
+        )
+        .await?;
+        let mut parts = Vec::with_capacity(folders.len());
+        for (role, f) in Role::ALL.iter().zip(&folders) {
+            let Some(usn) = f.usn else {
+                return Ok(None);
+            };
+            let uidv = f.uid_validity.map_or_else(String::new, |v| v.to_string());
+            parts.push(format!(
+                "{}:{}/{usn}/{uidv}",
+                role.as_str(),
+                f.message_count
+            ));
+        }
+        Ok(Some(parts.join(" ")))
+    }
+
+    /// Whether a reconcile may skip the account: CUC's `fingerprint` equals the one taken
+    /// before its last successful full read, that read is younger than `full_read_every`,
+    /// and each of its three IMAP folders still has the recorded identity and
+    /// HIGHESTMODSEQ (one login and LIST-STATUS).
+    async fn unchanged(
+        &self,
+        account: &MatchedAccount,
+        fingerprint: Option<&str>,
+    ) -> Result<bool, VoicemailError> {
+        let inner = &self.inner;
+        let oid = account.cuc_object_id.as_str();
+        let Some(fingerprint) = fingerprint else {
+            return Ok(false);
+        };
+        let Some(mark) = inner.store.voicemail_cuc_mark(oid).await? else {
+            return Ok(false);
+        };
+        let max_age = i64::try_from(inner.options.full_read_every.as_millis()).unwrap_or(i64::MAX);
+        let recent = mark
+            .full_read_at
+            .is_some_and(|at| now_ms().saturating_sub(at) < max_age);
+        if !recent || mark.fingerprint.as_deref() != Some(fingerprint) {
+            return Ok(false);
+        }
+        let stored = inner.store.voicemail_folders(oid).await?;
+        if Role::ALL
+            .iter()
+            .any(|r| !stored.iter().any(|f| f.role == r.as_str()))
+        {
+            return Ok(false);
+        }
+        let mut conn = ImapConn::open(&inner.imap, &account.imap_user).await?;
+        let current = conn.folders().await;
+        conn.logout().await;
+        Ok(!folders_changed(&stored, &current?))
     }
 
     /// Find each role's folder by identity (creating it when there is none).
@@ -1084,13 +1193,7 @@ impl VoicemailEngine {
         let mut conn = ImapConn::open(&self.inner.imap, &account.imap_user).await?;
         let current = conn.folders().await;
         conn.logout().await;
-        let current = current?;
-        Ok(stored.iter().any(
-            |f| match current.iter().find(|c| c.uid_validity == f.uid_validity) {
-                None => true,
-                Some(c) => c.highest_modseq.is_none() || c.highest_modseq != f.highest_modseq,
-            },
-        ))
+        Ok(folders_changed(&stored, &current?))
     }
 
     /// (Re)register the CUNI subscription of every matched account with `callback_url`,
@@ -1520,6 +1623,17 @@ impl Drop for PollRound {
 /// Delay before retry number `attempt` (1 = the first): `retry_initial` doubled per
 /// attempt up to `retry_max`, less a random share of up to a quarter so that accounts
 /// that failed together (CUC down) do not all come back at the same instant.
+/// Whether any stored folder is gone (by UIDVALIDITY) or has another HIGHESTMODSEQ than
+/// recorded after the last sync; a folder without a recorded modseq counts as changed.
+fn folders_changed(stored: &[VoicemailFolder], current: &[FolderState]) -> bool {
+    stored.iter().any(
+        |f| match current.iter().find(|c| c.uid_validity == f.uid_validity) {
+            None => true,
+            Some(c) => c.highest_modseq.is_none() || c.highest_modseq != f.highest_modseq,
+        },
+    )
+}
+
 fn backoff(options: &VoicemailOptions, attempt: u32) -> Duration {
     let jitter = rand::thread_rng().gen::<f64>();
     retry_delay(attempt, options.retry_initial, options.retry_max, jitter)

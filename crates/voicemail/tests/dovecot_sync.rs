@@ -1179,3 +1179,125 @@ async fn imap_changes_pushed_by_dovecot_reach_cuc_without_the_poll() {
     running.stop().await;
     imap.logout().await;
 }
+
+/// One reconcile; every account succeeded. Returns how many were skipped as unchanged and
+/// how many CUC message listings (pages) it asked for.
+async fn reconcile(w: &common::World, engine: &VoicemailEngine) -> (usize, u64) {
+    let before = w.lab.cuc().listing_requests();
+    let s = engine.sync_all(&|_, _| {}).await.expect("reconcile");
+    assert_eq!(s.succeeded, s.accounts, "{:?}", s.failed);
+    (s.skipped_unchanged, w.lab.cuc().listing_requests() - before)
+}
+
+fn cuc_inbox(w: &common::World, alias: &str) -> Vec<ucbridge_lab::LabMessage> {
+    w.lab.cuc().messages(alias, CucFolder::Inbox).unwrap()
+}
+
+/// Issue 17 item 4: a reconcile skips accounts whose CUC folder counts/USNs and IMAP
+/// HIGHESTMODSEQs did not move — no listing at all — yet every kind of CUC change (new,
+/// read, unread, soft and hard delete) and an IMAP change is picked up by the next one.
+#[tokio::test]
+async fn a_no_op_reconcile_lists_nothing_yet_every_change_is_picked_up() {
+    let Some(w) = world(3, 3).await else { return };
+    let engine = w.engine(quick_options());
+    assert_eq!(
+        reconcile(&w, &engine).await.0,
+        0,
+        "first run reads everything"
+    );
+    // Settle: a run right after the first may still read (its own CUC writes move USNs).
+    reconcile(&w, &engine).await;
+    assert_eq!(
+        reconcile(&w, &engine).await,
+        (3, 0),
+        "no-op: skipped, no listing"
+    );
+
+    let alias = &w.aliases[0];
+    let cuc = cuc_client(&w.lab);
+    let mailbox = MailboxRef::User(w.lab.cuc().object_id(alias).unwrap());
+    let mut imap = w.imap(alias).await;
+    let on_imap = |m: &[common::Seen], id: &str| {
+        m.iter()
+            .find(|x| x.cuc_id.as_deref() == Some(id))
+            .map(|x| x.seen)
+    };
+
+    // New on CUC.
+    let new_id = w
+        .lab
+        .cuc()
+        .deliver_voicemail(alias, voicemail("New Caller"))
+        .unwrap();
+    let (skipped, listings) = reconcile(&w, &engine).await;
+    assert_eq!(skipped, 2, "only the changed account is read");
+    assert!(listings > 0);
+    assert_eq!(
+        on_imap(&imap.messages("Voicemail").await, &new_id),
+        Some(false)
+    );
+    assert_eq!(reconcile(&w, &engine).await, (3, 0), "settled again");
+
+    // Read on CUC: counts unchanged, the USN moves.
+    cuc.set_read(&mailbox, &new_id, true).await.unwrap();
+    assert_eq!(reconcile(&w, &engine).await.0, 2);
+    assert_eq!(
+        on_imap(&imap.messages("Voicemail").await, &new_id),
+        Some(true)
+    );
+    assert_eq!(reconcile(&w, &engine).await, (3, 0));
+
+    // Unread on CUC.
+    cuc.set_read(&mailbox, &new_id, false).await.unwrap();
+    assert_eq!(reconcile(&w, &engine).await.0, 2);
+    assert_eq!(
+        on_imap(&imap.messages("Voicemail").await, &new_id),
+        Some(false)
+    );
+    assert_eq!(reconcile(&w, &engine).await, (3, 0));
+
+    // Soft delete on CUC (into its deleted folder), then a hard delete.
+    cuc.delete_message(&mailbox, &new_id, Some(false))
+        .await
+        .unwrap();
+    assert_eq!(reconcile(&w, &engine).await.0, 2);
+    assert_eq!(on_imap(&imap.messages("Voicemail").await, &new_id), None);
+    assert!(on_imap(&imap.messages("Voicemail.Deleted").await, &new_id).is_some());
+    assert_eq!(reconcile(&w, &engine).await, (3, 0));
+    cuc.delete_message(&mailbox, &new_id, Some(true))
+        .await
+        .unwrap();
+    assert_eq!(reconcile(&w, &engine).await.0, 2);
+    assert_eq!(
+        on_imap(&imap.messages("Voicemail.Deleted").await, &new_id),
+        None
+    );
+    assert_eq!(reconcile(&w, &engine).await, (3, 0));
+
+    // Any change on IMAP: a read there reaches CUC.
+    let unread = cuc_inbox(&w, alias)
+        .into_iter()
+        .find(|m| !m.read)
+        .expect("unread");
+    let copy = imap
+        .messages("Voicemail")
+        .await
+        .into_iter()
+        .find(|m| m.cuc_id.as_deref() == Some(unread.id.as_str()))
+        .expect("on IMAP");
+    imap.set_seen("Voicemail", copy.uid, true).await;
+    assert_eq!(reconcile(&w, &engine).await.0, 2);
+    assert!(cuc_inbox(&w, alias)
+        .iter()
+        .any(|m| m.id == unread.id && m.read));
+    imap.logout().await;
+
+    // The periodic full read: with `full_read_every` elapsed nothing is skipped.
+    let always = w.engine(VoicemailOptions {
+        full_read_every: Duration::ZERO,
+        ..quick_options()
+    });
+    let (skipped, listings) = reconcile(&w, &always).await;
+    assert_eq!(skipped, 0);
+    assert!(listings >= 9, "three folders of three accounts: {listings}");
+}
