@@ -1,5 +1,5 @@
-//! `ucbridge cuc ...`: Unity Connection users and messages; and the lab's CUC/IdS/SSO
-//! flags for `ucbridge lab`.
+//! `ucbridge cuc ...`: Unity Connection users and messages. Lists are written page by page
+//! as they arrive (see [`crate::output::ListWriter`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,20 +10,10 @@ use serde::Deserialize;
 use ucbridge_auth::{Credentials, Secret, TlsOptions, TokenEndpoint, TokenSet, TokenSource};
 use ucbridge_cuc::{
     CucClient, CucConfig, Folder, Format, MailboxRef, Message, MessageQuery, User, UserField,
-    UserFilter, UserQuery,
+    UserFilter, UserQuery, MAX_LIST_RECORDS,
 };
-use ucbridge_lab::{LabConfig, RunningLab};
 
-use crate::output;
-
-/// A table in the CLI's style.
-pub(crate) fn table(header: &[&str]) -> comfy_table::Table {
-    let mut t = comfy_table::Table::new();
-    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
-        .set_header(header.iter().copied());
-    t
-}
+use crate::output::{self, outln, ListWriter};
 
 /// The `[cuc]` table of the configuration file.
 #[derive(Debug, Default, Deserialize)]
@@ -338,8 +328,7 @@ pub async fn run(client: &CucClient, command: CucCommand, json: bool) -> Result<
             if json {
                 output::json(&v)
             } else {
-                println!("vmrest {}", v.version);
-                Ok(())
+                outln!("vmrest {}", v.version)
             }
         }
         CucCommand::Users {
@@ -355,14 +344,30 @@ pub async fn run(client: &CucClient, command: CucCommand, json: bool) -> Result<
                 (None, Some(s)) => Some(parse_filter(&s, true)?),
                 (None, None) => None,
             };
-            let users = client
-                .all_users(&UserQuery {
-                    filter,
-                    rows_per_page: page_size,
-                    ..UserQuery::default()
-                })
-                .await?;
-            print_users(&users, json)
+            // As `CucClient::all_users`, without holding the pages.
+            let mut query = UserQuery {
+                filter,
+                rows_per_page: page_size.max(1),
+                ..UserQuery::default()
+            };
+            let mut list = ListWriter::stdout(json, USER_HEADER);
+            let mut seen = Paging::default();
+            loop {
+                let page = client.users(&query).await?;
+                for u in &page.users {
+                    list.push(u, user_row)?;
+                }
+                list.flush()?;
+                if seen.last_page(page.users.len(), page.total)? {
+                    break;
+                }
+                query.page_number += 1;
+            }
+            let n = list.finish()?;
+            if !json {
+                eprintln!("{n} users");
+            }
+            Ok(())
         }
         CucCommand::Messages { command } => match command {
             MessagesCommand::List {
@@ -372,22 +377,29 @@ pub async fn run(client: &CucClient, command: CucCommand, json: bool) -> Result<
                 page_size,
             } => {
                 let mb = mailbox_of(client, Some(&user)).await?;
-                let mut all = Vec::new();
                 let mut query = MessageQuery {
                     rows_per_page: page_size,
                     read: unread.then_some(false),
                     ..MessageQuery::default()
                 };
+                let mut list = ListWriter::stdout(json, MESSAGE_HEADER);
+                let mut seen = Paging::default();
                 loop {
                     let page = client.messages(&mb, folder, &query).await?;
-                    let got = page.messages.len();
-                    all.extend(page.messages);
-                    if got == 0 || all.len() as u64 >= page.total {
+                    for m in &page.messages {
+                        list.push(m, message_row)?;
+                    }
+                    list.flush()?;
+                    if seen.last_page(page.messages.len(), page.total)? {
                         break;
                     }
                     query.page_number += 1;
                 }
-                print_messages(&all, json)
+                let n = list.finish()?;
+                if !json {
+                    eprintln!("{n} messages");
+                }
+                Ok(())
             }
             MessagesCommand::Fetch { id, output, user } => {
                 let mb = mailbox_of(client, user.as_deref()).await?;
@@ -430,113 +442,65 @@ pub async fn run(client: &CucClient, command: CucCommand, json: bool) -> Result<
     }
 }
 
-fn print_users(users: &[User], json: bool) -> Result<()> {
-    if json {
-        return output::json(users);
-    }
-    let mut t = table(&["alias", "display name", "extension", "email", "object id"]);
-    for u in users {
-        t.add_row(vec![
-            u.alias.as_str(),
-            u.display_name.as_deref().unwrap_or(""),
-            u.extension.as_deref().unwrap_or(""),
-            u.email_address.as_deref().unwrap_or(""),
-            u.object_id.as_str(),
-        ]);
-    }
-    println!("{t}");
-    eprintln!("{} users", users.len());
-    Ok(())
+/// Where a paged CUC listing stands: the last page is one that adds nothing or reaches the
+/// total the server gives; a server that never stops is refused past
+/// [`MAX_LIST_RECORDS`], as `CucClient::all_users` does (nothing is held here, but the
+/// listing must still end).
+#[derive(Default)]
+struct Paging {
+    seen: usize,
 }
 
-fn print_messages(messages: &[Message], json: bool) -> Result<()> {
-    if json {
-        return output::json(messages);
-    }
-    let mut t = table(&[
-        "id",
-        "subject",
-        "from",
-        "read",
-        "priority",
-        "seconds",
-        "arrived (ms since 1970)",
-    ]);
-    for m in messages {
-        t.add_row(vec![
-            m.id.clone(),
-            m.subject.clone().unwrap_or_default(),
-            m.caller_id
-                .number
-                .clone()
-                .or_else(|| m.from.display_name.clone())
-                .unwrap_or_default(),
-            if m.read { "yes" } else { "no" }.to_owned(),
-            m.priority.clone().unwrap_or_default(),
-            m.duration_ms
-                .map(|d| format!("{:.1}", d as f64 / 1000.0))
-                .unwrap_or_default(),
-            m.arrival_time_ms.map(|a| a.to_string()).unwrap_or_default(),
-        ]);
-    }
-    println!("{t}");
-    eprintln!("{} messages", messages.len());
-    Ok(())
-}
-
-/// `ucbridge lab` flags for the Unity Connection, IdS and SSO emulators.
-#[derive(Args, Clone, Debug)]
-pub struct LabCucArgs {
-    /// Origin allowed to call /vmrest from a browser (CORS), e.g. https://app.example.com;
-    /// repeat for more. None by default.
-    #[arg(long = "cors-origin", value_name = "ORIGIN")]
-    cors_origins: Vec<String>,
-    /// Password of every lab end user (CUC Basic auth, IdS password grant).
-    #[arg(
-        long,
-        default_value = "ucbridge-user",
-        env = "UCBRIDGE_LAB_USER_PASSWORD"
-    )]
-    user_password: String,
-    /// Inbox messages generated per user.
-    #[arg(long, default_value_t = 3)]
-    messages_per_user: usize,
-    /// Lifetime of IdS access tokens, in seconds.
-    #[arg(long, default_value_t = 3600)]
-    access_token_secs: u64,
-    /// Let AXL accept IdS Bearer tokens of the administrator.
-    #[arg(long)]
-    axl_accept_bearer: bool,
-}
-
-impl LabCucArgs {
-    pub fn apply(&self, config: &mut LabConfig) {
-        config.cuc.cors_allowed_origins = self.cors_origins.clone();
-        config.cuc.messages_per_user = self.messages_per_user;
-        config.user_password = self.user_password.clone();
-        config.ids.access_token_lifetime = Duration::from_secs(self.access_token_secs.max(1));
-        config.axl_accepts_bearer = self.axl_accept_bearer;
+impl Paging {
+    fn last_page(&mut self, got: usize, total: u64) -> Result<bool> {
+        self.seen += got;
+        if self.seen > MAX_LIST_RECORDS {
+            bail!(
+                "the listing goes on past {MAX_LIST_RECORDS} records (the server claims {total})"
+            );
+        }
+        Ok(got == 0 || self.seen as u64 >= total)
     }
 }
 
-/// The lines `ucbridge lab` prints about the CUC/IdS/SSO emulators (the e2e test reads the
-/// `CUC endpoint:` line).
-pub fn print_lab_endpoints(lab: &RunningLab, args: &LabCucArgs) {
-    println!(
-        "  CUC endpoint: {}  (/vmrest, Basic or Bearer)",
-        lab.cuc_url()
-    );
-    println!("  IdS token:    {}", lab.ids_token_url());
-    println!(
-        "  SSO status:   {}/unifiedconfig/config/sso/status",
-        lab.unifiedconfig_url()
-    );
-    println!("  end users' password: (the --user-password value)");
-    if args.cors_origins.is_empty() {
-        println!("  CORS: off (pass --cors-origin to allow a browser origin)");
-    } else {
-        println!("  CORS origins: {}", args.cors_origins.join(", "));
-    }
+const USER_HEADER: &[&str] = &["alias", "display name", "extension", "email", "object id"];
+
+fn user_row(u: &User) -> Vec<String> {
+    vec![
+        u.alias.clone(),
+        u.display_name.clone().unwrap_or_default(),
+        u.extension.clone().unwrap_or_default(),
+        u.email_address.clone().unwrap_or_default(),
+        u.object_id.clone(),
+    ]
+}
+
+const MESSAGE_HEADER: &[&str] = &[
+    "id",
+    "subject",
+    "from",
+    "read",
+    "priority",
+    "seconds",
+    "arrived (ms since 1970)",
+];
+
+fn message_row(m: &Message) -> Vec<String> {
+    vec![
+        m.id.clone(),
+        m.subject.clone().unwrap_or_default(),
+        m.caller_id
+            .number
+            .clone()
+            .or_else(|| m.from.display_name.clone())
+            .unwrap_or_default(),
+        if m.read { "yes" } else { "no" }.to_owned(),
+        m.priority.clone().unwrap_or_default(),
+        m.duration_ms
+            .map(|d| format!("{:.1}", d as f64 / 1000.0))
+            .unwrap_or_default(),
+        m.arrival_time_ms.map(|a| a.to_string()).unwrap_or_default(),
+    ]
 }
 
 #[cfg(test)]

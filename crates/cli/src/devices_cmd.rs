@@ -10,7 +10,7 @@ use ucbridge_provision::{
 };
 use ucbridge_store::Store;
 
-use crate::output;
+use crate::output::{self, outln};
 
 #[derive(Subcommand)]
 pub enum DevicesCommand {
@@ -81,10 +81,10 @@ fn ensure_json(r: &EnsureReport) -> Result<serde_json::Value> {
     Ok(v)
 }
 
-fn print_ensure(r: &EnsureReport) {
-    println!("user:              {}", r.userid);
-    println!("device:            {}", r.device_name);
-    println!(
+fn print_ensure(r: &EnsureReport) -> Result<()> {
+    outln!("user:              {}", r.userid)?;
+    outln!("device:            {}", r.device_name)?;
+    outln!(
         "directory number:  {}{} ({})",
         r.directory_number.pattern,
         r.directory_number
@@ -96,15 +96,16 @@ fn print_ensure(r: &EnsureReport) {
             ucbridge_provision::DnSource::PrimaryExtension => "primary extension",
             ucbridge_provision::DnSource::Allocated => "allocated by ucbridge",
         }
-    );
-    println!("outcome:           {}", outcome_text(r.outcome));
+    )?;
+    outln!("outcome:           {}", outcome_text(r.outcome))?;
     for c in &r.changes {
-        println!("  - {c}");
+        outln!("  - {c}")?;
     }
     if let Some(pw) = &r.digest_password {
-        println!("digest user:       {}", r.userid);
-        println!("digest password:   {}", pw.expose());
+        outln!("digest user:       {}", r.userid)?;
+        outln!("digest password:   {}", pw.expose())?;
     }
+    Ok(())
 }
 
 pub async fn run(p: &Provisioner, command: DevicesCommand) -> Result<()> {
@@ -133,8 +134,7 @@ pub async fn run(p: &Provisioner, command: DevicesCommand) -> Result<()> {
             if json {
                 output::json(&ensure_json(&report)?)
             } else {
-                print_ensure(&report);
-                Ok(())
+                print_ensure(&report)
             }
         }
         DevicesCommand::Show {
@@ -155,18 +155,19 @@ pub async fn run(p: &Provisioner, command: DevicesCommand) -> Result<()> {
                 }
                 return output::json(&v);
             }
-            println!("user: {}", report.userid);
+            outln!("user: {}", report.userid)?;
             match &report.record {
-                None => println!("ucbridge has not provisioned a device for this user"),
+                None => outln!("ucbridge has not provisioned a device for this user")?,
                 Some(r) => {
                     let created = chrono::DateTime::from_timestamp_millis(r.created_at)
                         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
                         .unwrap_or_default();
-                    println!(
+                    outln!(
                         "device: {} ({:?}, created {created})",
-                        r.device_name, r.state
-                    );
-                    println!(
+                        r.device_name,
+                        r.state
+                    )?;
+                    outln!(
                         "directory number: {}{}{}",
                         r.dn_pattern,
                         r.dn_partition
@@ -178,17 +179,17 @@ pub async fn run(p: &Provisioner, command: DevicesCommand) -> Result<()> {
                         } else {
                             " (primary extension)"
                         }
-                    );
+                    )?;
                     if let Some(d) = &report.device {
-                        println!(
+                        outln!(
                             "on CUCM: {} · pool {} · security profile {} · digest user {}",
                             d.product.as_deref().unwrap_or("?"),
                             d.device_pool.as_deref().unwrap_or("-"),
                             d.security_profile.as_deref().unwrap_or("-"),
                             d.digest_user.as_deref().unwrap_or("<none>")
-                        );
+                        )?;
                     }
-                    println!("associated with the user: {}", report.associated);
+                    outln!("associated with the user: {}", report.associated)?;
                 }
             }
             if !report.third_party_devices.is_empty() {
@@ -205,13 +206,13 @@ pub async fn run(p: &Provisioner, command: DevicesCommand) -> Result<()> {
                         if d.created_by_ucbridge { "yes" } else { "no" }.to_owned(),
                     ]);
                 }
-                println!("{t}");
+                output::print_table(&t)?;
             }
             for problem in &report.problems {
-                println!("problem: {problem}");
+                outln!("problem: {problem}")?;
             }
             if let Some(pw) = password {
-                println!("digest password: {}", pw.expose());
+                outln!("digest password: {}", pw.expose())?;
             }
             Ok(())
         }
@@ -223,12 +224,12 @@ pub async fn run(p: &Provisioner, command: DevicesCommand) -> Result<()> {
             if json {
                 return output::json(&report);
             }
-            println!("user: {} · device {}", report.userid, report.device_name);
+            outln!("user: {} · device {}", report.userid, report.device_name)?;
             for r in &report.removed {
-                println!("  removed: {r}");
+                outln!("  removed: {r}")?;
             }
             for k in &report.kept {
-                println!("  kept:    {k}");
+                outln!("  kept:    {k}")?;
             }
             Ok(())
         }
@@ -267,7 +268,7 @@ fn bulk(items: &[BulkItem], json: bool) -> Result<()> {
                 ]),
             };
         }
-        println!("{t}");
+        output::print_table(&t)?;
         if items
             .iter()
             .any(|i| i.result.as_ref().is_ok_and(|r| r.digest_password.is_some()))
@@ -278,7 +279,7 @@ fn bulk(items: &[BulkItem], json: bool) -> Result<()> {
                     ..
                 }) = &i.result
                 {
-                    println!("{}: digest password {}", i.userid, pw.expose());
+                    outln!("{}: digest password {}", i.userid, pw.expose())?;
                 }
             }
         }

@@ -8,7 +8,7 @@ use ucbridge_auth::Secret;
 use ucbridge_ldap::{ExportMode, ExportSummary, LdapExportSettings, LdapExporter};
 use ucbridge_store::Store;
 
-use crate::output;
+use crate::output::{self, outln};
 
 /// The bind password from the environment wins over `[ldap_export] bind_password` and
 /// `bind_password_file` (as `UCBRIDGE_AXL_PASSWORD` does for `[axl]`).
@@ -94,10 +94,10 @@ fn print_summary(summary: &ExportSummary, as_json: bool) -> Result<()> {
                 u.reason.clone().unwrap_or_default(),
             ]);
         }
-        println!("{table}");
+        output::print_table(&table)?;
     }
     let c = summary.counts;
-    println!(
+    outln!(
         "{} export (run {}): {} added, {} modified, {} deleted, {} unchanged, {} failed in {} ms",
         summary.mode.as_str(),
         summary.run_id,
@@ -107,7 +107,7 @@ fn print_summary(summary: &ExportSummary, as_json: bool) -> Result<()> {
         c.unchanged,
         c.failed,
         summary.duration_ms
-    );
+    )?;
     Ok(())
 }
 
@@ -122,14 +122,14 @@ async fn status(store: &Store, as_json: bool) -> Result<()> {
             "runs": runs,
         }));
     }
-    println!(
+    outln!(
         "{} entries exported ({} created by ucbridge, {} updated existing entries)",
         entries.len(),
         created,
         entries.len() - created
-    );
+    )?;
     if runs.is_empty() {
-        println!("no export has run yet");
+        outln!("no export has run yet")?;
         return Ok(());
     }
     let mut table = Table::new();
@@ -163,6 +163,6 @@ async fn status(store: &Store, as_json: bool) -> Result<()> {
             r.message.unwrap_or_default(),
         ]);
     }
-    println!("{table}");
+    output::print_table(&table)?;
     Ok(())
 }

@@ -4,32 +4,36 @@
 //!   "does it work" command; needs nothing else).
 //! - `lab`: run the CUCM AXL emulator for other tools to use.
 //! - `axl ...`: talk to any CUCM (or the lab) over AXL.
-//! - `bench`: measure listing users from the lab.
+//! - `serve`: the server; `sync`, `users`, `devices`, `ldap`, `cuc`, `sso`, `admin`: each
+//!   engine and client once, from the shell.
+//!
+//! The lab (`demo`, `lab`, `serve --lab`) is the default cargo feature `lab`; benchmarks are
+//! the separate `ucbridge-bench` binary (crate `crates/bench`), so no test support ships here.
+//! Standard output is written through `output` only: a closed pipe ends any command quietly
+//! with status 0, as ripgrep does (see [`output::StdoutClosed`]).
+#![deny(clippy::print_stdout)]
 
-mod bench;
-mod bench_api;
-mod bench_ldap;
-mod bench_voicemail;
+mod axl_cmd;
 mod config;
 mod cuc_cmd;
 mod devices_cmd;
+#[cfg(feature = "lab")]
+mod lab_cmd;
 mod ldap_cmd;
 mod output;
 mod serve_cmd;
 mod sso_cmd;
 mod sync_cmd;
+// Still prints with `println!` (another change owns it): a closed pipe there panics until
+// it writes through `output::outln!` like the rest, and this allow goes.
+#[allow(clippy::print_stdout)]
 mod voicemail_cmd;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
-use ucbridge_axl::{
-    AxlClient, AxlConfig, AxlError, Key, ListOptions, PhoneSearch, PhoneTag, UserSearch, UserTag,
-};
-use ucbridge_lab::{LabConfig, RunningLab};
+use clap::{Parser, Subcommand};
+use ucbridge_axl::{AxlClient, AxlError};
 use ucbridge_store::{RunStatus, Store};
 use ucbridge_sync::{SnapshotKeeper, SnapshotOptions, SyncOptions};
 
@@ -55,6 +59,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start the built-in CUCM lab and list its users over AXL: the quick start.
+    #[cfg(feature = "lab")]
     Demo {
         /// Users to seed in the lab.
         #[arg(long, default_value_t = 25)]
@@ -64,7 +69,8 @@ enum Command {
         json: bool,
     },
     /// Run the CUCM AXL emulator until Ctrl-C.
-    Lab(LabArgs),
+    #[cfg(feature = "lab")]
+    Lab(lab_cmd::LabArgs),
     /// Talk to a CUCM over AXL.
     Axl {
         #[command(flatten)]
@@ -73,7 +79,7 @@ enum Command {
         #[arg(long, global = true)]
         json: bool,
         #[command(subcommand)]
-        command: AxlCommand,
+        command: axl_cmd::AxlCommand,
     },
     /// Directory sync: CUCM end users into ucbridge's users.
     Sync {
@@ -101,8 +107,6 @@ enum Command {
         #[command(subcommand)]
         command: sync_cmd::LocalUsersCommand,
     },
-    /// Benchmark: list users from a lab started as a child process.
-    Bench(bench::BenchArgs),
     /// Talk to Unity Connection (CUMI messages, CUPI users).
     Cuc {
         #[command(flatten)]
@@ -143,124 +147,6 @@ enum Command {
         #[command(subcommand)]
         command: sso_cmd::SsoCommand,
     },
-}
-
-#[derive(Args, Clone)]
-struct LabArgs {
-    /// Address to listen on (loopback by default).
-    #[arg(long, default_value = "127.0.0.1:8443")]
-    bind: SocketAddr,
-    /// End users to seed.
-    #[arg(long, default_value_t = 100)]
-    users: usize,
-    /// Seed of the generated population (same seed, same users).
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// CUCM release to emulate; decides which AXL schemas are accepted.
-    #[arg(long, default_value = "14.0.1.14900(11)")]
-    cucm_version: String,
-    #[arg(long, default_value = "administrator")]
-    username: String,
-    #[arg(long, default_value = "ucbridge-lab", env = "UCBRIDGE_LAB_PASSWORD")]
-    password: String,
-    /// Serve plain HTTP instead of HTTPS.
-    #[arg(long)]
-    no_tls: bool,
-    /// Write the lab's CA certificate (PEM) here, for clients to trust.
-    #[arg(long)]
-    ca_out: Option<PathBuf>,
-    /// Largest list/SQL response before the "Query request too large" fault (CUCM: 8 MB).
-    #[arg(long, default_value_t = 8 * 1024 * 1024)]
-    max_response_bytes: usize,
-    /// Concurrent requests above which the lab answers 503.
-    #[arg(long)]
-    max_concurrent: Option<usize>,
-    /// Writes per minute above which the lab answers 503.
-    #[arg(long)]
-    writes_per_minute: Option<u32>,
-    #[command(flatten)]
-    cuc: cuc_cmd::LabCucArgs,
-}
-
-impl LabArgs {
-    fn to_config(&self) -> LabConfig {
-        let mut config = LabConfig {
-            bind: self.bind,
-            tls: !self.no_tls,
-            cucm_version: self.cucm_version.clone(),
-            username: self.username.clone(),
-            password: self.password.clone(),
-            users: self.users,
-            seed: self.seed,
-            max_response_bytes: self.max_response_bytes,
-            max_concurrent_requests: self.max_concurrent,
-            writes_per_minute: self.writes_per_minute,
-            ..LabConfig::default()
-        };
-        self.cuc.apply(&mut config);
-        config
-    }
-}
-
-#[derive(Subcommand)]
-enum AxlCommand {
-    /// The CUCM release (getCCMVersion) and the AXL schema in use.
-    Version,
-    /// End users.
-    Users {
-        #[command(subcommand)]
-        command: UsersCommand,
-    },
-    /// Phones.
-    Phones {
-        #[command(subcommand)]
-        command: PhonesCommand,
-    },
-    /// Run a read-only SQL query (executeSQLQuery).
-    Sql {
-        /// The SELECT statement (Informix SQL; page with SELECT SKIP n FIRST m).
-        query: String,
-    },
-}
-
-#[derive(Subcommand)]
-enum UsersCommand {
-    /// List end users (listUser, paged).
-    List {
-        /// userid pattern, `%` is the wildcard.
-        #[arg(long)]
-        userid: Option<String>,
-        #[arg(long)]
-        last_name: Option<String>,
-        #[arg(long)]
-        first_name: Option<String>,
-        #[arg(long)]
-        department: Option<String>,
-        /// Fields to return, comma-separated AXL names (default: a useful set).
-        #[arg(long, value_delimiter = ',')]
-        tags: Vec<String>,
-        /// Rows per AXL request.
-        #[arg(long, default_value_t = 1000)]
-        page_size: u32,
-    },
-    /// Show one end user (getUser).
-    Get { userid: String },
-}
-
-#[derive(Subcommand)]
-enum PhonesCommand {
-    /// List phones (listPhone, paged).
-    List {
-        /// Device name pattern, `%` is the wildcard.
-        #[arg(long)]
-        name: Option<String>,
-        #[arg(long)]
-        device_pool: Option<String>,
-        #[arg(long, default_value_t = 1000)]
-        page_size: u32,
-    },
-    /// Show one phone (getPhone).
-    Get { name: String },
 }
 
 /// The error as one line — contexts and the first message that already names the root
@@ -339,6 +225,9 @@ fn main() -> std::process::ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // The reader went away (`ucbridge … | head`): what it wanted it got; end quietly
+        // with 0, as ripgrep does, rather than the 141 of a process killed by SIGPIPE.
+        Err(e) if output::is_stdout_closed(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{}", report(&e));
             std::process::ExitCode::FAILURE
@@ -365,8 +254,10 @@ fn init_tracing(verbose: u8) {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Demo { users, json } => demo(users, json).await,
-        Command::Lab(args) => run_lab(args).await,
+        #[cfg(feature = "lab")]
+        Command::Demo { users, json } => lab_cmd::demo(users, json).await,
+        #[cfg(feature = "lab")]
+        Command::Lab(args) => lab_cmd::run_lab(args).await,
         Command::Axl {
             connection,
             json,
@@ -377,7 +268,7 @@ async fn run(cli: Cli) -> Result<()> {
             let client = AxlClient::connect(config)
                 .await
                 .context("cannot connect to CUCM AXL")?;
-            axl(&client, command, json).await
+            axl_cmd::run(&client, command, json).await
         }
         Command::Sync {
             connection,
@@ -470,7 +361,6 @@ async fn run(cli: Cli) -> Result<()> {
             let store = open_store(database_url, &file).await?;
             sync_cmd::local_users(&store, command).await
         }
-        Command::Bench(args) => bench::run(args).await,
         Command::Cuc {
             connection,
             json,
@@ -517,213 +407,6 @@ async fn open_store(flag: Option<String>, file: &config::FileConfig) -> Result<S
     Store::open(&url)
         .await
         .with_context(|| format!("cannot open the database {url}"))
-}
-
-async fn demo(users: usize, json: bool) -> Result<()> {
-    eprintln!("Starting the CUCM lab with {users} users...");
-    let lab = RunningLab::start(LabConfig {
-        users,
-        ..LabConfig::default()
-    })
-    .await
-    .context("cannot start the lab")?;
-    let defaults = LabConfig::default();
-    let mut config = AxlConfig::new(lab.axl_url(), defaults.username, defaults.password);
-    config.ca_pem = lab.ca_certificate_pem().map(str::to_owned);
-    eprintln!(
-        "Lab AXL endpoint: {} (TLS, trusted through the lab's own CA)",
-        lab.axl_url()
-    );
-    let client = AxlClient::connect(config)
-        .await
-        .context("cannot connect to the lab")?;
-    let release = client.get_ccm_version().await?;
-    eprintln!(
-        "CUCM release {release}, AXL schema {} (discovered with getCCMVersion)\n",
-        client.schema_version()
-    );
-    let started = Instant::now();
-    let listed = client
-        .list_users(&UserSearch::all(), DEFAULT_USER_TAGS)
-        .await
-        .context("listUser failed")?;
-    let elapsed = started.elapsed();
-    output::users(&listed, json)?;
-    let stats = client.stats();
-    eprintln!(
-        "\n{} users listed in {:.0?} with {} AXL requests ({} reused the CUCM session).",
-        listed.len(),
-        elapsed,
-        stats.requests,
-        stats.session_reuses
-    );
-
-    // Directory sync, both stages, into a throwaway database.
-    let dir = tempfile::tempdir().context("cannot create a temp dir")?;
-    let store = Store::open(&format!(
-        "sqlite://{}",
-        dir.path().join("demo.db").display()
-    ))
-    .await?;
-    eprintln!("\nDirectory sync into a throwaway SQLite database:");
-    let keeper = SnapshotKeeper::new(client.clone(), store.clone(), SnapshotOptions::default());
-    sync_cmd::refresh(&keeper).await?;
-    let rules = ucbridge_sync::SyncRules::default().compile()?;
-    sync_cmd::users(&store, &rules, SyncOptions::default(), false).await?;
-    store.close().await;
-    lab.shutdown().await;
-    Ok(())
-}
-
-async fn run_lab(args: LabArgs) -> Result<()> {
-    let lab = RunningLab::start(args.to_config())
-        .await
-        .context("cannot start the lab")?;
-    if let (Some(path), Some(pem)) = (&args.ca_out, lab.ca_certificate_pem()) {
-        std::fs::write(path, pem)
-            .with_context(|| format!("cannot write the CA to {}", path.display()))?;
-    }
-    println!("CUCM lab (release {}) listening", args.cucm_version);
-    println!("  AXL endpoint: {}", lab.axl_url());
-    println!("  credentials:  {} / (the --password value)", args.username);
-    println!("  users seeded: {} (seed {})", args.users, args.seed);
-    cuc_cmd::print_lab_endpoints(&lab, &args.cuc);
-    match &args.ca_out {
-        Some(path) => println!("  CA certificate written to {}", path.display()),
-        None if !args.no_tls => {
-            println!("  TLS: self-signed; pass --ca-out FILE to get the CA for clients")
-        }
-        None => println!("  TLS: off (plain HTTP)"),
-    }
-    println!("Press Ctrl-C to stop.");
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot wait for Ctrl-C")?;
-    lab.shutdown().await;
-    Ok(())
-}
-
-const DEFAULT_USER_TAGS: &[UserTag] = &[
-    UserTag::Userid,
-    UserTag::FirstName,
-    UserTag::LastName,
-    UserTag::Mailid,
-    UserTag::Department,
-    UserTag::TelephoneNumber,
-    UserTag::PrimaryExtension,
-];
-
-async fn axl(client: &AxlClient, command: AxlCommand, json: bool) -> Result<()> {
-    match command {
-        AxlCommand::Version => {
-            let release = client.get_ccm_version().await?;
-            if json {
-                output::json(&serde_json::json!({
-                    "release": release,
-                    "schema": client.schema_version().to_string(),
-                }))
-            } else {
-                println!("CUCM release: {release}");
-                println!("AXL schema:   {}", client.schema_version());
-                Ok(())
-            }
-        }
-        AxlCommand::Users { command } => match command {
-            UsersCommand::List {
-                userid,
-                last_name,
-                first_name,
-                department,
-                tags,
-                page_size,
-            } => {
-                let tags: Vec<UserTag> = if tags.is_empty() {
-                    DEFAULT_USER_TAGS.to_vec()
-                } else {
-                    tags.iter().map(|t| t.parse()).collect::<Result<_, _>>()?
-                };
-                let search = UserSearch {
-                    first_name,
-                    last_name,
-                    userid,
-                    department,
-                };
-                let progress = output::counter("users");
-                let mut all = Vec::new();
-                client
-                    .for_each_user_page(
-                        &search,
-                        &tags,
-                        ListOptions {
-                            page_size,
-                            ..ListOptions::default()
-                        },
-                        async |page| {
-                            progress.inc(page.len() as u64);
-                            all.extend(page);
-                            Ok::<_, AxlError>(())
-                        },
-                    )
-                    .await?;
-                progress.finish_and_clear();
-                output::users(&all, json)
-            }
-            UsersCommand::Get { userid } => {
-                let user = client.get_user(Key::Name(&userid)).await?;
-                output::user_detail(&user, json)
-            }
-        },
-        AxlCommand::Phones { command } => match command {
-            PhonesCommand::List {
-                name,
-                device_pool,
-                page_size,
-            } => {
-                let search = PhoneSearch {
-                    name,
-                    device_pool,
-                    ..PhoneSearch::default()
-                };
-                let tags = [
-                    PhoneTag::Name,
-                    PhoneTag::Description,
-                    PhoneTag::Product,
-                    PhoneTag::Protocol,
-                    PhoneTag::DevicePoolName,
-                    PhoneTag::OwnerUserName,
-                ];
-                let progress = output::counter("phones");
-                let mut all = Vec::new();
-                client
-                    .for_each_phone_page(
-                        &search,
-                        &tags,
-                        ListOptions {
-                            page_size,
-                            ..ListOptions::default()
-                        },
-                        async |page| {
-                            progress.inc(page.len() as u64);
-                            all.extend(page);
-                            Ok::<_, AxlError>(())
-                        },
-                    )
-                    .await?;
-                progress.finish_and_clear();
-                output::phones(&all, json)
-            }
-            PhonesCommand::Get { name } => {
-                let phone = client.get_phone(Key::Name(&name)).await?;
-                output::phone_detail(&phone, json)
-            }
-        },
-        AxlCommand::Sql { query } => {
-            let rows = client
-                .execute_sql_query(ucbridge_axl::SqlQuery::raw(query))
-                .await?;
-            output::sql_rows(&rows, json)
-        }
-    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use ucbridge_server::{JobDefaults, Server, ServerConfig, TlsFiles};
 use ucbridge_store::{Role, Store};
 
 use crate::config::{self, FileConfig};
+use crate::output::outln;
 
 /// The `[server]` table.
 #[derive(Debug, Default, Deserialize)]
@@ -90,9 +91,11 @@ pub struct ServeArgs {
     no_jobs: bool,
     /// Also start the built-in lab (CUCM, CUC, IdS) and point unconfigured connections at
     /// it: the zero-setup way to try everything.
+    #[cfg(feature = "lab")]
     #[arg(long)]
     lab: bool,
     /// End users in the built-in lab.
+    #[cfg(feature = "lab")]
     #[arg(long, default_value_t = 200)]
     lab_users: usize,
     /// Print "listening on <url>" as the first stdout line (for scripts and tests).
@@ -517,6 +520,7 @@ async fn seed_connections(store: &Store, secrets: &SecretBox, file: &FileConfig)
 }
 
 /// Point unconfigured connections at a lab started in this process.
+#[cfg(feature = "lab")]
 async fn seed_lab(
     store: &Store,
     secrets: &SecretBox,
@@ -556,6 +560,7 @@ pub async fn serve(args: ServeArgs, file: &FileConfig, store: Store) -> Result<(
     let secrets = secret_box(file)?;
     bootstrap_admin(&store).await?;
     seed_connections(&store, &secrets, file).await?;
+    #[cfg(feature = "lab")]
     let lab = if args.lab {
         let lab_config = ucbridge_lab::LabConfig {
             users: args.lab_users,
@@ -575,7 +580,7 @@ pub async fn serve(args: ServeArgs, file: &FileConfig, store: Store) -> Result<(
         .await
         .context("cannot start the server")?;
     if args.print_url {
-        println!("listening on {}", server.url());
+        outln!("listening on {}", server.url())?;
     }
     eprintln!(
         "ucbridge is serving the admin page at {}/ (node {}); Ctrl-C stops.",
@@ -600,6 +605,7 @@ pub async fn serve(args: ServeArgs, file: &FileConfig, store: Store) -> Result<(
         }
     }
     server.wait().await;
+    #[cfg(feature = "lab")]
     drop(lab);
     eprintln!("stopped");
     Ok(())
@@ -631,20 +637,20 @@ pub async fn admin(store: &Store, command: AdminCommand) -> Result<()> {
             let account =
                 ucbridge_server::auth::set_account(store, &username, &admin_password()?, role)
                     .await?;
-            println!("account {} ({})", account.username, account.role.as_str());
+            outln!("account {} ({})", account.username, account.role.as_str())?;
         }
         AdminCommand::DeleteAccount { username } => {
             if !store.delete_admin_account(&username).await? {
                 bail!("no account {username:?}");
             }
-            println!("deleted {username}");
+            outln!("deleted {username}")?;
         }
         AdminCommand::List => {
             for a in store.admin_accounts().await? {
-                println!("account  {:<24} {}", a.username, a.role.as_str());
+                outln!("account  {:<24} {}", a.username, a.role.as_str())?;
             }
             for t in store.api_tokens().await? {
-                println!("token    {:<24} {}", t.name, t.role.as_str());
+                outln!("token    {:<24} {}", t.name, t.role.as_str())?;
             }
         }
         AdminCommand::CreateToken { name, role: r } => {
@@ -657,13 +663,13 @@ pub async fn admin(store: &Store, command: AdminCommand) -> Result<()> {
                 "API token {name:?} ({}) created; it is shown only now:",
                 role.as_str()
             );
-            println!("{token}");
+            outln!("{token}")?;
         }
         AdminCommand::DeleteToken { name } => {
             if !store.delete_api_token(&name).await? {
                 bail!("no API token {name:?}");
             }
-            println!("revoked {name}");
+            outln!("revoked {name}")?;
         }
     }
     Ok(())

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use ucbridge_auth::{Secret, TlsOptions, TokenEndpoint};
 use ucbridge_cuc::SsoStatusClient;
 
-use crate::cuc_cmd::{credentials, http, table};
-use crate::output;
+use crate::cuc_cmd::{credentials, http};
+use crate::output::{self, outln, table};
 
 /// The `[sso]` table of the configuration file.
 #[derive(Debug, Default, Deserialize)]
@@ -112,7 +112,7 @@ pub async fn run(
                     "token_type": tokens.token_type,
                 }));
             }
-            println!("{}", tokens.access_token.expose());
+            outln!("{}", tokens.access_token.expose())?;
             if let Some(d) = tokens.expires_in {
                 eprintln!("access token for {user}, valid {} s", d.as_secs());
             }
@@ -141,22 +141,22 @@ pub async fn run(
                         c.registration_state.clone(),
                         c.mode_state.clone(),
                     ]);
-                    println!("{t}");
+                    output::print_table(&t)?;
                 }
                 None => {
                     let s = client.status().await.context("SSO Status API")?;
                     if json {
                         return output::json(&s);
                     }
-                    println!("globalSsoState:        {}", s.global_sso_state);
-                    println!("registrationState:     {}", s.registration_state);
-                    println!("modeState:             {}", s.mode_state);
-                    println!("idSConfigurationState: {}", s.ids_configuration_state);
-                    println!("hasIdsCredentials:     {}", s.has_ids_credentials);
-                    println!(
+                    outln!("globalSsoState:        {}", s.global_sso_state)?;
+                    outln!("registrationState:     {}", s.registration_state)?;
+                    outln!("modeState:             {}", s.mode_state)?;
+                    outln!("idSConfigurationState: {}", s.ids_configuration_state)?;
+                    outln!("hasIdsCredentials:     {}", s.has_ids_credentials)?;
+                    outln!(
                         "idsBaseUrl:            {}",
                         s.ids_base_url.as_deref().unwrap_or("")
-                    );
+                    )?;
                     let mut t = table(&["id", "name", "registrationState", "modeState"]);
                     for c in &s.components {
                         t.add_row(vec![
@@ -166,7 +166,7 @@ pub async fn run(
                             c.mode_state.clone(),
                         ]);
                     }
-                    println!("{t}");
+                    output::print_table(&t)?;
                 }
             }
             Ok(())

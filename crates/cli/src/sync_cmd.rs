@@ -11,7 +11,7 @@ use ucbridge_store::{RunOwner, RunStatus, Store, UserChange, SOURCE_CUCM};
 use ucbridge_sync::rules::CompiledRules;
 use ucbridge_sync::{run_user_sync_as, SnapshotKeeper, SyncOptions, SyncOutcome};
 
-use crate::output;
+use crate::output::{self, outln, ListWriter};
 
 #[derive(Subcommand)]
 pub enum SyncCommand {
@@ -115,8 +115,7 @@ pub async fn refresh(keeper: &SnapshotKeeper) -> Result<()> {
         report.pages.to_string(),
         format!("{:.1} s", report.duration_ms as f64 / 1000.0),
     ]);
-    println!("{t}");
-    Ok(())
+    output::print_table(&t)
 }
 
 pub async fn users(
@@ -151,12 +150,12 @@ pub async fn users(
     if json {
         output::json(&outcome)?;
     } else {
-        print_outcome(&outcome);
+        print_outcome(&outcome)?;
     }
     Ok(outcome)
 }
 
-fn print_outcome(outcome: &SyncOutcome) {
+fn print_outcome(outcome: &SyncOutcome) -> Result<()> {
     let plan = &outcome.plan;
     if outcome.status == RunStatus::Planned && !plan.changes.is_empty() {
         let mut t = Table::new();
@@ -175,12 +174,12 @@ fn print_outcome(outcome: &SyncOutcome) {
             };
             t.add_row([c.action().to_owned(), c.username().to_owned(), details]);
         }
-        println!("{t}");
+        output::print_table(&t)?;
         if plan.changes.len() > 200 {
-            println!(
+            outln!(
                 "… and {} more changes (use --json for all)",
                 plan.changes.len() - 200
-            );
+            )?;
         }
     }
     for p in plan.problems.iter().take(50) {
@@ -215,11 +214,11 @@ fn print_outcome(outcome: &SyncOutcome) {
         plan.unchanged.to_string(),
         s.errors.to_string(),
     ]);
-    println!("{t}");
-    println!(
+    output::print_table(&t)?;
+    outln!(
         "Source users updated at: {}",
         time(outcome.snapshot.source_updated_at)
-    );
+    )?;
     if let Some(m) = &outcome.message {
         eprintln!(
             "{}: {m}",
@@ -230,6 +229,7 @@ fn print_outcome(outcome: &SyncOutcome) {
             }
         );
     }
+    Ok(())
 }
 
 fn diff(before: &ucbridge_store::UserRecord, after: &ucbridge_store::UserRecord) -> String {
@@ -271,22 +271,22 @@ pub async fn status(store: &Store, json: bool) -> Result<()> {
     if json {
         return output::json(&serde_json::json!({ "snapshot": state, "runs": runs }));
     }
-    println!("Data source type:         CUCM (AXL)");
-    println!("Snapshot state:           {}", state.state.as_str());
+    outln!("Data source type:         CUCM (AXL)")?;
+    outln!("Snapshot state:           {}", state.state.as_str())?;
     if let Some(r) = &state.reason {
-        println!("Last failure:             {r}");
+        outln!("Last failure:             {r}")?;
     }
-    println!(
+    outln!(
         "Source users updated at:  {}",
         time(state.source_updated_at)
-    );
-    println!(
+    )?;
+    outln!(
         "Last full refresh:        {}",
         time(state.last_full_refresh_at)
-    );
-    println!("Users in snapshot:        {}", state.users_count);
+    )?;
+    outln!("Users in snapshot:        {}", state.users_count)?;
     if state.state == ucbridge_store::RefreshState::Refreshing {
-        println!(
+        outln!(
             "Refresh claimed by:       {}{}, last sign of life {}",
             state.refresh_owner.as_deref().unwrap_or("?"),
             state
@@ -295,8 +295,8 @@ pub async fn status(store: &Store, json: bool) -> Result<()> {
                 .map(|n| format!(" (node {n})"))
                 .unwrap_or_default(),
             time(state.refresh_heartbeat_at.or(state.refresh_started_at))
-        );
-        println!("Warning: the snapshot is being refreshed (cache under provisioning); a user sync now would be refused.");
+        )?;
+        outln!("Warning: the snapshot is being refreshed (cache under provisioning); a user sync now would be refused.")?;
     }
     if !runs.is_empty() {
         let mut t = Table::new();
@@ -322,7 +322,7 @@ pub async fn status(store: &Store, json: bool) -> Result<()> {
                 r.message.unwrap_or_default(),
             ]);
         }
-        println!("{t}");
+        output::print_table(&t)?;
     }
     Ok(())
 }
@@ -330,40 +330,38 @@ pub async fn status(store: &Store, json: bool) -> Result<()> {
 pub async fn local_users(store: &Store, command: LocalUsersCommand) -> Result<()> {
     match command {
         LocalUsersCommand::List { json } => {
-            let users = store.local_users().await?;
-            if json {
-                return output::json(&users);
+            // Page by page (by offset: a user added or removed meanwhile can shift a row
+            // between pages), so memory holds one page, not every user.
+            const PAGE: i64 = 1000;
+            let mut list = ListWriter::stdout(
+                json,
+                &[
+                    "username",
+                    "name",
+                    "email",
+                    "extension",
+                    "department",
+                    "device",
+                    "source",
+                    "state",
+                ],
+            );
+            let mut offset = 0;
+            loop {
+                let (_, page) = store.search_local_users(None, offset, PAGE).await?;
+                for u in &page {
+                    list.push(u, local_user_row)?;
+                }
+                list.flush()?;
+                if (page.len() as i64) < PAGE {
+                    break;
+                }
+                offset += PAGE;
             }
-            let mut t = Table::new();
-            t.load_preset(UTF8_FULL_CONDENSED).set_header([
-                "username",
-                "name",
-                "email",
-                "extension",
-                "department",
-                "device",
-                "source",
-                "state",
-            ]);
-            for u in &users {
-                let r = &u.record;
-                t.add_row([
-                    r.username.clone(),
-                    r.display_name.clone().unwrap_or_default(),
-                    r.email.clone().unwrap_or_default(),
-                    r.extension.clone().unwrap_or_default(),
-                    r.department.clone().unwrap_or_default(),
-                    r.device_name.clone().unwrap_or_default(),
-                    r.source.clone(),
-                    if r.disabled {
-                        "disabled".into()
-                    } else {
-                        "active".into()
-                    },
-                ]);
+            let n = list.finish()?;
+            if !json {
+                eprintln!("{n} users");
             }
-            println!("{t}");
-            eprintln!("{} users", users.len());
             Ok(())
         }
         LocalUsersCommand::Show { username, json } => {
@@ -381,12 +379,12 @@ pub async fn local_users(store: &Store, command: LocalUsersCommand) -> Result<()
             }
             output::json(&user)?;
             for a in history {
-                println!(
+                outln!(
                     "{}  {} (run {})",
                     time(Some(a.at)),
                     a.action,
                     a.run_id.map(|r| r.to_string()).unwrap_or("-".into())
-                );
+                )?;
             }
             Ok(())
         }
@@ -406,8 +404,25 @@ pub async fn local_users(store: &Store, command: LocalUsersCommand) -> Result<()
             let password = line.trim_end_matches(['\r', '\n']);
             let hash = ucbridge_sync::password::hash_password(password)?;
             store.set_password_hash(&username, &hash).await?;
-            println!("Password set for {username}.");
-            Ok(())
+            outln!("Password set for {username}.")
         }
     }
+}
+
+fn local_user_row(u: &ucbridge_store::LocalUser) -> Vec<String> {
+    let r = &u.record;
+    vec![
+        r.username.clone(),
+        r.display_name.clone().unwrap_or_default(),
+        r.email.clone().unwrap_or_default(),
+        r.extension.clone().unwrap_or_default(),
+        r.department.clone().unwrap_or_default(),
+        r.device_name.clone().unwrap_or_default(),
+        r.source.clone(),
+        if r.disabled {
+            "disabled".into()
+        } else {
+            "active".into()
+        },
+    ]
 }

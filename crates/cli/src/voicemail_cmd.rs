@@ -12,7 +12,7 @@ use ucbridge_store::Store;
 use ucbridge_voicemail::{VoicemailEngine, VoicemailOptions};
 
 use crate::config::FileConfig;
-use crate::output;
+use crate::output::{self, outln};
 
 #[derive(Args, Debug)]
 pub struct VoicemailArgs {
@@ -48,7 +48,48 @@ struct CucFromEnv {
     connection: crate::cuc_cmd::CucConnection,
 }
 
+/// A failure told on stdout already (in the `--json` summary): not told again as JSON.
+#[derive(Debug)]
+struct InSummary(String);
+
+impl std::fmt::Display for InSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InSummary {}
+
+/// Under `--json` stdout always holds one JSON document: the outcome, or
+/// `{"error": {"message", "causes", "hint"?}}` when there is none. The exit status is
+/// non-zero either way and stderr keeps the one-line error for people.
 pub async fn run(args: VoicemailArgs, file: &FileConfig, store: Store) -> Result<()> {
+    let json = args.json;
+    let result = sync(args, file, store).await;
+    if let (true, Err(e)) = (json, &result) {
+        if e.downcast_ref::<InSummary>().is_none() {
+            output::json(&json_error(e))?;
+        }
+    }
+    result
+}
+
+/// The error as JSON: the whole message, each link of its chain, and the fix when there
+/// is one.
+fn json_error(e: &anyhow::Error) -> serde_json::Value {
+    let causes: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    let refused = causes.iter().any(|c| c.contains("--confirm-removals"));
+    let mut error = serde_json::json!({
+        "message": format!("{e:#}"),
+        "causes": causes,
+    });
+    if refused {
+        error["hint"] = CONFIRM_HINT.into();
+    }
+    serde_json::json!({ "error": error })
+}
+
+async fn sync(args: VoicemailArgs, file: &FileConfig, store: Store) -> Result<()> {
     let cuc = CucFromEnv::try_parse_from(["ucbridge"])
         .context("bad UCBRIDGE_CUC_* environment")?
         .connection
@@ -74,7 +115,7 @@ pub async fn run(args: VoicemailArgs, file: &FileConfig, store: Store) -> Result
         if args.json {
             return output::json(&summary);
         }
-        println!(
+        outln!(
             "{}: {} messages; IMAP: {} added, {} removed, {} moved, {} flags; CUC: {} read changes, {} deletes",
             summary.cuc_alias,
             summary.messages,
@@ -84,7 +125,13 @@ pub async fn run(args: VoicemailArgs, file: &FileConfig, store: Store) -> Result
             summary.seen_changed_on_imap,
             summary.read_changed_on_cuc,
             summary.deleted_on_cuc
-        );
+        )?;
+        if let Some(problem) = &summary.last_audio_problem {
+            outln!(
+                "{} voicemail(s) without MP3; last: {problem}",
+                summary.audio_problems
+            )?;
+        }
     } else if !args.watch {
         let bar = ProgressBar::new(0).with_style(
             ProgressStyle::with_template("{bar:40} {pos}/{len} accounts ({eta})")
@@ -111,6 +158,7 @@ pub async fn run(args: VoicemailArgs, file: &FileConfig, store: Store) -> Result
                 "added to IMAP",
                 "IMAP changes",
                 "CUC changes",
+                "without MP3",
                 "time",
             ]);
             t.add_row([
@@ -121,25 +169,30 @@ pub async fn run(args: VoicemailArgs, file: &FileConfig, store: Store) -> Result
                 summary.appended.to_string(),
                 summary.imap_changes.to_string(),
                 summary.cuc_changes.to_string(),
+                summary.audio_problems.to_string(),
                 format!("{:.1} s", summary.duration_ms as f64 / 1000.0),
             ]);
-            println!("{t}");
+            outln!("{t}")?;
             for u in &summary.unmatched {
                 eprintln!("unmatched: {} ({})", u.cuc_alias, u.reason);
+            }
+            for (alias, problem) in &summary.audio_problem_accounts {
+                eprintln!("without MP3: {alias}: {problem}");
             }
             for (alias, e) in &summary.failed {
                 eprintln!("failed: {alias}: {e}");
             }
         }
         if !summary.removals_refused.is_empty() {
-            bail!(
+            return Err(InSummary(format!(
                 "the mass-removal guard refused {} account(s), nothing was removed from them: {}\n{CONFIRM_HINT}",
                 summary.removals_refused.len(),
                 summary.removals_refused.join(", ")
-            );
+            ))
+            .into());
         }
         if !summary.failed.is_empty() {
-            bail!("{} account(s) failed", summary.failed.len());
+            return Err(InSummary(format!("{} account(s) failed", summary.failed.len())).into());
         }
     }
     if args.watch {
@@ -152,13 +205,18 @@ pub async fn run(args: VoicemailArgs, file: &FileConfig, store: Store) -> Result
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr}"))?;
-            let app = axum::Router::new().nest("/callbacks/cuc", engine.callback_router());
+            let app = axum::Router::new()
+                .nest("/callbacks/cuc", engine.callback_router())
+                .nest("/callbacks/imap", engine.imap_push_router());
             tokio::spawn(async move {
                 if let Err(e) = axum::serve(listener, app).await {
                     tracing::error!(error = %e, "callback listener stopped");
                 }
             });
             eprintln!("Serving CUC callbacks on http://{addr}/callbacks/cuc");
+            if engine.options().imap_push_token.is_some() {
+                eprintln!("Serving IMAP push notifications on http://{addr}/callbacks/imap");
+            }
         }
         match &callback_url {
             Some(url) => eprintln!("CUC notifications go to {url}"),

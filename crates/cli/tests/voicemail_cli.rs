@@ -3,7 +3,7 @@
 
 use tokio::process::Command;
 use ucbridge_cuc::MailboxRef;
-use ucbridge_lab::{CucFolder, CucLabConfig, LabConfig, RunningLab};
+use ucbridge_lab::{CucFolder, CucLabConfig, LabConfig, NewVoicemail, RunningLab, VoiceFormat};
 use ucbridge_store::{Store, UserRecord};
 use ucbridge_testkit::dovecot::{Dovecot, MASTER_PASSWORD, MASTER_USER};
 
@@ -110,6 +110,44 @@ async fn sync_voicemail_mirrors_mailboxes_and_reports_unmatched_users() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains(conn_aliases[2].as_str()));
+    // Under --json the error is JSON on stdout too.
+    let out = run(&["sync", "voicemail", "--user", &conn_aliases[2], "--json"])
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let error: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains(conn_aliases[2].as_str()), "{error}");
+    assert!(
+        error["error"]["causes"].as_array().unwrap().len() >= 2,
+        "{error}"
+    );
+    // A recording that cannot become an MP3 (GSM 6.10) still syncs, and the run says so.
+    lab.cuc()
+        .deliver_voicemail(
+            &conn_aliases[1],
+            NewVoicemail {
+                caller_number: "+14085550100".into(),
+                caller_name: "GSM Caller".into(),
+                duration_ms: 1500,
+                format: VoiceFormat::Gsm610,
+                ..NewVoicemail::default()
+            },
+        )
+        .unwrap();
+    let out = run(&["sync", "voicemail"]).await.unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("without MP3"), "{stdout}");
+    assert!(
+        stderr.contains(&format!("without MP3: {}:", conn_aliases[1]))
+            && stderr.contains("GSM 6.10"),
+        "{stderr}"
+    );
     // The first account's mailbox emptied on CUC (as a missing delegate role shows it):
     // refused, non-zero exit, nothing removed; --confirm-removals lets it through.
     let emptied = conn_aliases[0].as_str();
@@ -165,4 +203,24 @@ async fn sync_voicemail_mirrors_mailboxes_and_reports_unmatched_users() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("UCBRIDGE_IMAP_MASTER_PASSWORD"));
+    let out = Command::new(env!("CARGO_BIN_EXE_ucbridge"))
+        .args(["sync", "voicemail", "--json"])
+        .env_clear()
+        .env("UCBRIDGE_CONFIG", &config)
+        .env("UCBRIDGE_DATA_DIR", dir.path().join("data"))
+        .env("UCBRIDGE_CUC_URL", lab.cuc_url())
+        .env("UCBRIDGE_CUC_USERNAME", "administrator")
+        .env("UCBRIDGE_CUC_PASSWORD", "ucbridge-lab")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let error: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("UCBRIDGE_IMAP_MASTER_PASSWORD"),
+        "{error}"
+    );
 }

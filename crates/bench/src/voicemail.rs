@@ -1,4 +1,4 @@
-//! `ucbridge bench --scenario voicemail`: initial sync of `--mailboxes` CUC mailboxes with
+//! `ucbridge-bench --scenario voicemail`: initial sync of `--mailboxes` CUC mailboxes with
 //! `--messages` messages each into a throwaway Dovecot, then the latency from a new CUC
 //! message (delivered on the lab, pushed by CUNI) to its file in the user's maildir.
 
@@ -15,7 +15,8 @@ use ucbridge_store::{Store, UserRecord};
 use ucbridge_testkit::dovecot::{Dovecot, MASTER_PASSWORD, MASTER_USER};
 use ucbridge_voicemail::{ImapSettings, VoicemailEngine, VoicemailOptions};
 
-use crate::bench::{peak_rss_mib, BenchArgs};
+use crate::args::BenchArgs;
+use crate::common::{peak_rss_mib, print_json};
 
 #[derive(Serialize)]
 struct Report {
@@ -207,7 +208,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     };
     store.close().await;
     if args.json {
-        return crate::output::json(&report);
+        return print_json(&report);
     }
     println!(
         "mailboxes: {} x {} messages ({} appended)",

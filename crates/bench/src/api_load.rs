@@ -1,4 +1,4 @@
-//! `ucbridge bench --scenario api-load`: throughput and latency of the server's status
+//! `ucbridge-bench --scenario api-load`: throughput and latency of the server's status
 //! endpoint (`GET /api/v1/status`, what the admin page polls) first idle, then while the
 //! server refreshes its snapshot of a big lab and syncs every user.
 //!
@@ -17,7 +17,8 @@ use ucbridge_server::connections::{self, ConnectionSettings, ConnectionUpdate};
 use ucbridge_server::{Server, ServerConfig};
 use ucbridge_store::{JobRunStatus, Role, Store};
 
-use crate::bench::{start_lab, BenchArgs};
+use crate::args::BenchArgs;
+use crate::common::start_lab;
 
 #[derive(Serialize, Default, Clone)]
 struct LoadFigures {

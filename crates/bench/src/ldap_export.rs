@@ -1,4 +1,4 @@
-//! `ucbridge bench --scenario ldap-export`: export `--users` local users into a throwaway
+//! `ucbridge-bench --scenario ldap-export`: export `--users` local users into a throwaway
 //! OpenLDAP `slapd` (started on 127.0.0.1 through the test kit, mdb without fsync), then
 //! time a no-op incremental export and a no-op re-synchronize.
 
@@ -11,7 +11,7 @@ use ucbridge_ldap::{ExportMode, LdapExportSettings, LdapExporter};
 use ucbridge_store::{Store, UserRecord};
 use ucbridge_testkit::slapd::Slapd;
 
-use crate::bench::BenchArgs;
+use crate::args::BenchArgs;
 
 #[derive(Serialize)]
 struct Phase {
