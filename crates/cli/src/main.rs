@@ -24,9 +24,6 @@ mod output;
 mod serve_cmd;
 mod sso_cmd;
 mod sync_cmd;
-// Still prints with `println!` (another change owns it): a closed pipe there panics until
-// it writes through `output::outln!` like the rest, and this allow goes.
-#[allow(clippy::print_stdout)]
 mod voicemail_cmd;
 
 use std::path::PathBuf;
