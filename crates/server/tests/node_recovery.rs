@@ -146,8 +146,12 @@ async fn a_node_restarted_under_its_id_marks_its_previous_runs_abandoned() {
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
-    while store.job_run(job_run).await.unwrap().unwrap().status == JobRunStatus::Running {
-        assert!(Instant::now() < deadline, "the old run stayed running");
+    // Recovery marks job runs, then sync runs, then refresh claims (separate statements):
+    // wait for the last of the two checked here, not only the first.
+    while store.job_run(job_run).await.unwrap().unwrap().status == JobRunStatus::Running
+        || store.sync_run(sync_run).await.unwrap().unwrap().status == RunStatus::Running
+    {
+        assert!(Instant::now() < deadline, "the old runs stayed running");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let run = store.job_run(job_run).await.unwrap().unwrap();
