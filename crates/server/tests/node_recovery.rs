@@ -146,8 +146,8 @@ async fn a_node_restarted_under_its_id_marks_its_previous_runs_abandoned() {
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
-    // Recovery marks job runs, then sync runs, then refresh claims (separate statements):
-    // wait for the last of the two checked here, not only the first.
+    // Recovery marks job runs, sync runs and refresh claims in one transaction; waiting on
+    // both keeps the test honest even if that ever changes.
     while store.job_run(job_run).await.unwrap().unwrap().status == JobRunStatus::Running
         || store.sync_run(sync_run).await.unwrap().unwrap().status == RunStatus::Running
     {

@@ -499,6 +499,8 @@ impl Store {
     pub async fn recover_node(&self, node: &str) -> Result<NodeRecovery> {
         let now = now_millis();
         let why = format!("abandoned: node {node} restarted while it was running");
+        // One transaction: whoever looks sees all of this node's leftovers marked, or none.
+        let mut tx = self.begin_write().await?;
         let job_runs = sqlx::query(
             "UPDATE job_runs SET status = 'abandoned', finished_at = $2, error = $3 \
              WHERE node = $1 AND status = 'running'",
@@ -506,11 +508,13 @@ impl Store {
         .bind(node)
         .bind(now)
         .bind(&why)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
-        let sync_runs = self.abandon_sync_runs_of(node, &why).await?;
-        let refresh_claims = self.abandon_refresh_claims_of(node, &why).await?;
+        let sync_runs = crate::runs::abandon_sync_runs_on(&mut tx, node, &why).await?;
+        let refresh_claims =
+            crate::snapshot::abandon_refresh_claims_on(&mut tx, node, &why).await?;
+        tx.commit().await?;
         Ok(NodeRecovery {
             job_runs,
             sync_runs,

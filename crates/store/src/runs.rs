@@ -140,16 +140,8 @@ impl Store {
     /// Mark the runs `node` left `running` abandoned (its process is gone, or is being
     /// interrupted); returns how many.
     pub async fn abandon_sync_runs_of(&self, node: &str, why: &str) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE sync_runs SET status = 'abandoned', finished_at = $2, message = $3 \
-             WHERE node = $1 AND status = 'running'",
-        )
-        .bind(node)
-        .bind(now_millis())
-        .bind(why)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        let mut conn = self.pool.acquire().await?;
+        abandon_sync_runs_on(&mut conn, node, why).await
     }
 
     pub async fn finish_run(
@@ -292,4 +284,23 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// [`Store::abandon_sync_runs_of`] on a given connection, so node recovery can do it in the
+/// same transaction as its other marks.
+pub(crate) async fn abandon_sync_runs_on(
+    conn: &mut sqlx::AnyConnection,
+    node: &str,
+    why: &str,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE sync_runs SET status = 'abandoned', finished_at = $2, message = $3 \
+         WHERE node = $1 AND status = 'running'",
+    )
+    .bind(node)
+    .bind(now_millis())
+    .bind(why)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
 }

@@ -369,16 +369,8 @@ impl Store {
     /// Full-refresh claims of `node` that are still open become `failed` with `why`; the
     /// previous snapshot is kept. For a node starting again under the same name.
     pub async fn abandon_refresh_claims_of(&self, node: &str, why: &str) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE snapshot_state SET state = 'failed', reason = $2, refresh_owner = NULL, \
-             updated_at = $3 WHERE state = 'refreshing' AND refresh_node = $1",
-        )
-        .bind(node)
-        .bind(why)
-        .bind(now_millis())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        let mut conn = self.pool.acquire().await?;
+        abandon_refresh_claims_on(&mut conn, node, why).await
     }
 
     /// Add a page of a running full refresh to the staging table; only while `owner` holds
@@ -665,4 +657,22 @@ fn update_list() -> String {
         .map(|c| format!("{c} = excluded.{c}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// [`Store::abandon_refresh_claims_of`] on a given connection (node recovery's transaction).
+pub(crate) async fn abandon_refresh_claims_on(
+    conn: &mut sqlx::AnyConnection,
+    node: &str,
+    why: &str,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE snapshot_state SET state = 'failed', reason = $2, refresh_owner = NULL, \
+         updated_at = $3 WHERE state = 'refreshing' AND refresh_node = $1",
+    )
+    .bind(node)
+    .bind(why)
+    .bind(now_millis())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
 }
