@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use ucbridge_store::Role;
 
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub const SESSION_COOKIE: &str = "ucbridge_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";

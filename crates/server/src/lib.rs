@@ -23,8 +23,10 @@ mod log_safe;
 mod login_limit;
 pub mod metrics;
 mod server;
+mod state;
 mod web;
 
 pub use config::{HttpLimits, JobDefaults, ServerConfig, TlsFiles};
 pub use error::ServerError;
-pub use server::{AppState, RunningServer, Server};
+pub use server::{RunningServer, Server};
+pub use state::AppState;

@@ -15,33 +15,8 @@ use ucbridge_store::Store;
 
 use crate::config::default_node_id;
 use crate::jobs::Scheduler;
+use crate::state::{AppState, StateInner};
 use crate::{api, metrics, web, ServerConfig, ServerError};
-
-/// Shared by every handler.
-#[derive(Clone)]
-pub struct AppState {
-    pub(crate) inner: Arc<StateInner>,
-}
-
-#[doc(hidden)]
-pub struct StateInner {
-    pub store: Store,
-    pub secrets: SecretBox,
-    pub config: ServerConfig,
-    pub scheduler: Scheduler,
-    pub voicemail: crate::jobs::EngineSlot,
-    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
-    pub jobs_started: AtomicBool,
-    /// `None` when `login_attempts_per_minute` is 0.
-    pub login_limiter: Option<crate::login_limit::LoginLimiter>,
-}
-
-impl std::ops::Deref for AppState {
-    type Target = StateInner;
-    fn deref(&self) -> &StateInner {
-        &self.inner
-    }
-}
 
 pub struct Server;
 

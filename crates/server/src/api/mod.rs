@@ -19,7 +19,7 @@ use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::jobs::{DevicesJobSettings, JobMode, LocalJobState, DEVICES_SETTING, RULES_SETTING};
 use crate::log_safe::shown;
 use crate::login_limit::MAX_USERNAME_BYTES;
-use crate::server::AppState;
+use crate::state::AppState;
 
 mod connections;
 mod health;

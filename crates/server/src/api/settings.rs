@@ -1,0 +1,113 @@
+//! Provisioning, voicemail and SSO-status settings.
+
+use super::*;
+
+/// The device provisioning job's settings.
+#[utoipa::path(get, path = "/api/v1/provisioning", responses((status = 200, body = DevicesJobSettings), (status = 404, body = ErrorBody)))]
+pub(super) async fn get_provisioning(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Response, ApiError> {
+    let Some(s) = state.store.setting(DEVICES_SETTING).await? else {
+        return Err(ApiError::not_found("device provisioning is not configured"));
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(&s.value).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(value).into_response())
+}
+
+/// Set the device provisioning job's settings (validated).
+#[utoipa::path(put, path = "/api/v1/provisioning", request_body = DevicesJobSettings, responses((status = 200, body = DevicesJobSettings), (status = 400, body = ErrorBody)))]
+pub(super) async fn put_provisioning(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    ApiJson(settings): ApiJson<DevicesJobSettings>,
+) -> ApiResult<DevicesJobSettings> {
+    settings
+        .provisioning
+        .compile()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if settings.users.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "users: give an AXL userid pattern (% = everyone)",
+        ));
+    }
+    let text = serde_json::to_string(&settings).map_err(|e| ApiError::internal(e.to_string()))?;
+    state
+        .store
+        .put_setting(
+            DEVICES_SETTING,
+            &text,
+            ucbridge_store::SecretUpdate::Clear,
+            Some(&caller.name),
+            false,
+        )
+        .await?;
+    Ok(Json(settings))
+}
+
+/// The SSO Status API as the `ids` connection's server reports it.
+#[utoipa::path(get, path = "/api/v1/sso/status", responses((status = 200), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody)))]
+pub(super) async fn sso_status(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Response, ApiError> {
+    let client = crate::connections::sso_status_client(&state.store, &state.secrets)
+        .await
+        .map_err(connection_error)?;
+    let status = client.status().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "remote",
+            format!("SSO status: {}", crate::connections::error_chain(&e)),
+        )
+    })?;
+    Ok(Json(status).into_response())
+}
+
+// --- voicemail ----------------------------------------------------------------------------
+
+/// Voicemail sync: its options and the state of every matched account (from the
+/// database, so any node answers).
+#[utoipa::path(get, path = "/api/v1/voicemail", responses((status = 200)))]
+pub(super) async fn get_voicemail(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Response, ApiError> {
+    let options = match state
+        .store
+        .setting(crate::connections::VOICEMAIL_SETTING)
+        .await?
+    {
+        Some(s) => serde_json::from_str(&s.value).map_err(|e| ApiError::internal(e.to_string()))?,
+        None => serde_json::json!({}),
+    };
+    let accounts = state.store.voicemail_accounts().await?;
+    Ok(Json(serde_json::json!({ "options": options, "accounts": accounts })).into_response())
+}
+
+/// Set the voicemail sync options (the `[voicemail]` table: matching, folders, debounce,
+/// reconcile interval, callback URL, ...); the running job restarts with them.
+#[utoipa::path(put, path = "/api/v1/voicemail", responses((status = 200), (status = 400, body = ErrorBody)))]
+pub(super) async fn put_voicemail(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    ApiJson(value): ApiJson<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    let file: ucbridge_voicemail::VoicemailFileConfig = serde_json::from_value(value.clone())
+        .map_err(|e| ApiError::bad_request(format!("invalid voicemail options: {e}")))?;
+    file.to_options()
+        .map_err(|e| ApiError::bad_request(format!("invalid voicemail options: {e}")))?;
+    state
+        .store
+        .put_setting(
+            crate::connections::VOICEMAIL_SETTING,
+            &value.to_string(),
+            ucbridge_store::SecretUpdate::Clear,
+            Some(&caller.name),
+            false,
+        )
+        .await?;
+    state.scheduler.wake();
+    Ok(Json(value).into_response())
+}
