@@ -2,7 +2,9 @@
 // Debian's headless Chromium, against a separate `ucbridge lab` (CUCM AXL over TLS).
 //
 // Flow: sign in (a wrong password first), configure the CUCM connection through the form
-// with the lab's URL, credentials and CA, "Test connection", "Run now" on the snapshot job
+// with the lab's URL, credentials and CA, "Test connection", the LDAP export and IMAP
+// options as form fields (kept after a reload; a mistyped key refused) and
+// "Re-Synchronize" running the LDAP re-sync job, "Run now" on the snapshot job
 // (a full refresh) and on user sync, then the users list and one user, the voicemail
 // options form (saved, shown again after a reload, a bad duration refused by the server),
 // an API token (a read-only token cannot run a job; revoked it stops working), a read-only
@@ -18,6 +20,7 @@ import assert from 'node:assert/strict';
 import { spawn, execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -209,6 +212,15 @@ before(async () => {
   state.server = await start('serve', ['serve', '-v', '--bind', '127.0.0.1:0', '--print-url'],
     childEnv({ UCBRIDGE_ADMIN_PASSWORD: ADMIN_PASSWORD }), [/listening on (http:\/\/\S+)/]);
   state.server.url = state.server.matches[0][1];
+  // A loopback port nobody listens on (for a connection that must fail).
+  state.closedPort = await new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
   state.context = await chromium.launchPersistentContext(path.join(tmp, 'profile'), {
     executablePath: chromiumPath,
     headless: true,
@@ -291,6 +303,89 @@ step('the CUCM connection is configured through the form and tested', async () =
   await page.click('#conn-cucm-save');
   await waitForText('[data-testid="conn-cucm-msg"]', /^Saved/);
   assert.equal(await text(byTestId('conn-cucm-password-state')), 'password set');
+});
+
+step('LDAP export and IMAP options are form fields, kept after a reload; Re-Synchronize runs the LDAP re-sync', async () => {
+  const page = state.page;
+  // No JSON text box any more: each kind's options are typed fields.
+  assert.equal(await page.locator('#conn-ldap-options, #conn-imap-options').count(), 0);
+  // The seed's choices, in its order.
+  const uidChoices = await byTestId('conn-ldap-opt-uid_from').locator('option').allTextContents();
+  assert.deepEqual(uidChoices, ['Primary alias', 'Primary e-mail', 'Username', 'Internal UID', 'Phone', 'Numeric phone']);
+  const phoneChoices = await byTestId('conn-ldap-opt-phone_from').locator('option').allTextContents();
+  assert.deepEqual(phoneChoices, ['Empty', 'Numeric', 'Phone']);
+  assert.equal(await page.inputValue('#conn-ldap-opt-uid_from'), 'username', 'unset shows the default');
+  // The Re-Synchronize button sits beside the two drop-downs.
+  const row = byTestId('conn-ldap-export-row');
+  assert.equal(await row.locator('#conn-ldap-opt-uid_from, #conn-ldap-opt-phone_from, #conn-ldap-resync').count(), 3);
+
+  // LDAP: a directory nobody listens on (the export's failure is shown, not hidden).
+  state.ldapUrl = `ldap://127.0.0.1:${state.closedPort}`;
+  await page.fill('#conn-ldap-url', state.ldapUrl);
+  await page.fill('#conn-ldap-username', 'cn=admin,dc=example,dc=com');
+  await page.fill('#conn-ldap-password', 'Ldap-pass-1');
+  await page.fill('#conn-ldap-opt-base_dn', 'ou=people,dc=example,dc=com');
+  await page.selectOption('#conn-ldap-opt-uid_from', 'primary_email');
+  await page.selectOption('#conn-ldap-opt-phone_from', 'numeric_phone');
+  await page.click('#conn-ldap-save');
+  await waitForText('[data-testid="conn-ldap-msg"]', /^Saved/);
+
+  // IMAP: plain to loopback, SASL authzid with the master user, another separator.
+  await page.fill('#conn-imap-url', 'imap://127.0.0.1:1143');
+  await page.fill('#conn-imap-username', 'vmadmin');
+  await page.fill('#conn-imap-password', 'Imap-pass-1');
+  await page.selectOption('#conn-imap-opt-security', 'plain');
+  await page.selectOption('#conn-imap-opt-login', 'sasl_authzid');
+  await page.fill('#conn-imap-opt-master_separator', '%');
+  await page.check('#conn-imap-opt-allow_plaintext');
+  await page.click('#conn-imap-save');
+  await waitForText('[data-testid="conn-imap-msg"]', /^Saved/);
+  await shotOf(byTestId('conn-ldap-card'), '03c-ldap-options');
+
+  // A new page load reads them back from the server.
+  await page.reload();
+  await byTestId('nav-connections').click();
+  await waitForValue('#conn-ldap-opt-uid_from', 'primary_email');
+  assert.equal(await page.inputValue('#conn-ldap-opt-phone_from'), 'numeric_phone');
+  assert.equal(await page.inputValue('#conn-ldap-opt-base_dn'), 'ou=people,dc=example,dc=com');
+  assert.equal(await page.inputValue('#conn-imap-opt-security'), 'plain');
+  assert.equal(await page.inputValue('#conn-imap-opt-login'), 'sasl_authzid');
+  assert.equal(await page.inputValue('#conn-imap-opt-master_separator'), '%');
+  assert.equal(await page.isChecked('#conn-imap-opt-allow_plaintext'), true);
+  assert.equal(await page.inputValue('#conn-imap-username'), 'vmadmin');
+  // The API holds exactly the typed options.
+  const views = (await pageFetch('/api/v1/connections', {})).json;
+  const options = (kind) => views.find((v) => v.kind === kind).settings.options;
+  assert.equal(options('ldap').uid_from, 'primary_email');
+  assert.equal(options('ldap').phone_from, 'numeric_phone');
+  assert.deepEqual(options('imap'), { security: 'plain', allow_plaintext: true, login: 'sasl_authzid', master_separator: '%' });
+
+  // A mistyped option key is refused by the server with the key named.
+  const csrf = await page.evaluate(async () => (await (await fetch('/api/v1/session')).json()).csrf_token);
+  const typo = await pageFetch('/api/v1/connections/ldap', {
+    method: 'PUT',
+    headers: { 'X-CSRF-Token': csrf, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ url: state.ldapUrl, username: 'cn=admin,dc=example,dc=com', options: { base_dn: 'ou=people,dc=example,dc=com', uid_form: 'username' } }),
+  });
+  assert.equal(typo.status, 400, JSON.stringify(typo));
+  assert.match(typo.json.error.message, /uid_form/);
+
+  // Re-Synchronize: the ldap_resync job is requested and runs; with no directory there
+  // it fails, and the card says so.
+  await byTestId('conn-ldap-resync').click();
+  await waitForText('[data-testid="conn-ldap-msg"]', /^Re-synchroniz(ed|ation (failed|refused|abandoned))/, 45000);
+  assert.match(await text(byTestId('conn-ldap-resync-status')), /^(succeeded|failed)$/);
+  const [run] = (await pageFetch('/api/v1/job-runs?job=ldap_resync&limit=1', {})).json;
+  assert.equal(run.trigger, 'manual');
+  assert.equal(run.requested_by, 'admin');
+  assert.equal(run.status, 'failed', JSON.stringify(run));
+  assert.match(await text(byTestId('conn-ldap-msg')), /LDAP|connect|refused/i);
+  await shotOf(byTestId('conn-ldap-card'), '03d-ldap-resync');
+  // Both are removed again so the rest of the run sees only the CUCM connection.
+  for (const kind of ['ldap', 'imap']) {
+    const r = await pageFetch(`/api/v1/connections/${kind}`, { method: 'DELETE', headers: { 'X-CSRF-Token': csrf } });
+    assert.equal(r.status, 204);
+  }
 });
 
 step('Run now: snapshot full refresh, then user sync with progress and result', async () => {

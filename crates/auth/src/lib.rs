@@ -23,7 +23,7 @@ use base64::Engine;
 
 pub use ids::{TokenEndpoint, TokenSet, DEFAULT_TOKEN_MAX_BODY, DEFAULT_TOKEN_TIMEOUT};
 pub use secret_box::{SecretBox, SecretKeyError, SECRET_KEY_ENV, SECRET_KEY_FILE_ENV};
-pub use tls::{http_client, TlsOptions};
+pub use tls::{http_client, rustls_client_config, TlsError, TlsOptions};
 
 /// A password or token: never printed by `Debug` or logged.
 #[derive(Clone, PartialEq, Eq)]

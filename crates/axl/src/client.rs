@@ -357,40 +357,20 @@ fn normalise_url(url: &str) -> Result<String, AxlError> {
     Ok(s)
 }
 
+/// The HTTP client of one AXL connection: TLS from `ucbridge_auth`'s one trust helper
+/// (system roots, the configured CA, verification on unless a lab turns it off).
 pub(crate) fn build_http(config: &AxlConfig) -> Result<reqwest::Client, AxlError> {
-    let mut builder = reqwest::Client::builder()
-        .use_rustls_tls()
-        .connect_timeout(config.connect_timeout)
-        .read_timeout(config.read_timeout)
-        .pool_idle_timeout(Duration::from_secs(60))
-        .user_agent(concat!("ucbridge/", env!("CARGO_PKG_VERSION")));
-    let mut pems: Vec<Vec<u8>> = Vec::new();
-    if let Some(path) = &config.ca_file {
-        let pem = std::fs::read(path).map_err(|e| {
-            AxlError::Config(format!("cannot read CA file {}: {e}", path.display()))
-        })?;
-        pems.push(pem);
-    }
-    if let Some(pem) = &config.ca_pem {
-        pems.push(pem.clone().into_bytes());
-    }
-    for pem in pems {
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| AxlError::Config(format!("bad CA certificate: {e}")))?;
-        if certs.is_empty() {
-            return Err(AxlError::Config("CA file holds no PEM certificate".into()));
+    let tls = ucbridge_auth::TlsOptions {
+        ca_file: config.ca_file.clone(),
+        ca_pem: config.ca_pem.clone(),
+        insecure_skip_tls_verify: config.insecure_skip_tls_verify,
+    };
+    ucbridge_auth::http_client(&tls, config.connect_timeout, config.read_timeout).map_err(|e| {
+        match e {
+            ucbridge_auth::AuthError::Config(message) => AxlError::Config(message),
+            other => AxlError::Config(other.to_string()),
         }
-        for cert in certs {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    if config.insecure_skip_tls_verify {
-        tracing::warn!("TLS certificate verification is OFF for AXL; use only against a lab");
-        builder = builder.danger_accept_invalid_certs(true);
-    }
-    builder
-        .build()
-        .map_err(|e| AxlError::Config(format!("cannot build HTTP client: {e}")))
+    })
 }
 
 /// Ask for the CUCM release the way Cisco's own samples do: namespace 1.0 and no

@@ -52,4 +52,6 @@ pub enum Scenario {
     LdapExport,
     /// CUC recordings (G.711 µ-law 8 kHz, PCM16 16 kHz) transcoded to MP3.
     Mp3,
+    /// Sign-in with CUCM credentials: cold and warm cache, CUCM requests of mail clients.
+    Signin,
 }

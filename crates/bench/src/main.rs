@@ -17,6 +17,7 @@ mod lab_child;
 mod ldap_export;
 mod list;
 mod mp3;
+mod signin;
 mod voicemail;
 
 use anyhow::Result;
@@ -90,5 +91,6 @@ async fn run(cli: Cli) -> Result<()> {
         Scenario::Voicemail => voicemail::run(args).await,
         Scenario::LdapExport => ldap_export::run(args).await,
         Scenario::Mp3 => mp3::run(args).await,
+        Scenario::Signin => signin::run(args).await,
     }
 }

@@ -1,4 +1,7 @@
-//! Where the CLI gets its CUCM connection: flags, then environment, then the TOML file.
+//! The configuration file, assembled from the tables each crate owns (`[axl]`, `[cuc]`,
+//! `[sso]` and `[server]` from the server, `[imap]`/`[voicemail]` from voicemail,
+//! `[ldap_export]` from ldap, ...), and where the CLI gets its CUCM connection: flags,
+//! then environment, then the `[axl]` table.
 
 use std::path::{Path, PathBuf};
 
@@ -6,27 +9,10 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Deserialize;
 use ucbridge_axl::{AxlConfig, SchemaVersion, Secret};
-
-/// The `[axl]` table of the configuration file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AxlFileConfig {
-    pub url: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    /// Read the password from this file instead (first line), e.g. a mounted secret.
-    pub password_file: Option<PathBuf>,
-    pub version: Option<String>,
-    pub ca_file: Option<PathBuf>,
-    #[serde(default)]
-    pub insecure_skip_tls_verify: bool,
-    /// Longest one AXL request may take, answer included, e.g. "60s".
-    pub request_timeout: Option<String>,
-    /// Longest one AXL call may take, retries and back-off included, e.g. "120s".
-    pub total_timeout: Option<String>,
-    /// Largest successful AXL answer read, in bytes (CUCM's own cap is 8 MB).
-    pub max_response_bytes: Option<u64>,
-}
+pub use ucbridge_server::connections::file::{
+    AxlFileConfig, CucFileConfig, SeedTables, SsoFileConfig,
+};
+use ucbridge_server::ServerFileConfig;
 
 /// The `[store]` table.
 #[derive(Debug, Default, Deserialize)]
@@ -55,8 +41,8 @@ pub struct SnapshotFileConfig {
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub axl: Option<AxlFileConfig>,
-    pub cuc: Option<crate::cuc_cmd::CucFileConfig>,
-    pub sso: Option<crate::sso_cmd::SsoFileConfig>,
+    pub cuc: Option<CucFileConfig>,
+    pub sso: Option<SsoFileConfig>,
     pub store: Option<StoreFileConfig>,
     pub snapshot: Option<SnapshotFileConfig>,
     pub directory_sync: Option<ucbridge_sync::SyncRules>,
@@ -69,7 +55,23 @@ pub struct FileConfig {
     /// `[ldap_export]`: where `ucbridge ldap export` writes users.
     pub ldap_export: Option<ucbridge_ldap::LdapExportSettings>,
     /// `[server]`: how `ucbridge serve` runs.
-    pub server: Option<crate::serve_cmd::ServerFileConfig>,
+    pub server: Option<ServerFileConfig>,
+    /// `[signin]`: end users' sign-in with CUCM credentials (server and `ucbridge auth`).
+    pub signin: Option<ucbridge_signin::SignInFileConfig>,
+}
+
+impl FileConfig {
+    /// The tables that seed the server's stored connections and voicemail options.
+    pub fn seed_tables(&self) -> SeedTables<'_> {
+        SeedTables {
+            axl: self.axl.as_ref(),
+            cuc: self.cuc.as_ref(),
+            sso: self.sso.as_ref(),
+            imap: self.imap.as_ref(),
+            ldap_export: self.ldap_export.as_ref(),
+            voicemail: self.voicemail.as_ref(),
+        }
+    }
 }
 
 impl SnapshotFileConfig {

@@ -6,73 +6,47 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use serde::Deserialize;
 use ucbridge_auth::{Credentials, Secret, TlsOptions, TokenEndpoint, TokenSet, TokenSource};
 use ucbridge_cuc::{
     CucClient, CucConfig, Folder, Format, MailboxRef, Message, MessageQuery, User, UserField,
     UserFilter, UserQuery, MAX_LIST_RECORDS,
 };
 
+use crate::config::CucFileConfig;
 use crate::output::{self, outln, ListWriter};
 
-/// The `[cuc]` table of the configuration file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CucFileConfig {
-    pub url: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub password_file: Option<PathBuf>,
-    /// IdS token endpoint, to refresh an SSO token given with a refresh token.
-    pub ids_token_url: Option<String>,
-    pub ca_file: Option<PathBuf>,
-    #[serde(default)]
-    pub insecure_skip_tls_verify: bool,
-    /// Total deadline of one call, answer included (e.g. "60s", the default).
-    pub timeout: Option<String>,
-    /// Total deadline of one audio download (default "5m").
-    pub audio_timeout: Option<String>,
-    /// Largest XML/JSON answer read (default 16 MiB).
-    pub max_document_bytes: Option<u64>,
-    /// Largest voice message downloaded (default 64 MiB).
-    pub max_audio_bytes: Option<u64>,
-    /// Largest error body read (default 1 MiB).
-    pub max_error_bytes: Option<u64>,
-}
-
-impl CucFileConfig {
-    /// Applies the deadlines and size caps set in the file; deadlines given as flags win.
-    fn apply_limits(
-        &self,
-        timeout: Option<Duration>,
-        audio_timeout: Option<Duration>,
-        config: &mut CucConfig,
-    ) -> Result<()> {
-        let duration = |name: &str, v: &Option<String>| -> Result<Option<Duration>> {
-            v.as_deref()
-                .map(|v| {
-                    humantime::parse_duration(v).with_context(|| format!("bad [cuc] {name} {v:?}"))
-                })
-                .transpose()
-        };
-        if let Some(d) = timeout.or(duration("timeout", &self.timeout)?) {
-            config.timeout = d;
-        }
-        if let Some(d) = audio_timeout.or(duration("audio_timeout", &self.audio_timeout)?) {
-            config.audio_timeout = d;
-        }
-        let sizes = [
-            (self.max_document_bytes, &mut config.max_document_bytes),
-            (self.max_audio_bytes, &mut config.max_audio_bytes),
-            (self.max_error_bytes, &mut config.max_error_bytes),
-        ];
-        for (value, field) in sizes {
-            if let Some(v) = value {
-                *field = v;
-            }
-        }
-        Ok(())
+/// Applies the deadlines and size caps set in the `[cuc]` table; deadlines given as flags
+/// win.
+fn apply_limits(
+    file: &CucFileConfig,
+    timeout: Option<Duration>,
+    audio_timeout: Option<Duration>,
+    config: &mut CucConfig,
+) -> Result<()> {
+    let duration = |name: &str, v: &Option<String>| -> Result<Option<Duration>> {
+        v.as_deref()
+            .map(|v| {
+                humantime::parse_duration(v).with_context(|| format!("bad [cuc] {name} {v:?}"))
+            })
+            .transpose()
+    };
+    if let Some(d) = timeout.or(duration("timeout", &file.timeout)?) {
+        config.timeout = d;
     }
+    if let Some(d) = audio_timeout.or(duration("audio_timeout", &file.audio_timeout)?) {
+        config.audio_timeout = d;
+    }
+    let sizes = [
+        (file.max_document_bytes, &mut config.max_document_bytes),
+        (file.max_audio_bytes, &mut config.max_audio_bytes),
+        (file.max_error_bytes, &mut config.max_error_bytes),
+    ];
+    for (value, field) in sizes {
+        if let Some(v) = value {
+            *field = v;
+        }
+    }
+    Ok(())
 }
 
 /// Unity Connection connection flags; each falls back to its environment variable, then to
@@ -210,7 +184,8 @@ impl CucConnection {
         if self.wire_json {
             config.format = Format::Json;
         }
-        file.apply_limits(
+        apply_limits(
+            file,
             self.cuc_timeout.map(Into::into),
             self.cuc_audio_timeout.map(Into::into),
             &mut config,
@@ -344,30 +319,7 @@ pub async fn run(client: &CucClient, command: CucCommand, json: bool) -> Result<
                 (None, Some(s)) => Some(parse_filter(&s, true)?),
                 (None, None) => None,
             };
-            // As `CucClient::all_users`, without holding the pages.
-            let mut query = UserQuery {
-                filter,
-                rows_per_page: page_size.max(1),
-                ..UserQuery::default()
-            };
-            let mut list = ListWriter::stdout(json, USER_HEADER);
-            let mut seen = Paging::default();
-            loop {
-                let page = client.users(&query).await?;
-                for u in &page.users {
-                    list.push(u, user_row)?;
-                }
-                list.flush()?;
-                if seen.last_page(page.users.len(), page.total)? {
-                    break;
-                }
-                query.page_number += 1;
-            }
-            let n = list.finish()?;
-            if !json {
-                eprintln!("{n} users");
-            }
-            Ok(())
+            list_users(client, filter, page_size, json).await
         }
         CucCommand::Messages { command } => match command {
             MessagesCommand::List {
@@ -377,52 +329,16 @@ pub async fn run(client: &CucClient, command: CucCommand, json: bool) -> Result<
                 page_size,
             } => {
                 let mb = mailbox_of(client, Some(&user)).await?;
-                let mut query = MessageQuery {
+                let query = MessageQuery {
                     rows_per_page: page_size,
                     read: unread.then_some(false),
                     ..MessageQuery::default()
                 };
-                let mut list = ListWriter::stdout(json, MESSAGE_HEADER);
-                let mut seen = Paging::default();
-                loop {
-                    let page = client.messages(&mb, folder, &query).await?;
-                    for m in &page.messages {
-                        list.push(m, message_row)?;
-                    }
-                    list.flush()?;
-                    if seen.last_page(page.messages.len(), page.total)? {
-                        break;
-                    }
-                    query.page_number += 1;
-                }
-                let n = list.finish()?;
-                if !json {
-                    eprintln!("{n} messages");
-                }
-                Ok(())
+                list_messages(client, &mb, folder, query, json).await
             }
             MessagesCommand::Fetch { id, output, user } => {
                 let mb = mailbox_of(client, user.as_deref()).await?;
-                // Written to a temporary file beside the target, renamed when complete, so
-                // a failed download never leaves a truncated WAV under the final name.
-                let dir = output
-                    .parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .unwrap_or(std::path::Path::new("."));
-                let tmp = tempfile::NamedTempFile::new_in(dir)
-                    .with_context(|| format!("cannot create a file in {}", dir.display()))?;
-                let mut file = tokio::fs::File::from_std(tmp.reopen()?);
-                let info = client.download_audio(&mb, &id, &mut file).await?;
-                drop(file);
-                tmp.persist(&output)
-                    .with_context(|| format!("cannot write {}", output.display()))?;
-                eprintln!(
-                    "{} bytes ({}) written to {}",
-                    info.bytes,
-                    info.content_type.as_deref().unwrap_or("unknown type"),
-                    output.display()
-                );
-                Ok(())
+                fetch_audio(client, &mb, &id, &output).await
             }
             MessagesCommand::Mark { id, unread, user } => {
                 let mb = mailbox_of(client, user.as_deref()).await?;
@@ -440,6 +356,96 @@ pub async fn run(client: &CucClient, command: CucCommand, json: bool) -> Result<
             }
         },
     }
+}
+
+/// Every user matching `filter`, written page by page (as `CucClient::all_users`,
+/// without holding the pages).
+async fn list_users(
+    client: &CucClient,
+    filter: Option<UserFilter>,
+    page_size: u32,
+    json: bool,
+) -> Result<()> {
+    let mut query = UserQuery {
+        filter,
+        rows_per_page: page_size.max(1),
+        ..UserQuery::default()
+    };
+    let mut list = ListWriter::stdout(json, USER_HEADER);
+    let mut seen = Paging::default();
+    loop {
+        let page = client.users(&query).await?;
+        for u in &page.users {
+            list.push(u, user_row)?;
+        }
+        list.flush()?;
+        if seen.last_page(page.users.len(), page.total)? {
+            break;
+        }
+        query.page_number += 1;
+    }
+    let n = list.finish()?;
+    if !json {
+        eprintln!("{n} users");
+    }
+    Ok(())
+}
+
+/// The messages of one folder, written page by page.
+async fn list_messages(
+    client: &CucClient,
+    mb: &MailboxRef,
+    folder: Folder,
+    mut query: MessageQuery,
+    json: bool,
+) -> Result<()> {
+    let mut list = ListWriter::stdout(json, MESSAGE_HEADER);
+    let mut seen = Paging::default();
+    loop {
+        let page = client.messages(mb, folder, &query).await?;
+        for m in &page.messages {
+            list.push(m, message_row)?;
+        }
+        list.flush()?;
+        if seen.last_page(page.messages.len(), page.total)? {
+            break;
+        }
+        query.page_number += 1;
+    }
+    let n = list.finish()?;
+    if !json {
+        eprintln!("{n} messages");
+    }
+    Ok(())
+}
+
+/// Download a message's audio to `output`: written to a temporary file beside the target,
+/// renamed when complete, so a failed download never leaves a truncated WAV under the
+/// final name.
+async fn fetch_audio(
+    client: &CucClient,
+    mb: &MailboxRef,
+    id: &str,
+    output: &std::path::Path,
+) -> Result<()> {
+    let dir = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    let mut file = tokio::fs::File::from_std(tmp.reopen()?);
+    let info = client.download_audio(mb, id, &mut file).await?;
+    drop(file);
+    tmp.persist(output)
+        .with_context(|| format!("cannot write {}", output.display()))?;
+    eprintln!(
+        "{} bytes ({}) written to {}",
+        info.bytes,
+        info.content_type.as_deref().unwrap_or("unknown type"),
+        output.display()
+    );
+    Ok(())
 }
 
 /// Where a paged CUC listing stands: the last page is one that adds nothing or reaches the
@@ -520,7 +526,7 @@ mod tests {
         )
         .unwrap();
         let mut config = CucConfig::new("https://cuc", Credentials::basic("a", "b"));
-        file.apply_limits(None, None, &mut config).unwrap();
+        apply_limits(&file, None, None, &mut config).unwrap();
         assert_eq!(config.timeout, Duration::from_secs(5));
         assert_eq!(config.audio_timeout, Duration::from_secs(600));
         assert_eq!(
@@ -531,14 +537,13 @@ mod tests {
             ),
             (1 << 20, 2 << 20, 4096)
         );
-        file.apply_limits(Some(Duration::from_secs(2)), None, &mut config)
-            .unwrap();
+        apply_limits(&file, Some(Duration::from_secs(2)), None, &mut config).unwrap();
         assert_eq!(config.timeout, Duration::from_secs(2));
         let bad = CucFileConfig {
             timeout: Some("soon".into()),
             ..CucFileConfig::default()
         };
-        let err = bad.apply_limits(None, None, &mut config).unwrap_err();
+        let err = apply_limits(&bad, None, None, &mut config).unwrap_err();
         assert!(format!("{err:#}").contains("[cuc] timeout"), "{err:#}");
     }
 

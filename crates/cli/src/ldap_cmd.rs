@@ -113,20 +113,17 @@ fn print_summary(summary: &ExportSummary, as_json: bool) -> Result<()> {
 
 async fn status(store: &Store, as_json: bool) -> Result<()> {
     let runs = store.ldap_export_runs(10).await?;
-    let entries = store.ldap_export_entries().await?;
-    let created = entries.iter().filter(|e| e.created).count();
+    let (entries, created) = store.ldap_export_counts().await?;
     if as_json {
         return output::json(&json!({
-            "entries": entries.len(),
+            "entries": entries,
             "created_by_ucbridge": created,
             "runs": runs,
         }));
     }
     outln!(
-        "{} entries exported ({} created by ucbridge, {} updated existing entries)",
-        entries.len(),
-        created,
-        entries.len() - created
+        "{entries} entries exported ({created} created by ucbridge, {} updated existing entries)",
+        entries.saturating_sub(created)
     )?;
     if runs.is_empty() {
         outln!("no export has run yet")?;

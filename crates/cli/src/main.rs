@@ -13,6 +13,7 @@
 //! with status 0, as ripgrep does (see [`output::StdoutClosed`]).
 #![deny(clippy::print_stdout)]
 
+mod auth_cmd;
 mod axl_cmd;
 mod config;
 mod cuc_cmd;
@@ -103,6 +104,15 @@ enum Command {
         database_url: Option<String>,
         #[command(subcommand)]
         command: sync_cmd::LocalUsersCommand,
+    },
+    /// End users' sign-in with CUCM credentials: check a password; Dovecot's passdb.
+    Auth {
+        #[command(flatten)]
+        connection: AxlConnection,
+        #[arg(long, global = true, env = "UCBRIDGE_DATABASE_URL")]
+        database_url: Option<String>,
+        #[command(subcommand)]
+        command: auth_cmd::AuthCommand,
     },
     /// Talk to Unity Connection (CUMI messages, CUPI users).
     Cuc {
@@ -225,6 +235,9 @@ fn main() -> std::process::ExitCode {
         // The reader went away (`ucbridge … | head`): what it wanted it got; end quietly
         // with 0, as ripgrep does, rather than the 141 of a process killed by SIGPIPE.
         Err(e) if output::is_stdout_closed(&e) => std::process::ExitCode::SUCCESS,
+        Err(e) if auth_cmd::exit_code(&e).is_some() => {
+            std::process::ExitCode::from(auth_cmd::exit_code(&e).unwrap_or(1))
+        }
         Err(e) => {
             eprintln!("{}", report(&e));
             std::process::ExitCode::FAILURE
@@ -350,6 +363,11 @@ async fn run(cli: Cli) -> Result<()> {
             let p = devices_cmd::provisioner(client, store, settings);
             devices_cmd::run(&p, command).await
         }
+        Command::Auth {
+            connection,
+            database_url,
+            command,
+        } => auth_cmd::run(command, connection, database_url, cli.config.as_deref()).await,
         Command::Users {
             database_url,
             command,

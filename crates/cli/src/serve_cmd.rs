@@ -7,58 +7,17 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use serde::Deserialize;
 use ucbridge_auth::SecretBox;
-use ucbridge_server::connections::{self, AuthMode, ConnectionSettings, ConnectionUpdate};
-use ucbridge_server::{JobDefaults, Server, ServerConfig, TlsFiles};
+use ucbridge_server::connections;
+#[cfg(feature = "lab")]
+use ucbridge_server::connections::{
+    AuthMode, ConnectionOptions, ConnectionSettings, ConnectionUpdate, IdsOptions,
+};
+use ucbridge_server::{JobDefaults, Server, ServerConfig, ServerFileConfig, TlsFiles};
 use ucbridge_store::{Role, Store};
 
 use crate::config::{self, FileConfig};
 use crate::output::outln;
-
-/// The `[server]` table.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerFileConfig {
-    pub bind: Option<SocketAddr>,
-    pub node_id: Option<String>,
-    /// e.g. "15s": a dead node's jobs move to another node after at most this long.
-    pub lease_ttl: Option<String>,
-    pub tick: Option<String>,
-    pub session_ttl: Option<String>,
-    #[serde(default)]
-    pub cors_origins: Vec<String>,
-    /// Where CUC and browsers reach this node, e.g. `http://ucbridge-1.example.com:8080`
-    /// (CUC posts voicemail events to `<public_url>/callbacks/cuc`).
-    pub public_url: Option<String>,
-    #[serde(default)]
-    pub secure_cookies: bool,
-    #[serde(default)]
-    pub metrics_public: bool,
-    /// Login attempts per minute per client address and per username (default 10; 0 =
-    /// unlimited).
-    pub login_attempts_per_minute: Option<u32>,
-    /// HTTP limits (defaults 10s, 30s, 60s, 5m, 512): a request head (and TLS handshake)
-    /// must arrive within `header_read_timeout`, a body within `body_read_timeout`; a
-    /// connection with no request in progress closes after `idle_timeout`, one whose
-    /// request is not answered within `request_timeout` too; at most `max_connections`.
-    pub header_read_timeout: Option<String>,
-    pub body_read_timeout: Option<String>,
-    pub idle_timeout: Option<String>,
-    pub request_timeout: Option<String>,
-    pub max_connections: Option<usize>,
-    /// Total time one "Test connection" may take (default 10s).
-    pub connection_test_timeout: Option<String>,
-    /// Serve HTTPS: the certificate chain (PEM, leaf first) and its private key (PEM).
-    pub tls_cert_file: Option<PathBuf>,
-    pub tls_key_file: Option<PathBuf>,
-    /// Key file for secrets at rest when `UCBRIDGE_SECRET_KEY` is not set (default:
-    /// `secret.key` in the data directory, created on first start).
-    pub secret_key_file: Option<PathBuf>,
-    /// Schedules given to jobs when first registered (the admin page can change them).
-    pub devices_schedule: Option<String>,
-    pub ldap_export_schedule: Option<String>,
-}
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -243,6 +202,7 @@ pub fn server_config(args: &ServeArgs, file: &FileConfig) -> Result<ServerConfig
     c.cors_origins
         .extend(f.map(|f| f.cors_origins.clone()).unwrap_or_default());
     c.secure_cookies = f.is_some_and(|f| f.secure_cookies);
+    c.signin = file.signin.clone().unwrap_or_default();
     let cert = args
         .tls_cert
         .clone()
@@ -311,198 +271,13 @@ async fn bootstrap_admin(store: &Store) -> Result<()> {
     Ok(())
 }
 
-/// A password given inline, else the first line of a file, else an environment variable.
-fn configured_password(
-    inline: Option<String>,
-    file: &Option<PathBuf>,
-    env: &str,
-) -> Result<Option<String>> {
-    if inline.is_some() {
-        return Ok(inline);
-    }
-    if let Some(f) = file {
-        let text =
-            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
-        return Ok(Some(text.lines().next().unwrap_or_default().to_owned()));
-    }
-    Ok(std::env::var(env).ok())
-}
-
-/// Seed connections from the configuration file ([axl], [cuc], [sso]); what the admin page
-/// saved later wins.
-async fn seed_connections(store: &Store, secrets: &SecretBox, file: &FileConfig) -> Result<()> {
-    let read_file = |p: &Option<PathBuf>| -> Result<Option<String>> {
-        p.as_ref()
-            .map(|p| {
-                std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
-            })
-            .transpose()
-    };
-    if let Some(a) = &file.axl {
-        if let Some(url) = &a.url {
-            let mut options = serde_json::Map::new();
-            if let Some(v) = &a.version {
-                options.insert("schema_version".into(), v.clone().into());
-            }
-            let password = configured_password(
-                a.password.clone(),
-                &a.password_file,
-                "UCBRIDGE_AXL_PASSWORD",
-            )?;
-            let update = ConnectionUpdate {
-                settings: ConnectionSettings {
-                    url: url.clone(),
-                    username: a.username.clone().unwrap_or_default(),
-                    auth: AuthMode::Basic,
-                    ca_pem: read_file(&a.ca_file)?,
-                    insecure_skip_tls_verify: a.insecure_skip_tls_verify,
-                    options,
-                },
-                password,
-            };
-            connections::save(store, secrets, "cucm", update, Some("config file"), true).await?;
-        }
-    }
-    if let Some(c) = &file.cuc {
-        if let Some(url) = &c.url {
-            let password = configured_password(
-                c.password.clone(),
-                &c.password_file,
-                "UCBRIDGE_CUC_PASSWORD",
-            )?;
-            let update = ConnectionUpdate {
-                settings: ConnectionSettings {
-                    url: url.clone(),
-                    username: c.username.clone().unwrap_or_default(),
-                    auth: AuthMode::Basic,
-                    ca_pem: read_file(&c.ca_file)?,
-                    insecure_skip_tls_verify: c.insecure_skip_tls_verify,
-                    options: Default::default(),
-                },
-                password,
-            };
-            connections::save(store, secrets, "cuc", update, Some("config file"), true).await?;
-        }
-    }
-    if let Some(s) = &file.sso {
-        if let Some(url) = &s.ids_token_url {
-            let mut options = serde_json::Map::new();
-            if let Some(v) = &s.client_id {
-                options.insert("client_id".into(), v.clone().into());
-            }
-            if let Some(v) = &s.url {
-                options.insert("status_url".into(), v.clone().into());
-            }
-            let update = ConnectionUpdate {
-                settings: ConnectionSettings {
-                    url: url.clone(),
-                    username: s.username.clone().unwrap_or_default(),
-                    auth: AuthMode::Basic,
-                    ca_pem: read_file(&s.ca_file)?,
-                    insecure_skip_tls_verify: s.insecure_skip_tls_verify,
-                    options,
-                },
-                password: s.password.clone(),
-            };
-            connections::save(store, secrets, "ids", update, Some("config file"), true).await?;
-        }
-    }
-    if let Some(i) = &file.imap {
-        if let Some(host) = &i.host {
-            let tls = !matches!(
-                i.security,
-                Some(
-                    ucbridge_voicemail::ImapSecurity::Plain
-                        | ucbridge_voicemail::ImapSecurity::Starttls
-                )
-            );
-            let scheme = if tls { "imaps" } else { "imap" };
-            let url = match i.port {
-                Some(p) => format!("{scheme}://{host}:{p}"),
-                None => format!("{scheme}://{host}"),
-            };
-            let mut options = serde_json::Map::new();
-            if matches!(i.security, Some(ucbridge_voicemail::ImapSecurity::Plain)) {
-                options.insert("security".into(), "plain".into());
-            }
-            if i.allow_plaintext {
-                options.insert("allow_plaintext".into(), true.into());
-            }
-            for (k, v) in [
-                ("login", &i.login),
-                ("master_separator", &i.master_separator),
-            ] {
-                if let Some(v) = v {
-                    options.insert(k.into(), v.clone().into());
-                }
-            }
-            let password = configured_password(
-                i.master_password.clone(),
-                &i.master_password_file,
-                "UCBRIDGE_IMAP_MASTER_PASSWORD",
-            )?;
-            let update = ConnectionUpdate {
-                settings: ConnectionSettings {
-                    url,
-                    username: i.master_user.clone().unwrap_or_default(),
-                    auth: AuthMode::Basic,
-                    ca_pem: read_file(&i.ca_file)?,
-                    insecure_skip_tls_verify: i.insecure_skip_tls_verify,
-                    options,
-                },
-                password,
-            };
-            connections::save(store, secrets, "imap", update, Some("config file"), true).await?;
-        }
-    }
-    if let Some(v) = &file.voicemail {
-        v.to_options().context("bad [voicemail] options")?;
-        let text = serde_json::to_string(v)?;
-        store
-            .put_setting(
-                connections::VOICEMAIL_SETTING,
-                &text,
-                ucbridge_store::SecretUpdate::Clear,
-                Some("config file"),
-                true,
-            )
-            .await?;
-    }
-    if let Some(l) = &file.ldap_export {
-        let mut value = serde_json::to_value(l)?;
-        let options = value.as_object_mut().context("[ldap_export] is a table")?;
-        for key in [
-            "url",
-            "bind_dn",
-            "ca_file",
-            "ca_pem",
-            "insecure_skip_tls_verify",
-            "bind_password_file",
-        ] {
-            options.remove(key);
-        }
-        let password = configured_password(
-            l.bind_password.as_ref().map(|p| p.expose().to_owned()),
-            &l.bind_password_file,
-            "UCBRIDGE_LDAP_BIND_PASSWORD",
-        )?;
-        let ca_pem = match (&l.ca_pem, &l.ca_file) {
-            (Some(p), _) => Some(p.clone()),
-            (None, f) => read_file(f)?,
-        };
-        let update = ConnectionUpdate {
-            settings: ConnectionSettings {
-                url: l.url.clone(),
-                username: l.bind_dn.clone(),
-                auth: AuthMode::Basic,
-                ca_pem,
-                insecure_skip_tls_verify: l.insecure_skip_tls_verify,
-                options: options.clone(),
-            },
-            password,
-        };
-        connections::save(store, secrets, "ldap", update, Some("config file"), true).await?;
-    }
+/// Seed from the configuration file what the admin page edits later: connections and
+/// voicemail options (the server reads the tables: `connections::file`), and the
+/// directory sync rules. What the admin page saved wins.
+async fn seed_from_file(store: &Store, secrets: &SecretBox, file: &FileConfig) -> Result<()> {
+    connections::file::seed(store, secrets, file.seed_tables())
+        .await
+        .context("cannot seed the connections from the configuration file")?;
     if let Some(rules) = &file.directory_sync {
         rules.compile().context("bad [directory_sync] rules")?;
         let text = serde_json::to_string(rules)?;
@@ -529,23 +304,30 @@ async fn seed_lab(
     password: &str,
 ) -> Result<()> {
     let ca = lab.ca_certificate_pem().map(str::to_owned);
-    let conn =
-        |url: String, options: serde_json::Map<String, serde_json::Value>| ConnectionUpdate {
-            settings: ConnectionSettings {
-                url,
-                username: user.to_owned(),
-                auth: AuthMode::Basic,
-                ca_pem: ca.clone(),
-                insecure_skip_tls_verify: false,
-                options,
-            },
-            password: Some(password.to_owned()),
-        };
-    let mut ids_options = serde_json::Map::new();
-    ids_options.insert("status_url".into(), lab.unifiedconfig_url().into());
+    let conn = |url: String, options: ConnectionOptions| ConnectionUpdate {
+        settings: ConnectionSettings {
+            url,
+            username: user.to_owned(),
+            auth: AuthMode::Basic,
+            ca_pem: ca.clone(),
+            insecure_skip_tls_verify: false,
+            options: options.to_stored(),
+        },
+        password: Some(password.to_owned()),
+    };
+    let ids_options = ConnectionOptions::Ids(IdsOptions {
+        status_url: Some(lab.unifiedconfig_url()),
+        ..IdsOptions::default()
+    });
     for (kind, update) in [
-        ("cucm", conn(lab.axl_url(), Default::default())),
-        ("cuc", conn(lab.cuc_url(), Default::default())),
+        (
+            "cucm",
+            conn(lab.axl_url(), ConnectionOptions::Cucm(Default::default())),
+        ),
+        (
+            "cuc",
+            conn(lab.cuc_url(), ConnectionOptions::Cuc(Default::default())),
+        ),
         ("ids", conn(lab.ids_token_url(), ids_options)),
     ] {
         if connections::save(store, secrets, kind, update, Some("built-in lab"), true).await? {
@@ -559,7 +341,7 @@ pub async fn serve(args: ServeArgs, file: &FileConfig, store: Store) -> Result<(
     let config = server_config(&args, file)?;
     let secrets = secret_box(file)?;
     bootstrap_admin(&store).await?;
-    seed_connections(&store, &secrets, file).await?;
+    seed_from_file(&store, &secrets, file).await?;
     #[cfg(feature = "lab")]
     let lab = if args.lab {
         let lab_config = ucbridge_lab::LabConfig {

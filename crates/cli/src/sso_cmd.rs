@@ -5,29 +5,12 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use serde::Deserialize;
 use ucbridge_auth::{Secret, TlsOptions, TokenEndpoint};
 use ucbridge_cuc::SsoStatusClient;
 
+use crate::config::SsoFileConfig;
 use crate::cuc_cmd::{credentials, http};
 use crate::output::{self, outln, table};
-
-/// The `[sso]` table of the configuration file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SsoFileConfig {
-    /// IdS token endpoint.
-    pub ids_token_url: Option<String>,
-    /// OAuth client id to send, if the IdS wants one.
-    pub client_id: Option<String>,
-    /// Server of the SSO Status API (e.g. the UCCE AW), https://host[:port]
-    pub url: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub ca_file: Option<PathBuf>,
-    #[serde(default)]
-    pub insecure_skip_tls_verify: bool,
-}
 
 #[derive(Args, Debug, Clone)]
 pub struct SsoConnection {

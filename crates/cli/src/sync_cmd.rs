@@ -263,6 +263,9 @@ fn diff(before: &ucbridge_store::UserRecord, after: &ucbridge_store::UserRecord)
     parts.join("; ")
 }
 
+/// How many of a user's newest audit entries `users show` prints.
+const USER_HISTORY_LIMIT: i64 = 200;
+
 pub async fn status(store: &Store, json: bool) -> Result<()> {
     let state = store.snapshot_state(SOURCE_CUCM).await?;
     let runs = store
@@ -368,12 +371,7 @@ pub async fn local_users(store: &Store, command: LocalUsersCommand) -> Result<()
             let Some(user) = store.local_user(&username).await? else {
                 bail!("no user {username:?}");
             };
-            let history: Vec<_> = store
-                .audit_log(None, i64::MAX)
-                .await?
-                .into_iter()
-                .filter(|a| a.username.eq_ignore_ascii_case(&username))
-                .collect();
+            let history = store.user_audit_log(&username, USER_HISTORY_LIMIT).await?;
             if json {
                 return output::json(&serde_json::json!({ "user": user, "audit": history }));
             }

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use rusqlite::OptionalExtension;
 
-use crate::ids::{IdsState, TokenProblem};
+use crate::ids::state::{IdsState, TokenProblem, REALM};
 use crate::server::Shared;
 use crate::xmlout::html_status_page;
 
@@ -70,9 +70,6 @@ impl IntoResponse for Reject {
         response
     }
 }
-
-/// The realm CUC's Tomcat uses is not documented; this one names the service.
-const REALM: &str = "Cisco Unity Connection";
 
 impl RestAuth {
     pub(crate) fn new(shared: Arc<Shared>, ids: Arc<IdsState>) -> RestAuth {
@@ -134,14 +131,6 @@ impl RestAuth {
         format!("Basic realm=\"{REALM}\"")
     }
 
-    pub(crate) fn bearer_challenge(problem: TokenProblem) -> String {
-        // RFC 6750 §3: what CUC writes here is not documented; the standard form is used.
-        format!(
-            "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
-            problem.description()
-        )
-    }
-
     /// Basic or Bearer; any other scheme, or none, is 401 with a Basic challenge.
     pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, Reject> {
         let Some(value) = headers
@@ -167,11 +156,11 @@ impl RestAuth {
             let user = self
                 .ids
                 .validate(rest)
-                .map_err(|p| Reject::unauthorized(Self::bearer_challenge(p)))?;
+                .map_err(|p| Reject::unauthorized(p.bearer_challenge()))?;
             // A token whose account was deleted since it was issued.
-            return self.identity_of_token_user(&user).ok_or_else(|| {
-                Reject::unauthorized(Self::bearer_challenge(TokenProblem::Unknown))
-            });
+            return self
+                .identity_of_token_user(&user)
+                .ok_or_else(|| Reject::unauthorized(TokenProblem::Unknown.bearer_challenge()));
         }
         Err(Reject::unauthorized(Self::basic_challenge()))
     }

@@ -34,7 +34,7 @@ pub(crate) struct Shared {
     release: CucmRelease,
     db: Mutex<Connection>,
     /// The lab IdS, whose Bearer tokens AXL accepts when `axl_accepts_bearer` is set.
-    ids: Arc<crate::ids::IdsState>,
+    ids: Arc<crate::ids::state::IdsState>,
     /// `scheme://ip:port` of the lab, for fault texts that name the server (notes §1).
     origin: String,
     pub(crate) stats: StatCounters,
@@ -52,7 +52,7 @@ impl Shared {
         release: CucmRelease,
         db: Connection,
         addr: SocketAddr,
-        ids: Arc<crate::ids::IdsState>,
+        ids: Arc<crate::ids::state::IdsState>,
     ) -> Shared {
         let capacity = f64::from(config.writes_per_minute.unwrap_or(0));
         let origin = crate::base_url(config.tls, addr);
@@ -304,7 +304,7 @@ fn check_bearer(st: &Shared, token: &str) -> Result<(), Reply> {
         Ok(_) => Err(Reply::status_page(403, "Forbidden")),
         Err(problem) => {
             let mut reply = Reply::status_page(401, "Unauthorized");
-            let challenge = crate::rest::RestAuth::bearer_challenge(problem);
+            let challenge = problem.bearer_challenge();
             if let Ok(value) = HeaderValue::from_str(&challenge) {
                 reply.headers.push((header::WWW_AUTHENTICATE, value));
             }

@@ -7,6 +7,11 @@
 //! - Scripts send `Authorization: Bearer <token>` with an API token; no cookie, no CSRF.
 //! - The database keeps only SHA-256 hashes of session and API tokens, and argon2id hashes
 //!   of passwords.
+//! - End users (synced local users signed in on the user page, `POST /api/v1/me/session`)
+//!   hold the same cookie, but their sessions live in another table and carry
+//!   [`Role::User`]. Confinement is the default: [`authenticate`], [`Caller`] and [`Admin`]
+//!   refuse an end user with 403, so a new admin route cannot forget it; only [`EndUser`]
+//!   (the `/api/v1/me` routes) and [`authenticate_any`] (whoami, sign-out) take one.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -57,13 +62,34 @@ pub enum Via {
     Token,
 }
 
-/// An authenticated caller (any role).
+/// An authenticated caller. As an extractor: an admin account or API token (any of their
+/// roles); an end user is refused with 403.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// `alice` for a login, `token:<name>` for an API token.
+    /// `alice` for a login (the local username for an end user), `token:<name>` for an
+    /// API token.
     pub name: String,
     pub role: Role,
     pub via: Via,
+    /// Set for an end-user session (role [`Role::User`]) only.
+    pub end_user: Option<EndUserIdentity>,
+}
+
+/// Who an end-user session belongs to.
+#[derive(Debug, Clone)]
+pub struct EndUserIdentity {
+    /// The local user's id (`users.id`).
+    pub user_id: i64,
+    /// The CUCM end user the sign-in proved (digest user of the WebPhone).
+    pub cucm_userid: String,
+    pub method: ucbridge_store::SignInMethod,
+}
+
+fn end_user_refused() -> ApiError {
+    ApiError::forbidden(
+        "end_user",
+        "an end-user session reaches only its own data under /api/v1/me",
+    )
 }
 
 impl Caller {
@@ -74,6 +100,15 @@ impl Caller {
                 "read_only",
                 "this account is read-only; an admin must make this change",
             )),
+            Role::User => Err(end_user_refused()),
+        }
+    }
+
+    /// Refuse an end user (every route but `/api/v1/me` and the session routes).
+    pub fn require_staff(&self) -> Result<(), ApiError> {
+        match self.role {
+            Role::User => Err(end_user_refused()),
+            Role::ReadOnly | Role::Admin => Ok(()),
         }
     }
 }
@@ -81,6 +116,27 @@ impl Caller {
 /// An authenticated caller with the admin role.
 #[derive(Debug, Clone)]
 pub struct Admin(pub Caller);
+
+/// An admin account's session or an API token, whatever its role and the method (for a
+/// read-only account's own password change); an end user is refused with 403.
+#[derive(Debug, Clone)]
+pub struct Staff(pub Caller);
+
+impl FromRequestParts<AppState> for Staff {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Ok(Staff(authenticate(parts, state).await?))
+    }
+}
+
+/// An end user's session: the only caller the `/api/v1/me` routes take.
+#[derive(Debug, Clone)]
+pub struct EndUser {
+    pub username: String,
+    pub identity: EndUserIdentity,
+    pub csrf_token: String,
+}
 
 fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
     parts
@@ -107,7 +163,16 @@ pub(crate) fn session_token(parts: &Parts) -> Option<&str> {
     cookie(parts, SESSION_COOKIE)
 }
 
+/// An admin account's session or an API token; an end user is refused with 403. What
+/// every route but `/api/v1/me` and the session routes checks.
 pub(crate) async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let caller = authenticate_any(parts, state).await?;
+    caller.require_staff()?;
+    Ok(caller)
+}
+
+/// Any session (admin account or end user) or API token, with the CSRF check.
+pub(crate) async fn authenticate_any(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
     if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
         let token = bearer_token(value)
             .ok_or_else(|| ApiError::unauthorized("use Authorization: Bearer <API token>"))?;
@@ -117,6 +182,7 @@ pub(crate) async fn authenticate(parts: &Parts, state: &AppState) -> Result<Call
                 name: format!("token:{}", t.name),
                 role: t.role,
                 via: Via::Token,
+                end_user: None,
             }),
             None => Err(ApiError::unauthorized("unknown or revoked API token")),
         };
@@ -124,30 +190,56 @@ pub(crate) async fn authenticate(parts: &Parts, state: &AppState) -> Result<Call
     let Some(session) = cookie(parts, SESSION_COOKIE) else {
         return Err(ApiError::unauthorized("log in first"));
     };
-    let Some(s) = state.store.session(&token_hash(session)).await? else {
-        return Err(ApiError::unauthorized("the session expired; log in again"));
-    };
-    let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-    if !safe {
-        let sent = parts
-            .headers
-            .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        if !same(sent, &s.csrf_token) {
-            return Err(ApiError::forbidden(
-                "csrf",
-                "missing or wrong X-CSRF-Token header",
-            ));
-        }
-    }
-    Ok(Caller {
-        name: s.username,
-        role: s.role,
-        via: Via::Session {
-            csrf_token: s.csrf_token,
+    let hash = token_hash(session);
+    let caller = match state.store.session(&hash).await? {
+        Some(s) => Caller {
+            name: s.username,
+            role: s.role,
+            via: Via::Session {
+                csrf_token: s.csrf_token,
+            },
+            end_user: None,
         },
-    })
+        None => match state.store.end_user_session(&hash).await? {
+            Some(s) => Caller {
+                name: s.username,
+                role: Role::User,
+                via: Via::Session {
+                    csrf_token: s.csrf_token,
+                },
+                end_user: Some(EndUserIdentity {
+                    user_id: s.user_id,
+                    cucm_userid: s.cucm_userid,
+                    method: s.method,
+                }),
+            },
+            None => return Err(ApiError::unauthorized("the session expired; log in again")),
+        },
+    };
+    if let Via::Session { csrf_token } = &caller.via {
+        check_csrf(parts, csrf_token)?;
+    }
+    Ok(caller)
+}
+
+/// Unsafe methods made with the cookie must echo the session's CSRF token.
+fn check_csrf(parts: &Parts, expected: &str) -> Result<(), ApiError> {
+    if matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let sent = parts
+        .headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if same(sent, expected) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "csrf",
+            "missing or wrong X-CSRF-Token header",
+        ))
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -160,6 +252,25 @@ impl FromRequestParts<AppState> for Caller {
             caller.require_admin()?;
         }
         Ok(caller)
+    }
+}
+
+impl FromRequestParts<AppState> for EndUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = authenticate_any(parts, state).await?;
+        match (caller.end_user, caller.via) {
+            (Some(identity), Via::Session { csrf_token }) => Ok(EndUser {
+                username: caller.name,
+                identity,
+                csrf_token,
+            }),
+            _ => Err(ApiError::forbidden(
+                "not_end_user",
+                "/api/v1/me is for end users signed in on the user page",
+            )),
+        }
     }
 }
 

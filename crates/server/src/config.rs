@@ -1,10 +1,57 @@
-//! How a node runs: where it listens, who it is, how long leases last.
+//! How a node runs: where it listens, who it is, how long leases last. [`ServerConfig`]
+//! is the typed form; [`ServerFileConfig`] the `[server]` table of the configuration
+//! file, which the CLI merges with its flags.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::Deserialize;
 use ucbridge_sync::SnapshotOptions;
+
+/// The `[server]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFileConfig {
+    pub bind: Option<SocketAddr>,
+    pub node_id: Option<String>,
+    /// e.g. "15s": a dead node's jobs move to another node after at most this long.
+    pub lease_ttl: Option<String>,
+    pub tick: Option<String>,
+    pub session_ttl: Option<String>,
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
+    /// Where CUC and browsers reach this node, e.g. `http://ucbridge-1.example.com:8080`
+    /// (CUC posts voicemail events to `<public_url>/callbacks/cuc`).
+    pub public_url: Option<String>,
+    #[serde(default)]
+    pub secure_cookies: bool,
+    #[serde(default)]
+    pub metrics_public: bool,
+    /// Login attempts per minute per client address and per username (default 10; 0 =
+    /// unlimited).
+    pub login_attempts_per_minute: Option<u32>,
+    /// HTTP limits (defaults 10s, 30s, 60s, 5m, 512): a request head (and TLS handshake)
+    /// must arrive within `header_read_timeout`, a body within `body_read_timeout`; a
+    /// connection with no request in progress closes after `idle_timeout`, one whose
+    /// request is not answered within `request_timeout` too; at most `max_connections`.
+    pub header_read_timeout: Option<String>,
+    pub body_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub request_timeout: Option<String>,
+    pub max_connections: Option<usize>,
+    /// Total time one "Test connection" may take (default 10s).
+    pub connection_test_timeout: Option<String>,
+    /// Serve HTTPS: the certificate chain (PEM, leaf first) and its private key (PEM).
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// Key file for secrets at rest when `UCBRIDGE_SECRET_KEY` is not set (default:
+    /// `secret.key` in the data directory, created on first start).
+    pub secret_key_file: Option<PathBuf>,
+    /// Schedules given to jobs when first registered (the admin page can change them).
+    pub devices_schedule: Option<String>,
+    pub ldap_export_schedule: Option<String>,
+}
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -43,6 +90,8 @@ pub struct ServerConfig {
     pub http: HttpLimits,
     /// Total time one "Test connection" may take before it is answered with a timeout.
     pub connection_test_timeout: Duration,
+    /// End users' sign-in with CUCM credentials (the `[signin]` table).
+    pub signin: ucbridge_signin::SignInFileConfig,
 }
 
 /// What one client can hold of the listener: a slow or silent peer is closed after these
@@ -113,6 +162,7 @@ impl Default for ServerConfig {
             jobs: JobDefaults::default(),
             http: HttpLimits::default(),
             connection_test_timeout: Duration::from_secs(10),
+            signin: Default::default(),
         }
     }
 }

@@ -6,7 +6,8 @@
 //!   scheduled jobs once per claimed slot). Several nodes on one PostgreSQL share the work
 //!   that way, and a node that dies loses its leases after their TTL.
 //! - [`auth`]: admin accounts (argon2id), cookie sessions with a CSRF token, API tokens
-//!   (`Authorization: Bearer`), roles `admin` and `read_only`.
+//!   (`Authorization: Bearer`), roles `admin` and `read_only`; end users' sessions (role
+//!   `user`, the user page) reach only `/api/v1/me` and the session routes.
 //! - [`connections`]: CUCM, CUC, IdS, IMAP and LDAP connections edited on the admin page,
 //!   their passwords sealed with [`ucbridge_auth::SecretBox`] and never returned.
 //! - [`api`]: the REST API (`/api/v1/...`, OpenAPI at `/openapi.json`), health and
@@ -16,6 +17,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod connections;
+mod end_user;
 mod error;
 pub mod jobs;
 mod listen;
@@ -23,10 +25,11 @@ mod log_safe;
 mod login_limit;
 pub mod metrics;
 mod server;
+mod signin_cucm;
 mod state;
 mod web;
 
-pub use config::{HttpLimits, JobDefaults, ServerConfig, TlsFiles};
+pub use config::{HttpLimits, JobDefaults, ServerConfig, ServerFileConfig, TlsFiles};
 pub use error::ServerError;
 pub use server::{RunningServer, Server};
 pub use state::AppState;

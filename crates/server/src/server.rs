@@ -54,6 +54,7 @@ impl Server {
             HeaderValue::from_str(origin)
                 .map_err(|_| ServerError::Config(format!("bad CORS origin {origin:?}")))?;
         }
+        let (signin, passdb_token) = api::passdb::sign_in_service(&store, &secrets, &config)?;
         let state = AppState {
             inner: Arc::new(StateInner {
                 store,
@@ -66,6 +67,8 @@ impl Server {
                 login_limiter: crate::login_limit::LoginLimiter::new(
                     config.login_attempts_per_minute,
                 ),
+                signin,
+                passdb_token,
             }),
         };
         let app = router(state.clone());
@@ -198,6 +201,7 @@ fn router(state: AppState) -> Router {
     let mut app = api::routes()
         .route("/", get(web::index))
         .route("/assets/app.js", get(web::app_js))
+        .route("/assets/user.js", get(web::user_js))
         .route("/assets/app.css", get(web::app_css))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)

@@ -27,6 +27,10 @@ pub struct StateInner {
     pub jobs_started: AtomicBool,
     /// `None` when `login_attempts_per_minute` is 0.
     pub login_limiter: Option<crate::login_limit::LoginLimiter>,
+    /// End users' sign-in with CUCM credentials (`[signin]`; passdb, end-user sessions).
+    pub signin: ucbridge_signin::Authenticator,
+    /// SHA-256 of the mail server's passdb token; `None` = `POST /api/v1/passdb` is off.
+    pub passdb_token: Option<[u8; 32]>,
 }
 
 impl std::ops::Deref for AppState {

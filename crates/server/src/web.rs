@@ -1,4 +1,5 @@
-//! The admin page: static files compiled into the binary (no build step, no CDN).
+//! The web app: the admin page and the user page (`user.js`, for end users), static files
+//! compiled into the binary (no build step, no CDN).
 
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -6,6 +7,7 @@ use axum::response::IntoResponse;
 const INDEX: &str = include_str!("../web/index.html");
 const APP_JS: &str = include_str!("../web/app.js");
 const APP_CSS: &str = include_str!("../web/app.css");
+const USER_JS: &str = include_str!("../web/user.js");
 
 /// A strict policy: only this origin's scripts and styles, no inline script, no framing.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -40,5 +42,15 @@ pub async fn app_css() -> impl IntoResponse {
             (header::CACHE_CONTROL, "no-cache"),
         ],
         APP_CSS,
+    )
+}
+
+pub async fn user_js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        USER_JS,
     )
 }

@@ -912,3 +912,163 @@ async fn test_connection_errors_keep_their_cause() {
     assert!(!message.contains("ucbridge-lab"), "{message}");
     f.server.shutdown().await;
 }
+
+/// Issue #16 item 1: each kind's options are typed. A mistyped key is a 400 naming it
+/// (not a silent default); options are stored as typed; a stored key the kind does not
+/// know (a hand-edited database) shows as the view's `problem` and stops the connection's
+/// use with a 409 naming it, until the admin saves the connection again.
+#[tokio::test]
+async fn connection_options_are_typed_per_kind() {
+    let f = start().await;
+    let base = f.server.url();
+    let admin = client();
+    let csrf = login(&admin, &base, "root", ADMIN_PW).await;
+    let put = |kind: &'static str, body: Value| {
+        let (admin, csrf, url) = (
+            admin.clone(),
+            csrf.clone(),
+            format!("{base}/api/v1/connections/{kind}"),
+        );
+        async move {
+            admin
+                .put(url)
+                .header("x-csrf-token", csrf)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for (kind, body, named) in [
+        (
+            "cucm",
+            json!({"url": f.lab.axl_url(), "options": {"schema_versoin": "14.0"}}),
+            "schema_versoin",
+        ),
+        (
+            "cucm",
+            json!({"url": f.lab.axl_url(), "options": {"schema_version": "9.1"}}),
+            "9.1",
+        ),
+        (
+            "ldap",
+            json!({"url": "ldap://127.0.0.1:1389", "options": {"base_dn": "ou=p", "uid_form": "username"}}),
+            "uid_form",
+        ),
+        (
+            "ldap",
+            json!({"url": "ldap://127.0.0.1:1389", "options": {"base_dn": "ou=p", "phone_from": "fax"}}),
+            "fax",
+        ),
+        (
+            "imap",
+            json!({"url": "imaps://mail.example.com", "options": {"security": "plain"}}),
+            "imap://",
+        ),
+    ] {
+        let r = put(kind, body).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{kind} {named}");
+        let body: Value = r.json().await.unwrap();
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(named), "{message}");
+    }
+    assert!(f.store.setting("connection.ldap").await.unwrap().is_none());
+
+    // Stored as typed: blanks dropped, LDAP defaults written out.
+    let r = put(
+        "ldap",
+        json!({"url": "ldap://127.0.0.1:1389", "username": "cn=admin",
+               "options": {"base_dn": "ou=people,dc=example,dc=com", "uid_from": "primary_alias", "timeout_secs": 5}}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let r = put(
+        "ids",
+        json!({"url": f.lab.ids_token_url(), "options": {"client_id": "", "status_url": f.lab.unifiedconfig_url()}}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let views: Value = admin
+        .get(format!("{base}/api/v1/connections"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let options = |kind: &str| {
+        views
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["kind"] == kind)
+            .unwrap()["settings"]["options"]
+            .clone()
+    };
+    assert_eq!(
+        options("ldap"),
+        json!({"base_dn": "ou=people,dc=example,dc=com", "object_classes": ["inetOrgPerson"],
+               "uid_from": "primary_alias", "phone_from": "phone", "naming_attribute": "uid",
+               "removal": "delete_created", "timeout_secs": 5})
+    );
+    assert_eq!(
+        options("ids"),
+        json!({"status_url": f.lab.unifiedconfig_url()})
+    );
+
+    // A stored key the kind does not know: shown, and named when the connection is used.
+    let mut stored: Value = serde_json::from_str(
+        &f.store
+            .setting("connection.ldap")
+            .await
+            .unwrap()
+            .unwrap()
+            .value,
+    )
+    .unwrap();
+    stored["options"]["export_uid"] = json!("username");
+    f.store
+        .put_setting(
+            "connection.ldap",
+            &stored.to_string(),
+            ucbridge_store::SecretUpdate::Keep,
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+    let views: Value = admin
+        .get(format!("{base}/api/v1/connections"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ldap = views
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["kind"] == "ldap")
+        .unwrap();
+    assert!(
+        ldap["problem"].as_str().unwrap().contains("export_uid"),
+        "{ldap}"
+    );
+    let r = admin
+        .post(format!("{base}/api/v1/connections/ldap/test"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("export_uid"),
+        "{body}"
+    );
+    f.server.shutdown().await;
+}

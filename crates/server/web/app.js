@@ -18,12 +18,20 @@ const PLAN_CHANGES_SHOWN = 200;
 const AUDIT_LIMIT = 500;
 const AUDIT_SHOWN = 50;
 
+// Each kind's options (the server types them per kind and refuses unknown keys: see
+// crates/server/src/connections/options.rs). Field types: `text`, `choice` (a drop-down;
+// a '' choice means "not set"), `check` (sent only when on), `list` (comma-separated),
+// `count` (a whole number of at least 1). `fallback` is what an unset choice shows.
+const SCHEMA_VERSIONS = ['11.0', '11.5', '12.0', '12.5', '14.0', '15.0'];
 const CONNECTION_INFO = {
   cucm: {
     title: 'Cisco Unified CM (AXL)',
     url: 'https://cucm.example.com:8443/axl/',
     sso: true,
-    fields: [{ key: 'schema_version', label: 'AXL schema version', placeholder: 'automatic (getCCMVersion)' }],
+    fields: [{
+      key: 'schema_version', label: 'AXL schema version', type: 'choice',
+      choices: [['', 'automatic (getCCMVersion)'], ...SCHEMA_VERSIONS.map((v) => [v, v])],
+    }],
   },
   cuc: {
     title: 'Unity Connection (CUMI / CUPI)',
@@ -36,22 +44,80 @@ const CONNECTION_INFO = {
     url: 'https://ids.example.com:8553/ids/v1/oauth/token',
     sso: false,
     fields: [
-      { key: 'client_id', label: 'OAuth client id', placeholder: 'optional' },
-      { key: 'status_url', label: 'SSO status server', placeholder: 'default: the IdS URL\'s server' },
-      { key: 'status_username', label: 'SSO status username', placeholder: 'default: the username above' },
+      { key: 'client_id', label: 'OAuth client id', type: 'text', placeholder: 'optional' },
+      { key: 'status_url', label: 'SSO status server', type: 'text', placeholder: 'default: the IdS URL\'s server' },
+      { key: 'status_username', label: 'SSO status username', type: 'text', placeholder: 'default: the username above' },
+      { key: 'introspect_url', label: 'Token introspection URL', type: 'text', placeholder: 'default: …/oauth/introspect beside the token URL' },
+      { key: 'introspect_username', label: 'Introspection username', type: 'text', placeholder: 'default: the username above' },
     ],
   },
   imap: {
     title: 'IMAP (voicemail mailboxes)',
     url: 'imaps://mail.example.com:993',
+    usernameLabel: 'Master user',
     sso: false,
-    fields: [],
+    fields: [
+      {
+        key: 'security', label: 'Security', type: 'choice',
+        choices: [
+          ['', 'from the URL (imaps://: TLS, imap://: STARTTLS)'],
+          ['tls', 'TLS (imaps://)'],
+          ['starttls', 'STARTTLS (imap://)'],
+          ['plain', 'plain (imap://, loopback only unless allowed)'],
+        ],
+      },
+      {
+        key: 'login', label: 'Master-user login', type: 'choice',
+        choices: [
+          ['', 'default: Dovecot master user'],
+          ['master_user', 'Dovecot master user (user*master)'],
+          ['sasl_authzid', 'SASL PLAIN with authorization identity'],
+        ],
+      },
+      { key: 'master_separator', label: 'Master user separator', type: 'text', placeholder: 'default: *' },
+      { key: 'allow_plaintext', label: 'Allow plain IMAP to a host that is not loopback (passwords cross the network in clear)', type: 'check' },
+    ],
   },
   ldap: {
     title: 'LDAP (directory export)',
     url: 'ldaps://ldap.example.com',
+    usernameLabel: 'Bind DN',
     sso: false,
-    fields: [],
+    fields: [
+      { key: 'base_dn', label: 'Base DN', type: 'text', placeholder: 'ou=people,dc=example,dc=com' },
+      {
+        key: 'uid_from', label: 'Export uid from', type: 'choice', fallback: 'username', group: 'export',
+        choices: [
+          ['primary_alias', 'Primary alias'],
+          ['primary_email', 'Primary e-mail'],
+          ['username', 'Username'],
+          ['internal_id', 'Internal UID'],
+          ['phone', 'Phone'],
+          ['numeric_phone', 'Numeric phone'],
+        ],
+      },
+      {
+        key: 'phone_from', label: 'Export phone from', type: 'choice', fallback: 'phone', group: 'export',
+        choices: [['empty', 'Empty'], ['numeric_phone', 'Numeric'], ['phone', 'Phone']],
+      },
+      {
+        key: 'naming_attribute', label: 'Naming attribute (RDN)', type: 'choice', fallback: 'uid',
+        choices: [['uid', 'uid'], ['cn', 'cn']],
+      },
+      {
+        key: 'removal', label: 'Removed or disabled users', type: 'choice', fallback: 'delete_created',
+        choices: [
+          ['delete_created', 'delete entries ucbridge created'],
+          ['delete', 'delete the entry'],
+          ['leave', 'leave the entry'],
+        ],
+      },
+      { key: 'object_classes', label: 'Object classes', type: 'list', placeholder: 'default: inetOrgPerson' },
+      { key: 'timeout_secs', label: 'Timeout (seconds)', type: 'count', placeholder: 'default: 30' },
+      { key: 'starttls', label: 'StartTLS on an ldap:// URL', type: 'check' },
+    ],
+    // "Re-Synchronize" beside the export drop-downs: the full LDAP re-sync job.
+    resync: 'ldap_resync',
   },
 };
 
@@ -358,6 +424,8 @@ function isAdmin() {
 }
 
 function enterSession(session) {
+  // An end user gets the user page (user.js), nothing of the admin views.
+  if (session.role === 'user') return window.ucbUser.enter(session);
   state.csrf = session.csrf_token || null;
   state.username = session.username;
   state.role = session.role;
@@ -381,6 +449,7 @@ function applyRole(root) {
 }
 
 function leaveSession(message) {
+  window.ucbUser?.leave();
   state.csrf = null;
   state.username = null;
   state.role = null;
@@ -431,7 +500,8 @@ async function login(event) {
   say($('login-error'), 'error', '');
   button.disabled = true;
   try {
-    const session = await api('POST', '/api/v1/session', {
+    const endUser = $('login-kind-user')?.checked;
+    const session = await api('POST', endUser ? '/api/v1/me/session' : '/api/v1/session', {
       username: $('login-username').value.trim(),
       password: $('login-password').value,
     });
@@ -469,7 +539,7 @@ const VIEWS = {
 };
 
 function route() {
-  if (!state.username) return;
+  if (!state.username || state.role === 'user') return;
   let name = window.location.hash.replace(/^#/, '') || 'status';
   if (!VIEWS[name] || (VIEWS[name].adminOnly && !isAdmin())) name = 'status';
   if (state.view && state.view !== name && VIEWS[state.view].leave) VIEWS[state.view].leave();
@@ -769,22 +839,18 @@ function buildConnectionCard(view) {
   });
   const insecure = h('input', { id: id('insecure'), type: 'checkbox', class: 'write-field', checked: Boolean(s.insecure_skip_tls_verify) });
 
-  const options = { ...(s.options || {}) };
   const optionInputs = {};
-  const optionFields = info.fields.map((f) => {
-    const value = options[f.key];
-    delete options[f.key];
-    optionInputs[f.key] = h('input', {
-      id: id(`opt-${f.key}`), class: 'write-field', placeholder: f.placeholder || '',
-      value: value === undefined || value === null ? '' : String(value),
-    });
-    return field(id(`opt-${f.key}`), f.label, optionInputs[f.key]);
-  });
-  const otherOptions = h('textarea', {
-    id: id('options'), class: 'code write-field', rows: Object.keys(options).length ? 4 : 2, spellcheck: false,
-    value: Object.keys(options).length ? JSON.stringify(options, null, 2) : '',
-    placeholder: '{ } (JSON object)',
-  });
+  const optionFields = { main: [], export: [] };
+  for (const f of info.fields) {
+    const { input, el } = optionField(f, (s.options || {})[f.key], id(`opt-${f.key}`));
+    optionInputs[f.key] = { field: f, input };
+    optionFields[f.group === 'export' ? 'export' : 'main'].push(el);
+  }
+  const resync = info.resync ? h('button', {
+    type: 'button', id: id('resync'), class: 'write', text: 'Re-Synchronize', dataset: { testid: id('resync') }, hidden: !view.configured,
+    title: 'Export every user again now, rewriting each entry (the LDAP re-sync job)',
+  }) : null;
+  const resyncStatus = info.resync ? h('span', { id: id('resync-status'), class: 'small muted', dataset: { testid: id('resync-status') } }) : null;
 
   const msg = h('p', { id: id('msg'), class: 'alert', hidden: true, attrs: { role: 'status' }, dataset: { testid: id('msg') } });
   const result = h('div', { id: id('result'), class: 'test-result', hidden: true, dataset: { testid: id('result') } });
@@ -795,21 +861,21 @@ function buildConnectionCard(view) {
   const form = h('form', { class: 'conn-form', autocomplete: 'off' },
     h('div', { class: 'form-grid' },
       field(id('url'), 'URL', url),
-      field(id('username'), 'Username', username),
+      field(id('username'), info.usernameLabel || 'Username', username),
       h('div', { class: 'field' },
         h('label', { attrs: { for: id('password') } }, 'Password ', passwordState),
         password,
         view.password_set ? h('label', { class: 'check small' }, clearPassword, ' remove the stored password') : null),
       auth ? field(id('auth'), 'Authentication', auth) : null,
-      optionFields),
+      optionFields.main),
+    optionFields.export.length
+      ? h('div', { class: 'export-row', dataset: { testid: id('export-row') } }, optionFields.export, h('div', { class: 'field' }, resync, resyncStatus))
+      : null,
     h('details', { class: 'tls', id: id('tls'), open: Boolean(s.ca_pem) || Boolean(s.insecure_skip_tls_verify) },
       h('summary', { text: 'TLS', dataset: { testid: id('tls') } }),
       field(id('ca'), 'CA certificates (PEM)', ca),
       h('div', { class: 'field' }, caFile),
       h('label', { class: 'check' }, insecure, ' Skip TLS verification (dangerous: only for throwaway labs)')),
-    h('details', { class: 'options', id: id('options-details'), open: Object.keys(options).length > 0 || kind === 'imap' || kind === 'ldap' },
-      h('summary', { text: info.fields.length ? 'Other options (JSON)' : 'Options (JSON)' }),
-      otherOptions),
     msg,
     h('div', { class: 'actions' }, save, test, remove),
     result);
@@ -821,9 +887,10 @@ function buildConnectionCard(view) {
   });
   test.addEventListener('click', () => guarded(msg, () => testConnection(card), test));
   armConfirm(remove, 'Really remove?', () => guarded(msg, () => removeConnection(card), remove));
+  if (resync) resync.addEventListener('click', () => guarded(msg, () => resynchronize(card, info.resync), resync));
 
-  Object.assign(card.inputs, { url, username, password, clearPassword, auth, ca, insecure, otherOptions, optionInputs });
-  Object.assign(card, { msg, result, test, save });
+  Object.assign(card.inputs, { url, username, password, clearPassword, auth, ca, insecure, optionInputs });
+  Object.assign(card, { msg, result, test, save, resyncStatus });
   const updated = view.updated_at
     ? h('span', { class: 'muted small' }, 'saved ', timeEl(view.updated_at), view.updated_by ? ` by ${view.updated_by}` : '')
     : null;
@@ -834,7 +901,47 @@ function buildConnectionCard(view) {
       updated),
     form);
   applyRole(card.el);
+  // A stored connection the server cannot use as it is (e.g. an option key it does not
+  // know): saving the form stores only the typed fields and fixes it.
+  if (view.problem) say(msg, 'error', `${view.problem}. Saving this form replaces the stored options.`);
   return card;
+}
+
+/** One option's input, filled with its stored value, in its labelled field. */
+function optionField(f, value, inputId) {
+  const unset = value === undefined || value === null;
+  let input;
+  if (f.type === 'choice') {
+    input = h('select', { id: inputId, class: 'write-field', dataset: { testid: inputId } },
+      f.choices.map(([v, label]) => h('option', { value: v, text: label })));
+    input.value = unset ? (f.fallback || '') : String(value);
+  } else if (f.type === 'check') {
+    input = h('input', { id: inputId, type: 'checkbox', class: 'write-field', checked: value === true, dataset: { testid: inputId } });
+    return { input, el: h('label', { class: 'check field-check' }, input, ` ${f.label}`) };
+  } else {
+    const text = unset ? '' : (Array.isArray(value) ? value.join(', ') : String(value));
+    input = h('input', {
+      id: inputId, class: 'write-field', placeholder: f.placeholder || '', value: text, spellcheck: false,
+      inputMode: f.type === 'count' ? 'numeric' : undefined, dataset: { testid: inputId },
+    });
+  }
+  return { input, el: field(inputId, f.label, input, f.hint) };
+}
+
+/** The value an option input sends, or undefined for "not set". */
+function optionValue(f, input) {
+  if (f.type === 'check') return input.checked ? true : undefined;
+  const text = input.value.trim();
+  if (!text) return undefined;
+  if (f.type === 'list') {
+    const items = text.split(',').map((v) => v.trim()).filter(Boolean);
+    return items.length ? items : undefined;
+  }
+  if (f.type === 'count') {
+    if (!/^\d+$/.test(text) || Number(text) < 1) throw new Error(`${f.label} must be a whole number of at least 1.`);
+    return Number(text);
+  }
+  return text;
 }
 
 /** A destructive button asks for a second click within a few seconds. */
@@ -859,19 +966,10 @@ function armConfirm(button, confirmText, action) {
 
 function connectionUpdate(card) {
   const i = card.inputs;
-  let options = {};
-  const text = i.otherOptions.value.trim();
-  if (text) {
-    try {
-      options = JSON.parse(text);
-    } catch (e) {
-      throw new Error(`Options are not valid JSON: ${e.message}`);
-    }
-    if (!options || typeof options !== 'object' || Array.isArray(options)) throw new Error('Options must be a JSON object.');
-  }
-  for (const [key, input] of Object.entries(i.optionInputs)) {
-    const v = input.value.trim();
-    if (v) options[key] = v;
+  const options = {};
+  for (const [key, { field: f, input }] of Object.entries(i.optionInputs)) {
+    const v = optionValue(f, input);
+    if (v !== undefined) options[key] = v;
   }
   const update = {
     url: i.url.value.trim(),
@@ -946,6 +1044,38 @@ function renderTestReport(card, report) {
         h('ul', { class: 'accounts', dataset: { testid: id('accounts') } }, report.accounts.map((a) => h('li', { text: a }))))
       : null);
   show(card.result, true);
+}
+
+const RESYNC_POLL_MS = 700;
+const RESYNC_POLLS = 200;
+
+/**
+ * "Re-Synchronize": save pending edits, request the job (POST /api/v1/jobs/{job}/run),
+ * then follow its run on the card until it ends.
+ */
+async function resynchronize(card, job) {
+  let current = card;
+  if (card.dirty) current = await saveConnection(card);
+  const before = await api('GET', `/api/v1/job-runs?job=${job}&limit=1`);
+  const lastId = before.length ? before[0].id : 0;
+  await api('POST', `/api/v1/jobs/${job}/run`);
+  say(current.msg, 'info', 'Re-synchronization requested.');
+  const status = current.resyncStatus;
+  status.textContent = 'requested';
+  for (let i = 0; i < RESYNC_POLLS; i += 1) {
+    await new Promise((resolve) => setTimeout(resolve, RESYNC_POLL_MS));
+    const [run] = await api('GET', `/api/v1/job-runs?job=${job}&limit=1`);
+    if (!run || run.id === lastId) continue;
+    status.textContent = run.status;
+    if (run.finished_at === null || run.finished_at === undefined) continue;
+    const counts = run.result && run.result.counts
+      ? Object.entries(run.result.counts).filter(([, n]) => n).map(([k, n]) => `${n} ${k}`).join(', ')
+      : '';
+    if (run.status === 'succeeded') say(current.msg, 'ok', `Re-synchronized${counts ? `: ${counts}` : ''}.`);
+    else say(current.msg, 'error', `Re-synchronization ${run.status}${run.error ? `: ${run.error}` : ''}`);
+    return;
+  }
+  say(current.msg, 'warning', 'The re-synchronization has not finished yet; see Status.');
 }
 
 async function removeConnection(card) {

@@ -7,10 +7,18 @@ use sqlx::Row;
 
 use crate::{now_millis, Result, Store, StoreError};
 
-/// What an account or token may do.
+/// What a caller may do.
+///
+/// `ReadOnly` and `Admin` are the roles of admin accounts and API tokens. `User` is the role
+/// of an end-user session (a synced local user signed in on the user page, table
+/// `end_user_sessions`): it reaches only its own data under `/api/v1/me`. No admin account
+/// or API token can hold it: [`Role::parse`] does not accept it and a `user` in the admin
+/// tables reads as corrupt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "String")]
 pub enum Role {
+    /// An end user: only its own profile, voicemail state and WebPhone device.
+    User,
     /// Read everything but secrets; change nothing.
     ReadOnly,
     /// Also change settings, run jobs, manage tokens.
@@ -20,11 +28,13 @@ pub enum Role {
 impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::User => "user",
             Role::ReadOnly => "read_only",
             Role::Admin => "admin",
         }
     }
 
+    /// The role of an admin account or API token (`user` is not one).
     pub fn parse(s: &str) -> Option<Role> {
         match s {
             "read_only" | "read-only" | "readonly" => Some(Role::ReadOnly),
@@ -35,6 +45,28 @@ impl Role {
 
     fn from_column(s: &str) -> Result<Role> {
         Role::parse(s).ok_or_else(|| StoreError::Corrupt(format!("role {s:?}")))
+    }
+
+    /// Refuse `User` where an admin account or API token role is written.
+    fn admin_only(self) -> Result<Role> {
+        match self {
+            Role::User => Err(StoreError::Conflict(
+                "the user role belongs to end-user sessions; an admin account or API token is \
+                 admin or read_only"
+                    .into(),
+            )),
+            role => Ok(role),
+        }
+    }
+}
+
+/// Deserialised as [`Role::parse`] reads it: `admin` or `read_only`, never `user`, so no
+/// request body can give an admin account or API token the end-user role.
+impl TryFrom<String> for Role {
+    type Error = String;
+
+    fn try_from(s: String) -> std::result::Result<Role, String> {
+        Role::parse(&s).ok_or_else(|| format!("unknown role {s:?}: use admin or read_only"))
     }
 }
 
@@ -97,6 +129,7 @@ impl Store {
         password_hash: &str,
         role: Role,
     ) -> Result<AdminAccount> {
+        let role = role.admin_only()?;
         let now = now_millis();
         let row = sqlx::query(
             "INSERT INTO admin_accounts (username, password_hash, role, created_at, updated_at) \
@@ -237,6 +270,7 @@ impl Store {
         token_hash: &str,
         role: Role,
     ) -> Result<ApiToken> {
+        let role = role.admin_only()?;
         let row = sqlx::query(
             "INSERT INTO api_tokens (name, token_hash, role, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (name) DO NOTHING \

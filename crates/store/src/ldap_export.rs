@@ -176,6 +176,24 @@ impl Store {
     }
 
     /// Every export-state row, by user id.
+    /// How many entries are exported, and how many of them ucbridge created (one
+    /// aggregate read, whatever the directory's size).
+    pub async fn ldap_export_counts(&self) -> Result<(u64, u64)> {
+        let row = sqlx::query(
+            // COUNT, not SUM: PostgreSQL sums a BIGINT into NUMERIC.
+            "SELECT COUNT(*) AS total, COUNT(CASE WHEN created <> 0 THEN 1 END) AS created \
+             FROM ldap_export_entries",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let total: i64 = row.try_get("total")?;
+        let created: i64 = row.try_get("created")?;
+        Ok((
+            u64::try_from(total).unwrap_or(0),
+            u64::try_from(created).unwrap_or(0),
+        ))
+    }
+
     pub async fn ldap_export_entries(&self) -> Result<Vec<LdapExportEntry>> {
         let rows = sqlx::query("SELECT * FROM ldap_export_entries ORDER BY user_id")
             .fetch_all(&self.pool)

@@ -8,10 +8,13 @@
 
 mod admin;
 mod devices;
+mod end_users;
 mod jobs;
 pub mod ldap_export;
+pub mod local_index;
 mod runs;
 mod settings;
+mod sign_in;
 mod snapshot;
 pub(crate) mod users;
 pub mod voicemail;
@@ -24,12 +27,14 @@ use sqlx::{AnyPool, Row};
 
 pub use admin::{AdminAccount, ApiToken, Role, Session};
 pub use devices::{DeviceState, ProvisionedDevice};
+pub use end_users::{EndUserSession, EndUserState, NewEndUserSession, SignInMethod};
 pub use jobs::{Claim, Fence, JobRow, JobRun, JobRunStatus, Lease, NodeRecovery, Trigger};
 pub use ldap_export::{
     ExportUser, LdapExportCounts, LdapExportEntry, LdapExportRun, LdapExportStatus,
 };
 pub use runs::{AuditEntry, RunOwner, RunStatus, RunSummary, SyncRun};
 pub use settings::{SealedSecret, SecretUpdate, Setting};
+pub use sign_in::{LoginKey, SignInUser};
 pub use snapshot::{
     RefreshClaimant, RefreshState, SnapshotRead, SnapshotState, SourceUser, SwapSummary,
     SOURCE_CUCM,

@@ -111,6 +111,18 @@ pub struct AuditEntry {
     pub after: Option<String>,
 }
 
+fn audit_entry_from_row(row: &sqlx::any::AnyRow) -> Result<AuditEntry> {
+    Ok(AuditEntry {
+        id: row.try_get("id")?,
+        run_id: row.try_get("run_id")?,
+        at: row.try_get("at")?,
+        action: row.try_get("action")?,
+        username: row.try_get("username")?,
+        before: opt_text(row, "before")?,
+        after: opt_text(row, "after")?,
+    })
+}
+
 fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
@@ -253,7 +265,8 @@ fn sync_run(row: &sqlx::any::AnyRow) -> Result<SyncRun> {
 }
 
 impl Store {
-    /// Audit entries, oldest first; of one run, or all when `run_id` is `None`.
+    /// Audit entries in the order applied: the first `limit` of one run, or the newest
+    /// `limit` of all when `run_id` is `None`.
     pub async fn audit_log(&self, run_id: Option<i64>, limit: i64) -> Result<Vec<AuditEntry>> {
         let rows = match run_id {
             Some(id) => {
@@ -263,26 +276,32 @@ impl Store {
                     .fetch_all(&self.pool)
                     .await?
             }
+            // The newest entries: an unfiltered listing is for "what happened lately".
             None => {
-                sqlx::query("SELECT * FROM audit_log ORDER BY id LIMIT $1")
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?
+                sqlx::query(
+                    "SELECT * FROM (SELECT * FROM audit_log ORDER BY id DESC LIMIT $1) newest \
+                     ORDER BY id",
+                )
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
             }
         };
-        rows.iter()
-            .map(|row| {
-                Ok(AuditEntry {
-                    id: row.try_get("id")?,
-                    run_id: row.try_get("run_id")?,
-                    at: row.try_get("at")?,
-                    action: row.try_get("action")?,
-                    username: row.try_get("username")?,
-                    before: opt_text(row, "before")?,
-                    after: opt_text(row, "after")?,
-                })
-            })
-            .collect()
+        rows.iter().map(audit_entry_from_row).collect()
+    }
+
+    /// The newest `limit` audit entries of one user (case-insensitive, as usernames are),
+    /// oldest first; one indexed read.
+    pub async fn user_audit_log(&self, username: &str, limit: i64) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT * FROM (SELECT * FROM audit_log WHERE LOWER(username) = LOWER($1) \
+             ORDER BY id DESC LIMIT $2) newest ORDER BY id",
+        )
+        .bind(username)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit_entry_from_row).collect()
     }
 }
 

@@ -149,6 +149,50 @@ impl Store {
         rows.iter().map(account_from_row).collect()
     }
 
+    /// One page of the matched accounts by alias, and how many there are in all.
+    pub async fn voicemail_accounts_page(
+        &self,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(i64, Vec<VoicemailAccount>)> {
+        let total: i64 = sqlx::query("SELECT COUNT(*) AS n FROM voicemail_accounts")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        let rows = sqlx::query(&format!(
+            "{ACCOUNT_SELECT} ORDER BY a.cuc_alias LIMIT $1 OFFSET $2"
+        ))
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        let page = rows.iter().map(account_from_row).collect::<Result<_>>()?;
+        Ok((total, page))
+    }
+
+    /// Messages in the mapping of every account (one aggregate read).
+    pub async fn voicemail_message_total(&self) -> Result<i64> {
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM voicemail_messages")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?)
+    }
+
+    /// The account matched to local user `username` (one indexed read; the first by alias
+    /// should two CUC mailboxes ever match one user).
+    pub async fn voicemail_account_of_user(
+        &self,
+        username: &str,
+    ) -> Result<Option<VoicemailAccount>> {
+        let row = sqlx::query(&format!(
+            "{ACCOUNT_SELECT} WHERE a.local_username = $1 ORDER BY a.cuc_alias LIMIT 1"
+        ))
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(account_from_row).transpose()
+    }
+
     pub async fn voicemail_account(&self, cuc_object_id: &str) -> Result<Option<VoicemailAccount>> {
         let row = sqlx::query(&format!("{ACCOUNT_SELECT} WHERE a.cuc_object_id = $1"))
             .bind(cuc_object_id)
@@ -537,6 +581,31 @@ mod tests {
         );
         assert!(a.last_audio_problem_at.is_some());
         store.record_voicemail_sync("oid-1", Ok(())).await.unwrap();
+        // Bounded reads: one user's account, a page of accounts, the message total.
+        for (oid, alias) in [("oid-2", "adams"), ("oid-3", "zed")] {
+            store
+                .upsert_voicemail_account(oid, alias, alias, alias)
+                .await
+                .unwrap();
+        }
+        let mine = store.voicemail_account_of_user("john").await.unwrap();
+        assert_eq!(mine.map(|a| a.cuc_object_id), Some("oid-1".to_owned()));
+        assert!(store
+            .voicemail_account_of_user("jdoe")
+            .await
+            .unwrap()
+            .is_none());
+        let (total, page) = store.voicemail_accounts_page(1, 1).await.unwrap();
+        assert_eq!(total, 3);
+        assert_eq!(page.len(), 1);
+        assert_eq!(
+            page[0].cuc_alias, "jdoe",
+            "second by alias: adams, jdoe, zed"
+        );
+        assert_eq!(store.voicemail_message_total().await.unwrap(), 449);
+        for oid in ["oid-2", "oid-3"] {
+            assert!(store.remove_voicemail_account(oid).await.unwrap());
+        }
         let a = store.voicemail_accounts().await.unwrap().remove(0);
         assert!(
             a.last_error.is_none() && a.last_success_at.is_some() && a.consecutive_failures == 0

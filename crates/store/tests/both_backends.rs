@@ -332,6 +332,21 @@ async fn user_changes_apply_in_one_transaction_with_audit() {
         let runs = store.recent_runs("users", 5).await.unwrap();
         assert_eq!(runs[0].status, RunStatus::Applied);
         assert_eq!(runs[0].summary.deletes, 1);
+        // One user's history: case-insensitive, newest `limit` entries, oldest first.
+        let alice_history = store.user_audit_log("ALICE", 100).await.unwrap();
+        assert!(!alice_history.is_empty());
+        assert!(alice_history
+            .iter()
+            .all(|a| a.username.eq_ignore_ascii_case("alice")));
+        assert!(alice_history.windows(2).all(|w| w[0].id < w[1].id));
+        let newest = store.user_audit_log("alice", 1).await.unwrap();
+        assert_eq!(newest.len(), 1);
+        assert_eq!(newest[0].id, alice_history.last().unwrap().id);
+        assert!(store
+            .user_audit_log("nobody", 100)
+            .await
+            .unwrap()
+            .is_empty());
         let audit = store.audit_log(Some(run), 100).await.unwrap();
         let actions: Vec<_> = audit.iter().map(|a| a.action.as_str()).collect();
         assert_eq!(actions, ["create", "create", "update", "disable", "delete"]);

@@ -68,6 +68,11 @@ async fn entries_upsert_and_forget() {
             )
             .await
             .unwrap();
+        assert_eq!(
+            store.ldap_export_counts().await.unwrap(),
+            (2, 1),
+            "{backend:?}"
+        );
         let mut moved = entry(1, "uid=1001,ou=p", true);
         moved.fingerprint = "f2".into();
         store
@@ -76,6 +81,11 @@ async fn entries_upsert_and_forget() {
             .unwrap();
         let all = store.ldap_export_entries().await.unwrap();
         assert_eq!(all, vec![moved], "{backend:?}");
+        assert_eq!(
+            store.ldap_export_counts().await.unwrap(),
+            (1, 1),
+            "{backend:?}"
+        );
         store.apply_ldap_export_changes(&[], &[]).await.unwrap();
     }
 }

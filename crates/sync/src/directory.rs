@@ -78,31 +78,75 @@ pub async fn run_user_sync_as(
     owner: &RunOwner,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<SyncOutcome, SyncError> {
-    let run_id = store.start_run_as(RUN_KIND, options.dry_run, owner).await?;
-    let fence = owner.fence.as_ref();
-    let snapshot = store.snapshot_state(SOURCE_CUCM).await?;
-    let refuse = |message: String, plan: Plan, snapshot: SnapshotState| async move {
-        tracing::warn!(run_id, %message, "user sync refused");
-        store
-            .finish_run(
-                run_id,
-                RunStatus::Refused,
-                Some(&message),
-                plan.summary(),
-                None,
-            )
-            .await?;
-        Ok::<_, SyncError>(SyncOutcome {
-            run_id,
-            status: RunStatus::Refused,
-            message: Some(message),
-            snapshot,
-            plan,
-        })
+    let run = Run {
+        store,
+        rules,
+        options,
+        run_id: store.start_run_as(RUN_KIND, options.dry_run, owner).await?,
+        fence: owner.fence.as_ref(),
     };
+    let snapshot = store.snapshot_state(SOURCE_CUCM).await?;
     // The seed's "cache under provisioning" warning: never act on a snapshot that is not
     // complete and current.
-    let not_ready = match snapshot.state {
+    if let Some(message) = not_ready(&snapshot) {
+        let message = match abandoned_claim(store, &snapshot).await {
+            Some(note) => format!("{message}; {note}"),
+            None => message,
+        };
+        return run.refuse(message, Plan::default(), snapshot).await;
+    }
+    // Nothing changed since a run that left users in sync: no work to do.
+    let snapshot = match run.skip_if_in_sync(snapshot).await? {
+        Ok(outcome) => return Ok(outcome),
+        Err(snapshot) => snapshot,
+    };
+    let phase = std::time::Instant::now();
+    let mut read = store.read_snapshot().await?;
+    let start = read.versions().await?;
+    // Pass 1: every match from the keys alone, so removals are known before any write.
+    let (mut planner, total_users) = run.match_keys(&mut read).await?;
+    let orphans = planner.orphans();
+    let mut plan = Plan::new(planner.synced_users());
+    tracing::info!(
+        elapsed_ms = phase.elapsed().as_millis(),
+        users = total_users,
+        removals = orphans.len(),
+        "user sync: matches decided"
+    );
+    if let Some(message) = run.removal_refusal(total_users, orphans.len() as u64, &plan) {
+        finish_read(read).await;
+        for c in &orphans {
+            plan.record(c);
+        }
+        return run.refuse(message, plan, snapshot).await;
+    }
+    // Pass 2: the full users stream in; changes are applied in batches as they come.
+    let mut applied = Applied::default();
+    let apply_result = run
+        .plan_and_apply(
+            &mut read,
+            &mut planner,
+            orphans,
+            total_users,
+            &mut plan,
+            &mut applied,
+            &mut progress,
+        )
+        .await;
+    finish_read(read).await;
+    tracing::info!(
+        elapsed_ms = phase.elapsed().as_millis(),
+        changes = plan.total_changes(),
+        applied = applied.changes,
+        "user sync: planned and applied"
+    );
+    run.record(apply_result, start, applied, snapshot, plan)
+        .await
+}
+
+/// Why the snapshot cannot be synced from, if it cannot.
+fn not_ready(snapshot: &SnapshotState) -> Option<String> {
+    match snapshot.state {
         RefreshState::Idle => None,
         RefreshState::Empty => Some("the CUCM snapshot has never been refreshed; refresh it first (ucbridge sync refresh)".to_owned()),
         RefreshState::Refreshing => Some(
@@ -112,109 +156,162 @@ pub async fn run_user_sync_as(
             "the last CUCM snapshot refresh failed ({}); fix it and refresh before syncing",
             snapshot.reason.as_deref().unwrap_or("no reason recorded")
         )),
-    };
-    if let Some(message) = not_ready {
-        let message = match abandoned_claim(store, &snapshot).await {
-            Some(note) => format!("{message}; {note}"),
-            None => message,
-        };
-        return refuse(message, Plan::default(), snapshot).await;
     }
+}
 
-    // Nothing changed since a run that left users in sync: no work to do.
-    let now = store.data_versions().await?;
-    let last = match options.full {
-        true => None,
-        false => store.last_fingerprint(RUN_KIND).await?,
-    };
-    if let Some((last_run, last)) = last {
-        if last == fingerprint(now.cucm_users, now.users, rules) {
-            let message = format!(
-                "nothing changed on CUCM, in the local users or in the rules since run {last_run}; users are in sync"
-            );
-            let status = if options.dry_run {
-                RunStatus::Planned
-            } else {
-                RunStatus::Applied
-            };
-            store
-                .finish_run(run_id, status, Some(&message), Default::default(), None)
-                .await?;
-            store.set_run_fingerprint(run_id, &last).await?;
-            let mut plan = Plan::new(0);
-            plan.unchanged = usize::try_from(snapshot.users_count).unwrap_or(0);
-            return Ok(SyncOutcome {
+/// Changes applied so far, and in how many transactions (each bumps the users version).
+#[derive(Default)]
+struct Applied {
+    changes: u64,
+    calls: i64,
+}
+
+/// One user sync run: what it works with and the run record it writes.
+struct Run<'a> {
+    store: &'a Store,
+    rules: &'a CompiledRules,
+    options: SyncOptions,
+    run_id: i64,
+    fence: Option<&'a ucbridge_store::Fence>,
+}
+
+impl Run<'_> {
+    /// Record a refusal: an `Ok` outcome with status `Refused` and the reason.
+    async fn refuse(
+        &self,
+        message: String,
+        plan: Plan,
+        snapshot: SnapshotState,
+    ) -> Result<SyncOutcome, SyncError> {
+        let run_id = self.run_id;
+        tracing::warn!(run_id, %message, "user sync refused");
+        self.store
+            .finish_run(
                 run_id,
-                status,
-                message: Some(message),
-                snapshot,
-                plan,
-            });
-        }
+                RunStatus::Refused,
+                Some(&message),
+                plan.summary(),
+                None,
+            )
+            .await?;
+        Ok(SyncOutcome {
+            run_id,
+            status: RunStatus::Refused,
+            message: Some(message),
+            snapshot,
+            plan,
+        })
     }
 
-    let phase = std::time::Instant::now();
-    let mut read = store.read_snapshot().await?;
-    let start = read.versions().await?;
-    let locals = read.local_users().await?;
-    // Pass 1: every match from the keys alone, so removals are known before any write.
-    let keys: Vec<(String, Option<String>)> = read
-        .keys()
-        .await?
-        .into_iter()
-        .map(|u| {
-            let key = rules.key.cucm_value(&u);
-            (u.uuid, key)
-        })
-        .collect();
-    let total_users = keys.len() as u64;
-    let mut planner = Planner::new(rules, locals);
-    planner.match_keys(&keys);
-    drop(keys);
-    let orphans = planner.orphans();
-    let mut plan = Plan::new(planner.synced_users());
-    tracing::info!(
-        elapsed_ms = phase.elapsed().as_millis(),
-        users = total_users,
-        removals = orphans.len(),
-        "user sync: matches decided"
-    );
+    /// The finished outcome when the snapshot, the users and the rules are as after the
+    /// last in-sync run (unless `full`); else the snapshot state back.
+    async fn skip_if_in_sync(
+        &self,
+        snapshot: SnapshotState,
+    ) -> Result<Result<SyncOutcome, SnapshotState>, SyncError> {
+        let store = self.store;
+        let now = store.data_versions().await?;
+        let last = match self.options.full {
+            true => None,
+            false => store.last_fingerprint(RUN_KIND).await?,
+        };
+        let Some((last_run, last)) = last else {
+            return Ok(Err(snapshot));
+        };
+        if last != fingerprint(now.cucm_users, now.users, self.rules) {
+            return Ok(Err(snapshot));
+        }
+        let message = format!(
+            "nothing changed on CUCM, in the local users or in the rules since run {last_run}; users are in sync"
+        );
+        let status = if self.options.dry_run {
+            RunStatus::Planned
+        } else {
+            RunStatus::Applied
+        };
+        store
+            .finish_run(
+                self.run_id,
+                status,
+                Some(&message),
+                Default::default(),
+                None,
+            )
+            .await?;
+        store.set_run_fingerprint(self.run_id, &last).await?;
+        let mut plan = Plan::new(0);
+        plan.unchanged = usize::try_from(snapshot.users_count).unwrap_or(0);
+        Ok(Ok(SyncOutcome {
+            run_id: self.run_id,
+            status,
+            message: Some(message),
+            snapshot,
+            plan,
+        }))
+    }
 
-    let removals = orphans.len() as u64;
-    if removals > 0 && !options.confirm_removals {
+    /// Pass 1: match every CUCM user by uuid and key only; the planner and the count.
+    async fn match_keys(
+        &self,
+        read: &mut ucbridge_store::SnapshotRead,
+    ) -> Result<(Planner<'_>, u64), SyncError> {
+        let locals = read.local_users().await?;
+        let keys: Vec<(String, Option<String>)> = read
+            .keys()
+            .await?
+            .into_iter()
+            .map(|u| {
+                let key = self.rules.key.cucm_value(&u);
+                (u.uuid, key)
+            })
+            .collect();
+        let total_users = keys.len() as u64;
+        let mut planner = Planner::new(self.rules, locals);
+        planner.match_keys(&keys);
+        Ok((planner, total_users))
+    }
+
+    /// The mass-removal guard: why `removals` are refused, unless confirmed. An empty
+    /// snapshot with synced users is a partial read until proven otherwise.
+    fn removal_refusal(&self, total_users: u64, removals: u64, plan: &Plan) -> Option<String> {
+        if removals == 0 || self.options.confirm_removals {
+            return None;
+        }
         let synced = plan.synced_users.max(1) as f64;
         let share = removals as f64 / synced;
-        let message = if total_users == 0 {
+        if total_users == 0 {
             Some(format!(
                 "the CUCM snapshot is empty but {} users are synced from CUCM; refusing to remove them all (a partial read?). Re-run with --confirm-removals if CUCM really has no users",
                 plan.synced_users
             ))
-        } else if share > rules.max_removal_share {
+        } else if share > self.rules.max_removal_share {
             Some(format!(
                 "the plan would disable or delete {removals} of {} synced users ({:.1} %), more than the allowed {:.1} %; check the plan (--dry-run) and re-run with --confirm-removals",
                 plan.synced_users,
                 share * 100.0,
-                rules.max_removal_share * 100.0
+                self.rules.max_removal_share * 100.0
             ))
         } else {
             None
-        };
-        if let Some(message) = message {
-            finish_read(read).await;
-            for c in &orphans {
-                plan.record(c);
-            }
-            return refuse(message, plan, snapshot).await;
         }
     }
 
-    // Pass 2: the full users stream in; changes are applied in batches as they come.
-    let mut pending: Vec<UserChange> = Vec::new();
-    let mut applied = 0u64;
-    let mut apply_calls = 0i64;
-    let mut seen = 0u64;
-    let batch = options.batch_size.max(1);
-    let apply_result: Result<(), SyncError> = async {
+    /// Pass 2: plan each user as the stream brings it, applying changes in batches, then
+    /// the removals. `applied` counts what was written even when this fails.
+    #[allow(clippy::too_many_arguments)]
+    async fn plan_and_apply(
+        &self,
+        read: &mut ucbridge_store::SnapshotRead,
+        planner: &mut Planner<'_>,
+        orphans: Vec<UserChange>,
+        total_users: u64,
+        plan: &mut Plan,
+        applied: &mut Applied,
+        progress: &mut impl FnMut(u64, u64),
+    ) -> Result<(), SyncError> {
+        let batch = self.options.batch_size.max(1);
+        let mut pending: Vec<UserChange> = Vec::new();
+        let mut seen = 0u64;
         {
             let mut users = std::pin::pin!(read.users());
             while let Some(u) = users.try_next().await? {
@@ -224,14 +321,10 @@ pub async fn run_user_sync_as(
                     Decision::Problem(p) => plan.problems.push(p),
                     Decision::Change(c) => {
                         plan.record(&c);
-                        if !options.dry_run {
+                        if !self.options.dry_run {
                             pending.push(c);
                             if pending.len() >= batch {
-                                store
-                                    .apply_user_changes_fenced(Some(run_id), &pending, fence)
-                                    .await?;
-                                apply_calls += 1;
-                                applied += pending.len() as u64;
+                                self.apply(&pending, applied).await?;
                                 pending.clear();
                                 progress(seen, total_users);
                             }
@@ -242,89 +335,107 @@ pub async fn run_user_sync_as(
         }
         for c in orphans {
             plan.record(&c);
-            if !options.dry_run {
+            if !self.options.dry_run {
                 pending.push(c);
             }
         }
         for chunk in pending.chunks(batch) {
-            store
-                .apply_user_changes_fenced(Some(run_id), chunk, fence)
-                .await?;
-            apply_calls += 1;
-            applied += chunk.len() as u64;
+            self.apply(chunk, applied).await?;
         }
         progress(total_users, total_users);
         Ok(())
     }
-    .await;
-    finish_read(read).await;
-    tracing::info!(
-        elapsed_ms = phase.elapsed().as_millis(),
-        changes = plan.total_changes(),
-        applied,
-        "user sync: planned and applied"
-    );
 
-    let recorded = serde_json::json!({
-        "problems": plan.problems,
-        "changes": plan.changes.iter().take(PLAN_CHANGES_RECORDED).collect::<Vec<_>>(),
-        "changes_not_recorded": plan.total_changes().saturating_sub(PLAN_CHANGES_RECORDED as u64),
-    })
-    .to_string();
-    let summary = plan.summary();
-    if let Err(e) = apply_result {
-        let message = format!(
-            "applying changes failed after {applied} of {} planned so far: {e}",
-            plan.total_changes()
-        );
-        store
-            .finish_run(
-                run_id,
-                RunStatus::Failed,
-                Some(&message),
-                summary,
-                Some(&recorded),
-            )
+    /// One batch in one transaction, fenced by the lease when there is one.
+    async fn apply(&self, changes: &[UserChange], applied: &mut Applied) -> Result<(), SyncError> {
+        self.store
+            .apply_user_changes_fenced(Some(self.run_id), changes, self.fence)
             .await?;
-        return Err(e);
+        applied.calls += 1;
+        applied.changes += changes.len() as u64;
+        Ok(())
     }
-    // Users are now in sync with the snapshot as read, if there were no problems and no
-    // one else changed users meanwhile (each apply bumps the counter once).
-    if plan.problems.is_empty() {
-        let in_sync = if options.dry_run {
-            (plan.total_changes() == 0).then_some(start.users)
-        } else {
-            let end = store.data_versions().await?;
-            (end.users == start.users + apply_calls).then_some(end.users)
-        };
-        if let Some(users_version) = in_sync {
+
+    /// Finish the run record: failed with how far it got, or planned / applied, with the
+    /// fingerprint that lets the next run skip when users are now in sync.
+    async fn record(
+        &self,
+        apply_result: Result<(), SyncError>,
+        start: ucbridge_store::DataVersions,
+        applied: Applied,
+        snapshot: SnapshotState,
+        plan: Plan,
+    ) -> Result<SyncOutcome, SyncError> {
+        let store = self.store;
+        let run_id = self.run_id;
+        let recorded = serde_json::json!({
+            "problems": plan.problems,
+            "changes": plan.changes.iter().take(PLAN_CHANGES_RECORDED).collect::<Vec<_>>(),
+            "changes_not_recorded": plan.total_changes().saturating_sub(PLAN_CHANGES_RECORDED as u64),
+        })
+        .to_string();
+        let summary = plan.summary();
+        if let Err(e) = apply_result {
+            let message = format!(
+                "applying changes failed after {} of {} planned so far: {e}",
+                applied.changes,
+                plan.total_changes()
+            );
             store
-                .set_run_fingerprint(run_id, &fingerprint(start.cucm_users, users_version, rules))
+                .finish_run(
+                    run_id,
+                    RunStatus::Failed,
+                    Some(&message),
+                    summary,
+                    Some(&recorded),
+                )
                 .await?;
+            return Err(e);
         }
-    }
-    if options.dry_run {
+        if plan.problems.is_empty() {
+            self.note_in_sync(&start, &applied, &plan).await?;
+        }
+        let status = if self.options.dry_run {
+            RunStatus::Planned
+        } else {
+            RunStatus::Applied
+        };
         store
-            .finish_run(run_id, RunStatus::Planned, None, summary, Some(&recorded))
+            .finish_run(run_id, status, None, summary, Some(&recorded))
             .await?;
-        return Ok(SyncOutcome {
+        Ok(SyncOutcome {
             run_id,
-            status: RunStatus::Planned,
+            status,
             message: None,
             snapshot,
             plan,
-        });
+        })
     }
-    store
-        .finish_run(run_id, RunStatus::Applied, None, summary, Some(&recorded))
-        .await?;
-    Ok(SyncOutcome {
-        run_id,
-        status: RunStatus::Applied,
-        message: None,
-        snapshot,
-        plan,
-    })
+
+    /// Users are now in sync with the snapshot as read, if no one else changed users
+    /// meanwhile (each apply bumps the counter once): record the fingerprint.
+    async fn note_in_sync(
+        &self,
+        start: &ucbridge_store::DataVersions,
+        applied: &Applied,
+        plan: &Plan,
+    ) -> Result<(), SyncError> {
+        let in_sync = if self.options.dry_run {
+            (plan.total_changes() == 0).then_some(start.users)
+        } else {
+            let end = self.store.data_versions().await?;
+            (end.users == start.users + applied.calls).then_some(end.users)
+        };
+        if let Some(users_version) = in_sync {
+            self.store
+                .set_run_fingerprint(
+                    self.run_id,
+                    &fingerprint(start.cucm_users, users_version, self.rules),
+                )
+                .await?;
+        }
+        Ok(())
+    }
 }
 
 /// End the read-only snapshot transaction. Its commit can fail only if the connection is

@@ -17,6 +17,7 @@
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
+use ucbridge_store::local_index::LocalIndex;
 use ucbridge_store::{LocalUser, RunSummary, SourceUser, UserChange, UserRecord};
 
 use crate::rules::{CompiledRules, LocalKey, OrphanAction};
@@ -100,66 +101,6 @@ const SOURCE: &str = "cucm";
 
 fn lower(s: &str) -> String {
     s.trim().to_lowercase()
-}
-
-/// Index of local users by the local side of the sync key.
-struct LocalIndex {
-    by_alias: HashMap<String, Vec<usize>>,
-    by_email: HashMap<String, Vec<usize>>,
-    by_username: HashMap<String, Vec<usize>>,
-}
-
-impl LocalIndex {
-    /// Usernames are always indexed (a created user must not take an existing name);
-    /// aliases and e-mails only when the sync key looks them up.
-    fn new(locals: &[LocalUser], key: LocalKey) -> Self {
-        let aliases = matches!(key, LocalKey::AnyAlias | LocalKey::AliasOrEmail);
-        let emails = matches!(key, LocalKey::AnyEmail | LocalKey::AliasOrEmail);
-        let mut idx = LocalIndex {
-            by_alias: HashMap::new(),
-            by_email: HashMap::new(),
-            by_username: HashMap::with_capacity(locals.len()),
-        };
-        for (i, u) in locals.iter().enumerate() {
-            let r = &u.record;
-            idx.by_username
-                .entry(lower(&r.username))
-                .or_default()
-                .push(i);
-            if emails {
-                if let Some(e) = &r.email {
-                    idx.by_email.entry(lower(e)).or_default().push(i);
-                }
-            }
-            for a in &r.aliases {
-                // An alias that is an address counts as one of the user's e-mails.
-                let (wanted, map) = if a.contains('@') {
-                    (emails, &mut idx.by_email)
-                } else {
-                    (aliases, &mut idx.by_alias)
-                };
-                if !wanted {
-                    continue;
-                }
-                let list = map.entry(lower(a)).or_default();
-                if !list.contains(&i) {
-                    list.push(i);
-                }
-            }
-        }
-        idx
-    }
-
-    fn lookup(&self, key: LocalKey, value: &str) -> &[usize] {
-        let map = match key {
-            LocalKey::Username => &self.by_username,
-            LocalKey::AnyAlias => &self.by_alias,
-            LocalKey::AnyEmail => &self.by_email,
-            LocalKey::AliasOrEmail if value.contains('@') => &self.by_email,
-            LocalKey::AliasOrEmail => &self.by_alias,
-        };
-        map.get(value).map(Vec::as_slice).unwrap_or(&[])
-    }
 }
 
 /// Where a CUCM user goes, decided in the first pass.

@@ -174,16 +174,9 @@ pub enum CucmKey {
     Extension,
 }
 
-/// Which local value it is matched against (the seed's "Local ID Source").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LocalKey {
-    Username,
-    AnyAlias,
-    AnyEmail,
-    /// A key containing @ is matched as any e-mail, otherwise as any alias.
-    AliasOrEmail,
-}
+/// Which local value it is matched against (the seed's "Local ID Source"); the store owns
+/// it with the one local-user index, re-exported here so `rules::LocalKey` keeps working.
+pub use ucbridge_store::local_index::LocalKey;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncKey {

@@ -45,12 +45,23 @@ pub struct LuaPush {
     pub settings: Vec<(String, String)>,
 }
 
+/// Dovecot's checkpassword passdb (built into Dovecot 2.3): `program` with `args` runs for
+/// every login that is not the master user's, through a wrapper script that exports `env`
+/// first; the passwd-file users are then not consulted.
+#[derive(Debug, Clone)]
+pub struct Checkpassword {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
 /// Options of a test Dovecot ([`Dovecot::builder`]); nothing beyond the plain server
 /// unless asked for.
 pub struct DovecotBuilder<'a> {
     users: Vec<String>,
     tls: Option<&'a crate::tls::ServerCertificate>,
     lua_push: Option<LuaPush>,
+    checkpassword: Option<Checkpassword>,
 }
 
 impl<'a> DovecotBuilder<'a> {
@@ -64,6 +75,12 @@ impl<'a> DovecotBuilder<'a> {
     /// directory) and these plugin settings.
     pub fn lua_push(mut self, push: Option<LuaPush>) -> Self {
         self.lua_push = push;
+        self
+    }
+
+    /// Check users' passwords with a checkpassword program instead of the passwd-file.
+    pub fn checkpassword(mut self, checkpassword: Option<Checkpassword>) -> Self {
+        self.checkpassword = checkpassword;
         self
     }
 
@@ -133,6 +150,52 @@ fn push_config(dir: &Path, push: Option<&LuaPush>) -> Result<String, String> {
     Ok(text)
 }
 
+/// The users' passdb: the passwd-file, or a checkpassword wrapper script written to `dir`.
+fn users_passdb(
+    dir: &Path,
+    users_file: &Path,
+    c: Option<&Checkpassword>,
+) -> Result<String, String> {
+    let Some(c) = c else {
+        return Ok(format!(
+            "passdb {{\n  driver = passwd-file\n  args = {}\n}}\n",
+            users_file.display()
+        ));
+    };
+    let quote = |s: &str| {
+        if s.contains('\'') || s.contains(['\n', '\r']) {
+            Err(format!("checkpassword value {s:?} cannot be quoted"))
+        } else {
+            Ok(format!("'{s}'"))
+        }
+    };
+    let mut script = String::from("#!/bin/sh\n");
+    for (key, value) in &c.env {
+        if !key
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+        {
+            return Err(format!("bad environment name {key:?}"));
+        }
+        script.push_str(&format!("export {key}={}\n", quote(value)?));
+    }
+    script.push_str(&format!(
+        "exec {}",
+        quote(&c.program.display().to_string())?
+    ));
+    for arg in &c.args {
+        script.push_str(&format!(" {}", quote(arg)?));
+    }
+    script.push_str(" \"$@\"\n");
+    let path = dir.join("checkpassword.sh");
+    std::fs::write(&path, script).map_err(|e| e.to_string())?;
+    let _ = Command::new("chmod").arg("755").arg(&path).status();
+    Ok(format!(
+        "passdb {{\n  driver = checkpassword\n  args = {}\n}}\n",
+        path.display()
+    ))
+}
+
 fn free_port() -> Result<u16, String> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
@@ -159,6 +222,7 @@ impl Dovecot {
             users: users.iter().map(|u| (*u).to_owned()).collect(),
             tls: None,
             lua_push: None,
+            checkpassword: None,
         }
     }
 
@@ -217,6 +281,7 @@ impl Dovecot {
             }
         };
         let push = push_config(&dir, options.lua_push.as_ref())?;
+        let users_passdb = users_passdb(&dir, &users_file, options.checkpassword.as_ref())?;
         let imaps_listener = match imaps_port {
             Some(p) => format!("address = 127.0.0.1\n    port = {p}"),
             None => "port = 0".to_owned(),
@@ -271,17 +336,12 @@ passdb {{
   master = yes
   pass = yes
 }}
-passdb {{
-  driver = passwd-file
-  args = {users}
-}}
-userdb {{
+{users_passdb}userdb {{
   driver = static
   args = uid={mail_user} gid={mail_group} home={d}/mail/%u
 }}
 "#,
             masters = masters_file.display(),
-            users = users_file.display(),
         );
         let config_path = dir.join("dovecot.conf");
         std::fs::write(&config_path, config).map_err(|e| e.to_string())?;

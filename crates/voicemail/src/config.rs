@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use ucbridge_auth::{Secret, TlsOptions};
-use ucbridge_sync::rules::LocalKey;
+use ucbridge_store::local_index::LocalKey;
 
 use crate::VoicemailError;
 

@@ -7,7 +7,6 @@
 //! (RFC 6851), LITERAL+ (RFC 7888), OBJECTID (RFC 8474, detected; see [`Caps::objectid`]).
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -131,105 +130,6 @@ fn quoted(name: &str) -> String {
     format!("\"{name}\"")
 }
 
-fn tls_config(settings: &ImapSettings) -> Result<Arc<rustls::ClientConfig>, VoicemailError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for cert in native.certs {
-        let _ = roots.add(cert);
-    }
-    let mut pems: Vec<Vec<u8>> = Vec::new();
-    if let Some(path) = &settings.tls.ca_file {
-        pems.push(std::fs::read(path).map_err(|e| {
-            VoicemailError::Config(format!("cannot read IMAP CA file {}: {e}", path.display()))
-        })?);
-    }
-    if let Some(pem) = &settings.tls.ca_pem {
-        pems.push(pem.clone().into_bytes());
-    }
-    for pem in pems {
-        let mut any = false;
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| VoicemailError::Config(format!("bad IMAP CA PEM: {e}")))?;
-            roots
-                .add(cert)
-                .map_err(|e| VoicemailError::Config(format!("bad IMAP CA certificate: {e}")))?;
-            any = true;
-        }
-        if !any {
-            return Err(VoicemailError::Config(
-                "the IMAP CA file holds no certificate".into(),
-            ));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| VoicemailError::Config(format!("TLS setup: {e}")))?;
-    let config = if settings.tls.insecure_skip_tls_verify {
-        tracing::warn!("IMAP TLS certificate verification is OFF; use only against a lab");
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify))
-            .with_no_client_auth()
-    } else {
-        builder.with_root_certificates(roots).with_no_client_auth()
-    };
-    Ok(Arc::new(config))
-}
-
-/// Accepts any certificate (`insecure_skip_tls_verify`), still checking signatures' form.
-#[derive(Debug)]
-struct NoVerify;
-
-impl rustls::client::danger::ServerCertVerifier for NoVerify {
-    fn verify_server_cert(
-        &self,
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &[rustls::pki_types::CertificateDer<'_>],
-        _: &rustls::pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &rustls::crypto::ring::default_provider().signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &rustls::crypto::ring::default_provider().signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        rustls::crypto::ring::default_provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
 fn is_loopback(host: &str) -> bool {
     host == "localhost"
         || host
@@ -245,7 +145,9 @@ async fn tls_wrap(
 ) -> Result<TlsStream<TcpStream>, VoicemailError> {
     let name = rustls::pki_types::ServerName::try_from(settings.host.clone())
         .map_err(|e| VoicemailError::Config(format!("bad IMAP host name: {e}")))?;
-    tokio_rustls::TlsConnector::from(tls_config(settings)?)
+    let config = ucbridge_auth::rustls_client_config(&settings.tls)
+        .map_err(|e| VoicemailError::Config(format!("IMAP TLS: {e}")))?;
+    tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
         .map_err(|e| VoicemailError::Imap(format!("TLS handshake with the IMAP server: {e}")))

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
+use ucbridge_store::local_index::LocalIndex;
 use ucbridge_store::LocalUser;
-use ucbridge_sync::rules::LocalKey;
 
 use crate::config::{AccountMatching, CucIdSource, ImapUserSource};
 
@@ -55,60 +55,6 @@ pub fn cuc_key(user: &ucbridge_cuc::User, source: CucIdSource) -> Option<String>
     (!value.is_empty()).then(|| value.to_lowercase())
 }
 
-struct LocalIndex {
-    by_username: HashMap<String, Vec<usize>>,
-    by_alias: HashMap<String, Vec<usize>>,
-    by_email: HashMap<String, Vec<usize>>,
-}
-
-impl LocalIndex {
-    fn new(locals: &[LocalUser]) -> LocalIndex {
-        let mut idx = LocalIndex {
-            by_username: HashMap::new(),
-            by_alias: HashMap::new(),
-            by_email: HashMap::new(),
-        };
-        for (i, u) in locals.iter().enumerate() {
-            let r = &u.record;
-            if r.disabled {
-                continue;
-            }
-            idx.by_username
-                .entry(r.username.to_lowercase())
-                .or_default()
-                .push(i);
-            if let Some(e) = &r.email {
-                idx.by_email.entry(e.to_lowercase()).or_default().push(i);
-            }
-            for a in &r.aliases {
-                // An alias that is an address is one of the user's e-mails (as in
-                // directory sync's matching).
-                let map = if a.contains('@') {
-                    &mut idx.by_email
-                } else {
-                    &mut idx.by_alias
-                };
-                let list = map.entry(a.to_lowercase()).or_default();
-                if !list.contains(&i) {
-                    list.push(i);
-                }
-            }
-        }
-        idx
-    }
-
-    fn lookup(&self, key: LocalKey, value: &str) -> &[usize] {
-        let map = match key {
-            LocalKey::Username => &self.by_username,
-            LocalKey::AnyAlias => &self.by_alias,
-            LocalKey::AnyEmail => &self.by_email,
-            LocalKey::AliasOrEmail if value.contains('@') => &self.by_email,
-            LocalKey::AliasOrEmail => &self.by_alias,
-        };
-        map.get(value).map(Vec::as_slice).unwrap_or(&[])
-    }
-}
-
 /// Match every CUC user against the local users.
 pub fn match_accounts(
     cuc_users: &[ucbridge_cuc::User],
@@ -116,7 +62,8 @@ pub fn match_accounts(
     rule: AccountMatching,
     imap_user: ImapUserSource,
 ) -> MatchReport {
-    let index = LocalIndex::new(locals);
+    // Disabled users own no new mailbox; only the rule's key is indexed.
+    let index = LocalIndex::enabled_only(locals, rule.local);
     let mut report = MatchReport::default();
     // First pass: CUC user -> local index.
     let mut tentative: Vec<(usize, usize)> = Vec::new();
@@ -209,6 +156,7 @@ pub fn match_accounts(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ucbridge_store::local_index::LocalKey;
     use ucbridge_store::UserRecord;
 
     fn cuc(alias: &str, smtp: Option<&str>, ext: Option<&str>) -> ucbridge_cuc::User {

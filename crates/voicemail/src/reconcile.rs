@@ -158,7 +158,6 @@ pub fn decide(
     imap: Option<ImapView>,
     known: Option<&VoicemailMessage>,
 ) -> Decision {
-    let was_on_imap = known.is_some_and(|k| k.imap_role.is_some());
     let Some(c) = cuc else {
         // Rule 1/2: gone from CUC.
         return Decision {
@@ -173,42 +172,8 @@ pub fn decide(
             next: None,
         };
     };
-    let imap_deleted = match imap {
-        None => was_on_imap,
-        Some(i) => {
-            i.deleted
-                || (i.role == Role::Deleted
-                    && c.folder != Role::Deleted
-                    && known.is_some_and(|k| {
-                        k.imap_role.as_deref() != Some("deleted")
-                            && k.cuc_folder == c.folder.as_str()
-                    }))
-        }
-    };
-    if imap_deleted {
-        // Rule 2: removed on IMAP -> delete on CUC. A `\Deleted` copy is expunged; a copy
-        // the user moved into the deleted mirror stays there. What CUC does next (soft
-        // delete into `deleted`, or gone) comes back in the next pass.
-        let mut actions = vec![Action::DeleteOnCuc];
-        let mut imap_role = None;
-        let mut uid = None;
-        let mut seen = c.read;
-        if let Some(i) = imap {
-            if i.deleted {
-                actions.push(Action::RemoveFromImap {
-                    role: i.role,
-                    uid: i.uid,
-                });
-            } else {
-                imap_role = Some(i.role);
-                uid = Some(i.uid);
-                seen = i.seen;
-            }
-        }
-        return Decision {
-            actions,
-            next: Some(row(id, c, imap_role, uid, seen)),
-        };
+    if deleted_on_imap(c, imap, known) {
+        return delete_on_cuc(id, c, imap);
     }
     let Some(i) = imap else {
         // Rule 1: new on CUC (or never made it to IMAP) -> add.
@@ -230,22 +195,7 @@ pub fn decide(
         });
     }
     // Rule 3: read status.
-    let (cuc_read, imap_seen) = match known {
-        None => (c.read, c.read),
-        Some(k) => {
-            let cuc_changed = k.cuc_read != c.read;
-            let imap_changed = k.imap_seen != i.seen;
-            match (cuc_changed, imap_changed) {
-                // Outside the inbox the two may differ for good (see below): leave them.
-                (false, false) => (c.read, i.seen),
-                (true, false) => (c.read, c.read),
-                (false, true) if c.folder == Role::Inbox => (i.seen, i.seen),
-                // CUC refuses read changes outside the inbox: keep IMAP's as it is.
-                (false, true) => (c.read, i.seen),
-                (true, true) => (c.read, c.read),
-            }
-        }
-    };
+    let (cuc_read, imap_seen) = read_status(c, i, known);
     if cuc_read != c.read {
         actions.push(Action::SetCucRead { read: cuc_read });
     }
@@ -270,6 +220,69 @@ pub fn decide(
             (!moved).then_some(i.uid),
             imap_seen,
         )),
+    }
+}
+
+/// Whether the user removed the message on IMAP: flagged `\Deleted`, moved into the
+/// deleted mirror while CUC still has it elsewhere, or gone after it was there.
+fn deleted_on_imap(c: CucView, imap: Option<ImapView>, known: Option<&VoicemailMessage>) -> bool {
+    let was_on_imap = known.is_some_and(|k| k.imap_role.is_some());
+    match imap {
+        None => was_on_imap,
+        Some(i) => {
+            i.deleted
+                || (i.role == Role::Deleted
+                    && c.folder != Role::Deleted
+                    && known.is_some_and(|k| {
+                        k.imap_role.as_deref() != Some("deleted")
+                            && k.cuc_folder == c.folder.as_str()
+                    }))
+        }
+    }
+}
+
+/// Rule 2: removed on IMAP -> delete on CUC. A `\Deleted` copy is expunged; a copy the
+/// user moved into the deleted mirror stays there. What CUC does next (soft delete into
+/// `deleted`, or gone) comes back in the next pass.
+fn delete_on_cuc(id: &str, c: CucView, imap: Option<ImapView>) -> Decision {
+    let mut actions = vec![Action::DeleteOnCuc];
+    let mut imap_role = None;
+    let mut uid = None;
+    let mut seen = c.read;
+    if let Some(i) = imap {
+        if i.deleted {
+            actions.push(Action::RemoveFromImap {
+                role: i.role,
+                uid: i.uid,
+            });
+        } else {
+            imap_role = Some(i.role);
+            uid = Some(i.uid);
+            seen = i.seen;
+        }
+    }
+    Decision {
+        actions,
+        next: Some(row(id, c, imap_role, uid, seen)),
+    }
+}
+
+/// Rule 3: the read status each side should have: the side that changed since the last
+/// sync wins (CUC when both did).
+fn read_status(c: CucView, i: ImapView, known: Option<&VoicemailMessage>) -> (bool, bool) {
+    let Some(k) = known else {
+        return (c.read, c.read);
+    };
+    let cuc_changed = k.cuc_read != c.read;
+    let imap_changed = k.imap_seen != i.seen;
+    match (cuc_changed, imap_changed) {
+        // Outside the inbox the two may differ for good (see below): leave them.
+        (false, false) => (c.read, i.seen),
+        (true, false) => (c.read, c.read),
+        (false, true) if c.folder == Role::Inbox => (i.seen, i.seen),
+        // CUC refuses read changes outside the inbox: keep IMAP's as it is.
+        (false, true) => (c.read, i.seen),
+        (true, true) => (c.read, c.read),
     }
 }
 

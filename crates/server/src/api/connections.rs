@@ -9,6 +9,11 @@ pub(super) fn connection_error(e: ConnectionError) -> ApiError {
             ApiError::new(StatusCode::CONFLICT, "not_configured", e.to_string())
         }
         ConnectionError::Invalid { .. } => ApiError::bad_request(e.to_string()),
+        // A stored connection its kind cannot read (e.g. an option key written by hand):
+        // the admin fixes it by saving the connection again.
+        ConnectionError::Corrupt { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "stored_invalid", e.to_string())
+        }
         ConnectionError::PasswordRequired { .. } => {
             ApiError::new(StatusCode::BAD_REQUEST, "password_required", e.to_string())
         }

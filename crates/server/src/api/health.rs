@@ -3,13 +3,14 @@
 use super::*;
 
 /// The process is alive.
-#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "alive")))]
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "alive", body = String, content_type = "text/plain")))]
 pub(super) async fn healthz() -> &'static str {
     "ok\n"
 }
 
-#[derive(Serialize)]
-pub(super) struct Readiness {
+/// Whether this node can serve, and why not.
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
     ready: bool,
     database: String,
     /// Whether the secret key opens the stored secrets ("ok", "none stored", or why not).
@@ -23,7 +24,7 @@ pub(super) const READY_DB_TIMEOUT: std::time::Duration = std::time::Duration::fr
 
 /// The node can serve: the database answers, the secret key opens the stored secrets
 /// (with a wrong key every job fails), and the scheduler runs, unless disabled.
-#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"), (status = 503, description = "not ready")))]
+#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready", body = Readiness), (status = 503, description = "not ready", body = Readiness)))]
 pub(super) async fn readyz(State(state): State<AppState>) -> Response {
     let db = match tokio::time::timeout(READY_DB_TIMEOUT, state.store.db_now()).await {
         Ok(Ok(_)) => Ok(()),
@@ -94,7 +95,7 @@ pub(super) async fn secrets_check(state: &AppState) -> Result<String, String> {
 
 /// Prometheus metrics (text exposition format). Needs a login or API token unless the
 /// server runs with `metrics_public`.
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub(super) async fn prometheus(
     State(state): State<AppState>,
     request: axum::extract::Request,

@@ -100,7 +100,7 @@ pub(super) async fn list_jobs(
 }
 
 #[derive(Serialize, ToSchema)]
-pub(super) struct RunRequested {
+pub struct RunRequested {
     job: String,
     requested: bool,
 }
@@ -196,32 +196,31 @@ pub(super) fn default_limit() -> i64 {
 }
 
 /// Recent job runs, newest first.
-#[utoipa::path(get, path = "/api/v1/job-runs", params(RunsQuery), responses((status = 200)))]
+#[utoipa::path(get, path = "/api/v1/job-runs", params(RunsQuery), responses((status = 200, body = [JobRunView])))]
 pub(super) async fn list_job_runs(
     State(state): State<AppState>,
     _caller: Caller,
     ApiQuery(q): ApiQuery<RunsQuery>,
-) -> ApiResult<Vec<JobRun>> {
-    Ok(Json(
-        state
-            .store
-            .job_runs(q.job.as_deref(), q.limit.clamp(1, 500))
-            .await?,
-    ))
+) -> ApiResult<Vec<JobRunView>> {
+    let runs = state
+        .store
+        .job_runs(q.job.as_deref(), q.limit.clamp(1, 500))
+        .await?;
+    Ok(Json(runs.into_iter().map(JobRunView::from).collect()))
 }
 
 /// One job run with its progress and result.
-#[utoipa::path(get, path = "/api/v1/job-runs/{id}", params(("id" = i64, Path)), responses((status = 200), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/job-runs/{id}", params(("id" = i64, Path)), responses((status = 200, body = JobRunView), (status = 404, body = ErrorBody)))]
 pub(super) async fn get_job_run(
     State(state): State<AppState>,
     _caller: Caller,
     ApiPath(id): ApiPath<i64>,
-) -> ApiResult<JobRun> {
+) -> ApiResult<JobRunView> {
     state
         .store
         .job_run(id)
         .await?
-        .map(Json)
+        .map(|run| Json(run.into()))
         .ok_or_else(|| ApiError::not_found(format!("no job run {id}")))
 }
 
@@ -232,29 +231,31 @@ pub(super) struct LimitQuery {
 }
 
 /// Recent user sync runs (without their plans).
-#[utoipa::path(get, path = "/api/v1/sync-runs", params(LimitQuery), responses((status = 200)))]
+#[utoipa::path(get, path = "/api/v1/sync-runs", params(LimitQuery), responses((status = 200, body = [SyncRunView])))]
 pub(super) async fn list_sync_runs(
     State(state): State<AppState>,
     _caller: Caller,
     ApiQuery(q): ApiQuery<LimitQuery>,
-) -> ApiResult<Vec<SyncRun>> {
+) -> ApiResult<Vec<SyncRunView>> {
     let runs = state
         .store
         .recent_runs(ucbridge_sync::directory::RUN_KIND, q.limit.clamp(1, 500))
         .await?;
-    Ok(Json(runs))
+    Ok(Json(runs.into_iter().map(SyncRunView::from).collect()))
 }
 
-#[derive(Serialize)]
-pub(super) struct SyncRunDetail {
+/// One sync run with its recorded plan.
+#[derive(Serialize, ToSchema)]
+pub struct SyncRunDetail {
     #[serde(flatten)]
-    run: SyncRun,
+    run: SyncRunView,
     /// The plan (changes and per-user problems) as recorded.
+    #[schema(value_type = Option<Object>)]
     plan_json: Option<serde_json::Value>,
 }
 
 /// One user sync run with its plan.
-#[utoipa::path(get, path = "/api/v1/sync-runs/{id}", params(("id" = i64, Path)), responses((status = 200), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/sync-runs/{id}", params(("id" = i64, Path)), responses((status = 200, body = SyncRunDetail), (status = 404, body = ErrorBody)))]
 pub(super) async fn get_sync_run(
     State(state): State<AppState>,
     _caller: Caller,
@@ -264,7 +265,11 @@ pub(super) async fn get_sync_run(
         return Err(ApiError::not_found(format!("no sync run {id}")));
     };
     let plan_json = run.plan.take().and_then(|p| serde_json::from_str(&p).ok());
-    Ok(Json(SyncRunDetail { run, plan_json }).into_response())
+    Ok(Json(SyncRunDetail {
+        run: run.into(),
+        plan_json,
+    })
+    .into_response())
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -278,17 +283,145 @@ pub(super) fn default_audit_limit() -> i64 {
     100
 }
 
-/// The audit log of applied changes (before/after per user), newest first.
-#[utoipa::path(get, path = "/api/v1/audit", params(AuditQuery), responses((status = 200)))]
+/// The audit log of applied changes (before/after per user), in the order applied: one
+/// run's changes with `run_id`, else the newest `limit`.
+#[utoipa::path(get, path = "/api/v1/audit", params(AuditQuery), responses((status = 200, body = [AuditEntryView])))]
 pub(super) async fn audit_log(
     State(state): State<AppState>,
     _caller: Caller,
     ApiQuery(q): ApiQuery<AuditQuery>,
-) -> ApiResult<Vec<AuditEntry>> {
+) -> ApiResult<Vec<AuditEntryView>> {
+    let entries = state
+        .store
+        .audit_log(q.run_id, q.limit.clamp(1, 5000))
+        .await?;
     Ok(Json(
-        state
-            .store
-            .audit_log(q.run_id, q.limit.clamp(1, 5000))
-            .await?,
+        entries.into_iter().map(AuditEntryView::from).collect(),
     ))
+}
+
+// --- wire forms of runs and audit entries (store rows stay internal) ----------------------
+
+/// One job run as the API shows it.
+#[derive(Serialize, ToSchema)]
+pub struct JobRunView {
+    pub id: i64,
+    pub job: String,
+    /// The due time or request this run claimed.
+    pub slot: String,
+    pub node: String,
+    pub lease_token: i64,
+    /// `schedule`, `request` or `startup`.
+    pub trigger: String,
+    pub requested_by: Option<String>,
+    /// Unix seconds.
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    #[schema(value_type = String, example = "succeeded")]
+    pub status: ucbridge_store::JobRunStatus,
+    /// The job's own progress report (shape per job).
+    #[schema(value_type = Option<Object>)]
+    pub progress: Option<serde_json::Value>,
+    /// The job's own result (shape per job).
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+    pub error: Option<String>,
+}
+
+impl From<JobRun> for JobRunView {
+    fn from(r: JobRun) -> Self {
+        JobRunView {
+            id: r.id,
+            job: r.job,
+            slot: r.slot,
+            node: r.node,
+            lease_token: r.lease_token,
+            trigger: r.trigger,
+            requested_by: r.requested_by,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            status: r.status,
+            progress: r.progress,
+            result: r.result,
+            error: r.error,
+        }
+    }
+}
+
+/// Counts of one sync run's plan.
+#[derive(Serialize, ToSchema)]
+pub struct RunSummaryView {
+    pub creates: u64,
+    pub updates: u64,
+    pub disables: u64,
+    pub deletes: u64,
+    pub errors: u64,
+}
+
+/// One user sync run as the API shows it.
+#[derive(Serialize, ToSchema)]
+pub struct SyncRunView {
+    pub id: i64,
+    pub kind: String,
+    /// The node that ran it (absent for runs recorded before crash recovery existed).
+    pub node: Option<String>,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub dry_run: bool,
+    #[schema(value_type = String, example = "applied")]
+    pub status: ucbridge_store::RunStatus,
+    pub message: Option<String>,
+    pub summary: RunSummaryView,
+}
+
+impl From<SyncRun> for SyncRunView {
+    fn from(r: SyncRun) -> Self {
+        let s = r.summary;
+        SyncRunView {
+            id: r.id,
+            kind: r.kind,
+            node: r.node,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            dry_run: r.dry_run,
+            status: r.status,
+            message: r.message,
+            summary: RunSummaryView {
+                creates: s.creates,
+                updates: s.updates,
+                disables: s.disables,
+                deletes: s.deletes,
+                errors: s.errors,
+            },
+        }
+    }
+}
+
+/// One applied change of the audit log.
+#[derive(Serialize, ToSchema)]
+pub struct AuditEntryView {
+    pub id: i64,
+    pub run_id: Option<i64>,
+    pub at: i64,
+    /// `create`, `update`, `disable`, `delete`, ...
+    pub action: String,
+    pub username: String,
+    /// The user record before the change (JSON text).
+    pub before: Option<String>,
+    /// The user record after the change (JSON text).
+    pub after: Option<String>,
+}
+
+impl From<AuditEntry> for AuditEntryView {
+    fn from(e: AuditEntry) -> Self {
+        AuditEntryView {
+            id: e.id,
+            run_id: e.run_id,
+            at: e.at,
+            action: e.action,
+            username: e.username,
+            before: e.before,
+            after: e.after,
+        }
+    }
 }

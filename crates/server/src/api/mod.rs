@@ -1,7 +1,8 @@
 //! The REST API (`/api/v1/...`), health, metrics and the OpenAPI document.
 //!
-//! Reads need any authenticated caller; writes need the admin role (and, with a session
-//! cookie, the CSRF header). Secrets are write-only: the API says whether a password is
+//! Reads need an admin account's session or an API token; writes need the admin role (and,
+//! with a session cookie, the CSRF header). An end user's session (role `user`) is refused
+//! everywhere but `/api/v1/me/...` (`me.rs`) and the session routes. Secrets are write-only: the API says whether a password is
 //! set, never what it is.
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -24,6 +25,8 @@ use crate::state::AppState;
 mod connections;
 mod health;
 mod jobs;
+mod me;
+pub(crate) mod passdb;
 mod session;
 mod settings;
 mod tokens;
@@ -32,6 +35,7 @@ mod users;
 use self::connections::*;
 use self::health::*;
 use self::jobs::*;
+use self::me::*;
 use self::session::*;
 use self::settings::*;
 use self::tokens::*;
@@ -44,9 +48,11 @@ use self::users::*;
         login, whoami, logout, change_password, status, list_jobs, run_job, update_job, list_job_runs, get_job_run,
         list_sync_runs, get_sync_run, audit_log, get_rules, put_rules, list_users, get_user,
         list_connections, put_connection, delete_connection, test_connection, get_provisioning,
-        put_provisioning, sso_status, get_voicemail, put_voicemail, list_tokens, create_token, delete_token, healthz, readyz, prometheus
+        put_provisioning, sso_status, get_voicemail, put_voicemail, list_tokens, create_token, delete_token, healthz, readyz, prometheus,
+        me_login, me_profile, me_voicemail, me_device, me_device_ensure, me_sip_credentials,
+        passdb::passdb
     ),
-    components(schemas(ErrorBody, ConnectionView, TestReport, StatusView, JobView, LocalJobState, JobMode, LoginRequest, PasswordChange, SessionView, TokenCreated, NewToken, JobUpdate, DevicesJobSettings)),
+    components(schemas(ErrorBody, ConnectionView, TestReport, StatusView, JobView, LocalJobState, JobMode, LoginRequest, PasswordChange, SessionView, TokenCreated, NewToken, JobUpdate, DevicesJobSettings, EndUserSignIn, MeView, MeVoicemail, MeDevice, SipCredentials)),
     modifiers(&SecurityAddon),
     tags((name = "ucbridge"))
 )]
@@ -65,6 +71,10 @@ impl utoipa::Modify for SecurityAddon {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
         components.add_security_scheme(
+            "passdb_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
             "session",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(auth::SESSION_COOKIE))),
         );
@@ -73,6 +83,7 @@ impl utoipa::Modify for SecurityAddon {
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
+        .merge(passdb::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(prometheus))
@@ -115,6 +126,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/voicemail", get(get_voicemail).put(put_voicemail))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{name}", axum::routing::delete(delete_token))
+        .merge(me::routes())
 }
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
@@ -167,4 +179,54 @@ pub(crate) async fn api_response_rules(
         );
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::openapi::path::Operation;
+
+    use super::*;
+
+    fn operations(doc: &utoipa::openapi::OpenApi) -> Vec<(String, &'static str, &Operation)> {
+        let mut all = Vec::new();
+        for (path, item) in &doc.paths.paths {
+            let methods = [
+                ("GET", &item.get),
+                ("PUT", &item.put),
+                ("POST", &item.post),
+                ("DELETE", &item.delete),
+                ("PATCH", &item.patch),
+            ];
+            for (method, op) in methods {
+                if let Some(op) = op {
+                    all.push((path.clone(), method, op));
+                }
+            }
+        }
+        all
+    }
+
+    /// Every success answer with a body documents that body, so a client generated from
+    /// the document knows what it gets (a 204 has none).
+    #[test]
+    fn every_success_answer_documents_its_body() {
+        let doc = ApiDoc::openapi();
+        let ops = operations(&doc);
+        assert!(ops.len() >= 30, "only {} operations documented", ops.len());
+        let mut missing = Vec::new();
+        for (path, method, op) in ops {
+            for (status, response) in &op.responses.responses {
+                if !status.starts_with('2') || status == "204" {
+                    continue;
+                }
+                let utoipa::openapi::RefOr::T(response) = response else {
+                    continue;
+                };
+                if response.content.is_empty() {
+                    missing.push(format!("{method} {path} {status}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "no body documented for: {missing:#?}");
+    }
 }

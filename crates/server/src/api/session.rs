@@ -1,4 +1,6 @@
-//! Admin sign-in: the session cookie, whoami, sign-out and password change.
+//! Admin sign-in: the session cookie, whoami, sign-out and password change. Whoami and
+//! sign-out serve end-user sessions too (the user page's sign-in is `POST
+//! /api/v1/me/session`, in `me.rs`); the password change is for admin accounts only.
 
 use super::*;
 
@@ -58,16 +60,7 @@ pub(super) async fn login(
         .create_session(&auth::token_hash(&token), account.id, &csrf, expires)
         .await?;
     let _ = state.store.purge_expired_sessions().await;
-    let cookie = format!(
-        "{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
-        auth::SESSION_COOKIE,
-        ttl.as_secs(),
-        if state.config.secure_cookies || state.config.tls.is_some() {
-            "; Secure"
-        } else {
-            ""
-        }
-    );
+    let cookie = session_cookie(&state, &token);
     tracing::info!(username = %shown(&account.username), "logged in");
     Ok((
         [(header::SET_COOKIE, cookie)],
@@ -78,6 +71,20 @@ pub(super) async fn login(
         }),
     )
         .into_response())
+}
+
+/// The `Set-Cookie` value of a new session (admin or end user).
+pub(super) fn session_cookie(state: &AppState, token: &str) -> String {
+    format!(
+        "{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+        auth::SESSION_COOKIE,
+        state.config.session_ttl.as_secs(),
+        if state.config.secure_cookies || state.config.tls.is_some() {
+            "; Secure"
+        } else {
+            ""
+        }
+    )
 }
 
 /// Longest login or password-change body accepted (bytes).
@@ -125,11 +132,12 @@ pub struct PasswordChange {
 pub(super) async fn change_password(
     State(state): State<AppState>,
     peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    // Any role of an admin account may change its own password (an end user changes
+    // theirs in CUCM): authenticated (with the CSRF check) before the body is read.
+    auth::Staff(caller): auth::Staff,
     parts: axum::http::request::Parts,
     ApiJson(req): ApiJson<PasswordChange>,
 ) -> Result<Response, ApiError> {
-    // Any role may change its own password: authenticate (with the CSRF check) only.
-    let caller = auth::authenticate(&parts, &state).await?;
     let (Via::Session { .. }, Some(session)) = (&caller.via, auth::session_token(&parts)) else {
         return Err(ApiError::bad_request(
             "API tokens have no password; log in to change yours",
@@ -165,9 +173,14 @@ pub(super) async fn change_password(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Who is calling (and the session's CSRF token, for a reloaded page).
+/// Who is calling (and the session's CSRF token, for a reloaded page). An end user's role
+/// is `user`.
 #[utoipa::path(get, path = "/api/v1/session", responses((status = 200, body = SessionView), (status = 401, body = ErrorBody)))]
-pub(super) async fn whoami(caller: Caller) -> ApiResult<SessionView> {
+pub(super) async fn whoami(
+    State(state): State<AppState>,
+    parts: axum::http::request::Parts,
+) -> ApiResult<SessionView> {
+    let caller = auth::authenticate_any(&parts, &state).await?;
     Ok(Json(SessionView {
         username: caller.name,
         role: caller.role,
@@ -185,19 +198,22 @@ pub(super) async fn logout(
     request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
     let (parts, _) = request.into_parts();
-    // A read-only account may log out too: authenticate (with the CSRF check) only.
-    auth::authenticate(&parts, &state).await?;
-    if let Some(c) = parts
-        .headers
-        .get(header::COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.split(';')
-                .filter_map(|c| c.trim().split_once('='))
-                .find(|(k, _)| *k == auth::SESSION_COOKIE)
-        })
-    {
-        state.store.delete_session(&auth::token_hash(c.1)).await?;
+    // Any session may log out (read-only, end user): authenticate (with the CSRF check) only.
+    let caller = auth::authenticate_any(&parts, &state).await?;
+    if let Some(token) = auth::session_token(&parts) {
+        let hash = auth::token_hash(token);
+        state.store.delete_session(&hash).await?;
+        state.store.delete_end_user_session(&hash).await?;
+    }
+    if caller.end_user.is_some() {
+        crate::end_user::audit(
+            &state,
+            "end_user_signout",
+            &caller.name,
+            serde_json::json!({}),
+        )
+        .await;
+        tracing::info!(username = %shown(&caller.name), "end user signed out");
     }
     let clear = format!(
         "{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",

@@ -47,7 +47,7 @@ pub(super) async fn put_provisioning(
 }
 
 /// The SSO Status API as the `ids` connection's server reports it.
-#[utoipa::path(get, path = "/api/v1/sso/status", responses((status = 200), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/sso/status", responses((status = 200, description = "the IdS SSO Status API's answer", body = Object), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub(super) async fn sso_status(
     State(state): State<AppState>,
     _caller: Caller,
@@ -67,13 +67,38 @@ pub(super) async fn sso_status(
 
 // --- voicemail ----------------------------------------------------------------------------
 
-/// Voicemail sync: its options and the state of every matched account (from the
+#[derive(Deserialize, IntoParams)]
+pub(super) struct AccountsQuery {
+    #[serde(default)]
+    offset: usize,
+    #[serde(default = "default_accounts_limit")]
+    limit: usize,
+}
+
+fn default_accounts_limit() -> usize {
+    100
+}
+
+/// The voicemail options and one page of the matched accounts.
+#[derive(Serialize, ToSchema)]
+pub struct VoicemailView {
+    /// The `[voicemail]` table as saved (empty: defaults).
+    #[schema(value_type = Object)]
+    options: serde_json::Value,
+    /// Matched accounts in all.
+    total: i64,
+    /// This page of them, by alias.
+    accounts: Vec<super::users::VoicemailAccountView>,
+}
+
+/// Voicemail sync: its options and the state of the matched accounts, paged (from the
 /// database, so any node answers).
-#[utoipa::path(get, path = "/api/v1/voicemail", responses((status = 200)))]
+#[utoipa::path(get, path = "/api/v1/voicemail", params(AccountsQuery), responses((status = 200, body = VoicemailView)))]
 pub(super) async fn get_voicemail(
     State(state): State<AppState>,
     _caller: Caller,
-) -> Result<Response, ApiError> {
+    ApiQuery(q): ApiQuery<AccountsQuery>,
+) -> ApiResult<VoicemailView> {
     let options = match state
         .store
         .setting(crate::connections::VOICEMAIL_SETTING)
@@ -82,13 +107,20 @@ pub(super) async fn get_voicemail(
         Some(s) => serde_json::from_str(&s.value).map_err(|e| ApiError::internal(e.to_string()))?,
         None => serde_json::json!({}),
     };
-    let accounts = state.store.voicemail_accounts().await?;
-    Ok(Json(serde_json::json!({ "options": options, "accounts": accounts })).into_response())
+    let limit = i64::try_from(q.limit.clamp(1, 1000)).unwrap_or(1000);
+    let offset = i64::try_from(q.offset).unwrap_or(i64::MAX);
+    let (total, accounts) = state.store.voicemail_accounts_page(offset, limit).await?;
+    let accounts = accounts.into_iter().map(Into::into).collect();
+    Ok(Json(VoicemailView {
+        options,
+        total,
+        accounts,
+    }))
 }
 
 /// Set the voicemail sync options (the `[voicemail]` table: matching, folders, debounce,
 /// reconcile interval, callback URL, ...); the running job restarts with them.
-#[utoipa::path(put, path = "/api/v1/voicemail", responses((status = 200), (status = 400, body = ErrorBody)))]
+#[utoipa::path(put, path = "/api/v1/voicemail", request_body = Object, responses((status = 200, description = "the options as saved", body = Object), (status = 400, body = ErrorBody)))]
 pub(super) async fn put_voicemail(
     State(state): State<AppState>,
     Admin(caller): Admin,

@@ -19,13 +19,37 @@ pub struct TokenCreated {
     pub token: String,
 }
 
+/// An API token as listed: its name and role, never the token.
+#[derive(Serialize, ToSchema)]
+pub struct ApiTokenView {
+    pub id: i64,
+    pub name: String,
+    #[schema(value_type = String, example = "read_only")]
+    pub role: Role,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+impl From<ucbridge_store::ApiToken> for ApiTokenView {
+    fn from(t: ucbridge_store::ApiToken) -> Self {
+        ApiTokenView {
+            id: t.id,
+            name: t.name,
+            role: t.role,
+            created_at: t.created_at,
+            last_used_at: t.last_used_at,
+        }
+    }
+}
+
 /// API tokens (names and roles; the tokens themselves are not kept).
-#[utoipa::path(get, path = "/api/v1/tokens", responses((status = 200)))]
+#[utoipa::path(get, path = "/api/v1/tokens", responses((status = 200, body = [ApiTokenView])))]
 pub(super) async fn list_tokens(
     State(state): State<AppState>,
     Admin(_caller): Admin,
-) -> ApiResult<Vec<ucbridge_store::ApiToken>> {
-    Ok(Json(state.store.api_tokens().await?))
+) -> ApiResult<Vec<ApiTokenView>> {
+    let tokens = state.store.api_tokens().await?;
+    Ok(Json(tokens.into_iter().map(ApiTokenView::from).collect()))
 }
 
 /// Create an API token; the answer is the only time it is shown.

@@ -1,7 +1,7 @@
 //! Voicemail sync against a real Dovecot (started per test on 127.0.0.1) and the CUC lab
 //! over HTTPS: the scenarios.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

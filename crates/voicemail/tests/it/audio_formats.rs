@@ -3,7 +3,7 @@
 //! GSM 6.10, a truncated download, no audio at all — still syncs, with the original (or
 //! nothing) attached and the reason in the text part.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

@@ -1,6 +1,6 @@
 //! The lab over real HTTPS: CUCM behaviours, XSD validity, zeep samples.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

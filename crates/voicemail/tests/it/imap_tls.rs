@@ -1,7 +1,7 @@
 //! IMAP over TLS against a real Dovecot serving a certificate from a private CA: implicit
 //! TLS (imaps) and STARTTLS both verify the server, and trust only what is configured.
 
-mod common;
+use crate::common;
 
 use common::{cuc_client, world_with, World, WorldOptions};
 use ucbridge_auth::TlsOptions;

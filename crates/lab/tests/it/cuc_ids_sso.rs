@@ -1,7 +1,7 @@
 //! The lab's Unity Connection, IdS and SSO Status emulators at the HTTP level: CORS, the
 //! SSO Status API's shapes against seed 003, the IdS token endpoint, CUC's JSON quirks.
 
-mod common;
+use crate::common;
 
 use quick_xml::events::Event;
 use quick_xml::Reader;

@@ -10,7 +10,7 @@
 //! 0.95 fails anything but the right audio and leaves 10× margin in (1 − r) for other
 //! LAME builds.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! Bad input from CUC: truncated, corrupt, empty, unknown codecs, absurd headers. Always a
 //! typed error (or a valid MP3), never a panic.
 
-mod common;
+use crate::common;
 
 use proptest::prelude::*;
 use ucbridge_audio::{probe, transcode_to_mp3, wav_duration, AudioError, Codec};

@@ -1,6 +1,6 @@
 //! listChange: the lab's change queue, fed by triggers on the object tables.
 
-mod common;
+use crate::common;
 
 use common::*;
 use ucbridge_lab::LabConfig;

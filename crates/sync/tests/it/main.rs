@@ -1,0 +1,5 @@
+//! The integration tests of `ucbridge-sync`, in one binary so they link once
+//! (one module per former test file; run one with `cargo test -p ucbridge-sync --test it MODULE::`).
+
+mod directory_sync;
+mod parsers_prop;
