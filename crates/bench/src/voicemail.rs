@@ -1,6 +1,12 @@
 //! `ucbridge-bench --scenario voicemail`: initial sync of `--mailboxes` CUC mailboxes with
 //! `--messages` messages each into a throwaway Dovecot, then the latency from a new CUC
-//! message (delivered on the lab, pushed by CUNI) to its file in the user's maildir.
+//! message (delivered on the lab, pushed by CUNI) to its file in the user's maildir, the
+//! IMAP change → CUC latency (a mail client's read change, pushed by Dovecot's plugin,
+//! synced after the shipped debounce), and the no-op reconcile with IMAP checked and
+//! trusting IMAP push (issue 17 item 4).
+
+#[path = "voicemail_push.rs"]
+mod push;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -25,7 +31,17 @@ struct Report {
     messages_appended: u64,
     initial_sync_seconds: f64,
     messages_per_second: f64,
+    /// No-op reconcile checking every account's IMAP folders (push not heard yet).
     noop_resync_seconds: f64,
+    /// No-op reconcile in the continuous mode once push is healthy: no IMAP login for
+    /// accounts without a notification since their last check.
+    noop_trusting_push_seconds: f64,
+    noop_trusting_push_skipped: usize,
+    noop_trusting_push_imap_logins: u64,
+    imap_to_cuc_samples: usize,
+    imap_to_cuc_p50_ms: f64,
+    imap_to_cuc_p95_ms: f64,
+    imap_to_cuc_max_ms: f64,
     latency_samples: usize,
     latency_p50_ms: f64,
     latency_p95_ms: f64,
@@ -86,7 +102,11 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         .map(|u| u.alias)
         .collect();
     let refs: Vec<&str> = aliases.iter().map(String::as_str).collect();
-    let Some(dovecot) = Dovecot::start(&refs) else {
+    let mut push = push::PushSetup::new().await?;
+    let Some(dovecot) = Dovecot::builder(&refs)
+        .lua_push(Some(push.lua_push()))
+        .start()
+    else {
         bail!("the voicemail benchmark needs dovecot (Debian package dovecot-imapd)");
     };
     let dir = tempfile::tempdir()?;
@@ -108,10 +128,13 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         // Keep the timed run free of background work.
         reconcile_every: Duration::from_secs(3600),
         imap_poll_every: Duration::from_secs(3600),
+        // Otherwise the shipped defaults (debounce 5 s, trust_imap_push).
+        imap_push_token: Some(push::PUSH_TOKEN.into()),
         ..VoicemailOptions::default()
     };
     let imap = ImapSettings::plain_loopback(dovecot.port(), MASTER_USER, MASTER_PASSWORD);
     let engine = VoicemailEngine::new(store.clone(), cuc, imap, options);
+    push.serve(&engine);
 
     eprintln!(
         "Initial sync: {} mailboxes x {} messages into Dovecot...",
@@ -190,6 +213,19 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let imap_samples = 30.min(aliases.len());
+    eprintln!("Latency: {imap_samples} read changes on IMAP -> CUC (pushed, debounced)...");
+    let picked: Vec<String> = aliases.iter().take(imap_samples).cloned().collect();
+    let mut imap_latencies = push::imap_to_cuc_latencies(&lab, dovecot.port(), &picked).await?;
+    imap_latencies.sort_by(|a, b| a.total_cmp(b));
+    // Push is healthy now. The first reconcile re-reads the accounts whose CUC
+    // fingerprint the samples' own writes moved; the second is the no-op one.
+    engine.sync_all(&|_, _| {}).await?;
+    let logins_before = engine.status().await?.imap_logins;
+    let started = Instant::now();
+    let trusted = engine.sync_all(&|_, _| {}).await?;
+    let noop_trusting = started.elapsed().as_secs_f64();
+    let trusted_logins = engine.status().await?.imap_logins - logins_before;
     let _ = stop_tx.send(());
     let _ = run_task.await;
     latencies.sort_by(|a, b| a.total_cmp(b));
@@ -200,6 +236,13 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         initial_sync_seconds: initial,
         messages_per_second: summary.appended as f64 / initial.max(1e-9),
         noop_resync_seconds: noop,
+        noop_trusting_push_seconds: noop_trusting,
+        noop_trusting_push_skipped: trusted.skipped_trusting_push,
+        noop_trusting_push_imap_logins: trusted_logins,
+        imap_to_cuc_samples: imap_latencies.len(),
+        imap_to_cuc_p50_ms: percentile(&imap_latencies, 50.0),
+        imap_to_cuc_p95_ms: percentile(&imap_latencies, 95.0),
+        imap_to_cuc_max_ms: imap_latencies.last().copied().unwrap_or_default(),
         latency_samples: latencies.len(),
         latency_p50_ms: percentile(&latencies, 50.0),
         latency_p95_ms: percentile(&latencies, 95.0),
@@ -219,8 +262,22 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         report.initial_sync_seconds, report.messages_per_second, report.noop_resync_seconds
     );
     println!(
+        "no-op reconcile trusting IMAP push: {:.2} s ({} of {} accounts skipped without login, {} IMAP logins)",
+        report.noop_trusting_push_seconds,
+        report.noop_trusting_push_skipped,
+        report.mailboxes,
+        report.noop_trusting_push_imap_logins
+    );
+    println!(
         "CUC -> IMAP latency over {} messages: p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
         report.latency_samples, report.latency_p50_ms, report.latency_p95_ms, report.latency_max_ms
+    );
+    println!(
+        "IMAP -> CUC latency over {} read changes (debounce 5 s): p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
+        report.imap_to_cuc_samples,
+        report.imap_to_cuc_p50_ms,
+        report.imap_to_cuc_p95_ms,
+        report.imap_to_cuc_max_ms
     );
     if let Some(rss) = report.peak_rss_mib {
         println!("peak RSS (ucbridge + in-process lab): {rss:.0} MiB");

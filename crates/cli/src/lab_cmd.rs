@@ -4,12 +4,15 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
 use ucbridge_axl::{AxlClient, AxlConfig, ListOptions, UserSearch};
 use ucbridge_lab::{LabConfig, RunningLab};
+use ucbridge_provision::{EnsureOptions, Provisioner, ProvisioningConfig, SecretBox};
+use ucbridge_signin::{Authenticator, SignInAttempt, SignInConfig};
 use ucbridge_store::Store;
 use ucbridge_sync::{SnapshotKeeper, SnapshotOptions, SyncOptions};
 
@@ -211,7 +214,68 @@ pub async fn demo(users: usize, json: bool) -> Result<()> {
     sync_cmd::refresh(&keeper).await?;
     let rules = ucbridge_sync::SyncRules::default().compile()?;
     sync_cmd::users(&store, &rules, SyncOptions::default(), false).await?;
+
+    sign_in_and_webphone(&client, &store, &defaults.user_password).await?;
     store.close().await;
     lab.shutdown().await;
+    Ok(())
+}
+
+/// The user-facing half: a synced user signs in with their CUCM password (as a mail server
+/// would ask), a second time from the cache, a wrong password is refused; then their
+/// WebPhone (third-party SIP device with the user as digest user) is ensured.
+async fn sign_in_and_webphone(client: &AxlClient, store: &Store, password: &str) -> Result<()> {
+    let (_, users) = store.search_local_users(None, 0, 1).await?;
+    let Some(user) = users.into_iter().next() else {
+        return Ok(());
+    };
+    let login = user.record.username;
+    eprintln!(
+        "
+Sign-in with Cisco credentials (what the mail server asks ucbridge):"
+    );
+    let authenticator = Authenticator::new(
+        SignInConfig::default(),
+        Arc::new(client.clone()),
+        store.clone(),
+    );
+    for (what, given) in [
+        ("right password", password),
+        ("again", password),
+        ("wrong password", "not-the-password"),
+    ] {
+        let attempt = SignInAttempt {
+            login: &login,
+            password: given,
+            client: None,
+            via: "cli",
+        };
+        let answer = match authenticator.authenticate(attempt).await {
+            Ok(who) if who.from_cache => "signed in (cached verifier; CUCM not asked)".to_owned(),
+            Ok(_) => "signed in (CUCM doAuthenticateUser)".to_owned(),
+            Err(e) => format!("refused: {e}"),
+        };
+        eprintln!("  {login}, {what}: {answer}");
+    }
+
+    eprintln!(
+        "
+WebPhone on first sign-in (third-party SIP device, digest user):"
+    );
+    let settings = ProvisioningConfig::default().compile()?;
+    let secrets = SecretBox::from_base64(&SecretBox::generate_key_base64(), "demo")?;
+    let provisioner = Provisioner::new(client.clone(), store.clone(), settings, secrets);
+    let report = provisioner
+        .ensure(&login, &EnsureOptions::default())
+        .await
+        .context("cannot ensure the WebPhone")?;
+    eprintln!(
+        "  {}: device {} on line {}, digest user {} ({:?})",
+        report.userid,
+        report.device_name,
+        report.directory_number.pattern,
+        report.userid,
+        report.outcome
+    );
     Ok(())
 }

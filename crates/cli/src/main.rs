@@ -15,7 +15,9 @@
 
 mod auth_cmd;
 mod axl_cmd;
+mod backup_cmd;
 mod config;
+mod config_check;
 mod cuc_cmd;
 mod devices_cmd;
 #[cfg(feature = "lab")]
@@ -50,13 +52,26 @@ struct Cli {
     /// More logging (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Log lines on stderr as text, or as JSON objects (one a line) for log shippers.
+    #[arg(long, global = true, env = "UCBRIDGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
+/// How log lines are written (`--log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per event: timestamp, level, target, fields (message included), spans.
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Start the built-in CUCM lab and list its users over AXL: the quick start.
+    /// The quick start: the built-in CUCM lab, its users over AXL, directory sync, a
+    /// sign-in with a user's CUCM password and their WebPhone.
     #[cfg(feature = "lab")]
     Demo {
         /// Users to seed in the lab.
@@ -145,6 +160,11 @@ enum Command {
         #[command(subcommand)]
         command: ldap_cmd::LdapCommand,
     },
+    /// The configuration: `config check` reports every problem at once.
+    Config {
+        #[command(subcommand)]
+        command: config_check::ConfigCommand,
+    },
     /// SSO: tokens from an identity service, the SSO Status API.
     Sso {
         #[command(flatten)]
@@ -222,7 +242,7 @@ fn hint(error: &anyhow::Error) -> Option<&'static str> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    init_tracing(cli.verbose, cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -245,7 +265,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn init_tracing(verbose: u8) {
+fn init_tracing(verbose: u8, format: LogFormat) {
     let default = match verbose {
         0 => "warn",
         1 => "info,ucbridge=info",
@@ -255,11 +275,14 @@ fn init_tracing(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // Colour codes only for a terminal: a log file or journald gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(ansi).init(),
+        // The same fields as the text lines, as JSON; never colour codes.
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -392,6 +415,13 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Admin {
             database_url,
+            command: serve_cmd::AdminCommand::Data(command),
+        } => {
+            let file = config::load(cli.config.as_deref())?;
+            backup_cmd::run(command, database_url, &file).await
+        }
+        Command::Admin {
+            database_url,
             command,
         } => {
             let file = config::load(cli.config.as_deref())?;
@@ -406,6 +436,7 @@ async fn run(cli: Cli) -> Result<()> {
             let store = open_store(database_url, &file).await?;
             ldap_cmd::run(store, file.ldap_export.as_ref(), command).await
         }
+        Command::Config { command } => config_check::run(command, cli.config.as_deref()).await,
         Command::Sso {
             connection,
             json,

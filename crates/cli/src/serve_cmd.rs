@@ -11,7 +11,7 @@ use ucbridge_auth::SecretBox;
 use ucbridge_server::connections;
 #[cfg(feature = "lab")]
 use ucbridge_server::connections::{
-    AuthMode, ConnectionOptions, ConnectionSettings, ConnectionUpdate, IdsOptions,
+    AuthMode, ConnectionOptions, ConnectionSettings, ConnectionUpdate, IdsOptions, ImapOptions,
 };
 use ucbridge_server::{JobDefaults, Server, ServerConfig, ServerFileConfig, TlsFiles};
 use ucbridge_store::{Role, Store};
@@ -48,8 +48,8 @@ pub struct ServeArgs {
     /// Serve the API only; run no jobs on this node.
     #[arg(long)]
     no_jobs: bool,
-    /// Also start the built-in lab (CUCM, CUC, IdS) and point unconfigured connections at
-    /// it: the zero-setup way to try everything.
+    /// Also start the built-in lab (CUCM, CUC, IdS; Dovecot and slapd when installed) and
+    /// point unconfigured connections at it: the zero-setup way to try everything.
     #[cfg(feature = "lab")]
     #[arg(long)]
     lab: bool,
@@ -84,6 +84,9 @@ pub enum AdminCommand {
     },
     /// Revoke an API token.
     DeleteToken { name: String },
+    /// `backup FILE` / `restore FILE` (crate::backup_cmd; run before the store is opened).
+    #[command(flatten)]
+    Data(crate::backup_cmd::DataCommand),
 }
 
 /// The `[server]` HTTP timeouts, connection limit and connection-test deadline.
@@ -330,20 +333,379 @@ async fn seed_lab(
         ),
         ("ids", conn(lab.ids_token_url(), ids_options)),
     ] {
-        if connections::save(store, secrets, kind, update, Some("built-in lab"), true).await? {
+        if save_lab_connection(store, secrets, kind, update).await? {
             eprintln!("The {kind} connection points at the built-in lab.");
         }
     }
     Ok(())
 }
 
+/// Who the lab's connections are stored by; a connection saved by anyone else is left
+/// alone, one the lab saved in an earlier run is pointed at this run's servers.
+#[cfg(feature = "lab")]
+const LAB_BY: &str = "built-in lab";
+
+/// The IMAP master user of the lab's Dovecot (also skipped by the push script).
+#[cfg(feature = "lab")]
+const LAB_IMAP_MASTER: &str = "ucbridge";
+
+/// ucbridge's push script for Dovecot, shipped in the binary for `serve --lab`.
+#[cfg(feature = "lab")]
+const PUSH_LUA: &str = include_str!("../../../contrib/dovecot/ucbridge-push.lua");
+
+/// Save a lab connection unless someone other than the lab configured it. True when saved.
+#[cfg(feature = "lab")]
+async fn save_lab_connection(
+    store: &Store,
+    secrets: &SecretBox,
+    kind: &str,
+    update: ConnectionUpdate,
+) -> Result<bool> {
+    let parsed: connections::ConnectionKind = kind.parse()?;
+    let ours = match store.setting(&connections::storage_name(parsed)).await? {
+        None => true,
+        Some(s) => s.updated_by.as_deref() == Some(LAB_BY),
+    };
+    if !ours {
+        return Ok(false);
+    }
+    connections::save(store, secrets, kind, update, Some(LAB_BY), false).await?;
+    Ok(true)
+}
+
+/// True when the `kind` connection is configured by someone other than the lab.
+#[cfg(feature = "lab")]
+async fn configured_elsewhere(store: &Store, kind: connections::ConnectionKind) -> Result<bool> {
+    Ok(store
+        .setting(&connections::storage_name(kind))
+        .await?
+        .is_some_and(|s| s.updated_by.as_deref() != Some(LAB_BY)))
+}
+
+/// A secret for the lab's own servers (never printed).
+#[cfg(feature = "lab")]
+fn lab_secret() -> String {
+    ucbridge_server::auth::random_token()
+}
+
+/// Write a secret file readable by its owner only.
+#[cfg(feature = "lab")]
+fn write_secret(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    writeln!(f, "{text}").with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// The first line of a token file, trimmed.
+#[cfg(feature = "lab")]
+fn read_token(path: &Path) -> Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(text.lines().next().unwrap_or_default().trim().to_owned())
+}
+
+/// The lab's Dovecot and slapd and the directory holding their data; everything is
+/// stopped and removed when dropped (servers first: fields drop in order).
+#[cfg(feature = "lab")]
+struct LabServices {
+    dovecot: Option<ucbridge_lab::services::Dovecot>,
+    slapd: Option<ucbridge_lab::services::Slapd>,
+    dir: tempfile::TempDir,
+    /// The passdb token file for Dovecot's checkpassword, when mail sign-in is on.
+    passdb_token_file: Option<PathBuf>,
+    /// The IMAP push token for Dovecot's push script, or why push is off.
+    push_token: std::result::Result<String, String>,
+}
+
+/// Before the server starts: the directory of the lab's servers, and the tokens of mail
+/// sign-in (`/api/v1/passdb`) and IMAP push (`/callbacks/imap`), generated when the
+/// configuration names none. The server reads both tokens at start, so they are settled
+/// here; the servers start once its URL is known ([`start_lab_services`]).
+#[cfg(feature = "lab")]
+async fn prepare_lab_services(store: &Store, config: &mut ServerConfig) -> Result<LabServices> {
+    let dir = tempfile::Builder::new()
+        .prefix("ucbridge-lab-")
+        .tempdir()
+        .context("cannot create the lab's directory")?;
+    // Dovecot's mail processes (nobody, when run as root) traverse it to their maildirs.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .context("cannot open the lab's directory to Dovecot")?;
+    }
+    // Mail sign-in: the token the server expects, in a file for `auth checkpassword`.
+    let passdb_token_file = match std::env::var("UCBRIDGE_PASSDB_TOKEN") {
+        Ok(t) if !t.trim().is_empty() => {
+            let path = dir.path().join("passdb-token");
+            write_secret(&path, t.trim())?;
+            Some(path)
+        }
+        _ => match &config.signin.passdb_token_file {
+            Some(path) => Some(path.clone()),
+            None => {
+                let path = dir.path().join("passdb-token");
+                write_secret(&path, &lab_secret())?;
+                config.signin.passdb_token_file = Some(path.clone());
+                Some(path)
+            }
+        },
+    };
+    // IMAP push: the voicemail options name the token (environment, or a file); without
+    // voicemail options a token file in the data directory is generated once and named.
+    let push_token = match std::env::var(ucbridge_voicemail::IMAP_PUSH_TOKEN_ENV) {
+        Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_owned()),
+        _ => match store.setting(connections::VOICEMAIL_SETTING).await? {
+            Some(s) => {
+                let file: ucbridge_voicemail::VoicemailFileConfig =
+                    serde_json::from_str(&s.value).context("the stored voicemail options")?;
+                match file.imap_push_token_file {
+                    Some(path) => read_token(&path).map_err(|e| format!("{e:#}")),
+                    None => Err("the voicemail options name no imap_push_token_file".to_owned()),
+                }
+            }
+            None => {
+                let data = config::data_dir();
+                std::fs::create_dir_all(&data)
+                    .with_context(|| format!("cannot create {}", data.display()))?;
+                let path = data.join("lab-imap-push-token");
+                if !path.exists() {
+                    write_secret(&path, &lab_secret())?;
+                }
+                let options = ucbridge_voicemail::VoicemailFileConfig {
+                    imap_push_token_file: Some(path.clone()),
+                    ..Default::default()
+                };
+                store
+                    .put_setting(
+                        connections::VOICEMAIL_SETTING,
+                        &serde_json::to_string(&options)?,
+                        ucbridge_store::SecretUpdate::Clear,
+                        Some(LAB_BY),
+                        true,
+                    )
+                    .await?;
+                Ok(read_token(&path)?)
+            }
+        },
+    };
+    Ok(LabServices {
+        dovecot: None,
+        slapd: None,
+        dir,
+        passdb_token_file,
+        push_token,
+    })
+}
+
+/// Whether Dovecot's Lua push driver is installed (Debian `dovecot-lua`).
+#[cfg(feature = "lab")]
+fn dovecot_has_lua() -> bool {
+    ["/usr/lib/dovecot/modules", "/usr/lib64/dovecot/modules"]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .flatten()
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .contains("push_notification_lua")
+        })
+}
+
+/// Start the lab's Dovecot and slapd when installed, point the unconfigured `imap` and
+/// `ldap` connections at them, and say on stderr which parts run and which are off.
+#[cfg(feature = "lab")]
+async fn start_lab_services(
+    store: &Store,
+    secrets: &SecretBox,
+    services: &mut LabServices,
+    server_url: &str,
+) -> Result<()> {
+    use ucbridge_lab::services::{self as svc, ServiceError};
+    let server_url = server_url
+        .replace("://0.0.0.0:", "://127.0.0.1:")
+        .replace("://[::]:", "://[::1]:");
+    // IMAP.
+    if configured_elsewhere(store, connections::ConnectionKind::Imap).await? {
+        eprintln!("IMAP: the imap connection is configured; the lab starts no Dovecot.");
+    } else if svc::dovecot::binary().is_none() {
+        eprintln!("IMAP: off (dovecot not installed: apt-get install dovecot-imapd)");
+    } else {
+        let dir = services.dir.path().to_owned();
+        let mut parts = vec!["voicemail sync"];
+        let mut off = Vec::new();
+        let lua_push = match &services.push_token {
+            Ok(token) if dovecot_has_lua() => {
+                let script = dir.join("ucbridge-push.lua");
+                std::fs::write(&script, PUSH_LUA).context("cannot write the push script")?;
+                let token_file = dir.join("imap-push-token");
+                write_secret(&token_file, token)?;
+                parts.push("IMAP push");
+                Some(svc::LuaPush {
+                    script,
+                    settings: vec![
+                        (
+                            "ucbridge_push_url".into(),
+                            format!("{server_url}/callbacks/imap"),
+                        ),
+                        (
+                            "ucbridge_push_token".into(),
+                            format!("<{}", token_file.display()),
+                        ),
+                        ("ucbridge_push_skip_master".into(), LAB_IMAP_MASTER.into()),
+                    ],
+                })
+            }
+            Ok(_) => {
+                off.push("IMAP push off (Dovecot's Lua push driver is not installed: apt-get install dovecot-lua)".to_owned());
+                None
+            }
+            Err(why) => {
+                off.push(format!("IMAP push off ({why})"));
+                None
+            }
+        };
+        let checkpassword = match (&services.passdb_token_file, std::env::current_exe()) {
+            (Some(server_token_file), Ok(program)) => {
+                // A copy Dovecot's auth process (nobody, when run as root) may read.
+                let token_file = dir.join("dovecot-passdb-token");
+                write_secret(&token_file, &read_token(server_token_file)?)?;
+                svc::dovecot::hand_to_dovecot(&token_file)?;
+                parts.push("mail sign-in");
+                Some(svc::Checkpassword {
+                    program,
+                    args: vec!["auth".into(), "checkpassword".into()],
+                    env: vec![
+                        ("UCBRIDGE_PASSDB_SERVER".into(), server_url.clone()),
+                        (
+                            "UCBRIDGE_PASSDB_TOKEN_FILE".into(),
+                            token_file.display().to_string(),
+                        ),
+                    ],
+                })
+            }
+            (None, _) => {
+                off.push("mail sign-in off (no passdb token)".to_owned());
+                None
+            }
+            (_, Err(e)) => {
+                off.push(format!("mail sign-in off (cannot find this program: {e})"));
+                None
+            }
+        };
+        let master_password = lab_secret();
+        let dovecot_config = svc::DovecotConfig {
+            users: Vec::new(),
+            user_password: lab_secret(),
+            master_user: LAB_IMAP_MASTER.into(),
+            master_password: master_password.clone(),
+            tls: None,
+            lua_push,
+            checkpassword,
+            any_user: true,
+            port: None,
+            parent_dir: Some(dir),
+        };
+        match tokio::task::spawn_blocking(move || svc::Dovecot::start(&dovecot_config)).await? {
+            Ok(dovecot) => {
+                let update = ConnectionUpdate {
+                    settings: ConnectionSettings {
+                        url: format!("imap://{}:{}", dovecot.host(), dovecot.port()),
+                        username: LAB_IMAP_MASTER.into(),
+                        auth: AuthMode::Basic,
+                        ca_pem: None,
+                        insecure_skip_tls_verify: false,
+                        options: ConnectionOptions::Imap(ImapOptions {
+                            security: Some(ucbridge_voicemail::ImapSecurity::Plain),
+                            ..ImapOptions::default()
+                        })
+                        .to_stored(),
+                    },
+                    password: Some(master_password),
+                };
+                save_lab_connection(store, secrets, "imap", update).await?;
+                let version = svc::dovecot::version().unwrap_or_else(|| "version unknown".into());
+                let mut line = format!(
+                    "IMAP (Dovecot {version}) on {}:{}: {}",
+                    dovecot.host(),
+                    dovecot.port(),
+                    parts.join(", ")
+                );
+                for o in &off {
+                    line.push_str("; ");
+                    line.push_str(o);
+                }
+                eprintln!("{line}");
+                services.dovecot = Some(dovecot);
+            }
+            Err(e @ ServiceError::NotInstalled { .. }) => eprintln!("IMAP: off ({e})"),
+            Err(e) => eprintln!("IMAP: off (Dovecot did not start: {e})"),
+        }
+    }
+    // LDAP.
+    if configured_elsewhere(store, connections::ConnectionKind::Ldap).await? {
+        eprintln!("LDAP: the ldap connection is configured; the lab starts no slapd.");
+    } else if svc::slapd::binaries().is_none() {
+        eprintln!("LDAP: off (slapd not installed: apt-get install slapd)");
+    } else {
+        let admin_password = lab_secret();
+        let slapd_config = svc::SlapdConfig {
+            admin_password: admin_password.clone(),
+            tls: None,
+            port: None,
+            parent_dir: Some(services.dir.path().to_owned()),
+        };
+        match tokio::task::spawn_blocking(move || svc::Slapd::start(&slapd_config)).await? {
+            Ok(slapd) => {
+                let mut options = serde_json::Map::new();
+                options.insert("base_dn".into(), svc::slapd::PEOPLE_DN.into());
+                let options =
+                    ConnectionOptions::parse(connections::ConnectionKind::Ldap, &options)?;
+                let update = ConnectionUpdate {
+                    settings: ConnectionSettings {
+                        url: slapd.url.clone(),
+                        username: svc::slapd::ADMIN_DN.into(),
+                        auth: AuthMode::Basic,
+                        ca_pem: None,
+                        insecure_skip_tls_verify: false,
+                        options: options.to_stored(),
+                    },
+                    password: Some(admin_password),
+                };
+                save_lab_connection(store, secrets, "ldap", update).await?;
+                let version = svc::slapd::version().unwrap_or_else(|| "version unknown".into());
+                eprintln!(
+                    "LDAP (OpenLDAP slapd {version}) at {}, base {}: LDAP export",
+                    slapd.url,
+                    svc::slapd::PEOPLE_DN
+                );
+                services.slapd = Some(slapd);
+            }
+            Err(e @ ServiceError::NotInstalled { .. }) => eprintln!("LDAP: off ({e})"),
+            Err(e) => eprintln!("LDAP: off (slapd did not start: {e})"),
+        }
+    }
+    Ok(())
+}
+
 pub async fn serve(args: ServeArgs, file: &FileConfig, store: Store) -> Result<()> {
-    let config = server_config(&args, file)?;
+    #[allow(unused_mut)]
+    let mut config = server_config(&args, file)?;
     let secrets = secret_box(file)?;
     bootstrap_admin(&store).await?;
     seed_from_file(&store, &secrets, file).await?;
     #[cfg(feature = "lab")]
-    let lab = if args.lab {
+    let mut lab = if args.lab {
         let lab_config = ucbridge_lab::LabConfig {
             users: args.lab_users,
             ..ucbridge_lab::LabConfig::default()
@@ -354,13 +716,20 @@ pub async fn serve(args: ServeArgs, file: &FileConfig, store: Store) -> Result<(
             .context("cannot start the built-in lab")?;
         eprintln!("Built-in lab (CUCM AXL, CUC, IdS) at {}", lab.cuc_url());
         seed_lab(&store, &secrets, &lab, &user, &password).await?;
-        Some(lab)
+        let services = prepare_lab_services(&store, &mut config).await?;
+        Some((lab, services))
     } else {
         None
     };
+    #[cfg(feature = "lab")]
+    let lab_store = (store.clone(), secrets.clone());
     let server = Server::start(store, secrets, config)
         .await
         .context("cannot start the server")?;
+    #[cfg(feature = "lab")]
+    if let Some((_, services)) = &mut lab {
+        start_lab_services(&lab_store.0, &lab_store.1, services, &server.url()).await?;
+    }
     if args.print_url {
         outln!("listening on {}", server.url())?;
     }
@@ -453,6 +822,8 @@ pub async fn admin(store: &Store, command: AdminCommand) -> Result<()> {
             }
             outln!("revoked {name}")?;
         }
+        // main.rs runs these before opening the store (restore must not open it).
+        AdminCommand::Data(_) => bail!("backup and restore run without an opened database"),
     }
     Ok(())
 }

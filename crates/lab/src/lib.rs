@@ -168,6 +168,7 @@ mod ids;
 mod ops;
 mod rest;
 mod server;
+pub mod services;
 mod tls;
 mod version;
 mod wsdl;

@@ -10,7 +10,7 @@ use ucbridge_store::{
     now_millis, ExportUser, LdapExportCounts, LdapExportEntry, LdapExportStatus, Store, StoreError,
 };
 
-use crate::entry::{desired_entry, diff, DesiredEntry, MANAGED_ATTRIBUTES};
+use crate::entry::{desired_entry, diff, AttributeChange, DesiredEntry, MANAGED_ATTRIBUTES};
 use crate::settings::{LdapExportSettings, RemovalPolicy};
 use crate::LdapExportError;
 
@@ -363,6 +363,31 @@ impl Run<'_> {
         let by_id: HashMap<i64, &ExportUser> = users.iter().map(|u| (u.user.id, u)).collect();
 
         // Removals first, so a uid freed by a removed user can be taken by another.
+        self.remove_gone_and_disabled(&mut ldap, &by_id, &states)
+            .await?;
+        let planned = self.plan_entries(&users);
+        let owners = dn_owners(&planned, &states);
+        for (u, entry) in planned {
+            let owner = owners.get(&entry.dn.to_lowercase()).copied();
+            if owner != Some(u.user.id) {
+                self.report_dn_taken(u, &entry, owner.and_then(|id| by_id.get(&id).copied()));
+                continue;
+            }
+            self.export_user(&mut ldap, u, &entry, states.get(&u.user.id))
+                .await?;
+        }
+        let _ = ldap.unbind().await;
+        Ok(())
+    }
+
+    /// Remove the entries of users removed locally, and of disabled ones (once, or again
+    /// on a re-synchronize), in user order.
+    async fn remove_gone_and_disabled(
+        &mut self,
+        ldap: &mut Ldap,
+        by_id: &HashMap<i64, &ExportUser>,
+        states: &HashMap<i64, LdapExportEntry>,
+    ) -> Result<(), LdapExportError> {
         let mut removals: Vec<(&LdapExportEntry, Removal)> = Vec::new();
         for state in states.values() {
             match by_id.get(&state.user_id) {
@@ -378,98 +403,92 @@ impl Run<'_> {
         }
         removals.sort_by_key(|(s, _)| s.user_id);
         for (state, why) in removals {
-            self.remove(&mut ldap, state, why).await?;
+            self.remove(ldap, state, why).await?;
         }
+        Ok(())
+    }
 
-        // Plan: the wanted entry of every enabled user; two users must not share a DN.
-        let mut planned: Vec<(&ExportUser, DesiredEntry)> = Vec::new();
+    /// The wanted entry of every enabled user; a user whose entry cannot be built is
+    /// reported failed.
+    fn plan_entries<'u>(&mut self, users: &'u [ExportUser]) -> Vec<(&'u ExportUser, DesiredEntry)> {
+        let mut planned = Vec::new();
         for u in users.iter().filter(|u| !u.user.record.disabled) {
             match desired_entry(u, self.settings()) {
                 Ok(entry) => planned.push((u, entry)),
-                Err(reason) => {
-                    self.report(
-                        u.user.id,
-                        &u.user.record.username,
-                        None,
-                        ExportAction::Failed,
-                        Some(reason),
-                    );
-                }
-            }
-        }
-        let mut owner: HashMap<String, i64> = HashMap::new();
-        for (u, entry) in &planned {
-            let key = entry.dn.to_lowercase();
-            let holds_it = states
-                .get(&u.user.id)
-                .is_some_and(|s| s.dn.eq_ignore_ascii_case(&entry.dn));
-            // The user whose entry it already is keeps it; otherwise the first in
-            // username order.
-            if holds_it {
-                owner.insert(key, u.user.id);
-            } else {
-                owner.entry(key).or_insert(u.user.id);
-            }
-        }
-        for (u, entry) in planned {
-            let username = u.user.record.username.as_str();
-            let owner_id = owner.get(&entry.dn.to_lowercase()).copied();
-            if owner_id != Some(u.user.id) {
-                let other = owner_id
-                    .and_then(|id| by_id.get(&id))
-                    .map(|o| o.user.record.username.clone())
-                    .unwrap_or_default();
-                self.report(
-                    u.user.id,
-                    username,
-                    Some(&entry.dn),
-                    ExportAction::Failed,
-                    Some(format!(
-                        "DN {} is also the entry of user {other:?}",
-                        entry.dn
-                    )),
-                );
-                continue;
-            }
-            let state = states.get(&u.user.id);
-            if self.mode == ExportMode::Incremental
-                && state.is_some_and(|s| s.fingerprint == entry.fingerprint && s.dn == entry.dn)
-            {
-                self.counts.unchanged += 1;
-                continue;
-            }
-            match self.export_one(&mut ldap, &entry, state).await? {
-                Ok((action, created)) => {
-                    self.store()
-                        .apply_ldap_export_changes(
-                            &[LdapExportEntry {
-                                user_id: u.user.id,
-                                username: username.to_owned(),
-                                dn: entry.dn.clone(),
-                                fingerprint: entry.fingerprint.clone(),
-                                created,
-                                exported_at: now_millis(),
-                            }],
-                            &[],
-                        )
-                        .await?;
-                    match action {
-                        None => self.counts.unchanged += 1,
-                        Some(action) => {
-                            self.report(u.user.id, username, Some(&entry.dn), action, None)
-                        }
-                    }
-                }
                 Err(reason) => self.report(
                     u.user.id,
-                    username,
-                    Some(&entry.dn),
+                    &u.user.record.username,
+                    None,
                     ExportAction::Failed,
                     Some(reason),
                 ),
             }
         }
-        let _ = ldap.unbind().await;
+        planned
+    }
+
+    fn report_dn_taken(
+        &mut self,
+        u: &ExportUser,
+        entry: &DesiredEntry,
+        owner: Option<&ExportUser>,
+    ) {
+        let other = owner
+            .map(|o| o.user.record.username.clone())
+            .unwrap_or_default();
+        self.report(
+            u.user.id,
+            &u.user.record.username,
+            Some(&entry.dn),
+            ExportAction::Failed,
+            Some(format!(
+                "DN {} is also the entry of user {other:?}",
+                entry.dn
+            )),
+        );
+    }
+
+    /// Write one user's entry unless an incremental run finds it unchanged, and record it.
+    async fn export_user(
+        &mut self,
+        ldap: &mut Ldap,
+        u: &ExportUser,
+        entry: &DesiredEntry,
+        state: Option<&LdapExportEntry>,
+    ) -> Result<(), LdapExportError> {
+        let username = u.user.record.username.as_str();
+        if self.mode == ExportMode::Incremental
+            && state.is_some_and(|s| s.fingerprint == entry.fingerprint && s.dn == entry.dn)
+        {
+            self.counts.unchanged += 1;
+            return Ok(());
+        }
+        match self.export_one(ldap, entry, state).await? {
+            Ok((action, created)) => {
+                let exported = LdapExportEntry {
+                    user_id: u.user.id,
+                    username: username.to_owned(),
+                    dn: entry.dn.clone(),
+                    fingerprint: entry.fingerprint.clone(),
+                    created,
+                    exported_at: now_millis(),
+                };
+                self.store()
+                    .apply_ldap_export_changes(&[exported], &[])
+                    .await?;
+                match action {
+                    None => self.counts.unchanged += 1,
+                    Some(action) => self.report(u.user.id, username, Some(&entry.dn), action, None),
+                }
+            }
+            Err(reason) => self.report(
+                u.user.id,
+                username,
+                Some(&entry.dn),
+                ExportAction::Failed,
+                Some(reason),
+            ),
+        }
         Ok(())
     }
 
@@ -563,63 +582,89 @@ impl Run<'_> {
         entry: &DesiredEntry,
         state: Option<&LdapExportEntry>,
     ) -> Result<Result<(Option<ExportAction>, bool), String>, LdapExportError> {
-        let settings = self.settings();
-        let timeout = settings.timeout();
-        let mut renamed = false;
-        let mut created = false;
-        if let Some(state) = state {
-            if state.dn.eq_ignore_ascii_case(&entry.dn) {
-                created = state.created;
-            } else if state.created || settings.removal == RemovalPolicy::Delete {
-                // The uid (or base) changed: move ucbridge's entry rather than leave it.
-                let new_parent = settings.base_dn.trim();
-                let new_sup =
-                    (!parent_dn(&state.dn).eq_ignore_ascii_case(new_parent)).then_some(new_parent);
-                let result = ldap
-                    .with_timeout(timeout)
-                    .modifydn(&state.dn, &entry.rdn, true, new_sup)
-                    .await
-                    .map_err(|e| LdapExportError::Connection(Box::new(e)))?;
-                match result.rc {
-                    RC_SUCCESS => {
-                        renamed = true;
-                        created = state.created;
-                    }
-                    // The old entry is gone; the new one is added below.
-                    RC_NO_SUCH_OBJECT => {}
-                    _ => {
-                        return Ok(Err(ldap_failure(
-                            &format!("rename {} to {}", state.dn, entry.dn),
-                            &result,
-                        )))
-                    }
-                }
+        let (renamed, created) = match self.follow_rename(ldap, entry, state).await? {
+            Ok(moved) => moved,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let current = match self.read_entry(ldap, &entry.dn).await? {
+            Ok(Some(current)) => current,
+            Ok(None) => {
+                let added = self.add_entry(ldap, entry).await?;
+                return Ok(added.map(|()| (Some(ExportAction::Added), true)));
             }
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let (missing_classes, changes) = diff(entry, &self.settings().object_classes, &current);
+        if missing_classes.is_empty() && changes.is_empty() {
+            return Ok(Ok((renamed.then_some(ExportAction::Renamed), created)));
         }
+        if let Err(reason) = self
+            .modify_entry(ldap, &entry.dn, &missing_classes, &changes)
+            .await?
+        {
+            return Ok(Err(reason));
+        }
+        let action = if renamed {
+            ExportAction::Renamed
+        } else {
+            ExportAction::Modified
+        };
+        Ok(Ok((Some(action), created)))
+    }
+
+    /// When the user's DN changed (uid or base), move ucbridge's entry rather than leave
+    /// it. Answers whether it was moved and whether ucbridge created it.
+    async fn follow_rename(
+        &self,
+        ldap: &mut Ldap,
+        entry: &DesiredEntry,
+        state: Option<&LdapExportEntry>,
+    ) -> Result<Result<(bool, bool), String>, LdapExportError> {
+        let settings = self.settings();
+        let Some(state) = state else {
+            return Ok(Ok((false, false)));
+        };
+        if state.dn.eq_ignore_ascii_case(&entry.dn) {
+            return Ok(Ok((false, state.created)));
+        }
+        if !(state.created || settings.removal == RemovalPolicy::Delete) {
+            return Ok(Ok((false, false)));
+        }
+        let new_parent = settings.base_dn.trim();
+        let new_sup =
+            (!parent_dn(&state.dn).eq_ignore_ascii_case(new_parent)).then_some(new_parent);
+        let result = ldap
+            .with_timeout(settings.timeout())
+            .modifydn(&state.dn, &entry.rdn, true, new_sup)
+            .await
+            .map_err(|e| LdapExportError::Connection(Box::new(e)))?;
+        Ok(match result.rc {
+            RC_SUCCESS => Ok((true, state.created)),
+            // The old entry is gone; the new one is added by the caller.
+            RC_NO_SUCH_OBJECT => Ok((false, false)),
+            _ => Err(ldap_failure(
+                &format!("rename {} to {}", state.dn, entry.dn),
+                &result,
+            )),
+        })
+    }
+
+    /// The managed attributes of the entry at `dn`, or `None` when there is none.
+    async fn read_entry(
+        &self,
+        ldap: &mut Ldap,
+        dn: &str,
+    ) -> Result<Result<Option<HashMap<String, Vec<String>>>, String>, LdapExportError> {
         let mut wanted: Vec<&str> = MANAGED_ATTRIBUTES.to_vec();
         wanted.push("objectClass");
         let search = ldap
-            .with_timeout(timeout)
-            .search(&entry.dn, Scope::Base, "(objectClass=*)", wanted)
+            .with_timeout(self.settings().timeout())
+            .search(dn, Scope::Base, "(objectClass=*)", wanted)
             .await
             .map_err(|e| LdapExportError::Connection(Box::new(e)))?;
         let ldap3::SearchResult(found, result) = search;
         if result.rc == RC_NO_SUCH_OBJECT || (result.rc == RC_SUCCESS && found.is_empty()) {
-            let mut attrs: Vec<(String, HashSet<String>)> =
-                vec![("objectClass".to_owned(), values(&settings.object_classes))];
-            for (name, v) in &entry.attributes {
-                attrs.push(((*name).to_owned(), values(v)));
-            }
-            let result = ldap
-                .with_timeout(timeout)
-                .add(&entry.dn, attrs)
-                .await
-                .map_err(|e| LdapExportError::Connection(Box::new(e)))?;
-            return Ok(if result.rc == RC_SUCCESS {
-                Ok((Some(ExportAction::Added), true))
-            } else {
-                Err(ldap_failure("add", &result))
-            });
+            return Ok(Ok(None));
         }
         if result.rc != RC_SUCCESS {
             return Ok(Err(ldap_failure("read", &result)));
@@ -636,34 +681,79 @@ impl Run<'_> {
                     .map(|v| String::from_utf8_lossy(&v).into_owned()),
             );
         }
-        let (missing_classes, changes) = diff(entry, &settings.object_classes, &attrs);
-        if missing_classes.is_empty() && changes.is_empty() {
-            let action = renamed.then_some(ExportAction::Renamed);
-            return Ok(Ok((action, created)));
+        Ok(Ok(Some(attrs)))
+    }
+
+    async fn add_entry(
+        &self,
+        ldap: &mut Ldap,
+        entry: &DesiredEntry,
+    ) -> Result<Result<(), String>, LdapExportError> {
+        let settings = self.settings();
+        let mut attrs: Vec<(String, HashSet<String>)> =
+            vec![("objectClass".to_owned(), values(&settings.object_classes))];
+        for (name, v) in &entry.attributes {
+            attrs.push(((*name).to_owned(), values(v)));
         }
+        let result = ldap
+            .with_timeout(settings.timeout())
+            .add(&entry.dn, attrs)
+            .await
+            .map_err(|e| LdapExportError::Connection(Box::new(e)))?;
+        Ok(if result.rc == RC_SUCCESS {
+            Ok(())
+        } else {
+            Err(ldap_failure("add", &result))
+        })
+    }
+
+    async fn modify_entry(
+        &self,
+        ldap: &mut Ldap,
+        dn: &str,
+        missing_classes: &[String],
+        changes: &[AttributeChange],
+    ) -> Result<Result<(), String>, LdapExportError> {
         let mut mods: Vec<Mod<String>> = Vec::new();
         if !missing_classes.is_empty() {
-            mods.push(Mod::Add("objectClass".to_owned(), values(&missing_classes)));
+            mods.push(Mod::Add("objectClass".to_owned(), values(missing_classes)));
         }
         for change in changes {
             // Replace with no values deletes the attribute (RFC 4511 §4.6).
             mods.push(Mod::Replace(change.name.to_owned(), values(&change.values)));
         }
         let result = ldap
-            .with_timeout(timeout)
-            .modify(&entry.dn, mods)
+            .with_timeout(self.settings().timeout())
+            .modify(dn, mods)
             .await
             .map_err(|e| LdapExportError::Connection(Box::new(e)))?;
-        if result.rc != RC_SUCCESS {
-            return Ok(Err(ldap_failure("modify", &result)));
-        }
-        let action = if renamed {
-            ExportAction::Renamed
+        Ok(if result.rc == RC_SUCCESS {
+            Ok(())
         } else {
-            ExportAction::Modified
-        };
-        Ok(Ok((Some(action), created)))
+            Err(ldap_failure("modify", &result))
+        })
     }
+}
+
+/// Which user each DN belongs to: two users must not share one. The user whose entry it
+/// already is keeps it; otherwise the first in username order.
+fn dn_owners(
+    planned: &[(&ExportUser, DesiredEntry)],
+    states: &HashMap<i64, LdapExportEntry>,
+) -> HashMap<String, i64> {
+    let mut owner: HashMap<String, i64> = HashMap::new();
+    for (u, entry) in planned {
+        let key = entry.dn.to_lowercase();
+        let holds_it = states
+            .get(&u.user.id)
+            .is_some_and(|s| s.dn.eq_ignore_ascii_case(&entry.dn));
+        if holds_it {
+            owner.insert(key, u.user.id);
+        } else {
+            owner.entry(key).or_insert(u.user.id);
+        }
+    }
+    owner
 }
 
 #[cfg(test)]

@@ -38,39 +38,7 @@ impl Server {
         secrets: SecretBox,
         config: ServerConfig,
     ) -> Result<RunningServer, ServerError> {
-        let node = config.node_id.clone().unwrap_or_else(default_node_id);
-        let engine: crate::jobs::EngineSlot = Default::default();
-        let specs = crate::jobs::builtin_jobs(&config, engine.clone());
-        let scheduler = Scheduler::new(
-            store.clone(),
-            secrets.clone(),
-            node.clone(),
-            config.lease_ttl,
-            config.tick,
-            specs,
-        );
-        scheduler.register().await?;
-        for origin in &config.cors_origins {
-            HeaderValue::from_str(origin)
-                .map_err(|_| ServerError::Config(format!("bad CORS origin {origin:?}")))?;
-        }
-        let (signin, passdb_token) = api::passdb::sign_in_service(&store, &secrets, &config)?;
-        let state = AppState {
-            inner: Arc::new(StateInner {
-                store,
-                secrets,
-                config: config.clone(),
-                scheduler: scheduler.clone(),
-                voicemail: engine,
-                metrics: metrics::handle(),
-                jobs_started: AtomicBool::new(false),
-                login_limiter: crate::login_limit::LoginLimiter::new(
-                    config.login_attempts_per_minute,
-                ),
-                signin,
-                passdb_token,
-            }),
-        };
+        let (node, scheduler, state) = assemble(store, secrets, &config).await?;
         let app = router(state.clone());
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
@@ -109,6 +77,61 @@ impl Server {
             scheduler: scheduler_task,
         })
     }
+
+    /// The node's whole HTTP application (API, admin page, callbacks) for `store`,
+    /// `secrets` and `config`, without binding a socket or starting the scheduler (the
+    /// jobs are registered in the store, as [`Server::start`] does). For tests that drive
+    /// requests with `tower::ServiceExt::oneshot`; the connection-level limits of the
+    /// listener (header sizes, timeouts, the peer address) do not apply.
+    #[doc(hidden)]
+    pub async fn router(
+        store: Store,
+        secrets: SecretBox,
+        config: ServerConfig,
+    ) -> Result<Router, ServerError> {
+        let (_, _, state) = assemble(store, secrets, &config).await?;
+        Ok(router(state))
+    }
+}
+
+/// The node id, the scheduler (jobs registered, not running) and the shared state.
+async fn assemble(
+    store: Store,
+    secrets: SecretBox,
+    config: &ServerConfig,
+) -> Result<(String, Scheduler, AppState), ServerError> {
+    let node = config.node_id.clone().unwrap_or_else(default_node_id);
+    let engine: crate::jobs::EngineSlot = Default::default();
+    let specs = crate::jobs::builtin_jobs(config, engine.clone());
+    let scheduler = Scheduler::new(
+        store.clone(),
+        secrets.clone(),
+        node.clone(),
+        config.lease_ttl,
+        config.tick,
+        specs,
+    );
+    scheduler.register().await?;
+    for origin in &config.cors_origins {
+        HeaderValue::from_str(origin)
+            .map_err(|_| ServerError::Config(format!("bad CORS origin {origin:?}")))?;
+    }
+    let (signin, passdb_token) = api::passdb::sign_in_service(&store, &secrets, config)?;
+    let state = AppState {
+        inner: Arc::new(StateInner {
+            store,
+            secrets,
+            config: config.clone(),
+            scheduler: scheduler.clone(),
+            voicemail: engine,
+            metrics: metrics::handle(),
+            jobs_started: AtomicBool::new(false),
+            login_limiter: crate::login_limit::LoginLimiter::new(config.login_attempts_per_minute),
+            signin,
+            passdb_token,
+        }),
+    };
+    Ok((node, scheduler, state))
 }
 
 impl RunningServer {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::{now_millis, opt_text, LocalUser, Result, Store, VoicemailAccount, SOURCE_CUCM};
+use crate::{now_millis, opt_text, LocalUser, Result, Store, SOURCE_CUCM};
 
 /// How an end user proved who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -227,26 +227,5 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
-    }
-
-    /// The voicemail account matched to the local user, if any.
-    pub async fn voicemail_account_of(
-        &self,
-        local_username: &str,
-    ) -> Result<Option<VoicemailAccount>> {
-        let row = sqlx::query(
-            "SELECT cuc_object_id FROM voicemail_accounts \
-             WHERE lower(local_username) = lower($1) ORDER BY cuc_object_id LIMIT 1",
-        )
-        .bind(local_username)
-        .fetch_optional(&self.pool)
-        .await?;
-        match row {
-            Some(row) => {
-                self.voicemail_account(&row.try_get::<String, _>("cuc_object_id")?)
-                    .await
-            }
-            None => Ok(None),
-        }
     }
 }

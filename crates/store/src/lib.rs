@@ -7,6 +7,7 @@
 //! every query is portable.
 
 mod admin;
+pub mod backup;
 mod devices;
 mod end_users;
 mod jobs;
@@ -26,6 +27,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
 pub use admin::{AdminAccount, ApiToken, Role, Session};
+pub use backup::{BackupError, BackupInfo, Restored};
 pub use devices::{DeviceState, ProvisionedDevice};
 pub use end_users::{EndUserSession, EndUserState, NewEndUserSession, SignInMethod};
 pub use jobs::{Claim, Fence, JobRow, JobRun, JobRunStatus, Lease, NodeRecovery, Trigger};

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::{now_millis, Backend, Result, Store};
+use crate::{Backend, Result, Store};
 
 /// A value of a synced user a login name is compared with (seed 002's ID sources).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -101,16 +101,6 @@ impl Store {
         action: &str,
         detail: &serde_json::Value,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO audit_log (run_id, at, action, username, before, after) \
-             VALUES (NULL, $1, $2, $3, NULL, $4)",
-        )
-        .bind(now_millis())
-        .bind(action)
-        .bind(name)
-        .bind(detail.to_string())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.append_audit(action, name, &detail.to_string()).await
     }
 }

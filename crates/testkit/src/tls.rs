@@ -4,12 +4,8 @@
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
 
-/// A server's certificate and key, PEM text.
-#[derive(Debug, Clone)]
-pub struct ServerCertificate {
-    pub cert_pem: String,
-    pub key_pem: String,
-}
+/// A server's certificate and key, PEM text (the lab's launchers take it).
+pub use ucbridge_lab::services::ServerCertificate;
 
 /// A fresh CA (its certificate, PEM) and a server certificate for `localhost` and
 /// `127.0.0.1` signed by it.

@@ -29,7 +29,7 @@ enum Layer {
     Tool,
     /// lab: the Cisco emulator; shares no code with the clients it answers.
     Emulator,
-    /// testkit: test support, never shipped.
+    /// testkit: test support, never shipped; may use the lab (its service launchers).
     TestSupport,
 }
 
@@ -53,7 +53,9 @@ impl Layer {
     /// What this layer's [dependencies] and [build-dependencies] may point at.
     fn may_use(self) -> &'static [Layer] {
         match self {
-            Support | Emulator | TestSupport => &[],
+            Support | Emulator => &[],
+            // The lab's Dovecot and slapd launchers, wrapped with the test policy.
+            TestSupport => &[Emulator],
             Clients | Store => &[Support],
             Engines => &[Support, Clients, Store],
             Server => &[Support, Clients, Store, Engines],
@@ -343,8 +345,8 @@ fn check_manifest(ws: &Workspace, dir: &str, manifest: &Table) -> Vec<Problem> {
                  Cisco's protocol is not built into both sides: give the lab its own copy"
                     .to_owned()
             } else if layer == TestSupport {
-                "every crate's tests use testkit, so it depends on none of them: take what \
-                 it needs as arguments"
+                "every crate's tests use testkit, so it depends on none of them (only on the \
+                 lab): take what it needs as arguments"
                     .to_owned()
             } else if dep_layer == layer {
                 "crates of one layer do not depend on each other: move what both need into a \
@@ -786,6 +788,16 @@ mod checker {
             "testkit",
             "[dependencies]\nucbridge-store.workspace = true\n",
             &["(test support layer)", "depends on none of them"],
+        );
+    }
+
+    #[test]
+    fn testkit_may_use_the_lab_and_the_lab_not_testkit() {
+        assert!(check("testkit", "[dependencies]\nucbridge-lab.workspace = true\n").is_empty());
+        one(
+            "lab",
+            "[dependencies]\nucbridge-testkit.workspace = true\n",
+            &["`ucbridge-testkit`", "move it to [dev-dependencies]"],
         );
     }
 

@@ -259,7 +259,22 @@ pub struct VoicemailOptions {
     /// /callbacks/imap` (Dovecot with `contrib/dovecot/ucbridge-push.lua`); `None` = the
     /// route refuses everything and IMAP changes are found by polling only.
     pub imap_push_token: Option<Secret>,
+    /// Trust IMAP push (issue 17 item 4): with `imap_push_token` set, a reconcile skips
+    /// the IMAP login of an account whose CUC fingerprint is unchanged, no push
+    /// notification arrived for it since IMAP was last checked (by a sync, a reconcile or
+    /// a poll of this engine run), that check is younger than `push_trust_window`, and
+    /// push is healthy (a notification was accepted since the run started and none was
+    /// refused since). `false`: every reconcile logs in to check HIGHESTMODSEQ.
+    pub trust_imap_push: bool,
+    /// How long an IMAP check is trusted while push is healthy: the longest a change whose
+    /// notification was lost (Dovecot could not reach ucbridge) goes unnoticed by the
+    /// reconcile; the HIGHESTMODSEQ poll (`imap_poll_every`) still looks meanwhile.
+    pub push_trust_window: Duration,
 }
+
+/// Default [`VoicemailOptions::push_trust_window`]: longer than `reconcile_every` (15 min),
+/// so that most reconciles skip the login, short enough to bound a lost notification.
+pub const PUSH_TRUST_WINDOW: Duration = Duration::from_secs(3600);
 
 /// Environment variable holding the IMAP push token (instead of `imap_push_token_file`).
 pub const IMAP_PUSH_TOKEN_ENV: &str = "UCBRIDGE_IMAP_PUSH_TOKEN";
@@ -297,6 +312,8 @@ impl Default for VoicemailOptions {
             confirm_removals: false,
             attachment_format: AttachmentFormat::default(),
             imap_push_token: None,
+            trust_imap_push: true,
+            push_trust_window: PUSH_TRUST_WINDOW,
         }
     }
 }
@@ -436,6 +453,11 @@ pub struct VoicemailFileConfig {
     /// first line; or `UCBRIDGE_IMAP_PUSH_TOKEN`). Not a value in this table: the server
     /// shows the table to API readers.
     pub imap_push_token_file: Option<PathBuf>,
+    /// With push configured, let a reconcile trust it instead of logging in to IMAP for
+    /// unchanged accounts (default true).
+    pub trust_imap_push: Option<bool>,
+    /// How long an IMAP check stays trusted while push is healthy (default "1h").
+    pub push_trust_window: Option<String>,
 }
 
 impl VoicemailFileConfig {
@@ -501,6 +523,12 @@ impl VoicemailFileConfig {
         if let Some(f) = self.attachment_format {
             o.attachment_format = f;
         }
+        if let Some(trust) = self.trust_imap_push {
+            o.trust_imap_push = trust;
+        }
+        if let Some(v) = &self.push_trust_window {
+            o.push_trust_window = parse("push_trust_window", v)?;
+        }
         o.imap_push_token = self.push_token(std::env::var(IMAP_PUSH_TOKEN_ENV).ok())?;
         if self.imap_poll_every.is_none() && o.imap_push_token.is_some() {
             o.imap_poll_every = POLL_EVERY_WITH_PUSH;
@@ -558,6 +586,13 @@ mod tests {
         assert_eq!(o.debounce, Duration::from_secs(2));
         assert_eq!(o.push_silence_limit, Some(Duration::from_secs(600)));
         assert_eq!(o.full_read_every, Duration::from_secs(6 * 3600));
+        assert!(o.trust_imap_push);
+        assert_eq!(o.push_trust_window, PUSH_TRUST_WINDOW);
+        let trust: VoicemailFileConfig =
+            toml::from_str("trust_imap_push = false\npush_trust_window = \"20m\"").unwrap();
+        let trust = trust.to_options().unwrap();
+        assert!(!trust.trust_imap_push);
+        assert_eq!(trust.push_trust_window, Duration::from_secs(1200));
         let full: VoicemailFileConfig = toml::from_str("full_read_every = \"0s\"").unwrap();
         assert_eq!(full.to_options().unwrap().full_read_every, Duration::ZERO);
         let off: VoicemailFileConfig = toml::from_str("push_silence_limit = \"0s\"").unwrap();

@@ -321,7 +321,7 @@ pub(super) async fn me_voicemail(
     State(state): State<AppState>,
     me: EndUser,
 ) -> ApiResult<MeVoicemail> {
-    let account = state.store.voicemail_account_of(&me.username).await?;
+    let account = state.store.voicemail_account_of_user(&me.username).await?;
     Ok(Json(match account {
         Some(a) => MeVoicemail {
             matched: true,

@@ -14,6 +14,17 @@ use crate::matching::MatchedAccount;
 use crate::reconcile::{decide, Action, CucView, Decision, ImapView, Role};
 use crate::{RemovalsRefused, VoicemailError};
 
+/// What a reconcile does with an account ([`VoicemailEngine::unchanged`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Skip {
+    /// Sync it: something moved, or cannot be shown not to have.
+    No,
+    /// Skip it: CUC's fingerprint and the IMAP folders (one login) are as recorded.
+    AfterImapCheck,
+    /// Skip it: CUC's fingerprint is as recorded and IMAP push vouches for IMAP.
+    TrustingPush,
+}
+
 impl VoicemailEngine {
     /// Sync one matched account; the outcome is recorded and counted.
     pub async fn sync_matched(
@@ -84,11 +95,16 @@ impl VoicemailEngine {
         let stored = inner.store.voicemail_account(oid).await?;
         // Taken before the listings: a change while they are read moves it again.
         let fingerprint = self.cuc_fingerprint(&mailbox).await?;
-        if pass == Pass::SkipUnchanged && self.unchanged(account, fingerprint.as_deref()).await? {
+        let skip = match pass {
+            Pass::SkipUnchanged => self.unchanged(account, fingerprint.as_deref()).await?,
+            Pass::Full => Skip::No,
+        };
+        if skip != Skip::No {
             return Ok(AccountSummary {
                 cuc_alias: account.cuc_alias.clone(),
                 messages: stored.map_or(0, |a| u64::try_from(a.messages).unwrap_or(0)),
                 skipped_unchanged: true,
+                skipped_trusting_push: skip == Skip::TrustingPush,
                 ..AccountSummary::default()
             });
         }
@@ -120,7 +136,8 @@ impl VoicemailEngine {
             .into_iter()
             .map(|m| (m.cuc_message_id.clone(), m))
             .collect();
-        let mut conn = ImapConn::open(&inner.imap, &account.imap_user).await?;
+        let mark = self.imap_check_mark(oid);
+        let mut conn = self.imap_open(&account.imap_user).await?;
         let result = self
             .sync_with_imap(
                 account,
@@ -137,6 +154,7 @@ impl VoicemailEngine {
                 .store
                 .record_voicemail_full_read(oid, fingerprint.as_deref(), read_at)
                 .await?;
+            self.imap_verified(oid, mark);
         }
         result
     }
@@ -174,38 +192,47 @@ impl VoicemailEngine {
     /// Whether a reconcile may skip the account: CUC's `fingerprint` equals the one taken
     /// before its last successful full read, that read is younger than `full_read_every`,
     /// and each of its three IMAP folders still has the recorded identity and
-    /// HIGHESTMODSEQ (one login and LIST-STATUS).
+    /// HIGHESTMODSEQ — trusted without a login when IMAP push vouches for it
+    /// ([`VoicemailEngine::push_trusted`]), else checked (one login and LIST-STATUS).
     async fn unchanged(
         &self,
         account: &MatchedAccount,
         fingerprint: Option<&str>,
-    ) -> Result<bool, VoicemailError> {
+    ) -> Result<Skip, VoicemailError> {
         let inner = &self.inner;
         let oid = account.cuc_object_id.as_str();
         let Some(fingerprint) = fingerprint else {
-            return Ok(false);
+            return Ok(Skip::No);
         };
         let Some(mark) = inner.store.voicemail_cuc_mark(oid).await? else {
-            return Ok(false);
+            return Ok(Skip::No);
         };
         let max_age = i64::try_from(inner.options.full_read_every.as_millis()).unwrap_or(i64::MAX);
         let recent = mark
             .full_read_at
             .is_some_and(|at| now_ms().saturating_sub(at) < max_age);
         if !recent || mark.fingerprint.as_deref() != Some(fingerprint) {
-            return Ok(false);
+            return Ok(Skip::No);
         }
         let stored = inner.store.voicemail_folders(oid).await?;
         if Role::ALL
             .iter()
             .any(|r| !stored.iter().any(|f| f.role == r.as_str()))
         {
-            return Ok(false);
+            return Ok(Skip::No);
         }
-        let mut conn = ImapConn::open(&inner.imap, &account.imap_user).await?;
+        if self.push_trusted(oid) {
+            return Ok(Skip::TrustingPush);
+        }
+        let check = self.imap_check_mark(oid);
+        let mut conn = self.imap_open(&account.imap_user).await?;
         let current = conn.folders().await;
         conn.logout().await;
-        Ok(!folders_changed(&stored, &current?))
+        if folders_changed(&stored, &current?) {
+            return Ok(Skip::No);
+        }
+        self.imap_verified(oid, check);
+        Ok(Skip::AfterImapCheck)
     }
 
     /// Whether an account's IMAP folders changed since its last sync (one LIST-STATUS).
@@ -218,10 +245,15 @@ impl VoicemailEngine {
         if stored.is_empty() {
             return Ok(true);
         }
-        let mut conn = ImapConn::open(&self.inner.imap, &account.imap_user).await?;
+        let check = self.imap_check_mark(&account.cuc_object_id);
+        let mut conn = self.imap_open(&account.imap_user).await?;
         let current = conn.folders().await;
         conn.logout().await;
-        Ok(folders_changed(&stored, &current?))
+        let changed = folders_changed(&stored, &current?);
+        if !changed {
+            self.imap_verified(&account.cuc_object_id, check);
+        }
+        Ok(changed)
     }
 
     /// Both sides read, a decision per message, then the writes in an order that loses

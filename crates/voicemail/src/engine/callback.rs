@@ -90,6 +90,7 @@ impl VoicemailEngine {
 
     /// Count a refused push notification (wrong token, unreadable body).
     pub(crate) fn imap_push_refused(&self) {
+        self.push_health(false);
         lock(&self.inner.shared).imap_push.refused += 1;
         metrics::counter!("ucbridge_voicemail_imap_push_total", "outcome" => "refused")
             .increment(1);
@@ -106,6 +107,7 @@ impl VoicemailEngine {
         imap_user: &str,
         uid_validity: Option<u32>,
     ) -> Result<PushOutcome, VoicemailError> {
+        self.push_health(true);
         let oid = lock(&self.inner.shared)
             .by_imap_user
             .get(&imap_user.to_lowercase())
@@ -113,18 +115,21 @@ impl VoicemailEngine {
         let relevant = match (&oid, uid_validity) {
             (None, _) => false,
             (Some(_), None) => true,
-            (Some(oid), Some(v)) => self
-                .inner
-                .store
-                .voicemail_folders(oid)
-                .await?
-                .iter()
-                .any(|f| f.uid_validity == v),
+            (Some(oid), Some(v)) => match self.inner.store.voicemail_folders(oid).await {
+                Ok(folders) => folders.iter().any(|f| f.uid_validity == v),
+                Err(e) => {
+                    // Not scheduled: at least the next reconcile must look at IMAP.
+                    self.push_noted(oid);
+                    return Err(e.into());
+                }
+            },
         };
         let outcome = match oid {
             // A full queue means run() is not draining it (not running, or far behind):
-            // the poll and the reconcile still find the change.
+            // the poll and the reconcile still find the change (the account's IMAP check
+            // is no longer trusted).
             Some(oid) if relevant => {
+                self.push_noted(&oid);
                 let _ = self.inner.pushed_tx.try_send(oid);
                 PushOutcome::Scheduled
             }

@@ -36,6 +36,8 @@ impl VoicemailEngine {
             tracing::error!("VoicemailEngine::run is already running");
             return;
         };
+        // Notifications may have been lost while no run was going: check IMAP first.
+        self.reset_push_trust();
         tokio::pin!(shutdown);
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, bool)>();
         let (changed_tx, mut changed_rx) = mpsc::unbounded_channel::<String>();

@@ -10,7 +10,7 @@ use ucbridge_cuc::MailboxRef;
 use ucbridge_lab::{CucFolder, NewVoicemail};
 use ucbridge_voicemail::{VoicemailEngine, VoicemailOptions};
 
-fn quick_options() -> VoicemailOptions {
+pub(crate) fn quick_options() -> VoicemailOptions {
     VoicemailOptions {
         debounce: Duration::from_millis(300),
         imap_poll_every: Duration::from_millis(250),
@@ -44,13 +44,13 @@ async fn serve_callbacks(engine: &VoicemailEngine) -> String {
 
 /// `engine.run` in the background (with its callbacks served on 127.0.0.1 when
 /// `push` is set) until [`Running::stop`].
-struct Running {
+pub(crate) struct Running {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
-    async fn start(engine: &VoicemailEngine, push: bool) -> Running {
+    pub(crate) async fn start(engine: &VoicemailEngine, push: bool) -> Running {
         let url = if push {
             Some(serve_callbacks(engine).await)
         } else {
@@ -68,7 +68,7 @@ impl Running {
         Running { stop, task }
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
     }
@@ -964,21 +964,21 @@ async fn a_delete_undone_in_the_mail_client_leaves_one_copy_whose_delete_reaches
 }
 
 /// The token Dovecot's push script presents (test value, 16+ characters).
-const PUSH_TOKEN: &str = "test-push-token-0123456789";
+pub(crate) const PUSH_TOKEN: &str = "test-push-token-0123456789";
 
 /// A world whose Dovecot runs `contrib/dovecot/ucbridge-push.lua` against a webhook
 /// listener bound before Dovecot starts (its URL goes into Dovecot's config).
-struct PushWorld {
-    w: common::World,
+pub(crate) struct PushWorld {
+    pub(crate) w: common::World,
     /// For [`serve_imap_push`].
-    listener: tokio::net::TcpListener,
-    url: String,
+    pub(crate) listener: tokio::net::TcpListener,
+    pub(crate) url: String,
     /// Holds the token file Dovecot reads (`ucbridge_push_token = </file`, with its
     /// final newline, as an administrator writes it).
-    _token_dir: tempfile::TempDir,
+    pub(crate) _token_dir: tempfile::TempDir,
 }
 
-async fn push_world(users: usize, messages: usize) -> Option<PushWorld> {
+pub(crate) async fn push_world(users: usize, messages: usize) -> Option<PushWorld> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -1017,7 +1017,7 @@ async fn push_world(users: usize, messages: usize) -> Option<PushWorld> {
 }
 
 /// Serve the engine's IMAP push route on `listener`.
-fn serve_imap_push(engine: &VoicemailEngine, listener: tokio::net::TcpListener) {
+pub(crate) fn serve_imap_push(engine: &VoicemailEngine, listener: tokio::net::TcpListener) {
     let app = axum::Router::new().nest("/callbacks/imap", engine.imap_push_router());
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -1025,7 +1025,7 @@ fn serve_imap_push(engine: &VoicemailEngine, listener: tokio::net::TcpListener) 
 }
 
 /// Whether CUC's message `id` of `alias` is in its inbox and read (`None`: not there).
-fn cuc_inbox_read(w: &common::World, alias: &str, id: &str) -> Option<bool> {
+pub(crate) fn cuc_inbox_read(w: &common::World, alias: &str, id: &str) -> Option<bool> {
     w.lab
         .cuc()
         .messages(alias, CucFolder::Inbox)

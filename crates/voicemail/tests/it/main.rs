@@ -6,3 +6,4 @@ mod callback_hostile;
 mod common;
 mod dovecot_sync;
 mod imap_tls;
+mod push_trust;

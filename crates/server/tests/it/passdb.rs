@@ -3,6 +3,7 @@
 //! refusals, 429 before CUCM, 400/413 for bad input, 503 for CUCM down, grace), the cache
 //! counted in the lab's doAuthenticateUser requests, and a connection edited at runtime.
 
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use ucbridge_auth::SecretBox;
 use ucbridge_axl::{AxlClient, AxlConfig, Secret};
@@ -11,6 +12,8 @@ use ucbridge_server::connections::{self, ConnectionSettings, ConnectionUpdate};
 use ucbridge_server::{RunningServer, Server, ServerConfig};
 use ucbridge_signin::SignInFileConfig;
 use ucbridge_store::{LocalUser, Store};
+
+use crate::common::{self, Answer, ApiClient};
 
 const PASSWORD: &str = "ucbridge-user";
 const TOKEN: &str = "passdb-token-0123456789abcdef";
@@ -30,10 +33,7 @@ async fn setup() -> Setup {
     })
     .await
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("u.db").display()))
-        .await
-        .unwrap();
+    let (store, dir) = common::sqlite_store().await;
     let mut axl = AxlConfig::new(lab.axl_url(), "administrator", Secret::new("ucbridge-lab"));
     axl.ca_pem = lab.ca_certificate_pem().map(str::to_owned);
     let client = AxlClient::connect(axl).await.unwrap();
@@ -46,7 +46,7 @@ async fn setup() -> Setup {
         .await
         .unwrap();
     let users = store.local_users().await.unwrap();
-    let secrets = SecretBox::from_base64(&SecretBox::generate_key_base64(), "test").unwrap();
+    let secrets = common::secret_box();
     std::fs::write(dir.path().join("passdb.token"), format!("{TOKEN}\n")).unwrap();
     let s = Setup {
         lab,
@@ -85,10 +85,9 @@ async fn start(s: &Setup, signin: Value) -> RunningServer {
     let mut signin: SignInFileConfig = serde_json::from_value(signin).unwrap();
     signin.passdb_token_file = Some(s.dir.path().join("passdb.token"));
     let config = ServerConfig {
-        bind: "127.0.0.1:0".parse().unwrap(),
         run_jobs: false,
         signin,
-        ..ServerConfig::default()
+        ..common::local_config()
     };
     Server::start(s.store.clone(), s.secrets.clone(), config)
         .await
@@ -103,12 +102,12 @@ fn auth_requests(lab: &RunningLab) -> u64 {
         .unwrap_or(0)
 }
 
-async fn ask(server: &RunningServer, token: Option<&str>, body: Value) -> reqwest::Response {
-    let mut r = reqwest::Client::new().post(format!("{}/api/v1/passdb", server.url()));
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
-    }
-    r.json(&body).send().await.unwrap()
+async fn ask(server: &RunningServer, token: Option<&str>, body: Value) -> Answer {
+    let client = match token {
+        Some(t) => ApiClient::with_token(&server.url(), t),
+        None => ApiClient::new(&server.url()),
+    };
+    client.post_json("/api/v1/passdb", &body).await
 }
 
 fn login(user: &str, password: &str) -> Value {
@@ -131,21 +130,19 @@ async fn passdb_answers_each_outcome_alike_for_every_refusal() {
     let name = user.record.username.clone();
 
     for token in [None, Some("wrong-token-wrong-token")] {
-        let r = ask(&server, token, login(&name, PASSWORD)).await;
-        assert_eq!(r.status(), 401);
+        ask(&server, token, login(&name, PASSWORD))
+            .await
+            .expect(StatusCode::UNAUTHORIZED);
     }
     let before = auth_requests(&s.lab);
-    let r = ask(&server, Some(TOKEN), login(&name, PASSWORD)).await;
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.unwrap();
+    let v = ask(&server, Some(TOKEN), login(&name, PASSWORD))
+        .await
+        .expect(StatusCode::OK)
+        .json;
     assert_eq!(v, json!({"user": name}));
     // By extension: the mailbox name comes back, from the cache.
     let ext = user.record.extension.clone().unwrap();
-    let v: Value = ask(&server, Some(TOKEN), login(&ext, PASSWORD))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v = ask(&server, Some(TOKEN), login(&ext, PASSWORD)).await.json;
     assert_eq!(v, json!({"user": name}));
     assert_eq!(auth_requests(&s.lab), before + 1);
 
@@ -163,8 +160,8 @@ async fn passdb_answers_each_outcome_alike_for_every_refusal() {
         ("nobody-here", PASSWORD),
     ] {
         let r = ask(&server, Some(TOKEN), login(u, p)).await;
-        assert_eq!(r.status(), 403, "{u}");
-        let text = r.text().await.unwrap();
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{u}");
+        let text = r.text;
         assert!(!text.contains(p), "{text}");
         bodies.push(text);
     }
@@ -174,30 +171,31 @@ async fn passdb_answers_each_outcome_alike_for_every_refusal() {
     let asked = auth_requests(&s.lab);
     let other = &s.users[3].record.username;
     for password in ["x".repeat(300), "bin\u{0}ary".into()] {
-        let r = ask(&server, Some(TOKEN), login(other, &password)).await;
-        assert_eq!(r.status(), 400);
-        assert!(!r.text().await.unwrap().contains(&password));
+        let r = ask(&server, Some(TOKEN), login(other, &password))
+            .await
+            .expect(StatusCode::BAD_REQUEST);
+        assert!(!r.text.contains(&password));
     }
-    let r = ask(&server, Some(TOKEN), login(other, &"y".repeat(8000))).await;
-    assert_eq!(r.status(), 413);
-    let r = ask(&server, Some(TOKEN), json!({"user": other})).await;
-    assert_eq!(r.status(), 400);
+    ask(&server, Some(TOKEN), login(other, &"y".repeat(8000)))
+        .await
+        .expect(StatusCode::PAYLOAD_TOO_LARGE);
+    ask(&server, Some(TOKEN), json!({"user": other}))
+        .await
+        .expect(StatusCode::BAD_REQUEST);
     assert_eq!(auth_requests(&s.lab), asked);
 
     // Throttling: the fifth attempt for one name in a minute is 429, CUCM not asked.
     let target = &s.users[4].record.username;
     for _ in 0..4 {
-        let r = ask(&server, Some(TOKEN), login(target, "guess")).await;
-        assert_eq!(r.status(), 403);
+        ask(&server, Some(TOKEN), login(target, "guess"))
+            .await
+            .expect(StatusCode::FORBIDDEN);
     }
     let asked = auth_requests(&s.lab);
-    let r = ask(&server, Some(TOKEN), login(target, PASSWORD)).await;
-    assert_eq!(r.status(), 429);
-    let wait: u64 = r.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let r = ask(&server, Some(TOKEN), login(target, PASSWORD))
+        .await
+        .expect(StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!(wait >= 1);
     assert_eq!(auth_requests(&s.lab), asked);
     server.shutdown().await;
@@ -218,20 +216,17 @@ async fn cucm_down_is_503_unless_a_grace_is_configured() {
             json!({"cache_ttl": "0s", "unavailable_grace": grace, "refusal_delay": "10ms"}),
         )
         .await;
-        assert_eq!(
-            ask(&server, Some(TOKEN), login(&name, PASSWORD))
-                .await
-                .status(),
-            200
-        );
+        ask(&server, Some(TOKEN), login(&name, PASSWORD))
+            .await
+            .expect(StatusCode::OK);
         // The admin points the connection elsewhere (a closed port): picked up at once.
         save_cucm(&s, closed.clone()).await;
         let during = ask(&server, Some(TOKEN), login(&name, PASSWORD))
             .await
-            .status();
+            .status;
         let wrong = ask(&server, Some(TOKEN), login(&name, "wrong"))
             .await
-            .status();
+            .status;
         if grace == "0s" {
             assert_eq!(during, 503);
         } else {
@@ -239,12 +234,9 @@ async fn cucm_down_is_503_unless_a_grace_is_configured() {
         }
         assert_eq!(wrong, 503, "grace never accepts another password");
         save_cucm(&s, s.lab.axl_url()).await;
-        assert_eq!(
-            ask(&server, Some(TOKEN), login(&name, PASSWORD))
-                .await
-                .status(),
-            200
-        );
+        ask(&server, Some(TOKEN), login(&name, PASSWORD))
+            .await
+            .expect(StatusCode::OK);
         server.shutdown().await;
     }
 }
@@ -253,15 +245,15 @@ async fn cucm_down_is_503_unless_a_grace_is_configured() {
 async fn without_a_token_the_route_does_not_exist() {
     let s = setup().await;
     let config = ServerConfig {
-        bind: "127.0.0.1:0".parse().unwrap(),
         run_jobs: false,
-        ..ServerConfig::default()
+        ..common::local_config()
     };
     let server = Server::start(s.store.clone(), s.secrets.clone(), config)
         .await
         .unwrap();
     let name = s.users[0].record.username.clone();
-    let r = ask(&server, Some(TOKEN), login(&name, PASSWORD)).await;
-    assert_eq!(r.status(), 404);
+    ask(&server, Some(TOKEN), login(&name, PASSWORD))
+        .await
+        .expect(StatusCode::NOT_FOUND);
     server.shutdown().await;
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use reqwest::StatusCode;
 use serde_json::Value;
 use ucbridge_auth::{Secret, SecretBox};
 use ucbridge_server::{RunningServer, Server, ServerConfig};
@@ -13,26 +14,23 @@ use ucbridge_store::{
     Claim, Fence, JobRunStatus, RunOwner, RunStatus, SealedSecret, SecretUpdate, Store, Trigger,
 };
 
+use crate::common::{self, TestNode};
+
 fn key() -> SecretBox {
-    SecretBox::from_base64(&SecretBox::generate_key_base64(), "test").unwrap()
+    common::secret_box()
 }
 
 fn config(node: &str) -> ServerConfig {
     ServerConfig {
-        bind: "127.0.0.1:0".parse().unwrap(),
         node_id: Some(node.into()),
         lease_ttl: Duration::from_secs(30),
         tick: Duration::from_millis(100),
-        ..ServerConfig::default()
+        ..common::local_config()
     }
 }
 
 async fn sqlite() -> (Store, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("u.db").display()))
-        .await
-        .unwrap();
-    (store, dir)
+    common::sqlite_store().await
 }
 
 async fn readyz(server: &RunningServer) -> (u16, Value) {
@@ -265,42 +263,26 @@ async fn readyz_and_the_api_fail_fast_during_a_database_outage() {
 /// `every 99999999999d` panicked in the handler (the connection closed with no answer).
 #[tokio::test]
 async fn an_absurd_schedule_is_a_400_not_a_dropped_connection() {
-    let (store, _dir) = sqlite().await;
-    ucbridge_server::auth::set_account(&store, "root", "Admin-pass-1", ucbridge_store::Role::Admin)
-        .await
-        .unwrap();
-    let server = Server::start(store.clone(), key(), config("n1"))
-        .await
-        .unwrap();
-    let base = server.url();
-    let http = reqwest::Client::builder()
-        .cookie_store(true)
-        .build()
-        .unwrap();
-    let login: Value = http
-        .post(format!("{base}/api/v1/session"))
-        .json(&serde_json::json!({"username": "root", "password": "Admin-pass-1"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let csrf = login["csrf_token"].as_str().unwrap().to_owned();
+    let node = TestNode::start(config("n1")).await;
+    let admin = node.admin().await;
     let put = |schedule: &'static str| {
-        http.put(format!("{base}/api/v1/jobs/user_sync"))
-            .header("x-csrf-token", &csrf)
-            .json(&serde_json::json!({"schedule": schedule, "enabled": true}))
-            .send()
+        let admin = admin.clone();
+        async move {
+            admin
+                .put_json(
+                    "/api/v1/jobs/user_sync",
+                    &serde_json::json!({"schedule": schedule, "enabled": true}),
+                )
+                .await
+        }
     };
-    let r = put("every 99999999999d").await.expect("an answer");
-    assert_eq!(r.status(), 400);
-    let body: Value = r.json().await.unwrap();
-    let message = body["error"]["message"].as_str().unwrap();
+    let r = put("every 99999999999d")
+        .await
+        .expect(StatusCode::BAD_REQUEST);
+    let message = r.json["error"]["message"].as_str().unwrap();
     assert!(message.contains("366 days"), "{message}");
-    let r = put("every 15m").await.unwrap();
-    assert_eq!(r.status(), 200);
-    server.shutdown().await;
+    put("every 15m").await.expect(StatusCode::OK);
+    node.shutdown().await;
 }
 
 /// A node whose lease lapsed (a pause or a database outage longer than `lease_ttl`) and

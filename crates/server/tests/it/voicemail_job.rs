@@ -4,14 +4,17 @@
 
 use std::time::{Duration, Instant};
 
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use ucbridge_auth::{Credentials, SecretBox, TlsOptions};
+use ucbridge_auth::{Credentials, TlsOptions};
 use ucbridge_cuc::{CucClient, CucConfig, UserQuery};
 use ucbridge_lab::{CucLabConfig, LabConfig, NewVoicemail, RunningLab};
 use ucbridge_server::connections::{self, ConnectionSettings, ConnectionUpdate};
 use ucbridge_server::{Server, ServerConfig};
-use ucbridge_store::{Role, Store, UserRecord};
+use ucbridge_store::{Role, UserRecord};
 use ucbridge_testkit::dovecot::{Dovecot, MASTER_PASSWORD, MASTER_USER};
+
+use crate::common::{self, ApiClient};
 
 fn settings(url: String, user: &str, ca: Option<&str>, options: Value) -> ConnectionSettings {
     ConnectionSettings {
@@ -71,10 +74,7 @@ async fn voicemail_job_pushes_through_the_server_callback() {
     let Some(dovecot) = Dovecot::start(&refs) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("u.db").display()))
-        .await
-        .unwrap();
+    let (store, _dir) = common::sqlite_store().await;
     for alias in &aliases {
         store
             .create_local_user(&UserRecord {
@@ -86,7 +86,7 @@ async fn voicemail_job_pushes_through_the_server_callback() {
             .await
             .unwrap();
     }
-    let secrets = SecretBox::from_base64(&SecretBox::generate_key_base64(), "test").unwrap();
+    let secrets = common::secret_box();
     let ca = lab.ca_certificate_pem();
     for (kind, s, password) in [
         (
@@ -125,45 +125,29 @@ async fn voicemail_job_pushes_through_the_server_callback() {
         .await
         .unwrap();
     let config = ServerConfig {
-        bind: "127.0.0.1:0".parse().unwrap(),
         lease_ttl: Duration::from_secs(3),
         tick: Duration::from_millis(100),
-        ..ServerConfig::default()
+        ..common::local_config()
     };
     let server = Server::start(store.clone(), secrets, config).await.unwrap();
     let base = server.url();
-    let http = reqwest::Client::new();
+    let api = ApiClient::with_token(&base, &token);
 
     // Options with this node's callback URL; the running job restarts with them.
-    let r = http
-        .put(format!("{base}/api/v1/voicemail"))
-        .bearer_auth(&token)
-        .json(&json!({"callback_url": format!("{base}/callbacks/cuc"), "debounce": "1s"}))
-        .send()
+    api.put_json(
+        "/api/v1/voicemail",
+        &json!({"callback_url": format!("{base}/callbacks/cuc"), "debounce": "1s"}),
+    )
+    .await
+    .expect(StatusCode::OK);
+    api.put_json("/api/v1/voicemail", &json!({"debounce": "soon"}))
         .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    let r = http
-        .put(format!("{base}/api/v1/voicemail"))
-        .bearer_auth(&token)
-        .json(&json!({"debounce": "soon"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
+        .expect(StatusCode::BAD_REQUEST);
 
     // The continuous job reconciles every account and subscribes with our callback.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let v: Value = http
-            .get(format!("{base}/api/v1/voicemail"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = api.get("/api/v1/voicemail").await.json;
         let accounts = v["accounts"].as_array().cloned().unwrap_or_default();
         let subscribed = lab
             .cuc()
@@ -218,34 +202,16 @@ async fn voicemail_job_pushes_through_the_server_callback() {
     );
 
     // The user's page shows the voicemail state; Test connection logs in to a mailbox.
-    let one: Value = http
-        .get(format!("{base}/api/v1/users/{alias}"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one = api.get(&format!("/api/v1/users/{alias}")).await.json;
     assert_eq!(one["voicemail"]["cuc_alias"], alias.as_str(), "{one}");
-    let report: Value = http
-        .post(format!("{base}/api/v1/connections/imap/test"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report = api.post("/api/v1/connections/imap/test").await.json;
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["account_count"], aliases.len(), "{report}");
     // Callbacks without the engine's credentials are refused.
-    let r = http
-        .post(format!("{base}/callbacks/cuc"))
-        .body("<x/>")
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_client_error(), "{}", r.status());
+    let anon = ApiClient::new(&base);
+    let r = anon
+        .send(anon.request(Method::POST, "/callbacks/cuc").body("<x/>"))
+        .await;
+    assert!(r.status.is_client_error(), "{}", r.status);
     server.shutdown().await;
 }
