@@ -431,6 +431,38 @@ impl VoicemailEngine {
     }
 }
 
+/// What this engine saw and did since it started: counters only, no per-account reads
+/// (the admin page and the API show it; [`VoicemailEngine::status`] adds every account).
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineActivity {
+    pub subscriptions: Vec<Subscription>,
+    /// Milliseconds since the epoch.
+    pub last_event_at: Option<i64>,
+    pub last_keep_alive_at: Option<i64>,
+    pub events_received: u64,
+    pub imap_polls: PollStats,
+    pub imap_push: ImapPushStats,
+    pub imap_logins: u64,
+    pub imap_checks_trusted: u64,
+}
+
+impl VoicemailEngine {
+    /// The engine's counters, without reading the store.
+    pub fn activity(&self) -> EngineActivity {
+        let shared = lock(&self.inner.shared);
+        EngineActivity {
+            subscriptions: shared.subscriptions.clone(),
+            last_event_at: shared.last_event_at,
+            last_keep_alive_at: shared.last_keep_alive_at,
+            events_received: shared.events_received,
+            imap_polls: shared.polls,
+            imap_push: shared.imap_push,
+            imap_logins: shared.imap_logins,
+            imap_checks_trusted: shared.imap_checks_trusted,
+        }
+    }
+}
+
 /// CUC's voice messages of one mailbox by id, with the folder each is in.
 type OnCuc = HashMap<String, (crate::reconcile::Role, ucbridge_cuc::Message)>;
 

@@ -70,7 +70,7 @@ pub use config::{
     VoicemailOptions, IMAP_PUSH_TOKEN_ENV, MIN_PUSH_TOKEN_LEN, POLL_EVERY_WITH_PUSH,
 };
 pub use engine::{
-    AccountStatus, AccountSummary, ImapPushStats, PollStats, Progress, SyncSummary,
+    AccountStatus, AccountSummary, EngineActivity, ImapPushStats, PollStats, Progress, SyncSummary,
     VoicemailEngine, VoicemailStatus,
 };
 pub use error::{RemovalsRefused, VoicemailError};

@@ -89,6 +89,11 @@ pub struct VoicemailView {
     total: i64,
     /// This page of them, by alias.
     accounts: Vec<super::users::VoicemailAccountView>,
+    /// The engine's counters since it started (CUNI events, IMAP push notifications, IMAP
+    /// logins, reconcile checks answered by trusting push, polls) — only on the node that
+    /// runs the voicemail job; `null` elsewhere.
+    #[schema(value_type = Option<Object>)]
+    engine: Option<ucbridge_voicemail::EngineActivity>,
 }
 
 /// Voicemail sync: its options and the state of the matched accounts, paged (from the
@@ -111,10 +116,16 @@ pub(super) async fn get_voicemail(
     let offset = i64::try_from(q.offset).unwrap_or(i64::MAX);
     let (total, accounts) = state.store.voicemail_accounts_page(offset, limit).await?;
     let accounts = accounts.into_iter().map(Into::into).collect();
+    let engine = state
+        .voicemail
+        .read()
+        .ok()
+        .and_then(|slot| slot.as_ref().map(|e| e.activity()));
     Ok(Json(VoicemailView {
         options,
         total,
         accounts,
+        engine,
     }))
 }
 

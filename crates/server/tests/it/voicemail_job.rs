@@ -200,6 +200,14 @@ async fn voicemail_job_pushes_through_the_server_callback() {
         delivered >= 1,
         "CUC's event went through the server's callback route"
     );
+    // This node runs the job, so the page shows the engine's counters: the event it got.
+    let v = api.get("/api/v1/voicemail").await.json;
+    assert!(
+        v["engine"]["events_received"].as_u64().unwrap_or(0) >= 1,
+        "{}",
+        v["engine"]
+    );
+    assert_eq!(v["total"], aliases.len(), "{v}");
 
     // The user's page shows the voicemail state; Test connection logs in to a mailbox.
     let one = api.get(&format!("/api/v1/users/{alias}")).await.json;
