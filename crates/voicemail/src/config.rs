@@ -1,6 +1,7 @@
 //! Settings: the IMAP server (`[imap]`) and the sync itself (`[voicemail]`), as typed
 //! values and as the TOML tables the CLI and the server read.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -255,6 +256,9 @@ pub struct VoicemailOptions {
     pub confirm_removals: bool,
     /// What the mail carries: MP3, the original WAV, or both.
     pub attachment_format: AttachmentFormat,
+    /// Per-user exceptions to `attachment_format`, by local username (lower-cased), e.g.
+    /// `wav` for a user whose client plays only WAV.
+    pub attachment_format_by_user: HashMap<String, AttachmentFormat>,
     /// Bearer token the IMAP server's push notifications present on `POST
     /// /callbacks/imap` (Dovecot with `contrib/dovecot/ucbridge-push.lua`); `None` = the
     /// route refuses everything and IMAP changes are found by polling only.
@@ -288,6 +292,16 @@ pub const MIN_PUSH_TOKEN_LEN: usize = 16;
 /// call failed), beside the full reconcile every `reconcile_every`.
 pub const POLL_EVERY_WITH_PUSH: Duration = Duration::from_secs(10 * 60);
 
+impl VoicemailOptions {
+    /// The attachment format of one user's voicemail: their exception, else the global one.
+    pub fn attachment_format_for(&self, local_username: &str) -> AttachmentFormat {
+        self.attachment_format_by_user
+            .get(&local_username.trim().to_lowercase())
+            .copied()
+            .unwrap_or(self.attachment_format)
+    }
+}
+
 impl Default for VoicemailOptions {
     fn default() -> Self {
         VoicemailOptions {
@@ -311,6 +325,7 @@ impl Default for VoicemailOptions {
             removal_guard: RemovalGuard::default(),
             confirm_removals: false,
             attachment_format: AttachmentFormat::default(),
+            attachment_format_by_user: HashMap::new(),
             imap_push_token: None,
             trust_imap_push: true,
             push_trust_window: PUSH_TRUST_WINDOW,
@@ -449,6 +464,9 @@ pub struct VoicemailFileConfig {
     pub confirm_removals: bool,
     /// `mp3` (default), `wav` (as CUC stores it) or `both`.
     pub attachment_format: Option<AttachmentFormat>,
+    /// Exceptions by local username: `{ jdoe = "wav" }`.
+    #[serde(default)]
+    pub attachment_format_by_user: BTreeMap<String, AttachmentFormat>,
     /// File holding the bearer token of IMAP push notifications (`POST /callbacks/imap`,
     /// first line; or `UCBRIDGE_IMAP_PUSH_TOKEN`). Not a value in this table: the server
     /// shows the table to API readers.
@@ -523,6 +541,11 @@ impl VoicemailFileConfig {
         if let Some(f) = self.attachment_format {
             o.attachment_format = f;
         }
+        o.attachment_format_by_user = self
+            .attachment_format_by_user
+            .iter()
+            .map(|(user, f)| (user.trim().to_lowercase(), *f))
+            .collect();
         if let Some(trust) = self.trust_imap_push {
             o.trust_imap_push = trust;
         }
@@ -689,6 +712,18 @@ mod tests {
             assert_eq!(vm.to_options().unwrap().attachment_format, want);
         }
         assert!(toml::from_str::<VoicemailFileConfig>("attachment_format = \"ogg\"").is_err());
+        let vm: VoicemailFileConfig = toml::from_str(
+            "attachment_format = \"both\"\nattachment_format_by_user = { JDoe = \"wav\" }",
+        )
+        .unwrap();
+        let o = vm.to_options().unwrap();
+        assert_eq!(o.attachment_format_for("jdoe"), AttachmentFormat::Wav);
+        assert_eq!(o.attachment_format_for("JDOE "), AttachmentFormat::Wav);
+        assert_eq!(o.attachment_format_for("alice"), AttachmentFormat::Both);
+        assert!(toml::from_str::<VoicemailFileConfig>(
+            "attachment_format_by_user = { jdoe = \"ogg\" }"
+        )
+        .is_err());
     }
 
     #[test]

@@ -217,6 +217,13 @@ impl VoicemailEngine {
                 e,
             )
         });
+        let mail = MailFor {
+            to,
+            format: self
+                .inner
+                .options
+                .attachment_format_for(&account.local_username),
+        };
         let mut out = Appended::default();
         for (id, d) in plans {
             for a in &d.actions {
@@ -228,7 +235,7 @@ impl VoicemailEngine {
                 };
                 let folder = folder_name(folders, role);
                 match self
-                    .append_one(conn, mailbox, id, m, to, &folder, seen)
+                    .append_one(conn, mailbox, id, m, &mail, &folder, seen)
                     .await
                 {
                     Ok(problem) => {
@@ -260,7 +267,7 @@ impl VoicemailEngine {
         mailbox: &MailboxRef,
         id: &str,
         m: &Message,
-        to: Option<(&str, &str)>,
+        mail: &MailFor<'_>,
         folder: &str,
         seen: bool,
     ) -> Result<Option<String>, VoicemailError> {
@@ -271,9 +278,9 @@ impl VoicemailEngine {
             m,
             audio,
             info.content_type.as_deref(),
-            to,
+            mail.to,
             &inner.options.sender_domain,
-            inner.options.attachment_format,
+            mail.format,
         )
         .await?;
         let date = m.arrival_time_ms.and_then(internal_date);
@@ -487,4 +494,10 @@ pub(super) async fn subscribe_folders(conn: &mut ImapConn, folders: &Folders) {
             }
         }
     }
+}
+
+/// Who a voicemail mail is addressed to (display name, address) and what it carries.
+struct MailFor<'a> {
+    to: Option<(&'a str, &'a str)>,
+    format: crate::config::AttachmentFormat,
 }

@@ -142,3 +142,55 @@ async fn every_cuc_format_syncs_as_mp3_or_keeps_its_wav_with_a_reason() {
     let status = engine.status().await.expect("status");
     assert_eq!(status.accounts[0].account.audio_problems, 3);
 }
+
+/// `attachment_format_by_user`: one user's exception (WAV) beside the global MP3.
+#[tokio::test]
+async fn a_users_own_attachment_format_wins_over_the_global_one() {
+    let Some(w) = world(2, 0).await else { return };
+    for alias in &w.aliases {
+        w.lab
+            .cuc()
+            .deliver_voicemail(
+                alias,
+                NewVoicemail {
+                    caller_name: format!("Caller for {alias}"),
+                    duration_ms: 1500,
+                    format: VoiceFormat::MuLaw8k,
+                    ..NewVoicemail::default()
+                },
+            )
+            .expect("deliver");
+    }
+    let wav_user = w.aliases[0].clone();
+    let mut options = VoicemailOptions::default();
+    options
+        .attachment_format_by_user
+        .insert(wav_user.to_lowercase(), AttachmentFormat::Wav);
+    let engine = w.engine(options);
+    let summary = engine.sync_all(&|_, _| {}).await.expect("sync");
+    assert_eq!(
+        (summary.succeeded, summary.appended),
+        (2, 2),
+        "{:?}",
+        summary.failed
+    );
+
+    for alias in &w.aliases {
+        let mut imap = w.imap(alias).await;
+        let messages = imap.messages("Voicemail").await;
+        assert_eq!(messages.len(), 1, "{alias}");
+        let (attachments, _) = read(&imap.full_message("Voicemail", messages[0].uid).await);
+        imap.logout().await;
+        let want = if *alias == wav_user {
+            ("audio/wav", "voicemessage.wav")
+        } else {
+            ("audio/mpeg", "voicemessage.mp3")
+        };
+        assert_eq!(attachments.len(), 1, "{alias}");
+        assert_eq!(
+            (attachments[0].0.as_str(), attachments[0].1.as_str()),
+            want,
+            "{alias}"
+        );
+    }
+}
