@@ -476,6 +476,8 @@ const VOICEMAIL_SAVED = {
   folders: { inbox: 'Calls/Voicemail', sent: 'Voicemail/Sent', deleted: 'Voicemail/Deleted' },
   hard_delete: false,
   concurrency: 3,
+  attachment_format: 'wav',
+  trust_imap_push: false,
 };
 
 step('voicemail options: saved, shown again after a reload; the server refuses a bad duration', async () => {
@@ -491,6 +493,10 @@ step('voicemail options: saved, shown again after a reload; the server refuses a
   assert.equal(await page.inputValue('#vm-cuc_id'), '');
   assert.equal(await text(byTestId('vm-cuc_id').locator('option:checked')), 'default: alias');
   assert.equal(await page.inputValue('#vm-hard_delete'), '', 'hard_delete is unset');
+  assert.equal(await byTestId('vm-full_read_every').getAttribute('placeholder'), 'default: 6h');
+  assert.equal(await byTestId('vm-push_trust_window').getAttribute('placeholder'), 'default: 1h');
+  assert.equal(await text(byTestId('vm-attachment_format').locator('option:checked')), 'default: mp3');
+  assert.equal(await page.inputValue('#vm-trust_imap_push'), '', 'trust_imap_push is unset');
 
   // A concurrency below 1 never reaches the server.
   await page.fill('#vm-concurrency', '0');
@@ -503,6 +509,8 @@ step('voicemail options: saved, shown again after a reload; the server refuses a
   await page.fill('#vm-folders-inbox', 'Calls/Voicemail');
   await page.selectOption('#vm-hard_delete', 'false');
   await page.fill('#vm-concurrency', '3');
+  await page.selectOption('#vm-attachment_format', 'wav');
+  await page.selectOption('#vm-trust_imap_push', 'false');
   await page.click('#voicemail-save');
   await waitForText('[data-testid="voicemail-msg"]', /^Voicemail options saved/);
   assert.match(await byTestId('voicemail-msg').getAttribute('class'), /alert-ok/);
@@ -515,6 +523,8 @@ step('voicemail options: saved, shown again after a reload; the server refuses a
   assert.equal(await page.inputValue('#vm-folders-sent'), 'Voicemail/Sent');
   assert.equal(await page.inputValue('#vm-hard_delete'), 'false');
   assert.equal(await page.inputValue('#vm-concurrency'), '3');
+  assert.equal(await page.inputValue('#vm-attachment_format'), 'wav');
+  assert.equal(await page.inputValue('#vm-trust_imap_push'), 'false');
   assert.equal(await page.inputValue('#vm-local_id'), '', 'a field left empty stays unset');
   assert.equal(await page.inputValue('#vm-reconcile_every'), '');
   // The API (with the page's session) has exactly what was set: defaults stay defaults.

@@ -175,6 +175,23 @@ const VOICEMAIL_GROUPS = [
       { key: 'reconcile_every', label: 'Full reconcile every', kind: 'text', fallback: '15m', hint: 'Catches anything push and polling missed.' },
       { key: 'push_silence_limit', label: 'Push silence limit', kind: 'text', fallback: '10m', hint: 'Re-subscribe when CUC has sent nothing this long; 0s turns it off.' },
       { key: 'concurrency', label: 'Concurrency', kind: 'count', fallback: '8', hint: 'Accounts synced at once (at least 1).' },
+      { key: 'full_read_every', label: 'Full read every', kind: 'text', fallback: '6h', hint: 'A reconcile reads an unchanged account in full at least this often; 0s = never skip.' },
+      { key: 'push_trust_window', label: 'Trust IMAP push for', kind: 'text', fallback: '1h', hint: 'How long a reconcile may rely on Dovecot\'s push instead of logging in.' },
+    ],
+  },
+  {
+    title: 'Mail',
+    fields: [
+      {
+        key: 'attachment_format', label: 'Attachment', kind: 'choice', fallback: 'mp3',
+        hint: 'What each voicemail mail carries (per-user exceptions: attachment_format_by_user).',
+        choices: [['mp3', 'mp3 (plays everywhere)'], ['wav', 'wav (as CUC stores it)'], ['both', 'both']],
+      },
+      {
+        key: 'trust_imap_push', label: 'Trust IMAP push', kind: 'boolean',
+        unset: 'not set: true (with a push token)',
+        choices: [['true', 'true: no IMAP login for unchanged accounts'], ['false', 'false: every reconcile logs in']],
+      },
     ],
   },
   {
