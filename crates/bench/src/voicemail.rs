@@ -155,64 +155,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let noop = started.elapsed().as_secs_f64();
 
     // Latency: continuous mode with a CUNI subscription to a local callback listener.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let callback = format!("http://{}/callbacks/cuc", listener.local_addr()?);
-    let app = axum::Router::new().nest("/callbacks/cuc", engine.callback_router());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = engine.clone();
-    let run_task = tokio::spawn(async move {
-        runner
-            .run(Some(callback), async {
-                let _ = stop_rx.await;
-            })
-            .await;
-    });
-    // Its start-up reconcile finds nothing to do; wait for it and the subscription.
-    let settle = Instant::now();
-    while lab.cuc().subscriptions().len() < args.mailboxes.div_ceil(500)
-        || settle.elapsed() < Duration::from_secs(1)
-    {
-        if settle.elapsed() > Duration::from_secs(120) {
-            bail!("the engine did not subscribe to CUNI");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(2).max(Duration::from_secs_f64(noop * 1.2))).await;
-    let samples = 50.min(aliases.len() * 5);
-    let mut latencies = Vec::with_capacity(samples);
-    let mut rng = rand::thread_rng();
-    eprintln!("Latency: {samples} new voicemails, CUC -> IMAP...");
-    for i in 0..samples {
-        let alias = &aliases[rng.gen_range(0..aliases.len())];
-        let user_dir = dovecot.mail_dir().join(alias);
-        let before = maildir_count(&user_dir);
-        let t0 = Instant::now();
-        lab.cuc()
-            .deliver_voicemail(
-                alias,
-                NewVoicemail {
-                    caller_number: format!("+1408555{i:04}"),
-                    caller_name: "Bench Caller".into(),
-                    duration_ms: 3000,
-                    ..NewVoicemail::default()
-                },
-            )
-            .map_err(|e| anyhow::anyhow!(e))?;
-        loop {
-            if maildir_count(&user_dir) > before {
-                latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
-                break;
-            }
-            if t0.elapsed() > Duration::from_secs(30) {
-                bail!("voicemail for {alias} did not arrive in 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (stop_tx, run_task) = start_continuous(&engine, &lab, args.mailboxes, noop).await?;
+    let mut latencies = cuc_to_imap_latencies(&lab, &dovecot, &aliases).await?;
     let imap_samples = 30.min(aliases.len());
     eprintln!("Latency: {imap_samples} read changes on IMAP -> CUC (pushed, debounced)...");
     let picked: Vec<String> = aliases.iter().take(imap_samples).cloned().collect();
@@ -253,6 +197,92 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     if args.json {
         return print_json(&report);
     }
+    print_report(&report);
+    Ok(())
+}
+
+/// Run the engine continuously with a CUNI subscription to a local callback listener, and
+/// wait until its start-up reconcile and the subscription are done.
+async fn start_continuous(
+    engine: &VoicemailEngine,
+    lab: &RunningLab,
+    mailboxes: usize,
+    noop: f64,
+) -> Result<(
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let callback = format!("http://{}/callbacks/cuc", listener.local_addr()?);
+    let app = axum::Router::new().nest("/callbacks/cuc", engine.callback_router());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = engine.clone();
+    let run_task = tokio::spawn(async move {
+        runner
+            .run(Some(callback), async {
+                let _ = stop_rx.await;
+            })
+            .await;
+    });
+    // Its start-up reconcile finds nothing to do; wait for it and the subscription.
+    let settle = Instant::now();
+    while lab.cuc().subscriptions().len() < mailboxes.div_ceil(500)
+        || settle.elapsed() < Duration::from_secs(1)
+    {
+        if settle.elapsed() > Duration::from_secs(120) {
+            bail!("the engine did not subscribe to CUNI");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2).max(Duration::from_secs_f64(noop * 1.2))).await;
+    Ok((stop_tx, run_task))
+}
+
+/// CUC -> IMAP: new voicemails delivered on the lab, timed until they are in the maildir.
+async fn cuc_to_imap_latencies(
+    lab: &RunningLab,
+    dovecot: &Dovecot,
+    aliases: &[String],
+) -> Result<Vec<f64>> {
+    let samples = 50.min(aliases.len() * 5);
+    let mut latencies = Vec::with_capacity(samples);
+    let mut rng = rand::thread_rng();
+    eprintln!("Latency: {samples} new voicemails, CUC -> IMAP...");
+    for i in 0..samples {
+        let alias = &aliases[rng.gen_range(0..aliases.len())];
+        let user_dir = dovecot.mail_dir().join(alias);
+        let before = maildir_count(&user_dir);
+        let t0 = Instant::now();
+        lab.cuc()
+            .deliver_voicemail(
+                alias,
+                NewVoicemail {
+                    caller_number: format!("+1408555{i:04}"),
+                    caller_name: "Bench Caller".into(),
+                    duration_ms: 3000,
+                    ..NewVoicemail::default()
+                },
+            )
+            .map_err(|e| anyhow::anyhow!(e))?;
+        loop {
+            if maildir_count(&user_dir) > before {
+                latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(30) {
+                bail!("voicemail for {alias} did not arrive in 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(latencies)
+}
+
+fn print_report(report: &Report) {
     println!(
         "mailboxes: {} x {} messages ({} appended)",
         report.mailboxes, report.messages_per_mailbox, report.messages_appended
@@ -282,5 +312,4 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     if let Some(rss) = report.peak_rss_mib {
         println!("peak RSS (ucbridge + in-process lab): {rss:.0} MiB");
     }
-    Ok(())
 }

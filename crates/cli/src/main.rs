@@ -307,70 +307,7 @@ async fn run(cli: Cli) -> Result<()> {
             connection,
             database_url,
             command,
-        } => {
-            let file = config::load(cli.config.as_deref())?;
-            let store = open_store(database_url, &file).await?;
-            let rules = file
-                .directory_sync
-                .clone()
-                .unwrap_or_default()
-                .compile()
-                .context("bad [directory_sync] rules")?;
-            let snapshot_options = match &file.snapshot {
-                Some(s) => s.to_options()?,
-                None => SnapshotOptions::default(),
-            };
-            let keeper = async || -> Result<SnapshotKeeper> {
-                let config = connection.clone().resolve(file.axl.as_ref())?;
-                let client = AxlClient::connect(config)
-                    .await
-                    .context("cannot connect to CUCM AXL")?;
-                Ok(SnapshotKeeper::new(
-                    client,
-                    store.clone(),
-                    snapshot_options.clone(),
-                ))
-            };
-            match command {
-                sync_cmd::SyncCommand::Refresh => sync_cmd::refresh(&keeper().await?).await,
-                sync_cmd::SyncCommand::Users {
-                    dry_run,
-                    confirm_removals,
-                    refresh,
-                    full,
-                    json,
-                } => {
-                    if refresh {
-                        sync_cmd::refresh(&keeper().await?).await?;
-                    }
-                    let options = SyncOptions {
-                        dry_run,
-                        confirm_removals,
-                        full,
-                        ..SyncOptions::default()
-                    };
-                    let outcome = sync_cmd::users(&store, &rules, options, json).await?;
-                    if outcome.status == RunStatus::Refused {
-                        anyhow::bail!("the user sync was refused (see above); nothing was changed");
-                    }
-                    Ok(())
-                }
-                sync_cmd::SyncCommand::Status { json } => sync_cmd::status(&store, json).await,
-                sync_cmd::SyncCommand::Voicemail(args) => {
-                    voicemail_cmd::run(args, &file, store.clone()).await
-                }
-                sync_cmd::SyncCommand::Watch => {
-                    let keeper = keeper().await?;
-                    eprintln!("Keeping the CUCM snapshot fresh; Ctrl-C stops.");
-                    keeper
-                        .run(async {
-                            let _ = tokio::signal::ctrl_c().await;
-                        })
-                        .await;
-                    Ok(())
-                }
-            }
-        }
+        } => run_sync(connection, database_url, command, cli.config.as_deref()).await,
         Command::Devices {
             connection,
             database_url,
@@ -444,6 +381,77 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             let file = config::load(cli.config.as_deref())?;
             sso_cmd::run(connection, file.sso.as_ref(), command, json).await
+        }
+    }
+}
+
+/// `ucbridge sync …`: the snapshot, user sync, status, voicemail and watch.
+async fn run_sync(
+    connection: AxlConnection,
+    database_url: Option<String>,
+    command: sync_cmd::SyncCommand,
+    config_path: Option<&std::path::Path>,
+) -> Result<()> {
+    let file = config::load(config_path)?;
+    let store = open_store(database_url, &file).await?;
+    let rules = file
+        .directory_sync
+        .clone()
+        .unwrap_or_default()
+        .compile()
+        .context("bad [directory_sync] rules")?;
+    let snapshot_options = match &file.snapshot {
+        Some(s) => s.to_options()?,
+        None => SnapshotOptions::default(),
+    };
+    let keeper = async || -> Result<SnapshotKeeper> {
+        let config = connection.clone().resolve(file.axl.as_ref())?;
+        let client = AxlClient::connect(config)
+            .await
+            .context("cannot connect to CUCM AXL")?;
+        Ok(SnapshotKeeper::new(
+            client,
+            store.clone(),
+            snapshot_options.clone(),
+        ))
+    };
+    match command {
+        sync_cmd::SyncCommand::Refresh => sync_cmd::refresh(&keeper().await?).await,
+        sync_cmd::SyncCommand::Users {
+            dry_run,
+            confirm_removals,
+            refresh,
+            full,
+            json,
+        } => {
+            if refresh {
+                sync_cmd::refresh(&keeper().await?).await?;
+            }
+            let options = SyncOptions {
+                dry_run,
+                confirm_removals,
+                full,
+                ..SyncOptions::default()
+            };
+            let outcome = sync_cmd::users(&store, &rules, options, json).await?;
+            if outcome.status == RunStatus::Refused {
+                anyhow::bail!("the user sync was refused (see above); nothing was changed");
+            }
+            Ok(())
+        }
+        sync_cmd::SyncCommand::Status { json } => sync_cmd::status(&store, json).await,
+        sync_cmd::SyncCommand::Voicemail(args) => {
+            voicemail_cmd::run(args, &file, store.clone()).await
+        }
+        sync_cmd::SyncCommand::Watch => {
+            let keeper = keeper().await?;
+            eprintln!("Keeping the CUCM snapshot fresh; Ctrl-C stops.");
+            keeper
+                .run(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await;
+            Ok(())
         }
     }
 }

@@ -531,51 +531,142 @@ async fn start_lab_services(
     services: &mut LabServices,
     server_url: &str,
 ) -> Result<()> {
-    use ucbridge_lab::services::{self as svc, ServiceError};
     let server_url = server_url
         .replace("://0.0.0.0:", "://127.0.0.1:")
         .replace("://[::]:", "://[::1]:");
-    // IMAP.
+    start_lab_dovecot(store, secrets, services, &server_url).await?;
+    start_lab_slapd(store, secrets, services).await
+}
+
+/// Dovecot with a master user for voicemail sync, the push script and the checkpassword
+/// passdb, when installed and no `imap` connection is configured by someone else.
+#[cfg(feature = "lab")]
+async fn start_lab_dovecot(
+    store: &Store,
+    secrets: &SecretBox,
+    services: &mut LabServices,
+    server_url: &str,
+) -> Result<()> {
+    use ucbridge_lab::services::{self as svc, ServiceError};
     if configured_elsewhere(store, connections::ConnectionKind::Imap).await? {
         eprintln!("IMAP: the imap connection is configured; the lab starts no Dovecot.");
-    } else if svc::dovecot::binary().is_none() {
+        return Ok(());
+    }
+    if svc::dovecot::binary().is_none() {
         eprintln!("IMAP: off (dovecot not installed: apt-get install dovecot-imapd)");
-    } else {
-        let dir = services.dir.path().to_owned();
-        let mut parts = vec!["voicemail sync"];
-        let mut off = Vec::new();
-        let lua_push = match &services.push_token {
-            Ok(token) if dovecot_has_lua() => {
-                let script = dir.join("ucbridge-push.lua");
-                std::fs::write(&script, PUSH_LUA).context("cannot write the push script")?;
-                let token_file = dir.join("imap-push-token");
-                write_secret(&token_file, token)?;
-                parts.push("IMAP push");
-                Some(svc::LuaPush {
-                    script,
-                    settings: vec![
-                        (
-                            "ucbridge_push_url".into(),
-                            format!("{server_url}/callbacks/imap"),
-                        ),
-                        (
-                            "ucbridge_push_token".into(),
-                            format!("<{}", token_file.display()),
-                        ),
-                        ("ucbridge_push_skip_master".into(), LAB_IMAP_MASTER.into()),
-                    ],
-                })
+        return Ok(());
+    }
+    let dir = services.dir.path().to_owned();
+    let mut parts = vec!["voicemail sync"];
+    let mut off = Vec::new();
+    let lua_push = lab_push_plugin(services, &dir, server_url, &mut parts, &mut off)?;
+    let checkpassword = lab_checkpassword(services, &dir, server_url, &mut parts, &mut off)?;
+    let master_password = lab_secret();
+    let dovecot_config = svc::DovecotConfig {
+        users: Vec::new(),
+        user_password: lab_secret(),
+        master_user: LAB_IMAP_MASTER.into(),
+        master_password: master_password.clone(),
+        tls: None,
+        lua_push,
+        checkpassword,
+        any_user: true,
+        port: None,
+        parent_dir: Some(dir),
+    };
+    match tokio::task::spawn_blocking(move || svc::Dovecot::start(&dovecot_config)).await? {
+        Ok(dovecot) => {
+            let update = ConnectionUpdate {
+                settings: ConnectionSettings {
+                    url: format!("imap://{}:{}", dovecot.host(), dovecot.port()),
+                    username: LAB_IMAP_MASTER.into(),
+                    auth: AuthMode::Basic,
+                    ca_pem: None,
+                    insecure_skip_tls_verify: false,
+                    options: ConnectionOptions::Imap(ImapOptions {
+                        security: Some(ucbridge_voicemail::ImapSecurity::Plain),
+                        ..ImapOptions::default()
+                    })
+                    .to_stored(),
+                },
+                password: Some(master_password),
+            };
+            save_lab_connection(store, secrets, "imap", update).await?;
+            let version = svc::dovecot::version().unwrap_or_else(|| "version unknown".into());
+            let mut line = format!(
+                "IMAP (Dovecot {version}) on {}:{}: {}",
+                dovecot.host(),
+                dovecot.port(),
+                parts.join(", ")
+            );
+            for o in &off {
+                line.push_str("; ");
+                line.push_str(o);
             }
-            Ok(_) => {
-                off.push("IMAP push off (Dovecot's Lua push driver is not installed: apt-get install dovecot-lua)".to_owned());
-                None
-            }
-            Err(why) => {
-                off.push(format!("IMAP push off ({why})"));
-                None
-            }
-        };
-        let checkpassword = match (&services.passdb_token_file, std::env::current_exe()) {
+            eprintln!("{line}");
+            services.dovecot = Some(dovecot);
+        }
+        Err(e @ ServiceError::NotInstalled { .. }) => eprintln!("IMAP: off ({e})"),
+        Err(e) => eprintln!("IMAP: off (Dovecot did not start: {e})"),
+    }
+    Ok(())
+}
+
+/// The push script's settings, or why push is off.
+#[cfg(feature = "lab")]
+fn lab_push_plugin(
+    services: &LabServices,
+    dir: &std::path::Path,
+    server_url: &str,
+    parts: &mut Vec<&'static str>,
+    off: &mut Vec<String>,
+) -> Result<Option<ucbridge_lab::services::LuaPush>> {
+    use ucbridge_lab::services as svc;
+    Ok(match &services.push_token {
+        Ok(token) if dovecot_has_lua() => {
+            let script = dir.join("ucbridge-push.lua");
+            std::fs::write(&script, PUSH_LUA).context("cannot write the push script")?;
+            let token_file = dir.join("imap-push-token");
+            write_secret(&token_file, token)?;
+            parts.push("IMAP push");
+            Some(svc::LuaPush {
+                script,
+                settings: vec![
+                    (
+                        "ucbridge_push_url".into(),
+                        format!("{server_url}/callbacks/imap"),
+                    ),
+                    (
+                        "ucbridge_push_token".into(),
+                        format!("<{}", token_file.display()),
+                    ),
+                    ("ucbridge_push_skip_master".into(), LAB_IMAP_MASTER.into()),
+                ],
+            })
+        }
+        Ok(_) => {
+            off.push("IMAP push off (Dovecot's Lua push driver is not installed: apt-get install dovecot-lua)".to_owned());
+            None
+        }
+        Err(why) => {
+            off.push(format!("IMAP push off ({why})"));
+            None
+        }
+    })
+}
+
+/// The checkpassword passdb asking this server, or why mail sign-in is off.
+#[cfg(feature = "lab")]
+fn lab_checkpassword(
+    services: &LabServices,
+    dir: &std::path::Path,
+    server_url: &str,
+    parts: &mut Vec<&'static str>,
+    off: &mut Vec<String>,
+) -> Result<Option<ucbridge_lab::services::Checkpassword>> {
+    use ucbridge_lab::services as svc;
+    Ok(
+        match (&services.passdb_token_file, std::env::current_exe()) {
             (Some(server_token_file), Ok(program)) => {
                 // A copy Dovecot's auth process (nobody, when run as root) may read.
                 let token_file = dir.join("dovecot-passdb-token");
@@ -586,7 +677,7 @@ async fn start_lab_services(
                     program,
                     args: vec!["auth".into(), "checkpassword".into()],
                     env: vec![
-                        ("UCBRIDGE_PASSDB_SERVER".into(), server_url.clone()),
+                        ("UCBRIDGE_PASSDB_SERVER".into(), server_url.to_owned()),
                         (
                             "UCBRIDGE_PASSDB_TOKEN_FILE".into(),
                             token_file.display().to_string(),
@@ -602,57 +693,19 @@ async fn start_lab_services(
                 off.push(format!("mail sign-in off (cannot find this program: {e})"));
                 None
             }
-        };
-        let master_password = lab_secret();
-        let dovecot_config = svc::DovecotConfig {
-            users: Vec::new(),
-            user_password: lab_secret(),
-            master_user: LAB_IMAP_MASTER.into(),
-            master_password: master_password.clone(),
-            tls: None,
-            lua_push,
-            checkpassword,
-            any_user: true,
-            port: None,
-            parent_dir: Some(dir),
-        };
-        match tokio::task::spawn_blocking(move || svc::Dovecot::start(&dovecot_config)).await? {
-            Ok(dovecot) => {
-                let update = ConnectionUpdate {
-                    settings: ConnectionSettings {
-                        url: format!("imap://{}:{}", dovecot.host(), dovecot.port()),
-                        username: LAB_IMAP_MASTER.into(),
-                        auth: AuthMode::Basic,
-                        ca_pem: None,
-                        insecure_skip_tls_verify: false,
-                        options: ConnectionOptions::Imap(ImapOptions {
-                            security: Some(ucbridge_voicemail::ImapSecurity::Plain),
-                            ..ImapOptions::default()
-                        })
-                        .to_stored(),
-                    },
-                    password: Some(master_password),
-                };
-                save_lab_connection(store, secrets, "imap", update).await?;
-                let version = svc::dovecot::version().unwrap_or_else(|| "version unknown".into());
-                let mut line = format!(
-                    "IMAP (Dovecot {version}) on {}:{}: {}",
-                    dovecot.host(),
-                    dovecot.port(),
-                    parts.join(", ")
-                );
-                for o in &off {
-                    line.push_str("; ");
-                    line.push_str(o);
-                }
-                eprintln!("{line}");
-                services.dovecot = Some(dovecot);
-            }
-            Err(e @ ServiceError::NotInstalled { .. }) => eprintln!("IMAP: off ({e})"),
-            Err(e) => eprintln!("IMAP: off (Dovecot did not start: {e})"),
-        }
-    }
-    // LDAP.
+        },
+    )
+}
+
+/// slapd with a generated admin password, when installed and no `ldap` connection is
+/// configured by someone else.
+#[cfg(feature = "lab")]
+async fn start_lab_slapd(
+    store: &Store,
+    secrets: &SecretBox,
+    services: &mut LabServices,
+) -> Result<()> {
+    use ucbridge_lab::services::{self as svc, ServiceError};
     if configured_elsewhere(store, connections::ConnectionKind::Ldap).await? {
         eprintln!("LDAP: the ldap connection is configured; the lab starts no slapd.");
     } else if svc::slapd::binaries().is_none() {
