@@ -1,7 +1,7 @@
 //! Throttling of login attempts, per client address and per username, so passwords cannot
 //! be guessed at the speed of the network, nor the node's CPU burnt on argon2 by a flood.
 //!
-//! Both limits count every attempt (a GCRA from `governor`), checked before the password
+//! Both limits count every attempt (a GCRA: `ucbridge_signin::Throttle`), checked before the password
 //! hash is computed. The per-username limit also holds against guesses spread over many
 //! addresses; the price is that a flood can keep that account's owner waiting too (the
 //! `ucbridge admin` CLI and API tokens are unaffected). Behind a reverse proxy every
@@ -13,22 +13,14 @@
 //! key maps hold at most that many small entries. Two names in one bucket share a budget;
 //! with 65,536 buckets that is rare, and nobody can aim for it without the process's key.
 
-use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use ucbridge_signin::Throttle;
 
 /// Longest username looked at (bytes). Account names are at most 64 characters; longer
 /// input is cut here, before throttling, lookups and logging.
 pub(crate) const MAX_USERNAME_BYTES: usize = 256;
-
-/// Keys whose limit has fully replenished are dropped at most every `PRUNE_EVERY`, once a
-/// map holds more than `PRUNE_ABOVE` of them, to give the memory of a past flood back.
-const PRUNE_ABOVE: usize = 10_000;
-const PRUNE_EVERY: Duration = Duration::from_secs(10);
 
 /// `text` cut to at most `max` bytes, on a character boundary.
 pub(crate) fn truncate(text: &str, max: usize) -> &str {
@@ -42,77 +34,21 @@ pub(crate) fn truncate(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-pub struct LoginLimiter {
-    by_address: DefaultKeyedRateLimiter<u16>,
-    by_username: DefaultKeyedRateLimiter<u16>,
-    hasher: RandomState,
-    clock: DefaultClock,
-    last_prune: std::sync::Mutex<std::time::Instant>,
-}
+/// The admin login limit: the sign-in service's [`Throttle`] with one rate for both keys.
+pub struct LoginLimiter(Throttle);
 
 impl LoginLimiter {
     /// `per_minute` attempts per minute per key, in a burst of as many; `0` turns
     /// throttling off.
     pub fn new(per_minute: u32) -> Option<LoginLimiter> {
-        let n = NonZeroU32::new(per_minute)?;
-        let quota = Quota::per_minute(n).allow_burst(n);
-        Some(LoginLimiter {
-            by_address: RateLimiter::keyed(quota),
-            by_username: RateLimiter::keyed(quota),
-            hasher: RandomState::new(),
-            clock: DefaultClock::default(),
-            last_prune: std::sync::Mutex::new(std::time::Instant::now()),
-        })
+        (per_minute > 0).then(|| LoginLimiter(Throttle::new(per_minute, per_minute)))
     }
 
-    fn bucket<T: std::hash::Hash>(&self, key: T) -> u16 {
-        // Truncation is the point: the low 16 bits of a keyed 64-bit hash.
-        self.hasher.hash_one(key) as u16
-    }
-
-    /// Count one attempt; `Err(wait)` when it is over either limit.
+    /// Count one attempt; `Err(wait)` when it is over either limit. Names are counted
+    /// case-insensitively, so "Admin", "ADMIN", ... do not each get a budget.
     pub fn check(&self, address: Option<IpAddr>, username: &str) -> Result<(), Duration> {
-        let now = self.clock.now();
-        if let Some(ip) = address {
-            self.by_address
-                .check_key(&self.bucket(address_key(ip)))
-                .map_err(|not_until| not_until.wait_time_from(now))?;
-        }
-        // Counted case-insensitively, so "Admin", "ADMIN", ... do not each get a budget.
-        let name = truncate(username, MAX_USERNAME_BYTES).to_lowercase();
-        self.by_username
-            .check_key(&self.bucket(name))
-            .map_err(|not_until| not_until.wait_time_from(now))?;
-        self.prune_now_and_then();
-        Ok(())
-    }
-
-    fn prune_now_and_then(&self) {
-        if self.by_address.len() <= PRUNE_ABOVE && self.by_username.len() <= PRUNE_ABOVE {
-            return;
-        }
-        // A poisoned lock only means a panic elsewhere mid-prune; pruning stays safe.
-        let mut last = self
-            .last_prune
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if last.elapsed() >= PRUNE_EVERY {
-            *last = std::time::Instant::now();
-            drop(last);
-            self.by_address.retain_recent();
-            self.by_username.retain_recent();
-        }
-    }
-}
-
-/// One IPv6 host usually holds a whole /64, so that is one client; IPv4 as it is.
-fn address_key(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(v4) => u128::from(u32::from(v4)),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => u128::from(u32::from(v4)),
-            None => (u128::from(v6) >> 64) | (1 << 127),
-        },
+        self.0
+            .check(address, truncate(username, MAX_USERNAME_BYTES))
     }
 }
 
@@ -157,16 +93,9 @@ mod tests {
             let _ = limiter.check(Some(ip), &format!("user-{i}-{}", "x".repeat(300)));
         }
         let buckets = usize::from(u16::MAX) + 1;
-        assert!(
-            limiter.by_username.len() <= buckets,
-            "{}",
-            limiter.by_username.len()
-        );
-        assert!(
-            limiter.by_address.len() <= buckets,
-            "{}",
-            limiter.by_address.len()
-        );
+        let (by_username, by_address) = limiter.0.tracked_keys();
+        assert!(by_username <= buckets, "{by_username}");
+        assert!(by_address <= buckets, "{by_address}");
     }
 
     #[test]

@@ -58,6 +58,7 @@ use ucbridge_axl::{AxlClient, AxlError, Secret, UserCredential};
 use ucbridge_store::Store;
 
 pub use config::{SignInConfig, SignInConfigError, SignInFileConfig, MAX_LOGIN_BYTES};
+pub use throttle::Throttle;
 
 /// Where the authenticator gets the AXL client of the moment (the server edits the CUCM
 /// connection at runtime, so it is asked per CUCM request; implementations cache).

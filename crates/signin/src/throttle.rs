@@ -1,8 +1,8 @@
 //! Throttling of sign-in attempts per login name and per client address, checked before
 //! anything else happens (no database read, no hash, no CUCM request).
 //!
-//! The same design as the admin login limiter (`ucbridge-server`'s `login_limit.rs`): a GCRA
-//! per key (`governor`), keys being a keyed hash (random per process) of the lower-cased
+//! The one throttle of the project: the server's admin login limiter (`login_limit.rs`) is
+//! this with one rate for both keys. A GCRA per key (`governor`), keys being a keyed hash (random per process) of the lower-cased
 //! login or of the address (IPv6 per /64) cut to 65,536 buckets, so a flood of distinct
 //! names cannot grow memory. Unlike the admin limiter the two limits have their own rates
 //! (`[signin] attempts_per_minute_per_user` / `_per_address`): behind NAT many mail
@@ -20,7 +20,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 const PRUNE_ABOVE: usize = 10_000;
 const PRUNE_EVERY: Duration = Duration::from_secs(10);
 
-pub(crate) struct Throttle {
+pub struct Throttle {
     by_user: Option<DefaultKeyedRateLimiter<u16>>,
     by_address: Option<DefaultKeyedRateLimiter<u16>>,
     hasher: RandomState,
@@ -35,7 +35,7 @@ fn limiter(per_minute: u32) -> Option<DefaultKeyedRateLimiter<u16>> {
 
 impl Throttle {
     /// `0` turns a limit off.
-    pub(crate) fn new(per_user: u32, per_address: u32) -> Throttle {
+    pub fn new(per_user: u32, per_address: u32) -> Throttle {
         Throttle {
             by_user: limiter(per_user),
             by_address: limiter(per_address),
@@ -50,9 +50,9 @@ impl Throttle {
         self.hasher.hash_one(key) as u16
     }
 
-    /// Count one attempt; `Err(wait)` when it is over either limit. `login` is already
-    /// bounded by the caller (`MAX_LOGIN_BYTES`).
-    pub(crate) fn check(&self, address: Option<IpAddr>, login: &str) -> Result<(), Duration> {
+    /// Count one attempt; `Err(wait)` when it is over either limit. `login` is bounded by
+    /// the caller; it is counted case-insensitively.
+    pub fn check(&self, address: Option<IpAddr>, login: &str) -> Result<(), Duration> {
         let now = self.clock.now();
         if let (Some(limit), Some(ip)) = (&self.by_address, address) {
             limit
@@ -66,6 +66,12 @@ impl Throttle {
         }
         self.prune_now_and_then();
         Ok(())
+    }
+
+    /// Keys tracked per login and per address (each at most 65,536).
+    pub fn tracked_keys(&self) -> (usize, usize) {
+        let len = |l: &Option<DefaultKeyedRateLimiter<u16>>| l.as_ref().map_or(0, |l| l.len());
+        (len(&self.by_user), len(&self.by_address))
     }
 
     fn prune_now_and_then(&self) {
