@@ -5,7 +5,8 @@
 // with the lab's URL, credentials and CA, "Test connection", the LDAP export and IMAP
 // options as form fields (kept after a reload; a mistyped key refused) and
 // "Re-Synchronize" running the LDAP re-sync job, "Run now" on the snapshot job
-// (a full refresh) and on user sync, then the users list and one user, the voicemail
+// (a full refresh) and on user sync, the status view's charts of those runs (and of this
+// node's AXL calls per minute), then the users list and one user, the voicemail
 // options form (saved, shown again after a reload, a bad duration refused by the server),
 // an API token (a read-only token cannot run a job; revoked it stops working), a read-only
 // account's view, and sign out. The page must run under the server's CSP without a violation.
@@ -15,127 +16,30 @@
 // browser is a loud skip, and a failure under CI=true. Screenshots and the two processes'
 // logs go to e2e/artifacts/ (git-ignored).
 
-import { test, before, after } from 'node:test';
+import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFile } from 'node:child_process';
-import { promisify } from 'node:util';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { promisify } from 'node:util';
+import {
+  ADMIN_PASSWORD, artifacts, bin, createHarness,
+} from './harness.mjs';
 
 const run = promisify(execFile);
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, '..');
-const artifacts = path.join(here, 'artifacts');
-const bin = process.env.UCBRIDGE_BIN
-  || path.join(process.env.CARGO_TARGET_DIR || path.join(root, 'target'), 'debug', 'ucbridge');
-const chromiumPath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-// Closed network: without these Chromium keeps dialling out and floods refused connections.
-const chromiumArgs = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
-
-const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => fs.existsSync(p));
 
 const LAB_USERS = 120;
 const LAB_ADMIN = { username: 'administrator', password: 'ucbridge-lab' };
-const ADMIN_PASSWORD = 'Admin-pass-1';
 const VIEWER = { username: 'viewer', password: 'Viewer-pass-1' };
 const WAIT = 20000;
 
-const missing = [
-  [bin, 'the ucbridge binary (cargo build -p ucbridge, or set UCBRIDGE_BIN)'],
-  [chromiumPath, 'Chromium (apt-get install chromium)'],
-].filter(([file]) => !fs.existsSync(file)).map(([file, what]) => `${what}: ${file} not found`);
-if (missing.length && process.env.CI === 'true') {
-  throw new Error(`admin page e2e cannot run under CI: ${missing.join('; ')}`);
-}
-const skip = missing.length ? `SKIPPED: ${missing.join('; ')}` : false;
-if (skip) console.error(`\n*** admin.test.mjs ${skip} ***\n`);
-
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ucbridge-admin-e2e-'));
+const {
+  skip, tmp, state, childEnv, start, openBrowser, shutdown, shot, byTestId, text, pageFetch,
+  waitForText, step,
+} = createHarness({ prefix: 'admin' });
 const dataDir = path.join(tmp, 'data');
 const caFile = path.join(tmp, 'lab-ca.pem');
-const children = [];
-const state = { lab: null, server: null, context: null, page: null };
-const problems = []; // CSP violations and uncaught page errors
-
-/** The environment of a child: this one's without UCBRIDGE_* settings, plus `extra`. */
-function childEnv(extra) {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('UCBRIDGE_')));
-  return { ...env, UCBRIDGE_DATA_DIR: dataDir, ...extra };
-}
-
-/** Start `ucbridge <args>` and wait until its stdout matches every pattern of `ready`. */
-function start(name, args, env, ready) {
-  return new Promise((resolve, reject) => {
-    const log = fs.createWriteStream(path.join(artifacts, `admin-${name}.log`));
-    // With util-linux's setpriv the kernel kills the child when this process dies, however
-    // it dies (PR_SET_PDEATHSIG survives the exec).
-    const child = setpriv
-      ? spawn(setpriv, ['--pdeathsig', 'KILL', '--', bin, ...args], { env, cwd: tmp, stdio: ['ignore', 'pipe', 'pipe'] })
-      : spawn(bin, args, { env, cwd: tmp, stdio: ['ignore', 'pipe', 'pipe'] });
-    children.push(child);
-    child.stderr.pipe(log, { end: false });
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`${name} did not start: ${out}`)), 30000);
-    child.on('error', (e) => { clearTimeout(timer); reject(e); });
-    child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`${name} exited (${code}): ${out}`)); });
-    child.stdout.on('data', (chunk) => {
-      out += chunk;
-      log.write(chunk);
-      const matches = ready.map((re) => out.match(re));
-      if (matches.every(Boolean)) {
-        clearTimeout(timer);
-        child.removeAllListeners('exit');
-        resolve({ child, matches });
-      }
-    });
-  });
-}
-
-function stopChildren(signal) {
-  for (const child of children) {
-    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-  }
-}
-// Even if the test process is stopped or dies mid-test, no lab or server is left behind
-// (the test runner stops a file's process with a signal, which skips `after`).
-process.on('exit', () => stopChildren('SIGKILL'));
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.once(signal, () => {
-    stopChildren('SIGKILL');
-    fs.rmSync(tmp, { recursive: true, force: true });
-    process.exit(1);
-  });
-}
-
-async function shot(name) {
-  await state.page.screenshot({ path: path.join(artifacts, `admin-${name}.png`), fullPage: true });
-}
-
-const byTestId = (id) => state.page.locator(`[data-testid="${id}"]`);
-
-async function text(locator) {
-  return (await locator.textContent() ?? '').trim();
-}
-
-/** Wait until the element `selector` has text matching `pattern`. */
-async function waitForText(selector, pattern, timeout = WAIT) {
-  try {
-    await state.page.waitForFunction(([sel, source, flags]) => {
-      const el = document.querySelector(sel);
-      return el && new RegExp(source, flags).test(el.textContent);
-    }, [selector, pattern.source, pattern.flags], { timeout });
-  } catch (e) {
-    const now = await state.page.locator(selector).textContent().catch(() => '(missing)');
-    throw new Error(`${selector} never matched ${pattern} (it says ${JSON.stringify(now)}): ${e.message}`);
-  }
-}
 
 /** Wait until the input or select `selector` has the value `value`. */
 async function waitForValue(selector, value, timeout = WAIT) {
@@ -160,38 +64,6 @@ async function waitForJobRun(job, timeout = 45000) {
     result: await text(byTestId(`result-${job}`)),
     error: await text(byTestId(`error-${job}`)),
   };
-}
-
-/** A fetch from the page (same origin), returning status and parsed body. */
-function pageFetch(url, init) {
-  return state.page.evaluate(async ([u, i]) => {
-    const response = await fetch(u, i);
-    const body = await response.text();
-    let json = null;
-    try { json = JSON.parse(body); } catch { json = null; }
-    return { status: response.status, json };
-  }, [url, init]);
-}
-
-/**
- * A test step. The steps build on each other (one browser, one server), so after a
- * failure the rest are skipped rather than each timing out on the same cause.
- */
-function step(name, fn) {
-  test(name, { skip }, async (t) => {
-    if (state.failedStep) {
-      t.skip(`after the failed step "${state.failedStep}"`);
-      return;
-    }
-    try {
-      await fn(t);
-      assert.deepEqual(problems, [], 'no CSP violation or script error on the page');
-    } catch (e) {
-      state.failedStep = name;
-      await shot(`failed-${name.replace(/\W+/g, '-').slice(0, 40)}`).catch(() => {});
-      throw e;
-    }
-  });
 }
 
 async function login(username, password) {
@@ -221,28 +93,10 @@ before(async () => {
       probe.close(() => resolve(port));
     });
   });
-  state.context = await chromium.launchPersistentContext(path.join(tmp, 'profile'), {
-    executablePath: chromiumPath,
-    headless: true,
-    args: chromiumArgs,
-    viewport: { width: 1280, height: 900 },
-  });
-  state.page = state.context.pages()[0] || await state.context.newPage();
-  state.page.on('console', (m) => {
-    if (/Content Security Policy/i.test(m.text())) problems.push(`console: ${m.text()}`);
-  });
-  state.page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  await openBrowser();
 });
 
-after(async () => {
-  await state.context?.close().catch(() => {});
-  stopChildren('SIGTERM');
-  await Promise.all(children.map((c) => (c.exitCode === null && c.signalCode === null
-    ? new Promise((resolve) => { c.once('exit', resolve); setTimeout(resolve, 5000); })
-    : null)));
-  stopChildren('SIGKILL');
-  fs.rmSync(tmp, { recursive: true, force: true });
-});
+after(shutdown);
 
 step('sign-in: a wrong password is refused with a message, the right one opens the page', async () => {
   const response = await state.page.goto(state.server.url);
@@ -401,6 +255,9 @@ step('Run now: snapshot full refresh, then user sync with progress and result', 
   assert.equal(snapshot.status, 'succeeded', `snapshot run: ${JSON.stringify(snapshot)}`);
   assert.match(snapshot.result, new RegExp(`^Snapshot of ${LAB_USERS} users`));
   await waitForText('[data-testid="snapshot-state"]', /^idle$/);
+  // The directory sources table: the default CUCM source, idle with the lab's users.
+  await waitForText('[data-testid="source-state-cucm"]', /^idle$/);
+  assert.equal(await text(byTestId('source-users-cucm')), String(LAB_USERS));
   await shot('04-snapshot-refreshed');
 
   // Every progress text the page shows for user sync, in order.
@@ -429,6 +286,41 @@ step('Run now: snapshot full refresh, then user sync with progress and result', 
   assert.ok(age >= -5000 && age < 120000, `Source users updated at is recent: ${updated}`);
   assert.equal(await state.page.isVisible('[data-testid="snapshot-warning"]'), false);
   await shot('05-user-sync-done');
+});
+
+step('charts: the last runs, changes per run and this node\'s AXL calls per minute', async () => {
+  const page = state.page;
+  // Leave and re-enter the status view: entering it reads the chart data afresh.
+  await byTestId('nav-runs').click();
+  await byTestId('nav-status').click();
+  const points = (id) => page.evaluate((i) => Number(document.getElementById(i).dataset.points || 0), id);
+  await page.waitForFunction(() => ['chart-sync-duration', 'chart-sync-changes', 'chart-snapshot', 'chart-axl-calls']
+    .every((id) => Number(document.getElementById(id).dataset.points || 0) >= 1), null, { timeout: WAIT });
+  // One bar per run or minute, each with its own tooltip; an accessible name and a text
+  // alternative on every chart, the ones without data included.
+  for (const id of ['chart-sync-duration', 'chart-sync-changes', 'chart-snapshot', 'chart-axl-calls']) {
+    const chart = byTestId(id);
+    const n = await points(id);
+    assert.equal(await chart.locator('[data-testid="chart-bar"]').count(), n, id);
+    assert.match(await chart.locator('svg[role="img"] > title').textContent(), /\w/, id);
+    assert.match(await chart.locator('svg[role="img"] > desc').textContent(), /\d/, id);
+  }
+  for (const id of ['chart-voicemail-runs', 'chart-voicemail-lag', 'chart-axl-throttled']) {
+    assert.match(await text(byTestId(`${id}-summary`)), /\w/, `${id} has a text alternative`);
+  }
+  assert.match(await text(byTestId('chart-sync-changes-summary')), new RegExp(`latest run: ${LAB_USERS} created, 0 updated`));
+  assert.match(await text(byTestId('chart-sync-duration-summary')), /^1 sync run: latest .* \(applied\)/);
+  const calls = await text(byTestId('chart-axl-calls-summary'));
+  const made = Number(calls.replace(/,/g, '').match(/^(\d+) AXL calls/)?.[1]);
+  assert.ok(made > 0, `AXL calls counted on this node: ${calls}`);
+  // Bars are drawn in the theme's colours, not left transparent.
+  const fill = await byTestId('chart-sync-changes').locator('rect').first()
+    .evaluate((r) => getComputedStyle(r).fill);
+  assert.match(fill, /^rgb\(/, `bar colour ${fill}`);
+  assert.match(await text(byTestId('charts-note')), /per-minute charts from node /);
+  await byTestId('charts').scrollIntoViewIfNeeded();
+  await shot('05b-charts');
+  await shotOf(byTestId('charts'), '05c-charts-card');
 });
 
 step('the sync run shows its audit log', async () => {

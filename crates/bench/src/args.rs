@@ -32,6 +32,9 @@ pub struct BenchArgs {
     /// mp3: length of each recording, in seconds.
     #[arg(long, default_value_t = 60)]
     pub audio_seconds: u32,
+    /// xmpp: concurrent IM sessions.
+    #[arg(long, default_value_t = 1000)]
+    pub sessions: usize,
     /// Database for the directory-sync, api-load and ldap-export scenarios (default: a
     /// temporary SQLite file).
     #[arg(long, env = "UCBRIDGE_BENCH_DATABASE_URL")]
@@ -50,8 +53,12 @@ pub enum Scenario {
     Voicemail,
     /// LDAP export of `--users` local users into a throwaway slapd.
     LdapExport,
+    /// An LDAP directory source of `--users` entries: full refresh, change latency.
+    LdapSource,
     /// CUC recordings (G.711 µ-law 8 kHz, PCM16 16 kHz) transcoded to MP3.
     Mp3,
     /// Sign-in with CUCM credentials: cold and warm cache, CUCM requests of mail clients.
     Signin,
+    /// XMPP: concurrent IM sessions against Prosody, memory per session, message latency.
+    Xmpp,
 }

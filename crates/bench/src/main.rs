@@ -15,10 +15,12 @@ mod common;
 mod directory_sync;
 mod lab_child;
 mod ldap_export;
+mod ldap_source;
 mod list;
 mod mp3;
 mod signin;
 mod voicemail;
+mod xmpp;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -90,7 +92,9 @@ async fn run(cli: Cli) -> Result<()> {
         Scenario::ApiLoad => api_load::run(args).await,
         Scenario::Voicemail => voicemail::run(args).await,
         Scenario::LdapExport => ldap_export::run(args).await,
+        Scenario::LdapSource => ldap_source::run(args).await,
         Scenario::Mp3 => mp3::run(args).await,
         Scenario::Signin => signin::run(args).await,
+        Scenario::Xmpp => xmpp::run(args).await,
     }
 }

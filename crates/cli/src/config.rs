@@ -10,7 +10,7 @@ use clap::Args;
 use serde::Deserialize;
 use ucbridge_axl::{AxlConfig, SchemaVersion, Secret};
 pub use ucbridge_server::connections::file::{
-    AxlFileConfig, CucFileConfig, SeedTables, SsoFileConfig,
+    AxlFileConfig, CucFileConfig, SeedTables, SsoFileConfig, XmppFileConfig,
 };
 use ucbridge_server::ServerFileConfig;
 
@@ -58,6 +58,10 @@ pub struct FileConfig {
     pub server: Option<ServerFileConfig>,
     /// `[signin]`: end users' sign-in with CUCM credentials (server and `ucbridge auth`).
     pub signin: Option<ucbridge_signin::SignInFileConfig>,
+    /// `[xmpp]`: Cisco IM and Presence, for end users' chat.
+    pub xmpp: Option<XmppFileConfig>,
+    /// `[sources.NAME]`: directory sources beside CUCM (docs/directory-sources.md).
+    pub sources: Option<std::collections::BTreeMap<String, ucbridge_sync::SourceConfig>>,
 }
 
 impl FileConfig {
@@ -70,6 +74,7 @@ impl FileConfig {
             imap: self.imap.as_ref(),
             ldap_export: self.ldap_export.as_ref(),
             voicemail: self.voicemail.as_ref(),
+            xmpp: self.xmpp.as_ref(),
         }
     }
 }

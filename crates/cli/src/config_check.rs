@@ -368,6 +368,13 @@ fn one_by_one(file: &FileConfig) -> Vec<(&'static str, SeedTables<'_>)> {
                 ..none
             },
         ),
+        (
+            "xmpp",
+            SeedTables {
+                xmpp: all.xmpp,
+                ..none
+            },
+        ),
     ]
 }
 

@@ -416,7 +416,10 @@ async fn run_sync(
         ))
     };
     match command {
-        sync_cmd::SyncCommand::Refresh => sync_cmd::refresh(&keeper().await?).await,
+        sync_cmd::SyncCommand::Refresh { source } => match source.as_deref() {
+            None | Some(ucbridge_store::SOURCE_CUCM) => sync_cmd::refresh(&keeper().await?).await,
+            Some(name) => sync_cmd::refresh_source(&store, &file, name).await,
+        },
         sync_cmd::SyncCommand::Users {
             dry_run,
             confirm_removals,

@@ -12,6 +12,7 @@ use ucbridge_server::connections;
 #[cfg(feature = "lab")]
 use ucbridge_server::connections::{
     AuthMode, ConnectionOptions, ConnectionSettings, ConnectionUpdate, IdsOptions, ImapOptions,
+    XmppOptions, XmppTls,
 };
 use ucbridge_server::{JobDefaults, Server, ServerConfig, ServerFileConfig, TlsFiles};
 use ucbridge_store::{Role, Store};
@@ -232,6 +233,7 @@ pub fn server_config(args: &ServeArgs, file: &FileConfig) -> Result<ServerConfig
     if let Some(s) = &file.snapshot {
         c.snapshot = s.to_options()?;
     }
+    c.sources = server_sources(file);
     c.jobs = JobDefaults {
         user_sync: file
             .directory_sync
@@ -251,6 +253,27 @@ pub fn server_config(args: &ServeArgs, file: &FileConfig) -> Result<ServerConfig
         }
     }
     Ok(c)
+}
+
+/// The `[sources.NAME]` tables, each bind password from the table, its
+/// `bind_password_file`, or `UCBRIDGE_SOURCE_<NAME>_BIND_PASSWORD` (as `sync refresh
+/// --source`); the server runs each as the job `source:NAME`.
+fn server_sources(file: &FileConfig) -> Vec<(String, ucbridge_sync::SourceConfig)> {
+    let mut out = Vec::new();
+    for (name, config) in file.sources.iter().flatten() {
+        let ucbridge_sync::SourceConfig::Ldap(mut settings) = config.clone();
+        if settings.bind_password.is_none() && settings.bind_password_file.is_none() {
+            let var = format!(
+                "UCBRIDGE_SOURCE_{}_BIND_PASSWORD",
+                name.to_ascii_uppercase().replace('-', "_")
+            );
+            if let Ok(p) = std::env::var(&var) {
+                settings.bind_password = Some(ucbridge_auth::Secret::new(p));
+            }
+        }
+        out.push((name.clone(), ucbridge_sync::SourceConfig::Ldap(settings)));
+    }
+    out
 }
 
 /// First start: an admin account from UCBRIDGE_ADMIN_PASSWORD (user UCBRIDGE_ADMIN_USER,
@@ -419,6 +442,8 @@ fn read_token(path: &Path) -> Result<String> {
 struct LabServices {
     dovecot: Option<ucbridge_lab::services::Dovecot>,
     slapd: Option<ucbridge_lab::services::Slapd>,
+    /// Prosody as the IM and Presence stand-in (chat on the user page).
+    prosody: Option<ucbridge_lab::services::Prosody>,
     dir: tempfile::TempDir,
     /// The passdb token file for Dovecot's checkpassword, when mail sign-in is on.
     passdb_token_file: Option<PathBuf>,
@@ -501,6 +526,7 @@ async fn prepare_lab_services(store: &Store, config: &mut ServerConfig) -> Resul
     Ok(LabServices {
         dovecot: None,
         slapd: None,
+        prosody: None,
         dir,
         passdb_token_file,
         push_token,
@@ -751,6 +777,129 @@ async fn start_lab_slapd(
     Ok(())
 }
 
+/// The XMPP domain of the lab's Prosody.
+#[cfg(feature = "lab")]
+const LAB_XMPP_DOMAIN: &str = "ucbridge.lab";
+
+/// Prosody as IM and Presence, with every lab end user and their lab password, when
+/// installed and no `xmpp` connection is configured by someone else: STARTTLS required,
+/// with a certificate for the lab's XMPP domain from a CA made for this run (the `xmpp`
+/// connection trusts it).
+#[cfg(feature = "lab")]
+async fn start_lab_prosody(
+    store: &Store,
+    secrets: &SecretBox,
+    services: &mut LabServices,
+    lab: &ucbridge_lab::RunningLab,
+    admin: (&str, &str),
+    user_password: &str,
+) -> Result<()> {
+    use ucbridge_lab::services::{self as svc, ServiceError};
+    if configured_elsewhere(store, connections::ConnectionKind::Xmpp).await? {
+        eprintln!("Chat: the xmpp connection is configured; the lab starts no Prosody.");
+        return Ok(());
+    }
+    if svc::prosody::binary().is_none() {
+        eprintln!("Chat: off (prosody not installed: apt-get install prosody)");
+        return Ok(());
+    }
+    let users = lab_userids(lab, admin).await?;
+    let count = users.len();
+    let (ca_pem, certificate) = lab_xmpp_certificate()?;
+    let config = svc::ProsodyConfig {
+        domain: LAB_XMPP_DOMAIN.to_owned(),
+        users: users
+            .into_iter()
+            .map(|u| (u, user_password.to_owned()))
+            .collect(),
+        certificate: Some(certificate),
+        require_encryption: true,
+        port: None,
+    };
+    match tokio::task::spawn_blocking(move || svc::Prosody::start(&config)).await? {
+        Ok(prosody) => {
+            let options = ConnectionOptions::Xmpp(XmppOptions {
+                domain: LAB_XMPP_DOMAIN.to_owned(),
+                tls: Some(XmppTls::Starttls),
+                idle_timeout: None,
+            });
+            let url = format!("xmpp://{}:{}", prosody.host(), prosody.port());
+            let update = ConnectionUpdate {
+                settings: ConnectionSettings {
+                    url: url.clone(),
+                    username: String::new(),
+                    auth: AuthMode::Basic,
+                    ca_pem: Some(ca_pem),
+                    insecure_skip_tls_verify: false,
+                    options: options.to_stored(),
+                },
+                password: None,
+            };
+            save_lab_connection(store, secrets, "xmpp", update).await?;
+            eprintln!(
+                "Chat (Prosody as IM and Presence) at {url}, domain {LAB_XMPP_DOMAIN}, STARTTLS (CA in the xmpp connection): {count} lab users, each with the lab user password (a Jabber client can log in as any of them)"
+            );
+            services.prosody = Some(prosody);
+        }
+        Err(e @ ServiceError::NotInstalled { .. }) => eprintln!("Chat: off ({e})"),
+        Err(e) => eprintln!("Chat: off (Prosody did not start: {e})"),
+    }
+    Ok(())
+}
+
+/// A CA made for this run and a certificate it signed for the lab's XMPP domain,
+/// `localhost` and 127.0.0.1 (XMPP clients check the domain, RFC 6120 §13.7.2).
+#[cfg(feature = "lab")]
+fn lab_xmpp_certificate() -> Result<(String, ucbridge_lab::services::ServerCertificate)> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "ucbridge lab XMPP CA");
+    let ca_key = KeyPair::generate()?;
+    let ca = ca_params.self_signed(&ca_key)?;
+    let mut leaf =
+        CertificateParams::new(vec![LAB_XMPP_DOMAIN.to_owned(), "localhost".to_owned()])?;
+    leaf.subject_alt_names
+        .push(SanType::IpAddress([127, 0, 0, 1].into()));
+    let key = KeyPair::generate()?;
+    let cert = leaf.signed_by(&key, &ca, &ca_key)?;
+    Ok((
+        ca.pem(),
+        ucbridge_lab::services::ServerCertificate {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        },
+    ))
+}
+
+/// Every end user of the lab's CUCM, lower case (XMPP localparts), asked over AXL.
+#[cfg(feature = "lab")]
+async fn lab_userids(
+    lab: &ucbridge_lab::RunningLab,
+    (user, password): (&str, &str),
+) -> Result<Vec<String>> {
+    let mut config = ucbridge_axl::AxlConfig::new(
+        lab.axl_url(),
+        user,
+        ucbridge_axl::Secret::new(password.to_owned()),
+    );
+    config.ca_pem = lab.ca_certificate_pem().map(str::to_owned);
+    let client = ucbridge_axl::AxlClient::connect(config)
+        .await
+        .context("cannot ask the lab's CUCM for its users")?;
+    let rows = client
+        .execute_sql_query("SELECT userid FROM enduser")
+        .await
+        .context("cannot list the lab's users")?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| r.get("userid"))
+        .map(|u| u.to_lowercase())
+        .collect())
+}
+
 pub async fn serve(args: ServeArgs, file: &FileConfig, store: Store) -> Result<()> {
     #[allow(unused_mut)]
     let mut config = server_config(&args, file)?;
@@ -764,12 +913,15 @@ pub async fn serve(args: ServeArgs, file: &FileConfig, store: Store) -> Result<(
             ..ucbridge_lab::LabConfig::default()
         };
         let (user, password) = (lab_config.username.clone(), lab_config.password.clone());
+        let user_password = lab_config.user_password.clone();
         let lab = ucbridge_lab::RunningLab::start(lab_config)
             .await
             .context("cannot start the built-in lab")?;
         eprintln!("Built-in lab (CUCM AXL, CUC, IdS) at {}", lab.cuc_url());
         seed_lab(&store, &secrets, &lab, &user, &password).await?;
-        let services = prepare_lab_services(&store, &mut config).await?;
+        let mut services = prepare_lab_services(&store, &mut config).await?;
+        let admin = (user.as_str(), password.as_str());
+        start_lab_prosody(&store, &secrets, &mut services, &lab, admin, &user_password).await?;
         Some((lab, services))
     } else {
         None
@@ -973,5 +1125,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("too short"), "{err}");
+    }
+
+    /// Issue 15: `[sources.NAME]` tables reach the server (it runs each as `source:NAME`).
+    #[test]
+    fn source_tables_reach_the_server_config() {
+        let none = config(&[], "").unwrap();
+        assert!(none.sources.is_empty());
+        let c = config(
+            &[],
+            "[sources.corp]\nkind = \"ldap\"\nurl = \"ldap://dc1.example.com\"\n\
+             bind_dn = \"cn=r\"\nbind_password = \"pw-in-file\"\nbase_dn = \"dc=example\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.sources.len(), 1);
+        let (name, ucbridge_sync::SourceConfig::Ldap(settings)) = &c.sources[0];
+        assert_eq!(name, "corp");
+        assert_eq!(settings.url, "ldap://dc1.example.com");
+        assert!(!format!("{c:?}").contains("pw-in-file"));
     }
 }

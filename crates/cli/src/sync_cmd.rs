@@ -1,5 +1,5 @@
-//! `ucbridge sync …` and `ucbridge users …`: directory sync from CUCM into ucbridge's
-//! users, and the users themselves.
+//! `ucbridge sync …` and `ucbridge users …`: directory sync from CUCM (and the LDAP
+//! sources of `[sources.NAME]`) into ucbridge's users, and the users themselves.
 
 use std::io::IsTerminal;
 
@@ -15,8 +15,12 @@ use crate::output::{self, outln, ListWriter};
 
 #[derive(Subcommand)]
 pub enum SyncCommand {
-    /// Refresh the local snapshot of CUCM end users (stage 1), in full.
-    Refresh,
+    /// Refresh a source's snapshot (stage 1), in full: CUCM's end users by default.
+    Refresh {
+        /// The source to refresh: `cucm` (the default) or a `[sources.NAME]` table.
+        #[arg(long)]
+        source: Option<String>,
+    },
     /// Copy the snapshot into ucbridge's users by the [directory_sync] rules (stage 2).
     Users {
         /// Show the plan, change nothing.
@@ -116,6 +120,86 @@ pub async fn refresh(keeper: &SnapshotKeeper) -> Result<()> {
         format!("{:.1} s", report.duration_ms as f64 / 1000.0),
     ]);
     output::print_table(&t)
+}
+
+/// `sync refresh --source NAME`: a full refresh of the `[sources.NAME]` directory. The
+/// bind password comes from the table, its `bind_password_file`, or the environment
+/// (`UCBRIDGE_SOURCE_<NAME>_BIND_PASSWORD`, the name upper-cased with `-` as `_`).
+pub async fn refresh_source(
+    store: &Store,
+    file: &crate::config::FileConfig,
+    name: &str,
+) -> Result<()> {
+    let Some(config) = file.sources.as_ref().and_then(|s| s.get(name)) else {
+        bail!("no source {name:?}: add a [sources.{name}] table to the configuration file (docs/directory-sources.md)");
+    };
+    let ucbridge_sync::SourceConfig::Ldap(settings) = config.clone();
+    let mut settings = settings;
+    if settings.bind_password.is_none() && settings.bind_password_file.is_none() {
+        let var = format!(
+            "UCBRIDGE_SOURCE_{}_BIND_PASSWORD",
+            name.to_ascii_uppercase().replace('-', "_")
+        );
+        if let Ok(p) = std::env::var(&var) {
+            settings.bind_password = Some(ucbridge_auth::Secret::new(p));
+        }
+    }
+    let source = ucbridge_sync::LdapSource::new(name, settings, store.clone())
+        .await
+        .with_context(|| format!("source {name}"))?;
+    let report = source.full_refresh().await.with_context(|| {
+        format!("the refresh of source {name} failed (the previous snapshot is kept)")
+    })?;
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED).set_header([
+        "source", "read", "added", "updated", "removed", "total", "problems", "time",
+    ]);
+    t.add_row([
+        name.to_owned(),
+        report.entries_read.to_string(),
+        report.swap.added.to_string(),
+        report.swap.updated.to_string(),
+        report.swap.removed.to_string(),
+        report.swap.total.to_string(),
+        report.problem_count.to_string(),
+        format!("{:.1} s", report.duration_ms as f64 / 1000.0),
+    ]);
+    output::print_table(&t)?;
+    for p in report.problems.iter().take(20) {
+        outln!("problem: {}: {}", p.entry, p.message)?;
+    }
+    Ok(())
+}
+
+/// One line per registered source: kind, state, entries, updated at, problems.
+async fn sources_table(store: &Store) -> Result<Option<Table>> {
+    let sources = store.directory_sources().await?;
+    if sources.len() <= 1 {
+        return Ok(None);
+    }
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED).set_header([
+        "source",
+        "kind",
+        "state",
+        "users",
+        "updated at",
+        "problems",
+        "reason",
+    ]);
+    for s in sources {
+        let state = store.snapshot_state(&s.name).await?;
+        t.add_row([
+            s.name.clone(),
+            s.kind.as_str().to_owned(),
+            state.state.as_str().to_owned(),
+            state.users_count.to_string(),
+            time(state.source_updated_at),
+            state.entry_problem_count.to_string(),
+            state.reason.clone().unwrap_or_default(),
+        ]);
+    }
+    Ok(Some(t))
 }
 
 pub async fn users(
@@ -272,7 +356,17 @@ pub async fn status(store: &Store, json: bool) -> Result<()> {
         .recent_runs(ucbridge_sync::directory::RUN_KIND, 5)
         .await?;
     if json {
-        return output::json(&serde_json::json!({ "snapshot": state, "runs": runs }));
+        let mut sources = Vec::new();
+        for s in store.directory_sources().await? {
+            let state = store.snapshot_state(&s.name).await?;
+            sources.push(serde_json::json!({ "source": s, "state": state }));
+        }
+        return output::json(
+            &serde_json::json!({ "snapshot": state, "sources": sources, "runs": runs }),
+        );
+    }
+    if let Some(t) = sources_table(store).await? {
+        output::print_table(&t)?;
     }
     outln!("Data source type:         CUCM (AXL)")?;
     outln!("Snapshot state:           {}", state.state.as_str())?;

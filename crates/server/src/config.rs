@@ -92,6 +92,9 @@ pub struct ServerConfig {
     pub connection_test_timeout: Duration,
     /// End users' sign-in with CUCM credentials (the `[signin]` table).
     pub signin: ucbridge_signin::SignInFileConfig,
+    /// Directory sources beside the default CUCM (`[sources.NAME]`), each run as the
+    /// continuous job `source:NAME` (docs/directory-sources.md).
+    pub sources: Vec<(String, ucbridge_sync::SourceConfig)>,
 }
 
 /// What one client can hold of the listener: a slow or silent peer is closed after these
@@ -163,6 +166,7 @@ impl Default for ServerConfig {
             http: HttpLimits::default(),
             connection_test_timeout: Duration::from_secs(10),
             signin: Default::default(),
+            sources: Vec::new(),
         }
     }
 }

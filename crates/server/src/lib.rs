@@ -10,11 +10,14 @@
 //!   `user`, the user page) reach only `/api/v1/me` and the session routes.
 //! - [`connections`]: CUCM, CUC, IdS, IMAP and LDAP connections edited on the admin page,
 //!   their passwords sealed with [`ucbridge_auth::SecretBox`] and never returned.
+//! - [`chat`]: end users' chat and presence through Cisco IM and Presence (XMPP), one
+//!   session per signed-in user on the node they signed in on.
 //! - [`api`]: the REST API (`/api/v1/...`, OpenAPI at `/openapi.json`), health and
 //!   Prometheus metrics.
 
 pub mod api;
 pub mod auth;
+pub mod chat;
 pub mod config;
 pub mod connections;
 mod end_user;

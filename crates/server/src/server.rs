@@ -29,6 +29,8 @@ pub struct RunningServer {
     shutdown: CancellationToken,
     http: JoinHandle<()>,
     scheduler: Option<JoinHandle<()>>,
+    /// Closed when the node stops, so users' contacts see them go offline.
+    chat: crate::chat::ChatManager,
 }
 
 impl Server {
@@ -59,6 +61,10 @@ impl Server {
             state.jobs_started.store(true, Ordering::Relaxed);
             tokio::spawn(scheduler.run(shutdown.clone()))
         });
+        tokio::spawn(crate::api::stats::sample_every_minute(
+            state.metrics.clone(),
+            shutdown.clone(),
+        ));
         let scheme = if tls.is_some() { "https" } else { "http" };
         let http = tokio::spawn(crate::listen::serve(
             listener,
@@ -75,6 +81,7 @@ impl Server {
             shutdown,
             http,
             scheduler: scheduler_task,
+            chat: state.chat.clone(),
         })
     }
 
@@ -102,6 +109,9 @@ async fn assemble(
 ) -> Result<(String, Scheduler, AppState), ServerError> {
     let node = config.node_id.clone().unwrap_or_else(default_node_id);
     let engine: crate::jobs::EngineSlot = Default::default();
+    crate::jobs::register_sources(&store, &config.sources)
+        .await
+        .map_err(ServerError::Config)?;
     let specs = crate::jobs::builtin_jobs(config, engine.clone());
     let scheduler = Scheduler::new(
         store.clone(),
@@ -117,6 +127,7 @@ async fn assemble(
             .map_err(|_| ServerError::Config(format!("bad CORS origin {origin:?}")))?;
     }
     let (signin, passdb_token) = api::passdb::sign_in_service(&store, &secrets, config)?;
+    let chat = crate::chat::ChatManager::new(store.clone(), secrets.clone());
     let state = AppState {
         inner: Arc::new(StateInner {
             store,
@@ -129,6 +140,7 @@ async fn assemble(
             login_limiter: crate::login_limit::LoginLimiter::new(config.login_attempts_per_minute),
             signin,
             passdb_token,
+            chat,
         }),
     };
     Ok((node, scheduler, state))
@@ -159,11 +171,13 @@ impl RunningServer {
             let _ = s.await;
         }
         let _ = self.http.await;
+        self.chat.close_all().await;
     }
 
     /// Wait until the server stops (after the shutdown token is cancelled).
     pub async fn wait(self) {
         let _ = self.http.await;
+        self.chat.close_all().await;
         if let Some(s) = self.scheduler {
             let _ = s.await;
         }

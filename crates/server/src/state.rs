@@ -31,6 +31,8 @@ pub struct StateInner {
     pub signin: ucbridge_signin::Authenticator,
     /// SHA-256 of the mail server's passdb token; `None` = `POST /api/v1/passdb` is off.
     pub passdb_token: Option<[u8; 32]>,
+    /// End users' chat sessions with IM and Presence on this node.
+    pub chat: crate::chat::ChatManager,
 }
 
 impl std::ops::Deref for AppState {

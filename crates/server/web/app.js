@@ -119,6 +119,20 @@ const CONNECTION_INFO = {
     // "Re-Synchronize" beside the export drop-downs: the full LDAP re-sync job.
     resync: 'ldap_resync',
   },
+  xmpp: {
+    title: 'IM and Presence (XMPP chat)',
+    url: 'xmpp://cup.example.com:5222',
+    usernameLabel: 'Test account (optional; users log in with their own)',
+    sso: false,
+    fields: [
+      { key: 'domain', label: 'XMPP domain', type: 'text', placeholder: 'cup.example.com' },
+      {
+        key: 'tls', label: 'Security', type: 'choice',
+        choices: [['', 'default: STARTTLS (certificate verified)'], ['starttls', 'STARTTLS'], ['plain', 'plain (no TLS: passwords cross the network in clear)']],
+      },
+      { key: 'idle_timeout', label: 'Close a user\'s session after idle', type: 'text', placeholder: 'default: 30m' },
+    ],
+  },
 };
 
 // The voicemail sync options (GET/PUT /api/v1/voicemail: the `[voicemail]` table). Only
@@ -177,6 +191,13 @@ const VOICEMAIL_GROUPS = [
       { key: 'concurrency', label: 'Concurrency', kind: 'count', fallback: '8', hint: 'Accounts synced at once (at least 1).' },
       { key: 'full_read_every', label: 'Full read every', kind: 'text', fallback: '6h', hint: 'A reconcile reads an unchanged account in full at least this often; 0s = never skip.' },
       { key: 'push_trust_window', label: 'Trust IMAP push for', kind: 'text', fallback: '1h', hint: 'How long a reconcile may rely on Dovecot\'s push instead of logging in.' },
+      {
+        key: 'imap_idle', label: 'IMAP IDLE', kind: 'choice', fallback: 'auto',
+        hint: 'Watch voicemail inboxes with IMAP IDLE; auto: only when no push token is set.',
+        choices: [['auto', 'auto'], ['on', 'on'], ['off', 'off']],
+      },
+      { key: 'imap_idle_connections', label: 'IDLE connections', kind: 'count', fallback: '100', hint: 'At most this many accounts watched by IDLE; the rest are polled (IMAP IDLE off: none).' },
+      { key: 'imap_idle_renew', label: 'Renew IDLE every', kind: 'text', fallback: '10m', hint: 'Between 10s and 29m (RFC 2177).' },
     ],
   },
   {
@@ -216,6 +237,8 @@ const state = {
   view: null,
   statusTimer: null,
   statusBusy: false,
+  // When the charts' data was last read (ms), so the 2 s status refresh reads it seldom.
+  statsAt: 0,
   jobRows: new Map(),
   connections: new Map(),
   users: { q: '', offset: 0, total: 0 },
@@ -574,6 +597,7 @@ function route() {
 
 function enterStatus() {
   stopStatusPolling();
+  state.statsAt = 0;
   refreshStatus();
 }
 
@@ -593,6 +617,7 @@ async function refreshStatus() {
     const status = await api('GET', '/api/v1/status');
     if (state.view !== 'status') return;
     renderStatus(status);
+    renderSources(await api('GET', '/api/v1/sources'));
     say($('status-error'), 'error', '');
     $('status-refreshed').textContent = `Updated ${fmtTime(Date.now())}`;
   } catch (e) {
@@ -632,7 +657,28 @@ function renderStatus(status) {
 
   const jobs = status.jobs || [];
   renderJobs(jobs);
+  const wasBusy = state.statusBusy;
   state.statusBusy = jobs.some((j) => j.run_requested_at || (j.last_run && j.last_run.status === 'running'));
+  // A run just finished: its bar belongs on the charts now.
+  refreshStats(wasBusy && !state.statusBusy);
+}
+
+/** The directory sources: state (with the failure's reason), users, updated at, problems. */
+function renderSources(sources) {
+  fill($('sources-table').tBodies[0], (sources || []).map((s) => {
+    const state = badge(s.state);
+    state.dataset.testid = `source-state-${s.name}`;
+    const problems = s.problem_count
+      ? [`${fmtNumber(s.problem_count)}: `, (s.problems || []).map((p) => `${p.entry}: ${p.message}`).join('; ')]
+      : [h('span', { class: 'muted', text: 'none' })];
+    return h('tr', { dataset: { testid: `source-${s.name}` } },
+      h('td', {}, h('div', { text: s.name }), s.job ? h('code', { class: 'muted small', text: s.job }) : null),
+      h('td', { text: s.kind }),
+      h('td', {}, state, s.reason ? h('div', { class: 'small text-error', text: s.reason }) : null),
+      h('td', { text: fmtNumber(s.users_count), dataset: { testid: `source-users-${s.name}` } }),
+      h('td', {}, s.source_updated_at ? timeEl(s.source_updated_at) : h('span', { class: 'muted', text: '–' })),
+      h('td', { class: 'col-wide small' }, problems));
+  }));
 }
 
 /** Job rows are kept and updated in place so that buttons survive the 2 s refresh. */
@@ -787,6 +833,161 @@ async function runJob(name, row) {
     row.msg.className = 'small text-error';
   }
   await refreshStatus();
+}
+
+// --- charts (status view): small SVG bar charts of the last runs and of this node's minutes
+
+const STATS_EVERY_MS = 30000;
+const SVG_NS = 'http://www.w3.org/2000/svg';
+const CHART_W = 320;
+const CHART_H = 96;
+const CHART_TOP = 14;
+const CHART_BOTTOM = 14;
+/** Stacked series of the "changes per run" chart: key, label, CSS class. */
+const CHANGE_SERIES = [
+  ['creates', 'created', 'series-1'],
+  ['updates', 'updated', 'series-2'],
+  ['disables', 'disabled', 'series-3'],
+  ['deletes', 'deleted', 'series-4'],
+];
+
+function svg(tag, attrs = {}, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === 'text') el.textContent = value;
+    else if (value !== null && value !== undefined) el.setAttribute(key, value);
+  }
+  for (const child of children.flat()) if (child) el.append(child);
+  return el;
+}
+
+/**
+ * A bar chart: one bar per point, split into stacked `segments` ({value, cls}), with a
+ * tooltip per bar, the largest value on the axis, `title` and a one-sentence text
+ * alternative (`summary`) for screen readers and for those who would rather read.
+ */
+function barChart(id, title, points, summary, formatMax) {
+  const n = Math.max(points.length, 1);
+  const max = Math.max(0, ...points.map((p) => p.segments.reduce((s, x) => s + x.value, 0)));
+  const plotH = CHART_H - CHART_TOP - CHART_BOTTOM;
+  const step = CHART_W / n;
+  const barW = Math.max(1, Math.min(24, step * 0.7));
+  const bars = points.map((p, i) => {
+    let y = CHART_H - CHART_BOTTOM;
+    const rects = p.segments.map((s) => {
+      const hgt = max > 0 ? (s.value / max) * plotH : 0;
+      y -= hgt;
+      return svg('rect', { x: (i * step + (step - barW) / 2).toFixed(1), y: y.toFixed(1), width: barW.toFixed(1), height: Math.max(hgt, s.value > 0 ? 1 : 0).toFixed(1), class: s.cls });
+    });
+    return svg('g', { class: 'bar', 'data-testid': 'chart-bar' }, svg('title', { text: p.tip }), rects);
+  });
+  const titleId = `${id}-title`;
+  const descId = `${id}-desc`;
+  const graphic = svg('svg', {
+    viewBox: `0 0 ${CHART_W} ${CHART_H}`, role: 'img', class: 'chart-svg',
+    'aria-labelledby': `${titleId} ${descId}`,
+  },
+  svg('title', { id: titleId, text: title }),
+  svg('desc', { id: descId, text: summary }),
+  svg('line', { x1: 0, y1: CHART_H - CHART_BOTTOM, x2: CHART_W, y2: CHART_H - CHART_BOTTOM, class: 'chart-axis' }),
+  svg('text', { x: 0, y: 10, class: 'chart-label', text: max > 0 ? `max ${formatMax(max)}` : '' }),
+  svg('text', { x: CHART_W, y: CHART_H - 2, class: 'chart-label', 'text-anchor': 'end', text: points.length ? 'newest' : '' }),
+  bars);
+  const figure = $(id);
+  fill(figure,
+    h('figcaption', { text: title }),
+    points.length ? graphic : null,
+    h('p', { class: 'chart-summary small muted', dataset: { testid: `${id}-summary` }, text: summary }));
+  figure.dataset.points = String(points.length);
+}
+
+function statusClass(status) {
+  if (['succeeded', 'applied', 'planned'].includes(status)) return 'series-1';
+  return status === 'refused' ? 'series-3' : 'series-bad';
+}
+
+function plural(n, word) {
+  return `${fmtNumber(n)} ${word}${n === 1 ? '' : 's'}`;
+}
+
+function median(values) {
+  if (!values.length) return 0;
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+function durationChart(id, title, runs, what) {
+  const points = runs.map((r) => ({
+    segments: [{ value: r.duration_ms, cls: statusClass(r.status) }],
+    tip: `${what} #${r.id}, ${fmtTime(r.started_at)}: ${fmtDuration(r.duration_ms)}, ${r.status}${r.dry_run ? ' (dry run)' : ''}`,
+  }));
+  const last = runs[runs.length - 1];
+  const summary = runs.length
+    ? `${plural(runs.length, what)}: latest ${fmtDuration(last.duration_ms)} (${last.status}), median ${fmtDuration(median(runs.map((r) => r.duration_ms)))}, longest ${fmtDuration(Math.max(...runs.map((r) => r.duration_ms)))}.`
+    : `No finished ${what} in the window yet.`;
+  barChart(id, title, points, summary, fmtDuration);
+}
+
+function changesChart(runs) {
+  const total = (r) => CHANGE_SERIES.reduce((s, [key]) => s + r[key], 0);
+  const points = runs.map((r) => ({
+    segments: CHANGE_SERIES.map(([key, , cls]) => ({ value: r[key], cls })),
+    tip: `sync run #${r.id}${r.dry_run ? ' (dry run)' : ''}: ${CHANGE_SERIES.map(([key, label]) => `${fmtNumber(r[key])} ${label}`).join(', ')}`,
+  }));
+  const last = runs[runs.length - 1];
+  const summary = runs.length
+    ? `${plural(runs.length, 'sync run')}, ${fmtNumber(runs.reduce((s, r) => s + total(r), 0))} changes in all; latest run: ${CHANGE_SERIES.map(([key, label]) => `${fmtNumber(last[key])} ${label}`).join(', ')}.`
+    : 'No finished sync run in the window yet.';
+  barChart('chart-sync-changes', 'Changes per sync run', points, summary, fmtNumber);
+}
+
+function minuteChart(id, title, minutes, key, what) {
+  const points = minutes.map((m) => ({
+    segments: [{ value: m[key], cls: key === 'axl_throttled' ? 'series-bad' : 'series-2' }],
+    tip: `${m.partial ? 'this minute so far' : `minute to ${fmtTime(m.at)}`}: ${fmtNumber(m[key])} ${what}`,
+  }));
+  const sum = minutes.reduce((s, m) => s + m[key], 0);
+  const summary = minutes.length
+    ? `${fmtNumber(sum)} ${what} in the last ${plural(minutes.length, 'minute')} on this node, at most ${fmtNumber(Math.max(...minutes.map((m) => m[key])))} in one minute.`
+    : 'No minutes sampled on this node yet.';
+  barChart(id, title, points, summary, fmtNumber);
+}
+
+function lagChart(minutes) {
+  const measured = minutes.filter((m) => m.voicemail_lag_ms !== null && m.voicemail_lag_ms !== undefined);
+  const points = measured.map((m) => ({
+    segments: [{ value: m.voicemail_lag_ms, cls: 'series-2' }],
+    tip: `${m.partial ? 'this minute so far' : `minute to ${fmtTime(m.at)}`}: ${fmtNumber(m.voicemail_events)} voicemails, mean lag ${fmtDuration(m.voicemail_lag_ms)}`,
+  }));
+  const summary = measured.length
+    ? `Mean CUC → IMAP lag per minute on this node: latest ${fmtDuration(measured[measured.length - 1].voicemail_lag_ms)}, highest ${fmtDuration(Math.max(...measured.map((m) => m.voicemail_lag_ms)))}.`
+    : 'No voicemail delivered to IMAP on this node since its start.';
+  barChart('chart-voicemail-lag', 'Voicemail push latency (mean per minute)', points, summary, fmtDuration);
+}
+
+function renderStats(stats) {
+  durationChart('chart-sync-duration', 'User sync duration', stats.sync_runs, 'sync run');
+  changesChart(stats.sync_runs);
+  durationChart('chart-snapshot', 'Snapshot full refresh time', stats.snapshot_runs, 'snapshot run');
+  durationChart('chart-voicemail-runs', 'Voicemail sync (Run now) duration', stats.voicemail_runs, 'voicemail run');
+  lagChart(stats.minutes.points);
+  minuteChart('chart-axl-calls', 'AXL calls per minute', stats.minutes.points, 'axl_calls', 'AXL calls');
+  minuteChart('chart-axl-throttled', 'AXL throttles per minute', stats.minutes.points, 'axl_throttled', 'AXL throttles');
+  $('charts-note').textContent = `Runs since ${fmtTime(stats.since)} (at most ${stats.runs_limit} per chart); per-minute charts from node ${stats.minutes.node} only.`;
+}
+
+/** Read the chart data when due (every 30 s, and as soon as a run has finished). */
+async function refreshStats(force) {
+  if (!force && state.statsAt && Date.now() - state.statsAt < STATS_EVERY_MS) return;
+  state.statsAt = Date.now();
+  try {
+    const stats = await api('GET', '/api/v1/stats');
+    if (state.view !== 'status') return;
+    renderStats(stats);
+    say($('charts-error'), 'error', '');
+  } catch (e) {
+    if (e.status !== 401) say($('charts-error'), 'error', `Cannot read the chart data: ${e.message}`);
+  }
 }
 
 // --- connections ---------------------------------------------------------------------

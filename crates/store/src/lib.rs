@@ -17,6 +17,8 @@ mod runs;
 mod settings;
 mod sign_in;
 mod snapshot;
+pub mod sources;
+pub mod stats;
 pub(crate) mod users;
 pub mod voicemail;
 
@@ -40,6 +42,10 @@ pub use sign_in::{LoginKey, SignInUser};
 pub use snapshot::{
     RefreshClaimant, RefreshState, SnapshotRead, SnapshotState, SourceUser, SwapSummary,
     SOURCE_CUCM,
+};
+pub use sources::{
+    DirectorySource, EntryProblem, SourceEntry, SourceKind, SourceRefreshEnd, UserSource,
+    MAX_KEPT_PROBLEMS,
 };
 pub use users::{LocalUser, UserChange, UserField, UserRecord};
 pub use voicemail::{VoicemailAccount, VoicemailCucMark, VoicemailFolder, VoicemailMessage};
@@ -254,6 +260,8 @@ pub fn now_millis() -> i64 {
 pub struct DataVersions {
     pub cucm_users: i64,
     pub users: i64,
+    /// The snapshots of the other directory sources (migration 0013).
+    pub source_users: i64,
 }
 
 /// Bump a table's change counter inside the transaction that changed it.
@@ -272,6 +280,7 @@ pub(crate) async fn read_versions(conn: &mut sqlx::AnyConnection) -> Result<Data
     let mut v = DataVersions {
         cucm_users: 0,
         users: 0,
+        source_users: 0,
     };
     for row in rows {
         let name: String = row.try_get("name")?;
@@ -279,6 +288,7 @@ pub(crate) async fn read_versions(conn: &mut sqlx::AnyConnection) -> Result<Data
         match name.as_str() {
             "cucm_users" => v.cucm_users = version,
             "users" => v.users = version,
+            "source_users" => v.source_users = version,
             _ => {}
         }
     }

@@ -56,7 +56,7 @@ impl SourceUser {
     }
 }
 
-const COLUMNS: &[&str] = &[
+pub(crate) const COLUMNS: &[&str] = &[
     "uuid",
     "userid",
     "first_name",
@@ -82,9 +82,9 @@ const COLUMNS: &[&str] = &[
 
 /// Rows per multi-row INSERT: 21 columns × 400 rows stays under SQLite's 32,766
 /// variables and PostgreSQL's 65,535 parameters.
-const ROWS_PER_INSERT: usize = 400;
+pub(crate) const ROWS_PER_INSERT: usize = 400;
 
-fn bind_user<'q>(
+pub(crate) fn bind_user<'q>(
     q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     u: &'q SourceUser,
     now: i64,
@@ -113,7 +113,7 @@ fn bind_user<'q>(
         .bind(now)
 }
 
-fn user_from_row(row: &AnyRow) -> Result<SourceUser> {
+pub(crate) fn user_from_row(row: &AnyRow) -> Result<SourceUser> {
     let devices: String = row.try_get("associated_devices")?;
     Ok(SourceUser {
         uuid: row.try_get("uuid")?,
@@ -220,6 +220,14 @@ pub struct SnapshotState {
     pub users_count: i64,
     pub change_queue_id: Option<String>,
     pub next_change_id: Option<i64>,
+    /// Where incremental reading of an LDAP source continues (migration 0013).
+    pub poll_cursor: Option<String>,
+    /// The RFC 4533 sync cookie of an LDAP source read by syncrepl (migration 0013).
+    pub sync_cookie: Option<String>,
+    /// Per-entry problems of the last full refresh (at most
+    /// [`crate::sources::MAX_KEPT_PROBLEMS`] kept) and how many there were in all.
+    pub entry_problems: Vec<crate::sources::EntryProblem>,
+    pub entry_problem_count: i64,
 }
 
 /// What swapping a completed full refresh in changed.
@@ -245,11 +253,22 @@ impl Store {
     }
 
     pub async fn snapshot_state(&self, source: &str) -> Result<SnapshotState> {
-        self.ensure_state_row(source).await?;
-        let row = sqlx::query("SELECT * FROM snapshot_state WHERE source = $1")
-            .bind(source)
-            .fetch_one(&self.pool)
-            .await?;
+        // A read: the row is inserted only the first time, so status reads do not queue
+        // behind writers for SQLite's single write lock.
+        let select = || {
+            sqlx::query("SELECT * FROM snapshot_state WHERE source = $1")
+                .bind(source)
+                .fetch_optional(&self.pool)
+        };
+        let row = match select().await? {
+            Some(row) => row,
+            None => {
+                self.ensure_state_row(source).await?;
+                select()
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt(format!("no state row for {source}")))?
+            }
+        };
         let state: String = row.try_get("state")?;
         Ok(SnapshotState {
             source: row.try_get("source")?,
@@ -265,6 +284,14 @@ impl Store {
             users_count: row.try_get("users_count")?,
             change_queue_id: opt_text(&row, "change_queue_id")?,
             next_change_id: row.try_get("next_change_id")?,
+            poll_cursor: opt_text(&row, "poll_cursor")?,
+            sync_cookie: opt_text(&row, "sync_cookie")?,
+            entry_problems: match opt_text(&row, "entry_problems")? {
+                Some(json) => serde_json::from_str(&json)
+                    .map_err(|e| StoreError::Corrupt(format!("entry_problems: {e}")))?,
+                None => Vec::new(),
+            },
+            entry_problem_count: row.try_get("entry_problem_count")?,
         })
     }
 
@@ -328,9 +355,7 @@ impl Store {
                 describe_claim(&holder)
             )));
         }
-        sqlx::query("DELETE FROM cucm_users_staging")
-            .execute(&self.pool)
-            .await?;
+        crate::sources::clear_staging(&self.pool, source).await?;
         let taken_over =
             (before.state == RefreshState::Refreshing).then(|| describe_claim(&before));
         Ok(taken_over)
@@ -343,7 +368,7 @@ impl Store {
         self.beat_on(&mut conn, source, owner).await
     }
 
-    async fn beat_on(
+    pub(crate) async fn beat_on(
         &self,
         conn: &mut sqlx::AnyConnection,
         source: &str,
@@ -494,9 +519,7 @@ impl Store {
         .bind(now)
         .execute(&self.pool)
         .await?;
-        sqlx::query("DELETE FROM cucm_users_staging")
-            .execute(&self.pool)
-            .await?;
+        crate::sources::clear_staging(&self.pool, source).await?;
         Ok(())
     }
 
@@ -578,7 +601,7 @@ impl Store {
 /// the full users as a stream. Both come from the same database snapshot (a read
 /// transaction; REPEATABLE READ on PostgreSQL), even while the keeper writes changes.
 pub struct SnapshotRead {
-    tx: sqlx::Transaction<'static, sqlx::Any>,
+    pub(crate) tx: sqlx::Transaction<'static, sqlx::Any>,
 }
 
 impl Store {

@@ -479,6 +479,7 @@ impl Store {
             q.execute(&mut *tx).await?;
         }
         if !changes.is_empty() {
+            record_user_sources(&mut tx, now).await?;
             crate::bump_version(&mut tx, "users").await?;
         }
         if let Some(fence) = fence {
@@ -487,4 +488,25 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Keep `user_sources` (migration 0013) in step with each synced user's link: every user
+/// created or updated in this transaction (`updated_at = now`) records the source it is
+/// linked to and that source's cluster. One set-based statement per batch.
+async fn record_user_sources(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO user_sources (user_id, source, source_key, cluster, updated_at) \
+         SELECT u.id, u.source, u.source_key, d.cluster, $1 FROM users u \
+         LEFT JOIN directory_sources d ON d.name = u.source \
+         WHERE u.updated_at = $1 AND u.source <> 'local' AND u.source_key IS NOT NULL \
+         ON CONFLICT (user_id, source) DO UPDATE SET source_key = excluded.source_key, \
+         cluster = excluded.cluster, updated_at = excluded.updated_at",
+    )
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

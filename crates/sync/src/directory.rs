@@ -50,10 +50,16 @@ pub struct SyncOutcome {
 const PLAN_CHANGES_RECORDED: usize = 1000;
 
 /// What a run's outcome was computed from: the snapshot and users versions and the rules.
-fn fingerprint(cucm_users: i64, users: i64, rules: &CompiledRules) -> String {
+/// The other sources' snapshots count only when the rules read them.
+fn fingerprint(v: &ucbridge_store::DataVersions, users: i64, rules: &CompiledRules) -> String {
+    let sources = if rules.sources.is_empty() {
+        String::new()
+    } else {
+        format!("source_users={};", v.source_users)
+    };
     format!(
-        "cucm_users={cucm_users};users={users};rules={}",
-        rules.fingerprint
+        "cucm_users={};{sources}users={users};rules={}",
+        v.cucm_users, rules.fingerprint
     )
 }
 
@@ -85,6 +91,9 @@ pub async fn run_user_sync_as(
         run_id: store.start_run_as(RUN_KIND, options.dry_run, owner).await?,
         fence: owner.fence.as_ref(),
     };
+    if !rules.sources.is_empty() {
+        return crate::merged::run_merged(run, progress).await;
+    }
     let snapshot = store.snapshot_state(SOURCE_CUCM).await?;
     // The seed's "cache under provisioning" warning: never act on a snapshot that is not
     // complete and current.
@@ -145,7 +154,7 @@ pub async fn run_user_sync_as(
 }
 
 /// Why the snapshot cannot be synced from, if it cannot.
-fn not_ready(snapshot: &SnapshotState) -> Option<String> {
+pub(crate) fn not_ready(snapshot: &SnapshotState) -> Option<String> {
     match snapshot.state {
         RefreshState::Idle => None,
         RefreshState::Empty => Some("the CUCM snapshot has never been refreshed; refresh it first (ucbridge sync refresh)".to_owned()),
@@ -161,23 +170,23 @@ fn not_ready(snapshot: &SnapshotState) -> Option<String> {
 
 /// Changes applied so far, and in how many transactions (each bumps the users version).
 #[derive(Default)]
-struct Applied {
-    changes: u64,
-    calls: i64,
+pub(crate) struct Applied {
+    pub(crate) changes: u64,
+    pub(crate) calls: i64,
 }
 
 /// One user sync run: what it works with and the run record it writes.
-struct Run<'a> {
-    store: &'a Store,
-    rules: &'a CompiledRules,
-    options: SyncOptions,
-    run_id: i64,
-    fence: Option<&'a ucbridge_store::Fence>,
+pub(crate) struct Run<'a> {
+    pub(crate) store: &'a Store,
+    pub(crate) rules: &'a CompiledRules,
+    pub(crate) options: SyncOptions,
+    pub(crate) run_id: i64,
+    pub(crate) fence: Option<&'a ucbridge_store::Fence>,
 }
 
 impl Run<'_> {
     /// Record a refusal: an `Ok` outcome with status `Refused` and the reason.
-    async fn refuse(
+    pub(crate) async fn refuse(
         &self,
         message: String,
         plan: Plan,
@@ -205,7 +214,7 @@ impl Run<'_> {
 
     /// The finished outcome when the snapshot, the users and the rules are as after the
     /// last in-sync run (unless `full`); else the snapshot state back.
-    async fn skip_if_in_sync(
+    pub(crate) async fn skip_if_in_sync(
         &self,
         snapshot: SnapshotState,
     ) -> Result<Result<SyncOutcome, SnapshotState>, SyncError> {
@@ -218,7 +227,7 @@ impl Run<'_> {
         let Some((last_run, last)) = last else {
             return Ok(Err(snapshot));
         };
-        if last != fingerprint(now.cucm_users, now.users, self.rules) {
+        if last != fingerprint(&now, now.users, self.rules) {
             return Ok(Err(snapshot));
         }
         let message = format!(
@@ -347,7 +356,11 @@ impl Run<'_> {
     }
 
     /// One batch in one transaction, fenced by the lease when there is one.
-    async fn apply(&self, changes: &[UserChange], applied: &mut Applied) -> Result<(), SyncError> {
+    pub(crate) async fn apply(
+        &self,
+        changes: &[UserChange],
+        applied: &mut Applied,
+    ) -> Result<(), SyncError> {
         self.store
             .apply_user_changes_fenced(Some(self.run_id), changes, self.fence)
             .await?;
@@ -358,7 +371,7 @@ impl Run<'_> {
 
     /// Finish the run record: failed with how far it got, or planned / applied, with the
     /// fingerprint that lets the next run skip when users are now in sync.
-    async fn record(
+    pub(crate) async fn record(
         &self,
         apply_result: Result<(), SyncError>,
         start: ucbridge_store::DataVersions,
@@ -428,10 +441,7 @@ impl Run<'_> {
         };
         if let Some(users_version) = in_sync {
             self.store
-                .set_run_fingerprint(
-                    self.run_id,
-                    &fingerprint(start.cucm_users, users_version, self.rules),
-                )
+                .set_run_fingerprint(self.run_id, &fingerprint(start, users_version, self.rules))
                 .await?;
         }
         Ok(())
@@ -441,7 +451,7 @@ impl Run<'_> {
 /// End the read-only snapshot transaction. Its commit can fail only if the connection is
 /// gone, and nothing was written through it: the run's outcome stands either way (an
 /// error here used to leave the run `running` for good).
-async fn finish_read(read: ucbridge_store::SnapshotRead) {
+pub(crate) async fn finish_read(read: ucbridge_store::SnapshotRead) {
     if let Err(e) = read.finish().await {
         tracing::warn!(error = %e, "ending the snapshot read failed (nothing was written through it)");
     }

@@ -6,15 +6,26 @@
 //! 2. [`directory`]: copy the snapshot into ucbridge's users according to [`rules`]:
 //!    match by a sync key, map fields, decide what happens to users whose source vanished,
 //!    guard against mass removal, record every applied change in the audit log.
+//!
+//! Beside the default CUCM source, [`ldap_source`] keeps the snapshot of an LDAP
+//! directory (OpenLDAP or Active Directory) as a named source.
 
 pub mod directory;
+pub mod ldap_entry;
+pub mod ldap_source;
+pub mod merged;
 pub mod password;
 pub mod plan;
 pub mod rules;
 pub mod schedule;
 pub mod snapshot;
+pub mod syncrepl;
 
 pub use directory::{run_user_sync, run_user_sync_as, SyncOptions, SyncOutcome};
+pub use ldap_source::{
+    DirectoryFlavor, LdapPollReport, LdapRefreshReport, LdapSource, LdapSourceError,
+    LdapSourceSettings, SearchScope, SourceConfig,
+};
 pub use plan::{Plan, Problem};
 pub use rules::{RulesError, SyncRules};
 pub use snapshot::{
@@ -31,6 +42,8 @@ pub enum SyncError {
     Store(#[from] ucbridge_store::StoreError),
     #[error(transparent)]
     Rules(#[from] RulesError),
+    #[error(transparent)]
+    LdapSource(#[from] LdapSourceError),
     /// CUCM's change queue no longer matches (AXL restarted, or the cursor fell out of the
     /// 100,000-change cache): only a full refresh can resynchronise.
     #[error("the CUCM change queue cannot continue from the stored cursor ({0}); a full refresh is needed")]

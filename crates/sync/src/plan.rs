@@ -120,6 +120,26 @@ pub struct Planner<'r> {
     claimed: HashSet<usize>,
     new_usernames: HashSet<String>,
     synced_users: usize,
+    /// Several sources ([`Planner::for_sources`]): local users linked to any of these are
+    /// synced, and snapshot uuids read `source/identity`. `None`: the CUCM source alone.
+    link_sources: Option<HashSet<String>>,
+    /// Snapshot uuids whose users are disabled in their directory.
+    disabled: HashSet<String>,
+}
+
+/// The link of a local record as the planner sees it: the CUCM uuid alone, or
+/// `source/identity` when several sources are synced.
+fn link_of<'a>(
+    link_sources: &Option<HashSet<String>>,
+    r: &'a UserRecord,
+) -> Option<std::borrow::Cow<'a, str>> {
+    let key = r.source_key.as_deref()?;
+    match link_sources {
+        None => (r.source == SOURCE).then_some(std::borrow::Cow::Borrowed(key)),
+        Some(set) => set
+            .contains(&r.source)
+            .then(|| std::borrow::Cow::Owned(format!("{}/{key}", r.source))),
+    }
 }
 
 impl<'r> Planner<'r> {
@@ -133,17 +153,47 @@ impl<'r> Planner<'r> {
             targets: HashMap::new(),
             claimed: HashSet::new(),
             new_usernames: HashSet::new(),
+            link_sources: None,
+            disabled: HashSet::new(),
+        }
+    }
+
+    /// A planner over several sources: snapshot users carry `source/identity` uuids, local
+    /// users linked to any of `sources` are synced, and `disabled` uuids become disabled
+    /// users.
+    pub fn for_sources(
+        rules: &'r CompiledRules,
+        locals: Vec<LocalUser>,
+        sources: &[String],
+        disabled: HashSet<String>,
+    ) -> Self {
+        let mut planner = Planner::new(rules, locals);
+        let set: HashSet<String> = sources.iter().cloned().collect();
+        planner.synced_users = planner
+            .locals
+            .iter()
+            .filter(|u| set.contains(&u.record.source) && u.record.source_key.is_some())
+            .count();
+        planner.link_sources = Some(set);
+        planner.disabled = disabled;
+        planner
+    }
+
+    /// Skip a snapshot user after matching (a conflict found outside the planner); a local
+    /// user it matched stays claimed, so it is not taken for an orphan.
+    pub fn skip(&mut self, uuid: &str, why: String) {
+        if let Some(t) = self.targets.get_mut(uuid) {
+            *t = Target::Skip(why);
         }
     }
 
     /// Pass 1: decide every match from `(uuid, sync key)` of all CUCM users.
     pub fn match_keys(&mut self, keys: &[(String, Option<String>)]) {
-        let linked: HashMap<&str, usize> = self
+        let linked: HashMap<std::borrow::Cow<'_, str>, usize> = self
             .locals
             .iter()
             .enumerate()
-            .filter(|(_, u)| u.record.source == SOURCE)
-            .filter_map(|(i, u)| u.record.source_key.as_deref().map(|k| (k, i)))
+            .filter_map(|(i, u)| link_of(&self.link_sources, &u.record).map(|k| (k, i)))
             .collect();
         let in_snapshot: HashSet<&str> = keys.iter().map(|(u, _)| u.as_str()).collect();
         // Keys seen more than once in the source cannot identify anyone.
@@ -174,10 +224,9 @@ impl<'r> Planner<'r> {
                             .copied()
                             .filter(|&i| {
                                 let r = &self.locals[i].record;
-                                !(r.source == SOURCE
-                                    && r.source_key
-                                        .as_deref()
-                                        .is_some_and(|k| k != uuid && in_snapshot.contains(k)))
+                                !link_of(&self.link_sources, r).is_some_and(|k| {
+                                    k.as_ref() != uuid.as_str() && in_snapshot.contains(k.as_ref())
+                                })
                             })
                             .collect();
                         match candidates.as_slice() {
@@ -216,11 +265,11 @@ impl<'r> Planner<'r> {
         let mut out = Vec::new();
         for (i, local) in self.locals.iter().enumerate() {
             let r = &local.record;
-            let orphaned = r.source == SOURCE
-                && !self.claimed.contains(&i)
-                && r.source_key
-                    .as_deref()
-                    .is_none_or(|k| !self.targets.contains_key(k));
+            let orphaned = !self.claimed.contains(&i)
+                && match link_of(&self.link_sources, r) {
+                    Some(k) => !self.targets.contains_key(k.as_ref()),
+                    None => self.link_sources.is_none() && r.source == SOURCE,
+                };
             if !orphaned {
                 continue;
             }
@@ -260,7 +309,7 @@ impl<'r> Planner<'r> {
             Some(Target::Skip(why)) => problem(why.clone()),
             Some(Target::Local(i)) => {
                 let local = &self.locals[*i];
-                let after = desired(self.rules, u, local.record.clone());
+                let after = self.desired(u, local.record.clone());
                 if after == local.record {
                     Decision::Unchanged
                 } else {
@@ -289,10 +338,26 @@ impl<'r> Planner<'r> {
                     ..UserRecord::default()
                 };
                 Decision::Change(UserChange::Create {
-                    after: desired(self.rules, u, base),
+                    after: self.desired(u, base),
                 })
             }
         }
+    }
+}
+
+impl Planner<'_> {
+    /// [`desired`], with the link split into source and identity when several sources
+    /// are synced, and the directory's disabled flag.
+    fn desired(&self, u: &SourceUser, record: UserRecord) -> UserRecord {
+        let mut after = desired(self.rules, u, record);
+        if self.link_sources.is_some() {
+            if let Some((source, key)) = u.uuid.split_once('/') {
+                after.source = source.to_owned();
+                after.source_key = Some(key.to_owned());
+            }
+            after.disabled = self.disabled.contains(&u.uuid);
+        }
+        after
     }
 }
 

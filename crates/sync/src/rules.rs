@@ -39,6 +39,8 @@ pub enum RulesError {
     NoUsernameRule,
     #[error("bad schedule: {0}")]
     BadSchedule(String),
+    #[error("bad sources: {0}")]
+    BadSources(String),
 }
 
 /// A field of a CUCM end user (snapshot) that rules can read.
@@ -252,6 +254,15 @@ pub struct SyncRules {
     /// (`sec min hour day month weekday`).
     #[serde(default)]
     pub schedule: Option<String>,
+    /// Sources by precedence, e.g. `["ad", "cucm"]`: one person found in several (by the
+    /// sync key) takes each field from the first source that has it. Empty: the default
+    /// CUCM source alone (as before sources existed).
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Per source, the snapshot fields it may supply (e.g. `cucm = ["primary_extension",
+    /// "associated_devices"]`); a source not named supplies every field.
+    #[serde(default)]
+    pub source_fields: BTreeMap<String, Vec<String>>,
 }
 
 fn field(name: &str) -> ValueSource {
@@ -298,6 +309,8 @@ impl Default for SyncRules {
             orphans: default_orphans(),
             max_removal_share: default_share(),
             schedule: None,
+            sources: Vec::new(),
+            source_fields: BTreeMap::new(),
         }
     }
 }
@@ -315,6 +328,10 @@ pub struct CompiledRules {
     pub orphans: OrphanAction,
     pub max_removal_share: f64,
     pub schedule: Option<Schedule>,
+    /// Sources by precedence; empty = the default CUCM source alone.
+    pub sources: Vec<String>,
+    /// Per source, the snapshot fields it may supply (absent: all).
+    pub source_fields: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -416,6 +433,7 @@ impl SyncRules {
             .iter()
             .map(compile_source)
             .collect::<Result<_, _>>()?;
+        self.check_sources()?;
         let schedule = self
             .schedule
             .as_deref()
@@ -442,7 +460,38 @@ impl SyncRules {
             orphans: self.orphans,
             max_removal_share: self.max_removal_share,
             schedule,
+            sources: self.sources.clone(),
+            source_fields: self.source_fields.clone(),
         })
+    }
+}
+
+impl SyncRules {
+    fn check_sources(&self) -> Result<(), RulesError> {
+        let mut seen = std::collections::HashSet::new();
+        for name in &self.sources {
+            if name.trim().is_empty() || !seen.insert(name.as_str()) {
+                return Err(RulesError::BadSources(format!(
+                    "{name:?} is empty or listed twice in sources"
+                )));
+            }
+        }
+        for (name, fields) in &self.source_fields {
+            if !self.sources.contains(name) {
+                return Err(RulesError::BadSources(format!(
+                    "source_fields names {name:?}, which is not in sources"
+                )));
+            }
+            for f in fields {
+                if !crate::merged::MERGED_FIELDS.contains(&f.as_str()) {
+                    return Err(RulesError::BadSources(format!(
+                        "source_fields.{name}: unknown field {f:?} (known: {})",
+                        crate::merged::MERGED_FIELDS.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 }
 

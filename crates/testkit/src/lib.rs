@@ -18,6 +18,7 @@ use quick_xml::Reader;
 
 pub mod dovecot;
 pub mod hostile;
+pub mod prosody;
 pub mod slapd;
 pub mod tls;
 

@@ -7,6 +7,7 @@
 //! `admin_dn()`, `log()`) is reachable through `Deref`.
 
 pub use ucbridge_lab::services::slapd::{ADMIN_DN, BASE_DN, PEOPLE_DN};
+pub use ucbridge_lab::services::SlapdFeatures;
 use ucbridge_lab::services::{ServiceError, SlapdConfig};
 
 /// The rootdn's password (a throwaway server on 127.0.0.1; nothing to protect).
@@ -49,13 +50,20 @@ impl Slapd {
 
     /// Start a server; `None` = skip (slapd or its modules are not installed).
     pub fn start_with(options: SlapdOptions) -> Option<Slapd> {
+        Slapd::start_with_features(options, SlapdFeatures::default())
+    }
+
+    /// Start a server with optional parts: the `syncprov` overlay (RFC 4533, for syncrepl
+    /// clients) and the lab's AD-like schema (`objectGUID`, `userAccountControl`,
+    /// `sAMAccountName`, `userPrincipalName`, `uSNChanged`, auxiliary class `user`).
+    pub fn start_with_features(options: SlapdOptions, features: SlapdFeatures) -> Option<Slapd> {
         let config = SlapdConfig {
             admin_password: ADMIN_PASSWORD.into(),
             tls: options.tls,
             port: None,
             parent_dir: None,
         };
-        match ucbridge_lab::services::Slapd::start(&config) {
+        match ucbridge_lab::services::Slapd::start_with_features(&config, features) {
             Ok(s) => Some(Slapd(s)),
             Err(e @ ServiceError::NotInstalled { .. }) => {
                 skip_or_fail(&e.to_string());

@@ -91,6 +91,7 @@ const LAYERS: &[(&str, Layer)] = &[
     ("audio", Support),
     ("axl", Clients),
     ("cuc", Clients),
+    ("im", Clients),
     ("store", Store),
     ("sync", Engines),
     ("provision", Engines),

@@ -212,6 +212,34 @@ pub enum AttachmentFormat {
     Both,
 }
 
+/// Whether IMAP changes are watched with IDLE (RFC 2177) (`[voicemail] imap_idle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImapIdle {
+    /// IDLE only when no IMAP push token is configured: a server that calls ucbridge's
+    /// webhook (Dovecot's push-notification plugin) needs no open connection per account.
+    #[default]
+    Auto,
+    /// IDLE even with push configured (e.g. push reaches only part of the users).
+    On,
+    /// Never: changes are found by push and the HIGHESTMODSEQ poll only.
+    Off,
+}
+
+/// Default [`VoicemailOptions::imap_idle_connections`]: IDLE connections per engine (the
+/// engine runs on the one node holding the voicemail job's lease).
+pub const IDLE_CONNECTIONS: usize = 100;
+
+/// Default [`VoicemailOptions::imap_idle_renew`]. RFC 2177 §3 asks clients to re-issue
+/// IDLE at least every 29 minutes; servers and NAT devices drop quiet connections sooner
+/// (Dovecot's `imap_idle_notify_interval` sends "OK Still here" every 2 minutes for that
+/// reason), so ucbridge ends and re-issues each IDLE after 10 minutes, checking the
+/// account's other voicemail folders (which one IDLE cannot watch) in between.
+pub const IDLE_RENEW: Duration = Duration::from_secs(10 * 60);
+
+/// Longest accepted [`VoicemailOptions::imap_idle_renew`] (RFC 2177 §3: 29 minutes).
+pub const IDLE_RENEW_MAX: Duration = Duration::from_secs(29 * 60);
+
 /// How the engine behaves.
 #[derive(Debug, Clone)]
 pub struct VoicemailOptions {
@@ -274,6 +302,28 @@ pub struct VoicemailOptions {
     /// notification was lost (Dovecot could not reach ucbridge) goes unnoticed by the
     /// reconcile; the HIGHESTMODSEQ poll (`imap_poll_every`) still looks meanwhile.
     pub push_trust_window: Duration,
+    /// Watch accounts' voicemail inbox folders with IDLE: [`ImapIdle::Auto`] (default)
+    /// uses it only without `imap_push_token`, and only when the server offers IDLE.
+    pub imap_idle: ImapIdle,
+    /// At most this many IDLE connections (one per account); accounts beyond them keep the
+    /// HIGHESTMODSEQ poll. 0 = no IDLE.
+    pub imap_idle_connections: usize,
+    /// Each IDLE ends and is re-issued after this long (at most [`IDLE_RENEW_MAX`]); the
+    /// account's other folders are checked (LIST-STATUS) on the same connection then.
+    pub imap_idle_renew: Duration,
+}
+
+impl VoicemailOptions {
+    /// Whether the continuous mode opens IDLE connections at all (the server must also
+    /// offer IDLE; that is found out on the first connection).
+    pub fn idle_wanted(&self) -> bool {
+        self.imap_idle_connections > 0
+            && match self.imap_idle {
+                ImapIdle::On => true,
+                ImapIdle::Off => false,
+                ImapIdle::Auto => self.imap_push_token.is_none(),
+            }
+    }
 }
 
 /// Default [`VoicemailOptions::push_trust_window`]: longer than `reconcile_every` (15 min),
@@ -329,6 +379,9 @@ impl Default for VoicemailOptions {
             imap_push_token: None,
             trust_imap_push: true,
             push_trust_window: PUSH_TRUST_WINDOW,
+            imap_idle: ImapIdle::default(),
+            imap_idle_connections: IDLE_CONNECTIONS,
+            imap_idle_renew: IDLE_RENEW,
         }
     }
 }
@@ -476,6 +529,12 @@ pub struct VoicemailFileConfig {
     pub trust_imap_push: Option<bool>,
     /// How long an IMAP check stays trusted while push is healthy (default "1h").
     pub push_trust_window: Option<String>,
+    /// `auto` (default: IDLE when no push token is set), `on` or `off`.
+    pub imap_idle: Option<ImapIdle>,
+    /// IDLE connections at most (default 100; 0 = none); further accounts are polled.
+    pub imap_idle_connections: Option<usize>,
+    /// Re-issue each IDLE after this long (default "10m", at most "29m", RFC 2177).
+    pub imap_idle_renew: Option<String>,
 }
 
 impl VoicemailFileConfig {
@@ -552,11 +611,34 @@ impl VoicemailFileConfig {
         if let Some(v) = &self.push_trust_window {
             o.push_trust_window = parse("push_trust_window", v)?;
         }
+        self.idle_options(&mut o)?;
         o.imap_push_token = self.push_token(std::env::var(IMAP_PUSH_TOKEN_ENV).ok())?;
         if self.imap_poll_every.is_none() && o.imap_push_token.is_some() {
             o.imap_poll_every = POLL_EVERY_WITH_PUSH;
         }
         Ok(o)
+    }
+
+    /// `imap_idle`, `imap_idle_connections` and `imap_idle_renew` (10 s to 29 min).
+    fn idle_options(&self, o: &mut VoicemailOptions) -> Result<(), VoicemailError> {
+        if let Some(mode) = self.imap_idle {
+            o.imap_idle = mode;
+        }
+        if let Some(n) = self.imap_idle_connections {
+            o.imap_idle_connections = n;
+        }
+        if let Some(v) = &self.imap_idle_renew {
+            let renew = humantime::parse_duration(v).map_err(|e| {
+                VoicemailError::Config(format!("bad [voicemail] imap_idle_renew {v:?}: {e}"))
+            })?;
+            if renew < Duration::from_secs(10) || renew > IDLE_RENEW_MAX {
+                return Err(VoicemailError::Config(format!(
+                    "bad [voicemail] imap_idle_renew {v:?}: between 10s and 29m (RFC 2177 asks for a new IDLE at least every 29 minutes)"
+                )));
+            }
+            o.imap_idle_renew = renew;
+        }
+        Ok(())
     }
 
     /// The push token: `env` (the environment variable) first, then the file's first
@@ -696,6 +778,54 @@ mod tests {
             let without = VoicemailFileConfig::default().to_options().unwrap();
             assert_eq!(without.imap_poll_every, Duration::from_secs(30));
         }
+    }
+
+    #[test]
+    fn idle_is_automatic_without_push_bounded_and_renewed_within_rfc_2177() {
+        let o = VoicemailFileConfig::default().to_options().unwrap();
+        assert_eq!(
+            (o.imap_idle, o.imap_idle_connections, o.imap_idle_renew),
+            (ImapIdle::Auto, IDLE_CONNECTIONS, IDLE_RENEW)
+        );
+        let with_push = |mode| VoicemailOptions {
+            imap_idle: mode,
+            imap_push_token: Some(Secret::new("0123456789abcdef0123")),
+            ..VoicemailOptions::default()
+        };
+        assert_eq!(
+            o.imap_push_token.is_none(),
+            o.idle_wanted(),
+            "auto: IDLE exactly when no push token is set"
+        );
+        assert!(
+            !with_push(ImapIdle::Auto).idle_wanted(),
+            "push makes IDLE unneeded"
+        );
+        assert!(with_push(ImapIdle::On).idle_wanted());
+        assert!(!with_push(ImapIdle::Off).idle_wanted());
+        let none = VoicemailOptions {
+            imap_idle: ImapIdle::On,
+            imap_idle_connections: 0,
+            ..VoicemailOptions::default()
+        };
+        assert!(!none.idle_wanted(), "a pool of 0 is no IDLE");
+        let vm: VoicemailFileConfig = toml::from_str(
+            "imap_idle = \"on\"\nimap_idle_connections = 5\nimap_idle_renew = \"29m\"",
+        )
+        .unwrap();
+        let o = vm.to_options().unwrap();
+        assert_eq!(
+            (o.imap_idle, o.imap_idle_connections, o.imap_idle_renew),
+            (ImapIdle::On, 5, IDLE_RENEW_MAX)
+        );
+        for bad in ["30m", "5s", "soon"] {
+            let vm = VoicemailFileConfig {
+                imap_idle_renew: Some(bad.into()),
+                ..Default::default()
+            };
+            assert!(vm.to_options().is_err(), "{bad}");
+        }
+        assert!(toml::from_str::<VoicemailFileConfig>("imap_idle = \"sometimes\"").is_err());
     }
 
     #[test]

@@ -1,15 +1,17 @@
 //! The engine: account matching, all accounts' reconcile and status here; one account's
 //! sync in [`account`] (its IMAP side in [`imap_side`]), the continuous mode in
 //! [`continuous`], the CUNI subscription, its callback endpoint and IMAP push intake in
-//! [`callback`], trusting IMAP push instead of logging in in [`trust`].
+//! [`callback`], trusting IMAP push instead of logging in in [`trust`], IMAP IDLE
+//! connections for servers without push in [`idle`].
 
 mod account;
 mod callback;
 mod continuous;
+mod idle;
 mod imap_side;
 mod trust;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -122,6 +124,8 @@ pub struct VoicemailStatus {
     /// Reconcile checks of unchanged accounts answered by trusting IMAP push, without a
     /// login ([`VoicemailOptions::trust_imap_push`]).
     pub imap_checks_trusted: u64,
+    /// IMAP IDLE connections ([`VoicemailOptions::imap_idle`]).
+    pub imap_idle: IdleStats,
 }
 
 /// Counts of IMAP push notifications ([`VoicemailEngine::imap_push_router`]).
@@ -135,6 +139,25 @@ pub struct ImapPushStats {
     pub refused: u64,
     /// Milliseconds since the epoch of the last scheduled one.
     pub last_scheduled_at: Option<i64>,
+}
+
+/// The continuous mode's IMAP IDLE connections ([`VoicemailOptions::imap_idle`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct IdleStats {
+    /// The settings ask for IDLE and a run started its pool.
+    pub enabled: bool,
+    /// The IMAP server does not offer IDLE: every account is polled.
+    pub unsupported: bool,
+    /// At most this many IDLE connections (`imap_idle_connections`).
+    pub pool_size: u64,
+    /// Accounts whose inbox folder an IDLE watches now; the poll leaves them out.
+    pub watching: u64,
+    /// Changes the server reported (each schedules the account's debounced sync).
+    pub notifications: u64,
+    /// IDLE commands ended after `imap_idle_renew` and issued again on the same connection.
+    pub renewed: u64,
+    /// IDLE connections lost or refused, each retried with back-off (polled meanwhile).
+    pub failures: u64,
 }
 
 /// What an authenticated IMAP push notification led to.
@@ -189,6 +212,9 @@ struct Shared {
     push_trust: PushTrust,
     imap_logins: u64,
     imap_checks_trusted: u64,
+    imap_idle: IdleStats,
+    /// Accounts an IDLE watches now (left out of the poll).
+    idle_watching: HashSet<String>,
     locks: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
 }
 
@@ -427,6 +453,7 @@ impl VoicemailEngine {
             imap_push: shared.imap_push,
             imap_logins: shared.imap_logins,
             imap_checks_trusted: shared.imap_checks_trusted,
+            imap_idle: shared.imap_idle,
         })
     }
 }
@@ -444,6 +471,7 @@ pub struct EngineActivity {
     pub imap_push: ImapPushStats,
     pub imap_logins: u64,
     pub imap_checks_trusted: u64,
+    pub imap_idle: IdleStats,
 }
 
 impl VoicemailEngine {
@@ -459,6 +487,7 @@ impl VoicemailEngine {
             imap_push: shared.imap_push,
             imap_logins: shared.imap_logins,
             imap_checks_trusted: shared.imap_checks_trusted,
+            imap_idle: shared.imap_idle,
         }
     }
 }

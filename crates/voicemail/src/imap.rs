@@ -4,13 +4,15 @@
 //! Extensions used when the server offers them: CONDSTORE (RFC 7162: HIGHESTMODSEQ tells
 //! "nothing changed" without fetching), LIST-STATUS (RFC 5819: one command for every
 //! folder's identity), UIDPLUS (RFC 4315: `UID EXPUNGE` removes only our messages), MOVE
-//! (RFC 6851), LITERAL+ (RFC 7888), OBJECTID (RFC 8474, detected; see [`Caps::objectid`]).
+//! (RFC 6851), LITERAL+ (RFC 7888), OBJECTID (RFC 8474, detected; see [`Caps::objectid`]),
+//! IDLE (RFC 2177: [`ImapConn::idle`] and [`Idling`], async-imap's IDLE handle on a
+//! read-only EXAMINEd folder).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use async_imap::imap_proto::{MailboxDatum, Response, Status, StatusAttribute};
+use async_imap::imap_proto::{MailboxDatum, Response, ResponseCode, Status, StatusAttribute};
 use async_imap::types::Flag;
 use futures::TryStreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -83,6 +85,8 @@ pub(crate) struct Caps {
     /// parser (imap-proto 0.16) rejects the `MAILBOXID` status item, so identity falls
     /// back to UIDVALIDITY (Dovecot 2.3 does not offer OBJECTID anyway).
     pub(crate) objectid: bool,
+    /// RFC 2177 IDLE.
+    pub(crate) idle: bool,
 }
 
 /// A folder's identity and change counter.
@@ -259,6 +263,7 @@ impl ImapConn {
             uidplus: capabilities.has_str("UIDPLUS"),
             moves: capabilities.has_str("MOVE"),
             objectid: capabilities.has_str("OBJECTID"),
+            idle: capabilities.has_str("IDLE"),
         };
         if caps.objectid {
             tracing::debug!("the IMAP server offers OBJECTID (RFC 8474); folders are still tracked by UIDVALIDITY");
@@ -604,9 +609,188 @@ impl ImapConn {
         .map_err(imap_err("APPEND"))
     }
 
+    /// EXAMINE (read-only SELECT, RFC 3501 §6.3.2) with CONDSTORE when offered: the
+    /// folder's UIDVALIDITY and HIGHESTMODSEQ. Read-only, so watching a folder neither
+    /// changes flags nor takes `\Recent` away from the user's own client, and a later CLOSE
+    /// expunges nothing.
+    pub(crate) async fn examine(
+        &mut self,
+        name: &str,
+    ) -> Result<(u32, Option<u64>), VoicemailError> {
+        check_name(name)?;
+        let command = if self.caps.condstore {
+            format!("EXAMINE {} (CONDSTORE)", quoted(name))
+        } else {
+            format!("EXAMINE {}", quoted(name))
+        };
+        with_timeout(self.timeout, async {
+            let tag = self.session.run_command(&command).await?;
+            let (mut uid_validity, mut modseq) = (None, None);
+            loop {
+                let Some(response) = self.session.read_response().await else {
+                    return Err(async_imap::error::Error::ConnectionLost);
+                };
+                let response = response?;
+                match response.parsed() {
+                    Response::Data {
+                        code: Some(ResponseCode::UidValidity(v)),
+                        ..
+                    } => uid_validity = Some(*v),
+                    Response::Data {
+                        code: Some(ResponseCode::HighestModSeq(m)),
+                        ..
+                    } => modseq = Some(*m),
+                    Response::Done {
+                        tag: done,
+                        status,
+                        information,
+                        ..
+                    } if *done == tag => {
+                        return match status {
+                            Status::Ok => Ok((uid_validity.unwrap_or_default(), modseq)),
+                            _ => Err(async_imap::error::Error::No(
+                                information.as_deref().unwrap_or_default().to_owned(),
+                            )),
+                        };
+                    }
+                    _ => {}
+                }
+            }
+        })
+        .await?
+        .map_err(imap_err("EXAMINE"))
+    }
+
+    /// CLOSE: leave the selected folder (an EXAMINEd one: nothing is expunged, RFC 3501
+    /// §6.4.2).
+    pub(crate) async fn close(&mut self) -> Result<(), VoicemailError> {
+        with_timeout(self.timeout, self.session.close())
+            .await?
+            .map_err(imap_err("CLOSE"))
+    }
+
+    /// Whether the server reported a change of the selected folder (EXISTS, EXPUNGE,
+    /// FETCH, ...) beside an answer since the last call; async-imap keeps such unsolicited
+    /// responses in a bounded queue (100, the rest dropped), emptied here.
+    pub(crate) fn take_unsolicited(&mut self) -> bool {
+        use async_imap::types::UnsolicitedResponse;
+        let mut any = false;
+        while let Ok(response) = self.session.unsolicited_responses.try_recv() {
+            any |= match &response {
+                UnsolicitedResponse::Exists(_)
+                | UnsolicitedResponse::Recent(_)
+                | UnsolicitedResponse::Expunge(_) => true,
+                UnsolicitedResponse::Other(data) => reports_change(data.parsed()),
+                UnsolicitedResponse::Status { .. } => false,
+            };
+        }
+        any
+    }
+
+    /// Start IDLE on the selected folder (RFC 2177); the server must offer it
+    /// ([`Caps::idle`]). [`Idling::done`] gives the session back.
+    pub(crate) async fn idle(self) -> Result<Idling, VoicemailError> {
+        let ImapConn {
+            session,
+            caps,
+            timeout,
+            delimiter,
+        } = self;
+        let mut handle = session.idle();
+        with_timeout(timeout, handle.init())
+            .await?
+            .map_err(imap_err("IDLE"))?;
+        Ok(Idling {
+            handle,
+            caps,
+            timeout,
+            delimiter,
+        })
+    }
+
     pub(crate) async fn logout(mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.session.logout()).await;
     }
+}
+
+/// What ended one [`Idling::wait`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IdleEvent {
+    /// The server reported a change of the watched folder (EXISTS, EXPUNGE, FETCH, ...).
+    Changed,
+    /// Nothing within the time given.
+    Quiet,
+}
+
+/// A session in IDLE (async-imap's [`async_imap::extensions::idle::Handle`]).
+pub(crate) struct Idling {
+    handle: async_imap::extensions::idle::Handle<ImapStream>,
+    caps: Caps,
+    timeout: Duration,
+    delimiter: Option<String>,
+}
+
+impl Idling {
+    /// Wait for the server to report a change, for at most `max` in all (async-imap's own
+    /// timeout restarts on every "OK Still here", so it alone would never end with
+    /// Dovecot). Dropping this future mid-wait is safe: async-imap buffers what it read.
+    pub(crate) async fn wait(&mut self, max: Duration) -> Result<IdleEvent, VoicemailError> {
+        use async_imap::extensions::idle::IdleResponse;
+        let deadline = tokio::time::Instant::now() + max;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            // Dropping the stop source would interrupt the wait at once: keep it to the end.
+            let (wait, _interrupt) = self.handle.wait_with_timeout(left);
+            let data = match tokio::time::timeout(left, wait).await {
+                Err(_) | Ok(Ok(IdleResponse::Timeout)) => return Ok(IdleEvent::Quiet),
+                // The stream ended: only the server can have done that here.
+                Ok(Ok(IdleResponse::ManualInterrupt)) => {
+                    return Err(VoicemailError::Imap(
+                        "the IMAP server closed the IDLE connection".into(),
+                    ))
+                }
+                Ok(Ok(IdleResponse::NewData(data))) => data,
+                Ok(Err(e)) => return Err(imap_err("IDLE")(e)),
+            };
+            match data.parsed() {
+                Response::Data {
+                    status: Status::Bye,
+                    ..
+                } => {
+                    return Err(VoicemailError::Imap(
+                        "the IMAP server ended the IDLE connection (BYE)".into(),
+                    ))
+                }
+                parsed if reports_change(parsed) => return Ok(IdleEvent::Changed),
+                _ => {}
+            }
+        }
+    }
+
+    /// End IDLE (DONE); the session back.
+    pub(crate) async fn done(self) -> Result<ImapConn, VoicemailError> {
+        let session = with_timeout(self.timeout, self.handle.done())
+            .await?
+            .map_err(imap_err("DONE"))?;
+        Ok(ImapConn {
+            session,
+            caps: self.caps,
+            timeout: self.timeout,
+            delimiter: self.delimiter,
+        })
+    }
+}
+
+/// Whether an untagged response reports a change of the selected folder: a new message
+/// (EXISTS, RECENT), a removed one (EXPUNGE, VANISHED) or changed flags (FETCH).
+fn reports_change(response: &Response<'_>) -> bool {
+    matches!(
+        response,
+        Response::MailboxData(MailboxDatum::Exists(_) | MailboxDatum::Recent(_))
+            | Response::Expunge(_)
+            | Response::Vanished { .. }
+            | Response::Fetch(..)
+    )
 }
 
 fn folder_state(mailbox: &str, status: &[StatusAttribute]) -> Option<FolderState> {
@@ -678,5 +862,21 @@ mod tests {
         );
         assert!(is_loopback("127.0.0.1") && is_loopback("::1") && is_loopback("localhost"));
         assert!(!is_loopback("mail.example.com"));
+    }
+
+    #[test]
+    fn idle_takes_message_changes_only() {
+        use async_imap::imap_proto::parser::parse_response;
+        for (line, change) in [
+            ("* 4 EXISTS\r\n", true),
+            ("* 1 RECENT\r\n", true),
+            ("* 2 EXPUNGE\r\n", true),
+            ("* 3 FETCH (FLAGS (\\Seen))\r\n", true),
+            ("* OK Still here\r\n", false),
+            ("* FLAGS (\\Seen \\Deleted)\r\n", false),
+        ] {
+            let (_, response) = parse_response(line.as_bytes()).expect(line);
+            assert_eq!(reports_change(&response), change, "{line}");
+        }
     }
 }

@@ -14,7 +14,9 @@
 //! - [`VoicemailEngine::sync_all`]`(progress)` — one full reconcile, bounded concurrency,
 //!   returns a [`SyncSummary`] (unmatched/ambiguous accounts included).
 //! - [`VoicemailEngine::sync_account`]`(alias_or_username)`.
-//! - [`VoicemailEngine::run`]`(callback_url, shutdown)` — continuous mode.
+//! - [`VoicemailEngine::run`]`(callback_url, shutdown)` — continuous mode: CUNI events, IMAP
+//!   push, IMAP IDLE for up to `imap_idle_connections` accounts ([`ImapIdle`]), the
+//!   HIGHESTMODSEQ poll for the others.
 //! - [`VoicemailEngine::subscribe`]`(callback_url)` — CUNI subscription (groups of 500).
 //! - [`VoicemailEngine::callback_router`]`()` — axum router for CUC's callback POSTs.
 //! - [`VoicemailEngine::imap_push_router`]`()` — axum router for the IMAP server's push
@@ -26,7 +28,9 @@
 //! visible in IMAP, for messages that arrived since the account's previous good sync),
 //! `ucbridge_voicemail_syncs_total{outcome=ok|cuc_error|error}`,
 //! `ucbridge_voicemail_actions_total{direction=cuc_to_imap|imap_to_cuc, action}`,
-//! `ucbridge_voicemail_imap_push_total{outcome=scheduled|ignored|refused}`.
+//! `ucbridge_voicemail_imap_push_total{outcome=scheduled|ignored|refused}`,
+//! `ucbridge_voicemail_imap_idle_notifications_total`, `ucbridge_voicemail_imap_idle_watching`
+//! (gauge: accounts an IDLE watches).
 //!
 //! Invariants:
 //! - CUC is read completely before IMAP is touched: with CUC down, IMAP stays as it is and
@@ -54,6 +58,10 @@
 //! - Failed account syncs, reconciles and CUNI subscriptions are retried with exponential
 //!   back-off (`retry_initial` doubling up to `retry_max`, up to a quarter less at random).
 //! - One sync per account at a time; one IMAP poll round at a time, on its own permits.
+//! - IDLE is bounded: at most `imap_idle_connections` connections, one read-only (EXAMINE)
+//!   inbox folder each, every IDLE re-issued within `imap_idle_renew` (≤ 29 minutes, RFC
+//!   2177), failed connections retried with back-off while the poll covers the account, and
+//!   all of them closed within 2 s of a stop.
 
 mod config;
 mod engine;
@@ -65,13 +73,14 @@ mod push;
 pub mod reconcile;
 
 pub use config::{
-    AccountMatching, AttachmentFormat, CucIdSource, FolderNames, ImapFileConfig, ImapLogin,
-    ImapSecurity, ImapSettings, ImapUserSource, RemovalGuard, VoicemailFileConfig,
-    VoicemailOptions, IMAP_PUSH_TOKEN_ENV, MIN_PUSH_TOKEN_LEN, POLL_EVERY_WITH_PUSH,
+    AccountMatching, AttachmentFormat, CucIdSource, FolderNames, ImapFileConfig, ImapIdle,
+    ImapLogin, ImapSecurity, ImapSettings, ImapUserSource, RemovalGuard, VoicemailFileConfig,
+    VoicemailOptions, IDLE_CONNECTIONS, IDLE_RENEW, IDLE_RENEW_MAX, IMAP_PUSH_TOKEN_ENV,
+    MIN_PUSH_TOKEN_LEN, POLL_EVERY_WITH_PUSH,
 };
 pub use engine::{
-    AccountStatus, AccountSummary, EngineActivity, ImapPushStats, PollStats, Progress, SyncSummary,
-    VoicemailEngine, VoicemailStatus,
+    AccountStatus, AccountSummary, EngineActivity, IdleStats, ImapPushStats, PollStats, Progress,
+    SyncSummary, VoicemailEngine, VoicemailStatus,
 };
 pub use error::{RemovalsRefused, VoicemailError};
 pub use imap::CUC_ID_HEADER;

@@ -15,10 +15,12 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 pub mod dovecot;
+pub mod prosody;
 pub mod slapd;
 
 pub use dovecot::{Checkpassword, Dovecot, DovecotConfig, LuaPush};
-pub use slapd::{Slapd, SlapdConfig};
+pub use prosody::{Prosody, ProsodyConfig};
+pub use slapd::{Slapd, SlapdConfig, SlapdFeatures};
 
 /// Why a server could not be started.
 #[derive(Debug, thiserror::Error)]

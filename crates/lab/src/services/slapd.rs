@@ -7,6 +7,13 @@
 //! StartTLS on the latter). It is stopped on drop (and its directory removed), and a
 //! watchdog stops it should this process die without dropping it. The system slapd and
 //! its configuration are never touched.
+//!
+//! [`SlapdFeatures`] add what directory-source tests need: the `syncprov` overlay
+//! (content synchronisation, RFC 4533: syncrepl refreshOnly/refreshAndPersist searches)
+//! and a small Active-Directory-like schema ([`AD_SCHEMA`]: `objectGUID`,
+//! `userAccountControl`, `sAMAccountName`, `userPrincipalName`, `uSNChanged` under AD's
+//! own OIDs, and an auxiliary class `user`). slapd does not maintain `objectGUID` or
+//! `uSNChanged` as AD does: whoever writes entries sets them.
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -28,6 +35,35 @@ const MODULE_DIR: &str = "/usr/lib/ldap";
 const SCHEMA_DIR: &str = "/etc/ldap/schema";
 /// How long slapd may take to listen.
 const READY_WITHIN: Duration = Duration::from_secs(10);
+
+/// A small Active-Directory-like schema (slapd.conf format). The OIDs are AD's own
+/// (MS-ADA1/MS-ADA3: objectGUID 1.2.840.113556.1.4.2 is a 16-byte octet string,
+/// userAccountControl 1.2.840.113556.1.4.8 an integer whose bit 0x2 is ACCOUNTDISABLE,
+/// uSNChanged 1.2.840.113556.1.2.120 an ordered integer); `user` is structural in AD and
+/// auxiliary here, so entries stay `inetOrgPerson` as well.
+pub const AD_SCHEMA: &str = "\
+attributetype ( 1.2.840.113556.1.4.2 NAME 'objectGUID' EQUALITY octetStringMatch \
+  SYNTAX 1.3.6.1.4.1.1466.115.121.1.40 SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.4.8 NAME 'userAccountControl' EQUALITY integerMatch \
+  SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.4.221 NAME 'sAMAccountName' EQUALITY caseIgnoreMatch \
+  SUBSTR caseIgnoreSubstringsMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15{256} SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.4.656 NAME 'userPrincipalName' EQUALITY caseIgnoreMatch \
+  SYNTAX 1.3.6.1.4.1.1466.115.121.1.15{1024} SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.2.120 NAME 'uSNChanged' EQUALITY integerMatch \
+  ORDERING integerOrderingMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )
+objectclass ( 1.2.840.113556.1.5.9 NAME 'user' AUXILIARY \
+  MAY ( objectGUID $ userAccountControl $ sAMAccountName $ userPrincipalName $ uSNChanged ) )
+";
+
+/// Optional parts of the server, beyond [`SlapdConfig`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SlapdFeatures {
+    /// Load the `syncprov` overlay on the database (RFC 4533 content synchronisation).
+    pub syncprov: bool,
+    /// Load [`AD_SCHEMA`].
+    pub ad_schema: bool,
+}
 
 /// What to start.
 #[derive(Clone)]
@@ -106,10 +142,25 @@ impl Slapd {
     /// Start a server (see the module docs). Blocks until it listens, at most 10 s per
     /// attempt.
     pub fn start(config: &SlapdConfig) -> Result<Slapd, ServiceError> {
+        Slapd::start_with_features(config, SlapdFeatures::default())
+    }
+
+    /// [`Slapd::start`] with optional parts (syncprov, the AD-like schema).
+    pub fn start_with_features(
+        config: &SlapdConfig,
+        features: SlapdFeatures,
+    ) -> Result<Slapd, ServiceError> {
         let (slapd, slapadd) = binaries().ok_or(ServiceError::NotInstalled {
             what: "slapd/slapadd".into(),
             hint: "apt-get install slapd",
         })?;
+        let syncprov = Path::new(MODULE_DIR).join("syncprov.so");
+        if features.syncprov && !syncprov.exists() {
+            return Err(ServiceError::NotInstalled {
+                what: format!("slapd module {}", syncprov.display()),
+                hint: "apt-get install slapd",
+            });
+        }
         if let Some(module) = missing_module() {
             return Err(ServiceError::NotInstalled {
                 what: format!("slapd module {module}"),
@@ -126,7 +177,7 @@ impl Slapd {
         let attempts = if config.port.is_some() { 1 } else { 3 };
         let mut last_error = None;
         for _ in 0..attempts {
-            match start_once(&slapd, &slapadd, config) {
+            match start_once(&slapd, &slapadd, config, features) {
                 Ok(server) => return Ok(server),
                 Err(e) => last_error = Some(e),
             }
@@ -182,7 +233,32 @@ fn write(path: &Path, text: &str) -> Result<(), ServiceError> {
         .map_err(ServiceError::io(format!("cannot write {}", path.display())))
 }
 
-fn start_once(slapd: &Path, slapadd: &Path, config: &SlapdConfig) -> Result<Slapd, ServiceError> {
+/// The slapd.conf lines `features` add: (before the database, after it).
+fn feature_config(root: &Path, features: SlapdFeatures) -> Result<(String, String), ServiceError> {
+    let mut global = String::new();
+    let mut database = String::new();
+    if features.ad_schema {
+        let schema = root.join("ad-like.schema");
+        write(&schema, AD_SCHEMA)?;
+        global.push_str(&format!("include {}\n", schema.display()));
+    }
+    if features.syncprov {
+        global.push_str("moduleload syncprov.so\n");
+        // Session log: deletes within the last 1,000 changes are sent by uuid on refresh.
+        database.push_str(
+            "index objectClass eq\nindex entryCSN,entryUUID eq\noverlay syncprov\n\
+             syncprov-checkpoint 100 1\nsyncprov-sessionlog 1000\n",
+        );
+    }
+    Ok((global, database))
+}
+
+fn start_once(
+    slapd: &Path,
+    slapadd: &Path,
+    config: &SlapdConfig,
+    features: SlapdFeatures,
+) -> Result<Slapd, ServiceError> {
     let mut builder = tempfile::Builder::new();
     builder.prefix("ucbridge-slapd-");
     let dir = match &config.parent_dir {
@@ -212,9 +288,10 @@ fn start_once(slapd: &Path, slapadd: &Path, config: &SlapdConfig) -> Result<Slap
         urls.push_str(&format!(" ldaps://127.0.0.1:{tls_port}/"));
         ldaps_url = Some(format!("ldaps://127.0.0.1:{tls_port}"));
     }
+    let (feature_global, feature_database) = feature_config(root, features)?;
     // slapd.conf(5). Users may authenticate against their userPassword and nobody reads it;
-    // the rootdn bypasses these rules. `maxsize`: a sparse 32 MiB map leaves room for bigger
-    // tests. `dbnosync`: a throwaway database need not fsync each write (measured: 2,000
+    // the rootdn bypasses these rules. `maxsize`: a sparse 1 GiB map leaves room for
+    // benchmarks of 100,000+ entries. `dbnosync`: a throwaway database need not fsync each write (measured: 2,000
     // adds took 9.9 s with fsync, 2.4 s without).
     let text = format!(
         "include {SCHEMA_DIR}/core.schema\n\
@@ -223,17 +300,19 @@ fn start_once(slapd: &Path, slapadd: &Path, config: &SlapdConfig) -> Result<Slap
          modulepath {MODULE_DIR}\n\
          moduleload back_mdb.so\n\
          moduleload argon2.so\n\
+         {feature_global}\
          pidfile {pid}\n\
          {tls_config}\
          database mdb\n\
-         maxsize 33554432\n\
+         maxsize 1073741824\n\
          dbnosync\n\
          suffix \"{BASE_DN}\"\n\
          rootdn \"{ADMIN_DN}\"\n\
          rootpw {admin_password}\n\
          directory {db}\n\
          access to attrs=userPassword by self write by anonymous auth by * none\n\
-         access to * by * read\n",
+         access to * by * read\n\
+         {feature_database}",
         pid = root.join("slapd.pid").display(),
         db = db.display(),
         admin_password = config.admin_password,

@@ -59,10 +59,15 @@ pub(super) async fn me_login(
     ApiJson(req): ApiJson<EndUserSignIn>,
 ) -> Result<Response, ApiError> {
     let client = peer.map(|p| p.0 .0.ip());
-    let verified = match (req.access_token, req.username, req.password) {
+    let EndUserSignIn {
+        access_token,
+        username,
+        password,
+    } = req;
+    let verified = match (access_token, username, password.as_deref()) {
         (Some(token), None, None) => sso_sign_in(&state, client, &token).await,
         (None, Some(username), Some(password)) => {
-            password_sign_in(&state, client, &username, &password).await
+            password_sign_in(&state, client, &username, password).await
         }
         _ => Err(Err(ApiError::bad_request(
             "send username and password, or access_token",
@@ -91,6 +96,16 @@ pub(super) async fn me_login(
         json_detail(&verified, client, opened.first),
     )
     .await;
+    // Chat logs in to IM and Presence with the same CUCM password (kept in memory only).
+    if let (SignInMethod::CucmPassword, Some(password)) = (verified.method, password) {
+        let who = crate::chat::ChatUser {
+            user_id: verified.user.id,
+            username: username.clone(),
+            cucm_userid: verified.cucm_userid.clone(),
+        };
+        let session = crate::auth::token_hash(&opened.token);
+        state.chat.signed_in(who, session, password).await;
+    }
     let who = WebPhoneFor {
         user_id: verified.user.id,
         username: username.clone(),

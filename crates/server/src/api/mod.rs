@@ -22,6 +22,7 @@ use crate::log_safe::shown;
 use crate::login_limit::MAX_USERNAME_BYTES;
 use crate::state::AppState;
 
+mod chat;
 mod connections;
 mod health;
 mod jobs;
@@ -29,15 +30,20 @@ mod me;
 pub(crate) mod passdb;
 mod session;
 mod settings;
+mod sources;
+pub(crate) mod stats;
 mod tokens;
 mod users;
 
+use self::chat::*;
 use self::connections::*;
 use self::health::*;
 use self::jobs::*;
 use self::me::*;
 use self::session::*;
 use self::settings::*;
+use self::sources::*;
+use self::stats::*;
 use self::tokens::*;
 use self::users::*;
 
@@ -50,9 +56,13 @@ use self::users::*;
         list_connections, put_connection, delete_connection, test_connection, get_provisioning,
         put_provisioning, sso_status, get_voicemail, put_voicemail, list_tokens, create_token, delete_token, healthz, readyz, prometheus,
         me_login, me_profile, me_voicemail, me_device, me_device_ensure, me_sip_credentials,
-        passdb::passdb
+        chat_get, chat_presence, chat_add_contact, chat_remove_contact, chat_answer, chat_messages, chat_send, chat_events,
+        passdb::passdb, get_stats, list_sources, get_source, refresh_source
     ),
-    components(schemas(ErrorBody, ConnectionView, TestReport, StatusView, JobView, LocalJobState, JobMode, LoginRequest, PasswordChange, SessionView, TokenCreated, NewToken, JobUpdate, DevicesJobSettings, EndUserSignIn, MeView, MeVoicemail, MeDevice, SipCredentials)),
+    components(schemas(ErrorBody, ConnectionView, TestReport, StatusView, JobView, LocalJobState, JobMode, LoginRequest, PasswordChange, SessionView, TokenCreated, NewToken, JobUpdate, DevicesJobSettings, EndUserSignIn, MeView, MeVoicemail, MeDevice, SipCredentials,
+        crate::chat::ChatView, crate::chat::ChatState, crate::chat::ContactView, crate::chat::PresenceView, crate::chat::MessageView,
+        crate::chat::ConversationView, crate::chat::SentView, crate::chat::ChatEvent, PresenceUpdate, ContactAdd, SubscriptionAnswer, MessageSend, StatsView,
+        SourceView, SourceProblemView, SourceRefreshRequested)),
     modifiers(&SecurityAddon),
     tags((name = "ucbridge"))
 )]
@@ -107,6 +117,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/job-runs", get(list_job_runs))
         .route("/api/v1/job-runs/{id}", get(get_job_run))
         .route("/api/v1/sync-runs", get(list_sync_runs))
+        .route("/api/v1/stats", get(get_stats))
         .route("/api/v1/sync-runs/{id}", get(get_sync_run))
         .route("/api/v1/audit", get(audit_log))
         .route("/api/v1/rules", get(get_rules).put(put_rules))
@@ -127,6 +138,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{name}", axum::routing::delete(delete_token))
         .merge(me::routes())
+        .merge(chat::routes())
+        .merge(sources::routes())
 }
 
 type ApiResult<T> = Result<Json<T>, ApiError>;

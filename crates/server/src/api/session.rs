@@ -204,6 +204,10 @@ pub(super) async fn logout(
         let hash = auth::token_hash(token);
         state.store.delete_session(&hash).await?;
         state.store.delete_end_user_session(&hash).await?;
+        if let Some(end_user) = &caller.end_user {
+            // The user's XMPP session ends with the last sign-in that gave its password.
+            state.chat.signed_out(end_user.user_id, &hash).await;
+        }
     }
     if caller.end_user.is_some() {
         crate::end_user::audit(

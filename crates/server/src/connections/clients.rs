@@ -1,5 +1,5 @@
 //! Stored → typed: the engines' settings and clients built from a stored connection
-//! (AXL, CUMI/CUPI, SSO status, LDAP export, IMAP, the voicemail engine).
+//! (AXL, CUMI/CUPI, SSO status, LDAP export, IMAP, the voicemail engine, IM&P's XMPP).
 //!
 //! The `*_of` functions are pure (no network), so the configuration file's round trip
 //! (TOML → stored → typed, in [`super::file`]) is tested through them.
@@ -12,7 +12,8 @@ use ucbridge_voicemail::{ImapLogin, ImapSecurity, ImapSettings};
 
 use super::{
     error_chain, require, AuthMode, Connection, ConnectionError, ConnectionKind, ConnectionOptions,
-    CucmOptions, IdsOptions, ImapLoginMethod, ImapOptions, LdapOptions,
+    ConnectionSettings, CucmOptions, IdsOptions, ImapLoginMethod, ImapOptions, LdapOptions,
+    XmppOptions, XmppTls,
 };
 
 /// Settings name of the voicemail sync options (`[voicemail]` of the configuration file).
@@ -320,4 +321,120 @@ pub async fn voicemail_engine(
         ucbridge_voicemail::VoicemailEngine::new(store.clone(), cuc, imap, options),
         callback_url,
     ))
+}
+
+/// Default of `idle_timeout` of the `xmpp` connection.
+pub const DEFAULT_XMPP_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// What the chat manager needs of the `xmpp` connection (IM&P).
+#[derive(Clone)]
+pub struct XmppSettings {
+    /// Where and how to connect. `ca_file` is unset: the connection's CA is [`Self::ca_pem`],
+    /// which the chat manager hands the client as a file.
+    pub im: ucbridge_im::ImSettings,
+    /// Extra CA certificates to trust (PEM), e.g. IM&P's own CA.
+    pub ca_pem: Option<String>,
+    /// A user's XMPP session closes after this long without chat activity.
+    pub idle_timeout: Duration,
+    /// The connection's username and password, used only by "Test connection" to log in.
+    pub test_account: Option<(String, Secret)>,
+}
+
+impl std::fmt::Debug for XmppSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XmppSettings")
+            .field("host", &self.im.host)
+            .field("port", &self.im.port)
+            .field("domain", &self.im.domain)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("test_account", &self.test_account.as_ref().map(|a| &a.0))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Host and port of an `xmpp://host[:port]` URL (default port 5222, RFC 6120 §3.2.1).
+pub(crate) fn xmpp_endpoint(url: &str) -> Result<(String, u16), ConnectionError> {
+    let invalid = |reason: String| ConnectionError::invalid(ConnectionKind::Xmpp, reason);
+    let rest = url
+        .trim()
+        .strip_prefix("xmpp://")
+        .ok_or_else(|| invalid("the URL must start with xmpp://".into()))?;
+    let authority = rest.trim_end_matches('/');
+    if authority.contains(['/', '?', '#', '@']) || authority.is_empty() {
+        return Err(invalid(format!(
+            "the URL is xmpp://host[:port], not {url:?}"
+        )));
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        // An IPv6 address without a port ("[::1]") has colons inside its brackets.
+        Some((h, p)) if !p.ends_with(']') => (
+            h,
+            p.parse::<u16>()
+                .map_err(|_| invalid(format!("bad port in {authority:?}")))?,
+        ),
+        _ => (authority, 5222),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(invalid(format!("no host in {url:?}")));
+    }
+    Ok((host.to_owned(), port))
+}
+
+/// The typed settings of an `xmpp` connection's stored form, checked (no password needed:
+/// users log in with their own).
+pub(crate) fn xmpp_settings_from(
+    s: &ConnectionSettings,
+    o: &XmppOptions,
+) -> Result<XmppSettings, ConnectionError> {
+    let invalid = |reason: String| ConnectionError::invalid(ConnectionKind::Xmpp, reason);
+    if s.insecure_skip_tls_verify {
+        return Err(invalid(
+            "skipping TLS verification is not offered for IM and Presence: add its CA certificate (or choose tls = plain)".into(),
+        ));
+    }
+    let (host, port) = xmpp_endpoint(&s.url)?;
+    let mut im = ucbridge_im::ImSettings::new(host, port, o.domain.trim());
+    im.tls = match o.tls.unwrap_or_default() {
+        XmppTls::Starttls => ucbridge_im::ImTls::StartTls,
+        XmppTls::Plain => ucbridge_im::ImTls::Plain,
+    };
+    im.validate().map_err(|e| invalid(e.to_string()))?;
+    let idle_timeout = match o.idle_timeout.as_deref() {
+        None => DEFAULT_XMPP_IDLE_TIMEOUT,
+        Some(text) => humantime::parse_duration(text.trim())
+            .map_err(|e| invalid(format!("idle_timeout {text:?}: {e}")))?,
+    };
+    if idle_timeout < Duration::from_secs(1) || idle_timeout > Duration::from_secs(7 * 24 * 3600) {
+        return Err(invalid("idle_timeout must be between 1s and 7 days".into()));
+    }
+    Ok(XmppSettings {
+        im,
+        ca_pem: s.tls().ca_pem,
+        idle_timeout,
+        test_account: None,
+    })
+}
+
+/// The settings of an `xmpp` connection, its test account included.
+pub fn xmpp_settings_of(c: &Connection) -> Result<XmppSettings, ConnectionError> {
+    let o: &XmppOptions = options_of!(c, Xmpp)?;
+    let mut settings = xmpp_settings_from(&c.settings, o)?;
+    let username = c.settings.username.trim();
+    settings.test_account = match (&c.password, username.is_empty()) {
+        (Some(p), false) if !p.expose().is_empty() => Some((username.to_owned(), p.clone())),
+        _ => None,
+    };
+    Ok(settings)
+}
+
+/// The settings of the `xmpp` connection; `Ok(None)` when none is configured.
+pub async fn xmpp_settings(
+    store: &Store,
+    secrets: &SecretBox,
+) -> Result<Option<XmppSettings>, ConnectionError> {
+    match super::load_kind(store, secrets, ConnectionKind::Xmpp).await? {
+        Some(c) => xmpp_settings_of(&c).map(Some),
+        None => Ok(None),
+    }
 }

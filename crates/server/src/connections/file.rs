@@ -1,5 +1,5 @@
 //! TOML → stored: the configuration file's connection tables (`[axl]`, `[cuc]`, `[sso]`,
-//! and the engines' own `[imap]` and `[ldap_export]`) and how they seed the stored
+//! `[xmpp]`, and the engines' own `[imap]` and `[ldap_export]`) and how they seed the stored
 //! connections on `serve` (only where none is stored: the admin page's edits win).
 //!
 //! The tables' serde forms live here (the CLI's `FileConfig` only assembles them); the
@@ -14,8 +14,8 @@ use ucbridge_voicemail::{ImapFileConfig, ImapSecurity, VoicemailFileConfig};
 
 use super::{
     save, AuthMode, ConnectionError, ConnectionKind, ConnectionSettings, ConnectionUpdate,
-    CucOptions, CucmOptions, IdsOptions, ImapLoginMethod, ImapOptions, LdapOptions,
-    VOICEMAIL_SETTING,
+    CucOptions, CucmOptions, IdsOptions, ImapLoginMethod, ImapOptions, LdapOptions, XmppOptions,
+    XmppTls, VOICEMAIL_SETTING,
 };
 use crate::connections::ConnectionOptions;
 
@@ -82,6 +82,24 @@ pub struct SsoFileConfig {
     pub insecure_skip_tls_verify: bool,
 }
 
+/// The `[xmpp]` table: Cisco IM and Presence, where signed-in end users chat.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XmppFileConfig {
+    /// IM&P node by address or name, connected to directly (no DNS SRV lookup).
+    pub host: Option<String>,
+    /// Default 5222.
+    pub port: Option<u16>,
+    /// The XMPP domain IM&P serves (users' JIDs are `userid@domain`).
+    pub domain: Option<String>,
+    /// `starttls` (default, certificate verified) or `plain`.
+    pub tls: Option<XmppTls>,
+    /// Extra CA to trust (PEM), e.g. IM&P's own CA.
+    pub ca_file: Option<PathBuf>,
+    /// Close a user's XMPP session after this long without chat activity (default "30m").
+    pub idle_timeout: Option<String>,
+}
+
 /// The tables of the configuration file that seed stored settings.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SeedTables<'a> {
@@ -91,6 +109,7 @@ pub struct SeedTables<'a> {
     pub imap: Option<&'a ImapFileConfig>,
     pub ldap_export: Option<&'a ucbridge_ldap::LdapExportSettings>,
     pub voicemail: Option<&'a VoicemailFileConfig>,
+    pub xmpp: Option<&'a XmppFileConfig>,
 }
 
 /// Seed the stored connections (and the voicemail options) from the file where none is
@@ -132,6 +151,7 @@ pub fn updates(
         tables.sso.map(ids_update).transpose()?.flatten(),
         tables.imap.map(imap_update).transpose()?.flatten(),
         tables.ldap_export.map(ldap_update).transpose()?,
+        tables.xmpp.map(xmpp_update).transpose()?.flatten(),
     ];
     Ok(found.into_iter().flatten().collect())
 }
@@ -343,6 +363,36 @@ fn ldap_update(
     ))
 }
 
+fn xmpp_update(x: &XmppFileConfig) -> Result<Seeded, ConnectionError> {
+    let kind = ConnectionKind::Xmpp;
+    let Some(host) = &x.host else { return Ok(None) };
+    let Some(domain) = x.domain.clone().filter(|d| !d.trim().is_empty()) else {
+        return Err(ConnectionError::invalid(
+            kind,
+            "[xmpp] domain is required (the XMPP domain IM and Presence serves)",
+        ));
+    };
+    // An IPv6 address goes in brackets in the URL.
+    let host = match host.contains(':') && !host.starts_with('[') {
+        true => format!("[{host}]"),
+        false => host.clone(),
+    };
+    let url = format!("xmpp://{host}:{}", x.port.unwrap_or(5222));
+    let options = ConnectionOptions::Xmpp(XmppOptions {
+        domain,
+        tls: x.tls,
+        idle_timeout: x.idle_timeout.clone(),
+    });
+    let s = settings(url, None, read_file(kind, &x.ca_file)?, false, options);
+    Ok(Some((
+        kind,
+        ConnectionUpdate {
+            settings: s,
+            password: None,
+        },
+    )))
+}
+
 /// `[voicemail]`: checked, then stored as the admin page's voicemail options (only when
 /// none are stored).
 async fn seed_voicemail(store: &Store, v: &VoicemailFileConfig) -> Result<(), ConnectionError> {
@@ -371,7 +421,7 @@ mod tests {
 
     use super::*;
     use crate::connections::clients::{
-        axl_config_of, imap_settings_of, ldap_settings_of, sso_status_target_of,
+        axl_config_of, imap_settings_of, ldap_settings_of, sso_status_target_of, xmpp_settings_of,
     };
     use crate::connections::{load, views};
     use ucbridge_ldap::{NamingAttribute, PhoneSource, RemovalPolicy, UidSource};
@@ -385,6 +435,7 @@ mod tests {
         sso: Option<SsoFileConfig>,
         imap: Option<ImapFileConfig>,
         ldap_export: Option<ucbridge_ldap::LdapExportSettings>,
+        xmpp: Option<XmppFileConfig>,
     }
 
     const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
@@ -406,6 +457,7 @@ mod tests {
             imap: file.imap.as_ref(),
             ldap_export: file.ldap_export.as_ref(),
             voicemail: None,
+            xmpp: file.xmpp.as_ref(),
         };
         seed(&store, &secrets, tables).await.unwrap();
         (store, secrets, dir)
@@ -459,6 +511,14 @@ phone_from = "empty"
 naming_attribute = "cn"
 removal = "leave"
 timeout_secs = 7
+
+[xmpp]
+host = "cup.example.com"
+port = 5223
+domain = "example.com"
+tls = "plain"
+ca_file = "@CA@"
+idle_timeout = "5m"
 "#;
 
     #[tokio::test]
@@ -534,6 +594,16 @@ timeout_secs = 7
         assert_eq!(ldap.timeout_secs, 7);
         ldap.validate().unwrap();
 
+        let xmpp = xmpp_settings_of(&loaded(&store, &secrets, "xmpp").await).unwrap();
+        assert_eq!(
+            (xmpp.im.host.as_str(), xmpp.im.port, xmpp.im.domain.as_str()),
+            ("cup.example.com", 5223, "example.com")
+        );
+        assert!(matches!(xmpp.im.tls, ucbridge_im::ImTls::Plain));
+        assert_eq!(xmpp.ca_pem.as_deref(), Some(CA));
+        assert_eq!(xmpp.idle_timeout, std::time::Duration::from_secs(300));
+        assert!(xmpp.test_account.is_none());
+
         // Nothing stored is a problem for the admin page, and no password is in a view.
         let shown = serde_json::to_string(&views(&store).await.unwrap()).unwrap();
         assert!(
@@ -564,6 +634,10 @@ url = "ldaps://ldap.example.com"
 bind_dn = "cn=admin,dc=example,dc=com"
 bind_password = "p"
 base_dn = "ou=people,dc=example,dc=com"
+
+[xmpp]
+host = "10.0.0.5"
+domain = "cup.example.com"
 "#,
         )
         .await;
@@ -588,6 +662,14 @@ base_dn = "ou=people,dc=example,dc=com"
         );
         assert_eq!(LdapOptions::of(&ldap), LdapOptions::of(&defaults));
         assert!(load(&store, &secrets, "cuc").await.unwrap().is_none());
+        let xmpp = xmpp_settings_of(&loaded(&store, &secrets, "xmpp").await).unwrap();
+        assert_eq!((xmpp.im.host.as_str(), xmpp.im.port), ("10.0.0.5", 5222));
+        assert!(matches!(xmpp.im.tls, ucbridge_im::ImTls::StartTls));
+        assert_eq!(
+            xmpp.idle_timeout,
+            crate::connections::clients::DEFAULT_XMPP_IDLE_TIMEOUT
+        );
+        assert!(xmpp.ca_pem.is_none());
 
         let (store, secrets, _dir) = seeded(
             "[imap]\nhost = \"127.0.0.1\"\nsecurity = \"starttls\"\nmaster_user = \"m\"\nmaster_password = \"p\"\n",

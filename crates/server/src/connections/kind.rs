@@ -27,16 +27,19 @@ pub enum ConnectionKind {
     Imap,
     /// The LDAP directory users are exported to.
     Ldap,
+    /// Cisco IM and Presence (XMPP): end users' chat and presence.
+    Xmpp,
 }
 
 impl ConnectionKind {
     /// Every kind, in the order the admin page shows them.
-    pub const ALL: [ConnectionKind; 5] = [
+    pub const ALL: [ConnectionKind; 6] = [
         ConnectionKind::Cucm,
         ConnectionKind::Cuc,
         ConnectionKind::Ids,
         ConnectionKind::Imap,
         ConnectionKind::Ldap,
+        ConnectionKind::Xmpp,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +49,7 @@ impl ConnectionKind {
             ConnectionKind::Ids => "ids",
             ConnectionKind::Imap => "imap",
             ConnectionKind::Ldap => "ldap",
+            ConnectionKind::Xmpp => "xmpp",
         }
     }
 
@@ -54,6 +58,8 @@ impl ConnectionKind {
         match self {
             ConnectionKind::Imap => &["imap://", "imaps://"],
             ConnectionKind::Ldap => &["ldap://", "ldaps://"],
+            // IM&P is reached by address and port (no DNS SRV, seed 002): `xmpp://host:5222`.
+            ConnectionKind::Xmpp => &["xmpp://"],
             _ => &["https://", "http://"],
         }
     }

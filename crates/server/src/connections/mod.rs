@@ -29,12 +29,13 @@ pub mod probe;
 
 pub use clients::{
     axl_client, credentials, cuc_client, imap_settings, ldap_settings, sso_status_client,
-    sso_summary, voicemail_engine, voicemail_options, VOICEMAIL_SETTING,
+    sso_summary, voicemail_engine, voicemail_options, xmpp_settings, XmppSettings,
+    VOICEMAIL_SETTING,
 };
 pub use kind::ConnectionKind;
 pub use options::{
     ConnectionOptions, CucOptions, CucmOptions, IdsOptions, ImapLoginMethod, ImapOptions,
-    LdapOptions,
+    LdapOptions, XmppOptions, XmppTls,
 };
 pub use probe::{test, TestReport};
 
@@ -159,7 +160,7 @@ impl<'de> Deserialize<'de> for ConnectionUpdate {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
-    #[error("unknown connection kind {0:?} (known: cucm, cuc, ids, imap, ldap)")]
+    #[error("unknown connection kind {0:?} (known: cucm, cuc, ids, imap, ldap, xmpp)")]
     UnknownKind(String),
     #[error("the {0} connection is not configured")]
     NotConfigured(String),
@@ -242,6 +243,9 @@ fn validate(
     let options = ConnectionOptions::parse(kind, &s.options)?;
     if let ConnectionOptions::Imap(o) = &options {
         clients::imap_endpoint(&s.url, o)?;
+    }
+    if let ConnectionOptions::Xmpp(o) = &options {
+        clients::xmpp_settings_from(s, o)?;
     }
     Ok(options)
 }

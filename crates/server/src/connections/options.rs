@@ -160,6 +160,42 @@ impl LdapOptions {
     }
 }
 
+/// How the XMPP stream to IM&P is protected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum XmppTls {
+    /// STARTTLS required, the certificate verified (system roots plus the connection's CA).
+    #[default]
+    Starttls,
+    /// No TLS: seed 002's non-SSL mode; users' passwords cross the network in clear.
+    Plain,
+}
+
+/// `xmpp`: Cisco IM and Presence. The URL is `xmpp://host[:port]` (default port 5222);
+/// each end user logs in with their own CUCM credentials, so the connection's username and
+/// password, when set, are only a test account for "Test connection".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XmppOptions {
+    /// The XMPP domain IM&P serves (the part after `@` in users' JIDs); a node serving
+    /// another domain is refused.
+    pub domain: String,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "value_or_blank"
+    )]
+    pub tls: Option<XmppTls>,
+    /// A user's XMPP session closes after this long without chat activity on the page,
+    /// e.g. "30m" (the default).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "value_or_blank"
+    )]
+    pub idle_timeout: Option<String>,
+}
+
 fn default_object_classes() -> Vec<String> {
     vec!["inetOrgPerson".to_owned()]
 }
@@ -176,6 +212,7 @@ pub enum ConnectionOptions {
     Ids(IdsOptions),
     Imap(ImapOptions),
     Ldap(LdapOptions),
+    Xmpp(XmppOptions),
 }
 
 impl ConnectionOptions {
@@ -202,6 +239,7 @@ impl ConnectionOptions {
             ConnectionKind::Ids => ConnectionOptions::Ids(typed(kind, stored)?),
             ConnectionKind::Imap => ConnectionOptions::Imap(typed(kind, stored)?),
             ConnectionKind::Ldap => ConnectionOptions::Ldap(typed(kind, stored)?),
+            ConnectionKind::Xmpp => ConnectionOptions::Xmpp(typed(kind, stored)?),
         })
     }
 
@@ -212,6 +250,7 @@ impl ConnectionOptions {
             ConnectionOptions::Ids(_) => ConnectionKind::Ids,
             ConnectionOptions::Imap(_) => ConnectionKind::Imap,
             ConnectionOptions::Ldap(_) => ConnectionKind::Ldap,
+            ConnectionOptions::Xmpp(_) => ConnectionKind::Xmpp,
         }
     }
 
@@ -223,6 +262,7 @@ impl ConnectionOptions {
             ConnectionOptions::Ids(o) => serde_json::to_value(o),
             ConnectionOptions::Imap(o) => serde_json::to_value(o),
             ConnectionOptions::Ldap(o) => serde_json::to_value(o),
+            ConnectionOptions::Xmpp(o) => serde_json::to_value(o),
         };
         match value {
             Ok(serde_json::Value::Object(map)) => map,
@@ -288,12 +328,16 @@ mod tests {
                 ConnectionKind::Ldap,
                 json!({"base_dn": "ou=p,dc=x", "uid_form": "username"}),
             ),
+            (
+                ConnectionKind::Xmpp,
+                json!({"domain": "cup.example.com", "domian": "x"}),
+            ),
         ] {
             let key = options
                 .as_object()
                 .unwrap()
                 .keys()
-                .find(|k| *k != "base_dn")
+                .find(|k| *k != "base_dn" && *k != "domain")
                 .unwrap()
                 .clone();
             let err = ConnectionOptions::parse(kind, &map(options))

@@ -1,6 +1,6 @@
 //! The job scheduler: leases, slots, and the built-in jobs (one file each, below this
-//! module: `snapshot`, `user_sync`, `devices`, `ldap`, `voicemail`); a failed run is a
-//! typed [`JobError`].
+//! module: `snapshot`, `source` (`source:NAME`), `user_sync`, `devices`, `ldap`,
+//! `voicemail`); a failed run is a typed [`JobError`].
 //!
 //! **Why leases.** Two kinds of work must never run twice at once across nodes:
 //! continuous jobs that own a long-lived conversation with a server (the snapshot keeper
@@ -29,6 +29,7 @@ mod error;
 mod ldap;
 mod scheduler;
 mod snapshot;
+mod source;
 mod spec;
 mod user_sync;
 mod voicemail;
@@ -36,6 +37,7 @@ mod voicemail;
 pub use devices::{DevicesJobSettings, DEVICES_SETTING};
 pub use error::JobError;
 pub use scheduler::Scheduler;
+pub use source::{register_sources, source_job_name};
 pub use spec::{
     JobContext, JobFn, JobMode, JobOutcome, JobResult, JobSpec, LocalJobState, Progress,
 };
@@ -47,7 +49,7 @@ pub use voicemail::EngineSlot;
 const MAX_LISTED_FAILURES: usize = 100;
 
 /// The built-in jobs: snapshot, user sync, devices, LDAP export and re-synchronize,
-/// voicemail sync.
+/// voicemail sync, and one `source:NAME` per configured directory source.
 pub fn builtin_jobs(config: &crate::ServerConfig, engine: EngineSlot) -> Vec<JobSpec> {
     vec![
         voicemail::voicemail_job(engine, config.public_url.clone()),
@@ -68,4 +70,7 @@ pub fn builtin_jobs(config: &crate::ServerConfig, engine: EngineSlot) -> Vec<Job
             None,
         ),
     ]
+    .into_iter()
+    .chain(source::source_jobs(&config.sources))
+    .collect()
 }

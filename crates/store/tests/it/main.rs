@@ -8,3 +8,5 @@ mod devices;
 mod ldap_export;
 mod server_tables;
 mod sign_in;
+mod sources;
+mod stats;

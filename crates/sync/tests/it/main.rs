@@ -2,4 +2,6 @@
 //! (one module per former test file; run one with `cargo test -p ucbridge-sync --test it MODULE::`).
 
 mod directory_sync;
+mod ldap_source;
+mod merged_sources;
 mod parsers_prop;

@@ -595,7 +595,10 @@ fn seen_flag_folder(d: &Decision) -> Option<Role> {
 
 /// Whether any stored folder is gone (by UIDVALIDITY) or has another HIGHESTMODSEQ than
 /// recorded after the last sync; a folder without a recorded modseq counts as changed.
-fn folders_changed(stored: &[ucbridge_store::VoicemailFolder], current: &[FolderState]) -> bool {
+pub(super) fn folders_changed(
+    stored: &[ucbridge_store::VoicemailFolder],
+    current: &[FolderState],
+) -> bool {
     stored.iter().any(
         |f| match current.iter().find(|c| c.uid_validity == f.uid_validity) {
             None => true,

@@ -1,7 +1,8 @@
 //! The continuous mode ([`VoicemailEngine::run`]): one event loop over CUC events, IMAP
-//! changes (pushed or polled), finished syncs and a 100 ms tick that starts what is due —
-//! debounced and retried syncs, the periodic reconcile, the IMAP poll, the CUNI
-//! subscription's renewal. [`RunState`] holds what the loop knows; each step is a method.
+//! changes (pushed, reported by IDLE or polled), finished syncs and a 100 ms tick that
+//! starts what is due — debounced and retried syncs, the periodic reconcile, the IMAP poll,
+//! the CUNI subscription's renewal. [`RunState`] holds what the loop knows; each step is a
+//! method. The IDLE connections are [`super::idle`]'s pool, owned by the run.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -12,16 +13,19 @@ use rand::Rng;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
-use super::{error_chain, lock, now_ms, VoicemailEngine};
+use super::idle::{IdlePool, CHANGES_QUEUE};
+use super::{error_chain, lock, now_ms, Pass, VoicemailEngine};
 use crate::config::VoicemailOptions;
 use crate::matching::MatchedAccount;
 
 impl VoicemailEngine {
     /// The continuous mode until `shutdown` resolves: a full reconcile at start and every
     /// `reconcile_every`; CUC events (callbacks) synced at once; IMAP changes pushed by
-    /// the IMAP server ([`VoicemailEngine::imap_push_router`]) or detected by polling
-    /// HIGHESTMODSEQ every `imap_poll_every` (one round at a time, on permits of its own
-    /// so syncs never wait for it) synced after `debounce`; failed
+    /// the IMAP server ([`VoicemailEngine::imap_push_router`]), reported by IDLE
+    /// connections (`imap_idle`, at most `imap_idle_connections`, started after each
+    /// reconcile's matching) or detected by polling HIGHESTMODSEQ every `imap_poll_every`
+    /// for accounts no IDLE watches (one round at a time, on permits of its own so syncs
+    /// never wait for it) synced after `debounce`; failed
     /// accounts retried with exponential backoff; the CUNI subscription (when
     /// `callback_url` is given) renewed at half its lifetime or when CUC ends it.
     pub async fn run(
@@ -42,12 +46,14 @@ impl VoicemailEngine {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, bool)>();
         let (changed_tx, mut changed_rx) = mpsc::unbounded_channel::<String>();
         let (reconciled_tx, mut reconciled_rx) = mpsc::unbounded_channel::<bool>();
+        let (idle_tx, mut idle_rx) = mpsc::channel::<String>(CHANGES_QUEUE);
         let channels = Senders {
             done: done_tx,
             changed: changed_tx,
             reconciled: reconciled_tx,
         };
         let mut state = RunState::new(self, callback_url, channels);
+        state.idle = IdlePool::start(self, idle_tx);
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -58,6 +64,8 @@ impl VoicemailEngine {
                 // one, so a burst of actions makes one sync (seed 002).
                 Some(oid) = changed_rx.recv() => state.debounce(oid),
                 Some(oid) = pushed.recv() => state.debounce(oid),
+                // IDLE reports ucbridge's own writes too: checked before the sync.
+                Some(oid) = idle_rx.recv() => state.debounce_as(oid, Pass::SkipUnchanged),
                 Some((oid, ok)) = done_rx.recv() => state.sync_done(oid, ok),
                 Some(ok) = reconciled_rx.recv() => state.reconcile_done(ok),
                 _ = tick.tick() => state.tick().await,
@@ -132,10 +140,14 @@ struct RunState<'e> {
     /// syncs, and syncs behind them (issue 17 item 8).
     poll_semaphore: Arc<Semaphore>,
     poll: Option<JoinHandle<()>>,
-    debounced: HashMap<String, Instant>,
+    /// IDLE connections, when the settings ask for them.
+    idle: Option<IdlePool>,
+    /// Syncs due after the debounce, and how (a full read unless only IDLE asked).
+    debounced: HashMap<String, (Instant, Pass)>,
     retries: HashMap<String, (Instant, u32)>,
     running: HashSet<String>,
-    rerun: HashSet<String>,
+    /// Syncs asked for while one of the account ran: again after it.
+    rerun: HashMap<String, Pass>,
     next_reconcile: Instant,
     next_poll: Instant,
     next_subscribe: Option<Instant>,
@@ -159,10 +171,11 @@ impl<'e> RunState<'e> {
             semaphore: Arc::new(Semaphore::new(options.concurrency.max(1))),
             poll_semaphore: Arc::new(Semaphore::new(options.concurrency.max(1))),
             poll: None,
+            idle: None,
             debounced: HashMap::new(),
             retries: HashMap::new(),
             running: HashSet::new(),
-            rerun: HashSet::new(),
+            rerun: HashMap::new(),
             next_reconcile: now,
             next_poll: now + options.imap_poll_every,
             next_subscribe: callback_url.as_ref().map(|_| now),
@@ -179,8 +192,14 @@ impl<'e> RunState<'e> {
 
     /// Sync an account now, on a permit; once more after the one in flight, if any.
     fn spawn_sync(&mut self, oid: String) {
+        self.spawn_sync_as(oid, Pass::Full);
+    }
+
+    /// [`RunState::spawn_sync`] with a full read, or a skip-unchanged check first.
+    fn spawn_sync_as(&mut self, oid: String, pass: Pass) {
         if !self.running.insert(oid.clone()) {
-            self.rerun.insert(oid);
+            let rerun = self.rerun.entry(oid).or_insert(pass);
+            *rerun = stronger(*rerun, pass);
             return;
         }
         let engine = self.engine.clone();
@@ -189,7 +208,7 @@ impl<'e> RunState<'e> {
         tokio::spawn(async move {
             let _permit = semaphore.acquire_owned().await;
             let ok = match engine.account_by_id(&oid).await {
-                Some(a) => engine.sync_matched(&a).await.is_ok(),
+                Some(a) => engine.sync_matched_as(&a, pass).await.is_ok(),
                 None => true,
             };
             let _ = done.send((oid, ok));
@@ -198,8 +217,15 @@ impl<'e> RunState<'e> {
 
     /// Sync an account `debounce` after the first change of a burst.
     fn debounce(&mut self, oid: String) {
+        self.debounce_as(oid, Pass::Full);
+    }
+
+    /// [`RunState::debounce`]; `Pass::SkipUnchanged` when the change may be ucbridge's own
+    /// write (IDLE): the sync then starts with a reconcile's unchanged check.
+    fn debounce_as(&mut self, oid: String, pass: Pass) {
         let at = Instant::now() + self.options.debounce;
-        self.debounced.entry(oid).or_insert(at);
+        let due = self.debounced.entry(oid).or_insert((at, pass));
+        due.1 = stronger(due.1, pass);
     }
 
     /// A sync ended: forget or schedule its retry, and run it again when asked meanwhile.
@@ -212,13 +238,17 @@ impl<'e> RunState<'e> {
             let at = Instant::now() + backoff(&self.options, attempts);
             self.retries.insert(oid.clone(), (at, attempts));
         }
-        if self.rerun.remove(&oid) {
-            self.spawn_sync(oid);
+        if let Some(pass) = self.rerun.remove(&oid) {
+            self.spawn_sync_as(oid, pass);
         }
     }
 
     fn reconcile_done(&mut self, ok: bool) {
         self.reconciling = false;
+        // The reconcile matched accounts again: IDLE follows the matched set.
+        if let Some(idle) = &mut self.idle {
+            idle.rebalance();
+        }
         if ok {
             self.reconcile_failures = 0;
         } else {
@@ -245,12 +275,13 @@ impl<'e> RunState<'e> {
         let due: Vec<String> = self
             .debounced
             .iter()
-            .filter(|(_, t)| **t <= now)
+            .filter(|(_, (t, _))| *t <= now)
             .map(|(k, _)| k.clone())
             .collect();
         for oid in due {
-            self.debounced.remove(&oid);
-            self.spawn_sync(oid);
+            if let Some((_, pass)) = self.debounced.remove(&oid) {
+                self.spawn_sync_as(oid, pass);
+            }
         }
         let due: Vec<String> = self
             .retries
@@ -306,15 +337,21 @@ impl<'e> RunState<'e> {
             lock(&self.engine.inner.shared).polls.skipped_busy += 1;
             return;
         }
-        // Accounts about to be synced anyway need no check, and one backing off is
-        // retried on its schedule, not every poll.
-        let skip: HashSet<String> = self
+        // Accounts about to be synced anyway need no check, one backing off is retried on
+        // its schedule, not every poll, and one an IDLE watches reports its changes.
+        let mut skip: HashSet<String> = self
             .running
             .iter()
             .chain(self.debounced.keys())
             .chain(self.retries.keys())
             .cloned()
             .collect();
+        skip.extend(
+            lock(&self.engine.inner.shared)
+                .idle_watching
+                .iter()
+                .cloned(),
+        );
         self.poll = Some(self.engine.spawn_poll(
             self.poll_semaphore.clone(),
             self.tx.changed.clone(),
@@ -374,21 +411,32 @@ impl<'e> RunState<'e> {
         }
     }
 
-    /// Stop: abort the poll (it only reads), and let account syncs in flight finish (their
-    /// outcome is recorded), for at most 30 s.
+    /// Stop: abort the poll (it only reads), end the IDLE connections (at most
+    /// [`super::idle::STOP_GRACE`]), and meanwhile let account syncs in flight finish
+    /// (their outcome is recorded), for at most 30 s.
     async fn stop(mut self, done_rx: &mut mpsc::UnboundedReceiver<(String, bool)>) {
         if let Some(p) = self.poll.take() {
             p.abort();
         }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while !self.running.is_empty() {
-            match tokio::time::timeout_at(deadline, done_rx.recv()).await {
-                Ok(Some((oid, _))) => {
-                    self.running.remove(&oid);
-                }
-                _ => break,
+        let idle = self.idle.take();
+        let idle_stopped = async {
+            if let Some(idle) = idle {
+                idle.stop().await;
             }
-        }
+        };
+        let running = &mut self.running;
+        let syncs_done = async {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while !running.is_empty() {
+                match tokio::time::timeout_at(deadline, done_rx.recv()).await {
+                    Ok(Some((oid, _))) => {
+                        running.remove(&oid);
+                    }
+                    _ => break,
+                }
+            }
+        };
+        tokio::join!(idle_stopped, syncs_done);
     }
 }
 
@@ -415,10 +463,19 @@ impl Drop for PollRound {
     }
 }
 
+/// The pass that reads more: a full read wins over a skip-unchanged check.
+fn stronger(a: Pass, b: Pass) -> Pass {
+    if a == Pass::Full || b == Pass::Full {
+        Pass::Full
+    } else {
+        Pass::SkipUnchanged
+    }
+}
+
 /// Delay before retry number `attempt` (1 = the first): `retry_initial` doubled per
 /// attempt up to `retry_max`, less a random share of up to a quarter so that accounts
 /// that failed together (CUC down) do not all come back at the same instant.
-fn backoff(options: &VoicemailOptions, attempt: u32) -> Duration {
+pub(super) fn backoff(options: &VoicemailOptions, attempt: u32) -> Duration {
     let jitter = rand::thread_rng().gen::<f64>();
     retry_delay(attempt, options.retry_initial, options.retry_max, jitter)
 }
@@ -434,6 +491,15 @@ fn retry_delay(attempt: u32, initial: Duration, max: Duration, jitter: f64) -> D
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_read_wins_over_a_check_when_both_are_asked_for() {
+        use Pass::{Full, SkipUnchanged};
+        assert_eq!(stronger(SkipUnchanged, SkipUnchanged), SkipUnchanged);
+        assert_eq!(stronger(SkipUnchanged, Full), Full);
+        assert_eq!(stronger(Full, SkipUnchanged), Full);
+        assert_eq!(stronger(Full, Full), Full);
+    }
 
     #[test]
     fn retries_back_off_exponentially_with_jitter_up_to_the_cap() {

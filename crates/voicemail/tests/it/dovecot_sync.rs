@@ -8,10 +8,12 @@ use std::time::Duration;
 use common::{cuc_client, eventually, world, world_with, WorldOptions};
 use ucbridge_cuc::MailboxRef;
 use ucbridge_lab::{CucFolder, NewVoicemail};
-use ucbridge_voicemail::{VoicemailEngine, VoicemailOptions};
+use ucbridge_voicemail::{ImapIdle, VoicemailEngine, VoicemailOptions};
 
 pub(crate) fn quick_options() -> VoicemailOptions {
     VoicemailOptions {
+        // These scenarios are about the poll and push: IDLE has its own (imap_idle.rs).
+        imap_idle: ImapIdle::Off,
         debounce: Duration::from_millis(300),
         imap_poll_every: Duration::from_millis(250),
         retry_initial: Duration::from_millis(200),

@@ -5,5 +5,6 @@ mod audio_formats;
 mod callback_hostile;
 mod common;
 mod dovecot_sync;
+mod imap_idle;
 mod imap_tls;
 mod push_trust;
