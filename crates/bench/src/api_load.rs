@@ -106,7 +106,7 @@ async fn load(
     }
 }
 
-async fn run_job(
+pub(crate) async fn run_job(
     store: &Store,
     http: &reqwest::Client,
     base: &str,

@@ -11,6 +11,7 @@
 
 mod api_load;
 mod args;
+mod chat_api;
 mod common;
 mod directory_sync;
 mod lab_child;

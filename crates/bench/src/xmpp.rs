@@ -6,7 +6,8 @@
 //! Figures: time to log all sessions in (at most `LOGIN_CONCURRENCY` logins in flight, as
 //! a server signing users in would), resident memory per session (`VmRSS` growth of this
 //! process divided by N, after all are online), and p50/p99 latency of `MESSAGES`
-//! messages sent one after another from rotating sessions to one receiving session.
+//! messages sent one after another from rotating sessions to one receiving session; then
+//! the same through ucbridge's REST API ([`crate::chat_api`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +36,10 @@ struct Figures {
     latency_p50_ms: f64,
     latency_p99_ms: f64,
     latency_max_ms: f64,
+    api_messages: usize,
+    api_latency_p50_ms: f64,
+    api_latency_p99_ms: f64,
+    api_latency_max_ms: f64,
 }
 
 /// This process's resident memory (`VmRSS`), KiB.
@@ -69,6 +74,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let rss_after = rss_kib().unwrap_or(0.0);
     eprintln!("Measuring {MESSAGES} messages ...");
     let latencies = latencies(&sessions, &receiver, &mut receiver_rx).await?;
+    eprintln!("Measuring {MESSAGES} messages through the server's REST API ...");
+    let api = crate::chat_api::latencies(&prosody, &receiver, &mut receiver_rx, MESSAGES).await?;
     let figures = Figures {
         sessions: n,
         tls: "starttls",
@@ -81,6 +88,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         latency_p50_ms: percentile(&latencies, 0.50),
         latency_p99_ms: percentile(&latencies, 0.99),
         latency_max_ms: latencies.last().copied().unwrap_or(0.0),
+        api_messages: api.len(),
+        api_latency_p50_ms: percentile(&api, 0.50),
+        api_latency_p99_ms: percentile(&api, 0.99),
+        api_latency_max_ms: api.last().copied().unwrap_or(0.0),
     };
     for (s, _) in &sessions {
         s.close().await;
@@ -170,5 +181,9 @@ fn print_table(f: &Figures) {
     println!(
         "  message latency        p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} messages)",
         f.latency_p50_ms, f.latency_p99_ms, f.latency_max_ms, f.messages
+    );
+    println!(
+        "  API -> Jabber client   p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} messages: POST /api/v1/me/chat/messages to the other session's event)",
+        f.api_latency_p50_ms, f.api_latency_p99_ms, f.api_latency_max_ms, f.api_messages
     );
 }

@@ -315,6 +315,29 @@ mod tests {
     }
 
     #[test]
+    fn a_cucm_cluster_is_a_source_table() {
+        let file: FileConfig = toml::from_str(
+            "[sources.east]\nkind = \"cucm\"\nurl = \"https://east:8443/axl/\"\n\
+             username = \"axl\"\npassword = \"pw-in-file\"\ncluster = \"east-dc\"\n",
+        )
+        .unwrap();
+        let sources = file.sources.unwrap();
+        let Some(ucbridge_sync::SourceConfig::Cucm(east)) = sources.get("east") else {
+            panic!("a cucm source: {sources:?}");
+        };
+        assert_eq!(east.cluster.as_deref(), Some("east-dc"));
+        assert_eq!(
+            east.axl_config("east").unwrap().url,
+            "https://east:8443/axl/"
+        );
+        assert!(!format!("{sources:?}").contains("pw-in-file"));
+        let typo: Result<FileConfig, _> = toml::from_str(
+            "[sources.east]\nkind = \"cucm\"\nurl = \"u\"\nusername = \"a\"\nbase_dn = \"x\"\n",
+        );
+        assert!(typo.is_err());
+    }
+
+    #[test]
     fn missing_pieces_are_named() {
         let err = flags().resolve(None).unwrap_err().to_string();
         assert!(err.contains("UCBRIDGE_AXL_URL"), "{err}");

@@ -261,7 +261,14 @@ pub fn server_config(args: &ServeArgs, file: &FileConfig) -> Result<ServerConfig
 fn server_sources(file: &FileConfig) -> Vec<(String, ucbridge_sync::SourceConfig)> {
     let mut out = Vec::new();
     for (name, config) in file.sources.iter().flatten() {
-        let ucbridge_sync::SourceConfig::Ldap(mut settings) = config.clone();
+        let mut settings = match config.clone() {
+            ucbridge_sync::SourceConfig::Ldap(settings) => settings,
+            // A cluster's password is resolved (table, file, environment) by its job.
+            cucm @ ucbridge_sync::SourceConfig::Cucm(_) => {
+                out.push((name.clone(), cucm));
+                continue;
+            }
+        };
         if settings.bind_password.is_none() && settings.bind_password_file.is_none() {
             let var = format!(
                 "UCBRIDGE_SOURCE_{}_BIND_PASSWORD",
@@ -1139,7 +1146,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.sources.len(), 1);
-        let (name, ucbridge_sync::SourceConfig::Ldap(settings)) = &c.sources[0];
+        let (name, ucbridge_sync::SourceConfig::Ldap(settings)) = &c.sources[0] else {
+            panic!("an ldap source: {:?}", c.sources[0]);
+        };
         assert_eq!(name, "corp");
         assert_eq!(settings.url, "ldap://dc1.example.com");
         assert!(!format!("{c:?}").contains("pw-in-file"));

@@ -133,8 +133,12 @@ pub async fn refresh_source(
     let Some(config) = file.sources.as_ref().and_then(|s| s.get(name)) else {
         bail!("no source {name:?}: add a [sources.{name}] table to the configuration file (docs/directory-sources.md)");
     };
-    let ucbridge_sync::SourceConfig::Ldap(settings) = config.clone();
-    let mut settings = settings;
+    let mut settings = match config.clone() {
+        ucbridge_sync::SourceConfig::Ldap(settings) => settings,
+        ucbridge_sync::SourceConfig::Cucm(settings) => {
+            return refresh_cucm_source(store, name, &settings).await
+        }
+    };
     if settings.bind_password.is_none() && settings.bind_password_file.is_none() {
         let var = format!(
             "UCBRIDGE_SOURCE_{}_BIND_PASSWORD",
@@ -169,6 +173,34 @@ pub async fn refresh_source(
         outln!("problem: {}: {}", p.entry, p.message)?;
     }
     Ok(())
+}
+
+/// `sync refresh --source NAME` of a `kind = "cucm"` table: a full refresh of that
+/// cluster into its own snapshot (the password from the table, its `password_file`, or
+/// `UCBRIDGE_SOURCE_<NAME>_PASSWORD`).
+async fn refresh_cucm_source(
+    store: &Store,
+    name: &str,
+    settings: &ucbridge_sync::CucmSourceSettings,
+) -> Result<()> {
+    let keeper = ucbridge_sync::SnapshotKeeper::connect_source(name, settings, store.clone())
+        .await
+        .with_context(|| format!("source {name}"))?;
+    let report = keeper.full_refresh(|_| {}).await.with_context(|| {
+        format!("the refresh of source {name} failed (the previous snapshot is kept)")
+    })?;
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_header(["source", "added", "updated", "removed", "total", "time"]);
+    t.add_row([
+        name.to_owned(),
+        report.swap.added.to_string(),
+        report.swap.updated.to_string(),
+        report.swap.removed.to_string(),
+        report.swap.total.to_string(),
+        format!("{:.1} s", report.duration_ms as f64 / 1000.0),
+    ]);
+    output::print_table(&t)
 }
 
 /// One line per registered source: kind, state, entries, updated at, problems.

@@ -273,12 +273,13 @@ impl LdapSourceSettings {
 }
 
 /// One `[sources.NAME]` table of the configuration file, by `kind`. The default CUCM
-/// source is `[axl]` + `[snapshot]`; further CUCM clusters as `kind = "cucm"` are not
-/// read from the file yet.
+/// source is `[axl]` + `[snapshot]`; further CUCM clusters are `kind = "cucm"`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SourceConfig {
     Ldap(LdapSourceSettings),
+    /// A further CUCM cluster (the default one is `[axl]`).
+    Cucm(crate::cucm_source::CucmSourceSettings),
 }
 
 /// What a full refresh did.

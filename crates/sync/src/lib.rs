@@ -10,6 +10,7 @@
 //! Beside the default CUCM source, [`ldap_source`] keeps the snapshot of an LDAP
 //! directory (OpenLDAP or Active Directory) as a named source.
 
+pub mod cucm_source;
 pub mod directory;
 pub mod ldap_entry;
 pub mod ldap_source;
@@ -21,6 +22,7 @@ pub mod schedule;
 pub mod snapshot;
 pub mod syncrepl;
 
+pub use cucm_source::{CucmSourceError, CucmSourceSettings, SourceTarget};
 pub use directory::{run_user_sync, run_user_sync_as, SyncOptions, SyncOutcome};
 pub use ldap_source::{
     DirectoryFlavor, LdapPollReport, LdapRefreshReport, LdapSource, LdapSourceError,
@@ -44,6 +46,8 @@ pub enum SyncError {
     Rules(#[from] RulesError),
     #[error(transparent)]
     LdapSource(#[from] LdapSourceError),
+    #[error(transparent)]
+    CucmSource(#[from] CucmSourceError),
     /// CUCM's change queue no longer matches (AXL restarted, or the cursor fell out of the
     /// 100,000-change cache): only a full refresh can resynchronise.
     #[error("the CUCM change queue cannot continue from the stored cursor ({0}); a full refresh is needed")]

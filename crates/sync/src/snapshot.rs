@@ -17,9 +17,10 @@ use ucbridge_axl::{
     AxlClient, AxlError, ChangeAction, ChangeCursor, Key, ListOptions, User, UserSearch, UserTag,
 };
 use ucbridge_store::{
-    RefreshClaimant, RefreshState, SourceUser, Store, StoreError, SwapSummary, SOURCE_CUCM,
+    RefreshClaimant, RefreshState, SourceKind, SourceUser, Store, StoreError, SwapSummary,
 };
 
+use crate::cucm_source::SourceTarget;
 use crate::SyncError;
 
 /// Default of [`SnapshotOptions::stale_refresh_after`].
@@ -158,6 +159,8 @@ pub struct SnapshotKeeper {
     store: Store,
     options: SnapshotOptions,
     claimant: RefreshClaimant,
+    /// Which snapshot it writes: the default `cucm_users`, or a named cluster's.
+    target: SourceTarget,
 }
 
 impl SnapshotKeeper {
@@ -173,7 +176,33 @@ impl SnapshotKeeper {
                 node: None,
                 lease_token: None,
             },
+            target: SourceTarget::Default,
         }
+    }
+
+    /// A keeper of the CUCM source `name` (`[sources.NAME] kind = "cucm"`), registered
+    /// with its `cluster` (default: the source name). A cluster other than the default
+    /// `cucm` keeps its snapshot and state under its own name in `source_users` (see
+    /// [`SourceTarget`]). A name registered as another kind is refused (`Conflict`).
+    pub async fn for_source(
+        client: AxlClient,
+        store: Store,
+        options: SnapshotOptions,
+        name: &str,
+        cluster: Option<&str>,
+    ) -> Result<Self, SyncError> {
+        store
+            .register_source(name, SourceKind::Cucm, Some(cluster.unwrap_or(name)))
+            .await?;
+        Ok(SnapshotKeeper {
+            target: SourceTarget::for_name(name),
+            ..SnapshotKeeper::new(client, store, options)
+        })
+    }
+
+    /// The name of the source this keeper keeps.
+    pub fn source(&self) -> &str {
+        self.target.name()
     }
 
     /// A keeper run by server node `node` under fencing token `lease_token` of its
@@ -192,7 +221,7 @@ impl SnapshotKeeper {
     /// interrupted): the state becomes `failed` with `why` and the old snapshot is kept.
     pub async fn abandon_refresh(&self, why: &str) -> Result<(), SyncError> {
         self.store
-            .fail_full_refresh(SOURCE_CUCM, &self.claimant.owner, why)
+            .fail_full_refresh(self.target.name(), &self.claimant.owner, why)
             .await?;
         Ok(())
     }
@@ -208,7 +237,7 @@ impl SnapshotKeeper {
         let stale = i64::try_from(self.options.stale_refresh_after.as_millis()).unwrap_or(i64::MAX);
         let taken_over = self
             .store
-            .claim_full_refresh(SOURCE_CUCM, &self.claimant, stale)
+            .claim_full_refresh(self.target.name(), &self.claimant, stale)
             .await?;
         if let Some(dead) = taken_over {
             tracing::warn!(%dead, "took over a full refresh whose refresher is gone");
@@ -221,14 +250,8 @@ impl SnapshotKeeper {
             Ok((cursor, pages)) => {
                 let phase = Instant::now();
                 let swap = match self
-                    .store
-                    .finish_full_refresh(
-                        SOURCE_CUCM,
-                        &self.claimant.owner,
-                        cursor
-                            .as_ref()
-                            .map(|c| (c.queue_id.as_str(), c.next_start_change_id)),
-                    )
+                    .target
+                    .finish(&self.store, &self.claimant.owner, cursor.as_ref())
                     .await
                 {
                     Ok(swap) => swap,
@@ -238,7 +261,7 @@ impl SnapshotKeeper {
                         let reason = format!("swapping the refreshed snapshot in failed: {e}");
                         tracing::warn!(%reason, "CUCM snapshot refresh failed; the previous snapshot is kept");
                         self.store
-                            .fail_full_refresh(SOURCE_CUCM, &self.claimant.owner, &reason)
+                            .fail_full_refresh(self.target.name(), &self.claimant.owner, &reason)
                             .await?;
                         return Err(e.into());
                     }
@@ -272,7 +295,7 @@ impl SnapshotKeeper {
                 let reason = e.to_string();
                 tracing::warn!(%reason, "CUCM snapshot refresh failed; the previous snapshot is kept");
                 self.store
-                    .fail_full_refresh(SOURCE_CUCM, &self.claimant.owner, &reason)
+                    .fail_full_refresh(self.target.name(), &self.claimant.owner, &reason)
                     .await?;
                 Err(e)
             }
@@ -288,7 +311,7 @@ impl SnapshotKeeper {
             tokio::time::sleep(every).await;
             match self
                 .store
-                .refresh_heartbeat(SOURCE_CUCM, &self.claimant.owner)
+                .refresh_heartbeat(self.target.name(), &self.claimant.owner)
                 .await
             {
                 Ok(()) => {}
@@ -321,30 +344,7 @@ impl SnapshotKeeper {
         );
         let phase = Instant::now();
         // 2. Display names and device associations by SQL (not in LUser).
-        let mut extra: HashMap<String, Extra> = HashMap::new();
-        let mut sql = self.client.sql_pager(
-            "eu.pkid, eu.displayname, d.name FROM enduser eu \
-             LEFT OUTER JOIN enduserdevicemap m ON (m.fkenduser = eu.pkid AND m.tkuserassociation = 1) \
-             LEFT OUTER JOIN device d ON d.pkid = m.fkdevice ORDER BY eu.pkid, d.name",
-            ListOptions {
-                page_size: self.options.sql_page_size,
-                ..ListOptions::default()
-            },
-        );
-        while let Some(rows) = sql.next_page().await? {
-            for row in rows {
-                let Some(pkid) = row.get("pkid").filter(|p| !p.is_empty()) else {
-                    continue;
-                };
-                let e = extra.entry(canonical_uuid(pkid)).or_default();
-                if let Some(n) = row.get("displayname").filter(|n| !n.is_empty()) {
-                    e.display_name = Some(n.to_owned());
-                }
-                if let Some(d) = row.get("name").filter(|d| !d.is_empty()) {
-                    e.devices.push(d.to_owned());
-                }
-            }
-        }
+        let mut extra = self.read_extras().await?;
         tracing::info!(
             elapsed_ms = phase.elapsed().as_millis(),
             users = extra.len(),
@@ -371,8 +371,8 @@ impl SnapshotKeeper {
                     source_user(u, Some(e))
                 })
                 .collect();
-            self.store
-                .stage_users(SOURCE_CUCM, &self.claimant.owner, &users)
+            self.target
+                .stage(&self.store, &self.claimant.owner, &users)
                 .await?;
             progress(read);
         }
@@ -386,23 +386,118 @@ impl SnapshotKeeper {
         Ok((cursor, summary.pages))
     }
 
+    /// Display names and device associations of every end user, keyed by canonical uuid.
+    /// Both are read with keyset paging (`WHERE pkid > last ORDER BY pkid`) rather than
+    /// `SKIP n`: a SKIP page costs the database every skipped row (and, on the former
+    /// join ordered by device name, a sort of the whole join), so paging by offset grew
+    /// quadratically with the number of users.
+    async fn read_extras(&self) -> Result<HashMap<String, Extra>, SyncError> {
+        let mut extra: HashMap<String, Extra> = HashMap::new();
+        self.keyset_sql(
+            "SELECT FIRST ? eu.pkid, eu.displayname FROM enduser eu WHERE eu.pkid > ? ORDER BY eu.pkid",
+            "pkid",
+            |row| {
+                if let Some(pkid) = row.get("pkid").filter(|p| !p.is_empty()) {
+                    let e = extra.entry(canonical_uuid(pkid)).or_default();
+                    e.display_name = row
+                        .get("displayname")
+                        .filter(|n| !n.is_empty())
+                        .map(str::to_owned);
+                }
+            },
+        )
+        .await?;
+        // Devices are sorted per user by `source_user`, so the map's order does not matter.
+        self.keyset_sql(
+            "SELECT FIRST ? m.pkid, m.fkenduser, d.name FROM enduserdevicemap m \
+             JOIN device d ON d.pkid = m.fkdevice \
+             WHERE m.tkuserassociation = 1 AND m.pkid > ? ORDER BY m.pkid",
+            "pkid",
+            |row| {
+                let user = row.get("fkenduser").filter(|p| !p.is_empty());
+                let device = row.get("name").filter(|d| !d.is_empty());
+                if let (Some(user), Some(device)) = (user, device) {
+                    let e = extra.entry(canonical_uuid(user)).or_default();
+                    e.devices.push(device.to_owned());
+                }
+            },
+        )
+        .await?;
+        Ok(extra)
+    }
+
+    /// Run `template` (`SELECT FIRST ? … WHERE key > ? ORDER BY key`) page after page, each
+    /// from the last `key` seen, handing every row to `on_row`. A "Query request too
+    /// large" answer shrinks the page as the list pagers do (to 90 % of CUCM's suggestion,
+    /// else half) down to one row.
+    async fn keyset_sql(
+        &self,
+        template: &str,
+        key: &str,
+        mut on_row: impl FnMut(&ucbridge_axl::SqlRow),
+    ) -> Result<u64, SyncError> {
+        let mut page_size = self.options.sql_page_size.max(1);
+        let mut last = String::new();
+        let mut total = 0u64;
+        loop {
+            let query = ucbridge_axl::SqlQuery::new(template)
+                .bind_int(i64::from(page_size))
+                .bind(last.clone());
+            let rows = match self.client.execute_sql_query(query).await {
+                Ok(rows) => rows,
+                Err(e) => match e.query_too_large() {
+                    Some(q) if page_size > 1 => {
+                        let suggested = u32::try_from(q.suggested_rows.saturating_mul(9) / 10)
+                            .unwrap_or(u32::MAX);
+                        let next = if suggested > 0 && suggested < page_size {
+                            suggested
+                        } else {
+                            page_size / 2
+                        };
+                        tracing::info!(
+                            from = page_size,
+                            to = next,
+                            "response too large for CUCM; shrinking page"
+                        );
+                        page_size = next;
+                        continue;
+                    }
+                    _ => return Err(e.into()),
+                },
+            };
+            for row in &rows {
+                on_row(row);
+            }
+            total += rows.len() as u64;
+            if rows.len() < page_size as usize {
+                return Ok(total);
+            }
+            let next = rows.last().and_then(|r| r.get(key)).unwrap_or_default();
+            // The key must grow, or the next page would repeat this one forever.
+            if next.is_empty() || next <= last.as_str() {
+                return Err(AxlError::Protocol {
+                    operation: "executeSQLQuery".into(),
+                    detail: format!("rows not ordered by {key} (\"{next}\" after \"{last}\")"),
+                }
+                .into());
+            }
+            last = next.to_owned();
+        }
+    }
+
     /// Apply what changed on CUCM since the stored cursor.
     pub async fn poll_changes(&self) -> Result<PollReport, SyncError> {
-        let state = self.store.snapshot_state(SOURCE_CUCM).await?;
+        let state = self.store.snapshot_state(self.target.name()).await?;
         if state.state != RefreshState::Idle {
             return Err(SyncError::NotReady(format!(
                 "the snapshot is {}; changes are applied only to a complete snapshot",
                 state.state.as_str()
             )));
         }
-        let (Some(queue_id), Some(next)) = (state.change_queue_id, state.next_change_id) else {
+        let Some(cursor) = self.target.cursor(&state) else {
             return Err(SyncError::NeedsFullRefresh(
                 "no change cursor stored".into(),
             ));
-        };
-        let cursor = ChangeCursor {
-            queue_id,
-            next_start_change_id: next,
         };
         let (changes, new_cursor) =
             match self.client.list_change_all(Some(&cursor), &["User"]).await {
@@ -453,13 +548,8 @@ impl SnapshotKeeper {
             }
         }
         let rows_changed = self
-            .store
-            .apply_source_changes(
-                SOURCE_CUCM,
-                &upserts,
-                &removals,
-                (&new_cursor.queue_id, new_cursor.next_start_change_id),
-            )
+            .target
+            .apply(&self.store, &upserts, &removals, &new_cursor)
             .await?;
         Ok(PollReport {
             changes_seen: changes.len(),
@@ -512,7 +602,7 @@ impl SnapshotKeeper {
     }
 
     async fn tick(&self, force_full: bool) -> Result<(), SyncError> {
-        let state = self.store.snapshot_state(SOURCE_CUCM).await?;
+        let state = self.store.snapshot_state(self.target.name()).await?;
         let now = ucbridge_store::now_millis();
         let full_age_ms =
             i64::try_from(self.options.full_refresh_every.as_millis()).unwrap_or(i64::MAX);
@@ -521,7 +611,7 @@ impl SnapshotKeeper {
             .is_none_or(|t| now.saturating_sub(t) > full_age_ms);
         let needs_full = force_full
             || due
-            || state.change_queue_id.is_none()
+            || self.target.cursor(&state).is_none()
             || matches!(state.state, RefreshState::Empty | RefreshState::Failed);
         if needs_full || state.state == RefreshState::Refreshing {
             // A claim held by a live refresher is refused (quietly: it is doing our work);

@@ -2,13 +2,18 @@
 //! (docs/directory-sources.md). Like the CUCM `snapshot` job, each runs under its own
 //! lease, so one node at a time keeps a source fresh (full refresh, then syncrepl or change
 //! polling, and a full compare every `full_compare_every_secs`); its refresh claims carry
-//! the node and the lease's fencing token. "Run now" is one full refresh.
+//! the node and the lease's fencing token. "Run now" is one full refresh. A further CUCM
+//! cluster (`kind = "cucm"`) runs the snapshot keeper into its own snapshot the same way.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use ucbridge_store::SourceKind;
 use ucbridge_store::{JobRunStatus, Store, StoreError};
-use ucbridge_sync::{LdapSource, LdapSourceError, LdapSourceSettings, SourceConfig, SyncError};
+use ucbridge_sync::{
+    CucmSourceSettings, LdapSource, LdapSourceError, LdapSourceSettings, SnapshotKeeper,
+    SourceConfig, SyncError,
+};
 
 use super::{JobContext, JobError, JobFn, JobMode, JobResult, JobSpec};
 
@@ -27,9 +32,9 @@ const MAX_SUMMARY_PROBLEMS: usize = 20;
 pub(super) fn source_jobs(sources: &[(String, SourceConfig)]) -> Vec<JobSpec> {
     sources
         .iter()
-        .map(|(name, config)| {
-            let SourceConfig::Ldap(settings) = config;
-            ldap_source_job(name, settings)
+        .map(|(name, config)| match config {
+            SourceConfig::Ldap(settings) => ldap_source_job(name, settings),
+            SourceConfig::Cucm(settings) => cucm_source_job(name, settings),
         })
         .collect()
 }
@@ -57,7 +62,7 @@ fn ldap_source_job(name: &str, settings: &LdapSourceSettings) -> JobSpec {
     }
 }
 
-/// Check every source's settings and register it (kind `ldap`), so a node refuses to start
+/// Check every source's settings and register it (kind `ldap` or `cucm`), so a node refuses to start
 /// on a source that cannot work and the API lists each source before its first refresh.
 /// No connection is made. The error names the source, never a password.
 pub async fn register_sources(
@@ -65,10 +70,18 @@ pub async fn register_sources(
     sources: &[(String, SourceConfig)],
 ) -> Result<(), String> {
     for (name, config) in sources {
-        let SourceConfig::Ldap(settings) = config;
-        LdapSource::new(name, settings.clone(), store.clone())
-            .await
-            .map_err(|e| format!("[sources.{name}]: {e}"))?;
+        match config {
+            SourceConfig::Ldap(settings) => {
+                LdapSource::new(name, settings.clone(), store.clone())
+                    .await
+                    .map_err(|e| format!("[sources.{name}]: {e}"))?;
+            }
+            SourceConfig::Cucm(settings) => {
+                register_cucm(store, name, settings)
+                    .await
+                    .map_err(|e| format!("[sources.{name}]: {e}"))?;
+            }
+        }
     }
     Ok(())
 }
@@ -127,5 +140,142 @@ async fn refresh(
             message: Some(why),
         }),
         Err(e) => Err(SyncError::from(e).into()),
+    }
+}
+
+/// Check a cluster's settings (no connection) and register it with its cluster name.
+async fn register_cucm(
+    store: &Store,
+    name: &str,
+    settings: &CucmSourceSettings,
+) -> Result<(), SyncError> {
+    settings.axl_config(name)?;
+    let cluster = settings.cluster.as_deref().unwrap_or(name);
+    store
+        .register_source(name, SourceKind::Cucm, Some(cluster))
+        .await?;
+    Ok(())
+}
+
+fn cucm_source_job(name: &str, settings: &CucmSourceSettings) -> JobSpec {
+    let job: &'static str = Box::leak(source_job_name(name).into_boxed_str());
+    let title: &'static str = Box::leak(
+        format!("CUCM cluster {name} (full refresh, then listChange polling)").into_boxed_str(),
+    );
+    let source = Arc::new((name.to_owned(), settings.clone()));
+    let keep_source = source.clone();
+    let run: JobFn =
+        Arc::new(move |ctx: JobContext| Box::pin(keep_cluster(ctx, keep_source.clone())));
+    let once: JobFn =
+        Arc::new(move |ctx: JobContext| Box::pin(refresh_cluster(ctx, source.clone())));
+    JobSpec {
+        name: job,
+        title,
+        mode: JobMode::Continuous,
+        needs: &[],
+        restart_on: &[],
+        default_schedule: None,
+        run,
+        run_once: Some(once),
+    }
+}
+
+async fn cluster_keeper(
+    ctx: &JobContext,
+    config: &(String, CucmSourceSettings),
+) -> Result<SnapshotKeeper, JobError> {
+    let (name, settings) = config;
+    let keeper = SnapshotKeeper::connect_source(name, settings, ctx.store.clone()).await?;
+    Ok(keeper.with_lease(&ctx.node, ctx.lease_token))
+}
+
+/// The continuous job of a cluster: the snapshot keeper's loop until the lease is lost or
+/// the node stops.
+async fn keep_cluster(
+    ctx: JobContext,
+    config: Arc<(String, CucmSourceSettings)>,
+) -> Result<JobResult, JobError> {
+    let keeper = match cluster_keeper(&ctx, &config).await {
+        Ok(k) => k,
+        Err(e) => {
+            // E.g. CUCM unreachable while discovering its version: not every tick.
+            tokio::select! {
+                _ = ctx.cancel.cancelled() => {}
+                _ = tokio::time::sleep(RETRY_BROKEN_SETTINGS) => {}
+            }
+            return Err(e);
+        }
+    };
+    keeper.run(ctx.cancel.cancelled_owned()).await;
+    Ok(JobResult::succeeded(serde_json::Value::Null))
+}
+
+/// "Run now" of a cluster: one full refresh; refused while another refresh holds the claim.
+async fn refresh_cluster(
+    ctx: JobContext,
+    config: Arc<(String, CucmSourceSettings)>,
+) -> Result<JobResult, JobError> {
+    let keeper = cluster_keeper(&ctx, &config).await?;
+    ctx.progress.report("reading the cluster", 0, None);
+    match keeper.full_refresh(|_| {}).await {
+        Ok(report) => Ok(JobResult::succeeded(serde_json::json!({
+            "source": config.0,
+            "swap": report.swap,
+            "pages": report.pages,
+            "duration_ms": report.duration_ms,
+        }))),
+        Err(SyncError::Store(StoreError::Conflict(why))) => Ok(JobResult {
+            status: JobRunStatus::Refused,
+            summary: serde_json::Value::Null,
+            message: Some(why),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(table: &str) -> (String, SourceConfig) {
+        let settings: CucmSourceSettings = toml::from_str(table).expect("a cucm table");
+        ("east-2".to_owned(), SourceConfig::Cucm(settings))
+    }
+
+    #[tokio::test]
+    async fn a_cluster_is_checked_registered_and_gets_its_job() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::open(&db).await.expect("store");
+        let no_password = cluster("url = \"https://east:8443/axl/\"\nusername = \"axl\"\n");
+        let err = register_sources(&store, &[no_password])
+            .await
+            .expect_err("no password");
+        assert!(err.contains("[sources.east-2]"), "{err}");
+        assert!(err.contains("UCBRIDGE_SOURCE_EAST_2_PASSWORD"), "{err}");
+        assert!(store
+            .directory_source("east-2")
+            .await
+            .expect("read")
+            .is_none());
+
+        let good = cluster(
+            "url = \"https://east:8443/axl/\"\nusername = \"axl\"\npassword = \"pw\"\n\
+             cluster = \"dc-east\"\n",
+        );
+        register_sources(&store, std::slice::from_ref(&good))
+            .await
+            .expect("registered");
+        let registered = store
+            .directory_source("east-2")
+            .await
+            .expect("read")
+            .expect("registered");
+        assert_eq!(registered.kind, SourceKind::Cucm);
+        assert_eq!(registered.cluster.as_deref(), Some("dc-east"));
+        let jobs = source_jobs(&[good]);
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].name, "source:east-2");
+        assert!(jobs[0].run_once.is_some());
     }
 }

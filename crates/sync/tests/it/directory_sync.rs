@@ -658,3 +658,33 @@ async fn a_live_refresh_keeps_its_claim_and_a_silent_one_loses_it() {
         .expect("a silent claim is taken over after stale_refresh_after");
     lab.shutdown().await;
 }
+
+/// Display names and devices are read by keyset pages (`pkid > last`); with pages far
+/// smaller than the user count, every user must still get exactly CUCM's values.
+#[tokio::test]
+async fn keyset_pages_read_every_display_name_and_device() {
+    let (store, _dir) = stores().await.remove(0);
+    let (_lab, client) = lab(40).await;
+    let options = SnapshotOptions {
+        sql_page_size: 7,
+        ..options()
+    };
+    let keeper = SnapshotKeeper::new(client.clone(), store.clone(), options);
+    keeper.full_refresh(|_| {}).await.unwrap();
+    let users = store.source_users().await.unwrap();
+    assert_eq!(users.len(), 40);
+    let (mut named, mut with_devices) = (0, 0);
+    for snap in users {
+        let full = client.get_user(Key::Name(&snap.userid)).await.unwrap();
+        let mut devices = full.associated_devices.clone();
+        devices.sort();
+        assert_eq!(snap.display_name, full.display_name, "{}", snap.userid);
+        assert_eq!(snap.associated_devices, devices, "{}", snap.userid);
+        named += usize::from(snap.display_name.is_some());
+        with_devices += usize::from(!snap.associated_devices.is_empty());
+    }
+    assert!(
+        named > 7 && with_devices > 0,
+        "{named} named, {with_devices} with devices"
+    );
+}
