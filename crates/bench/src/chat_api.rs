@@ -60,7 +60,7 @@ pub async fn latencies(
     let server = Server::start(store.clone(), secrets, config).await?;
     let base = server.url();
     let http = reqwest::Client::new();
-    run_job(&store, &http, &base, &token, "snapshot").await?;
+    wait_for_snapshot(&store).await?;
     run_job(&store, &http, &base, &token, "user_sync").await?;
     let Some(user) = store.source_users().await?.into_iter().next() else {
         bail!("the user sync made no user");
@@ -82,6 +82,19 @@ pub async fn latencies(
     server.shutdown().await;
     out.sort_by(f64::total_cmp);
     Ok(out)
+}
+
+/// The server's snapshot keeper refreshes on its own at start: wait (at most 60 s) until
+/// that refresh is done, rather than asking for another (it would be refused).
+async fn wait_for_snapshot(store: &Store) -> Result<()> {
+    for _ in 0..600 {
+        let s = store.snapshot_state(ucbridge_store::SOURCE_CUCM).await?;
+        if s.state == ucbridge_store::RefreshState::Idle {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("the server's first snapshot refresh did not finish within 60 s")
 }
 
 /// The lab's CUCM (sign-in, user sync) and the benchmark's Prosody as IM&P.
