@@ -8,7 +8,10 @@
 // (a full refresh) and on user sync, the status view's charts of those runs (and of this
 // node's AXL calls per minute), then the users list and one user, the voicemail
 // options form (saved, shown again after a reload, a bad duration refused by the server),
-// an API token (a read-only token cannot run a job; revoked it stops working), a read-only
+// the directory sources (a second CUCM cluster `east`, the same lab, from a `[sources.east]`
+// table): its Run now in the sources card, and the rules view listing the sources and
+// editing their precedence and fields into the JSON (saved; an unknown source refused by
+// the server), an API token (a read-only token cannot run a job; revoked it stops working), a read-only
 // account's view, and sign out. The page must run under the server's CSP without a violation.
 //
 // Needs: the `ucbridge` binary (UCBRIDGE_BIN, else $CARGO_TARGET_DIR or ../target, debug),
@@ -24,7 +27,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import {
-  ADMIN_PASSWORD, artifacts, bin, createHarness,
+  ADMIN_PASSWORD, artifacts, bin, createHarness, until,
 } from './harness.mjs';
 
 const run = promisify(execFile);
@@ -40,6 +43,13 @@ const {
 } = createHarness({ prefix: 'admin' });
 const dataDir = path.join(tmp, 'data');
 const caFile = path.join(tmp, 'lab-ca.pem');
+const configFile = path.join(tmp, 'ucbridge.toml');
+/** The mergeable fields, in the page's (and the sync engine's) order. */
+const MERGED_FIELDS = [
+  'first_name', 'middle_name', 'last_name', 'display_name', 'mailid', 'telephone_number',
+  'primary_extension', 'department', 'manager', 'title', 'mobile_number', 'home_number',
+  'pager_number', 'directory_uri', 'associated_devices',
+];
 
 /** Wait until the input or select `selector` has the value `value`. */
 async function waitForValue(selector, value, timeout = WAIT) {
@@ -80,9 +90,16 @@ before(async () => {
     'lab', '--bind', '127.0.0.1:0', '--users', String(LAB_USERS), '--ca-out', caFile,
   ], childEnv({}), [/AXL endpoint: (https:\/\/\S+)/, /Press Ctrl-C/]);
   state.lab.axlUrl = state.lab.matches[0][1];
+  // A second CUCM source, `east`: the same lab again, enough for the page (its password
+  // from the environment, as an operator would keep it out of the file).
+  fs.writeFileSync(configFile, [
+    '[sources.east]', 'kind = "cucm"', `url = "${state.lab.axlUrl}"`,
+    `username = "${LAB_ADMIN.username}"`, `ca_file = "${caFile}"`, '',
+  ].join('\n'));
   // No --lab: every connection comes from the form.
-  state.server = await start('serve', ['serve', '-v', '--bind', '127.0.0.1:0', '--print-url'],
-    childEnv({ UCBRIDGE_ADMIN_PASSWORD: ADMIN_PASSWORD }), [/listening on (http:\/\/\S+)/]);
+  state.server = await start('serve', ['serve', '-v', '--config', configFile, '--bind', '127.0.0.1:0', '--print-url'],
+    childEnv({ UCBRIDGE_ADMIN_PASSWORD: ADMIN_PASSWORD, UCBRIDGE_SOURCE_EAST_PASSWORD: LAB_ADMIN.password }),
+    [/listening on (http:\/\/\S+)/]);
   state.server.url = state.server.matches[0][1];
   // A loopback port nobody listens on (for a connection that must fail).
   state.closedPort = await new Promise((resolve, reject) => {
@@ -469,6 +486,114 @@ step('rules and schedules show the server\'s validation errors; SSO says what is
   await waitForText('[data-testid="sso-error"]', /ids connection is not configured/);
 });
 
+/** The rules in the editor, parsed. */
+async function editorRules() {
+  return JSON.parse(await state.page.inputValue('#rules-editor'));
+}
+
+step('directory sources: Run now refreshes a source; the rules editor lists the sources and edits their precedence and fields', async () => {
+  const page = state.page;
+  // The sources card: the second cluster, kept by its own job, with the lab's users.
+  await byTestId('nav-status').click();
+  await waitForText('[data-testid="source-state-east"]', /^idle$/, 45000);
+  assert.equal(await text(byTestId('source-users-east')), String(LAB_USERS));
+  assert.match(await text(byTestId('source-east')), /source:east/);
+  await page.waitForFunction(() => !document.querySelector('[data-testid="source-run-east"]').disabled, null, { timeout: WAIT });
+  const lastRun = async () => (await pageFetch('/api/v1/job-runs?job=source:east&limit=1', {})).json?.[0];
+  const before = (await lastRun())?.id ?? null;
+  await byTestId('source-run-east').click();
+  const run = await until('the requested refresh of east', async () => {
+    const r = await lastRun();
+    return r && r.id !== before && r.status !== 'running' ? r : null;
+  }, 225);
+  assert.equal(run.status, 'succeeded', `source:east run: ${JSON.stringify(run)}`);
+  assert.equal(run.trigger, 'manual');
+  assert.equal(run.requested_by, 'admin');
+  await waitForText('[data-testid="job-status-source:east"]', /^succeeded$/);
+  await waitForText('[data-testid="source-state-east"]', /^idle$/);
+  // "Requested" is gone once the run is over; no error was shown.
+  await waitForText('[data-testid="source-run-msg-east"]', /^$/);
+  await byTestId('sources-table').scrollIntoViewIfNeeded();
+  await shot('09b-source-refreshed');
+
+  // The rules view lists the configured sources beside the JSON; none is read yet.
+  await byTestId('nav-rules').click();
+  await state.page.click('#rules-reload');
+  await waitForText('[data-testid="rules-source-state-east"]', /^idle$/);
+  assert.equal(await text(byTestId('rules-source-state-cucm')), 'idle');
+  assert.match(await text(byTestId('rules-source-east')), /^east\s*cucm\s*east/);
+  await page.waitForFunction(() => /"orphans"/.test(document.getElementById('rules-editor').value), null, { timeout: WAIT });
+  const original = await editorRules();
+  assert.deepEqual(original.sources, []);
+  assert.equal(await byTestId('rules-precedence-empty').isVisible(), true);
+
+  // Add both, then put cucm first: the JSON follows every click.
+  await page.selectOption('#rules-source-add', 'east');
+  await byTestId('rules-source-add-button').click();
+  assert.deepEqual((await editorRules()).sources, ['east']);
+  assert.deepEqual(await byTestId('rules-source-add').locator('option').allTextContents(), ['cucm (cucm)']);
+  await byTestId('rules-source-add-button').click();
+  assert.deepEqual((await editorRules()).sources, ['east', 'cucm']);
+  assert.equal(await byTestId('rules-source-add-button').isDisabled(), true, 'every source is listed');
+  await byTestId('precedence-up-cucm').click();
+  assert.deepEqual((await editorRules()).sources, ['cucm', 'east']);
+  assert.equal(await byTestId('precedence-up-cucm').isDisabled(), true, 'the primary cannot go higher');
+  // Two clusters: the page says what happens to a person in both.
+  assert.match(await text(byTestId('rules-source-warnings')), /Several CUCM clusters \(cucm, east\)/);
+
+  // Fields: east supplies everything but the names; unticking and ticking back one field
+  // returns to "every field" (no entry).
+  for (const f of ['first_name', 'last_name']) await byTestId(`rules-field-east-${f}`).uncheck();
+  let rules = await editorRules();
+  assert.deepEqual(rules.source_fields, { east: MERGED_FIELDS.filter((f) => !['first_name', 'last_name'].includes(f)) });
+  assert.equal(await text(byTestId('rules-fields-summary-east')), `${MERGED_FIELDS.length - 2} of ${MERGED_FIELDS.length} fields`);
+  await byTestId('rules-field-cucm-mailid').uncheck();
+  assert.deepEqual((await editorRules()).source_fields.cucm, MERGED_FIELDS.filter((f) => f !== 'mailid'));
+  await byTestId('rules-field-cucm-mailid').check();
+  rules = await editorRules();
+  assert.equal('cucm' in rules.source_fields, false, JSON.stringify(rules.source_fields));
+  assert.equal(await text(byTestId('rules-fields-summary-cucm')), 'every field');
+  // Everything else in the JSON is as it was.
+  assert.deepEqual({ ...rules, sources: [], source_fields: {} }, original);
+  await byTestId('rules-sources').scrollIntoViewIfNeeded();
+  await shot('09c-rules-sources');
+
+  await byTestId('rules-save').click();
+  await waitForText('[data-testid="rules-msg"]', /^Rules saved/);
+  const saved = (await pageFetch('/api/v1/rules', {})).json;
+  assert.deepEqual(saved.sources, ['cucm', 'east']);
+  assert.deepEqual(saved.source_fields, rules.source_fields);
+
+  // Typing in the JSON redraws the list; text that is not JSON sets the controls aside.
+  await page.fill('#rules-editor', JSON.stringify({ ...saved, sources: ['east'], source_fields: {} }, null, 2));
+  await byTestId('precedence-cucm').waitFor({ state: 'detached' });
+  assert.equal(await byTestId('precedence-east').count(), 1);
+  await page.fill('#rules-editor', '{ "sources": [');
+  await waitForText('[data-testid="rules-json-note"]', /not valid/);
+  assert.equal(await byTestId('rules-source-add-button').isDisabled(), true);
+
+  // A source nobody configured: flagged here, refused by the server with its message.
+  await page.fill('#rules-editor', JSON.stringify({ ...saved, sources: ['cucm', 'west'] }, null, 2));
+  await waitForText('[data-testid="precedence-west"]', /not a configured source/);
+  assert.match(await text(byTestId('rules-source-warnings')), /"west" is not a configured source/);
+  await byTestId('rules-save').click();
+  await waitForText('[data-testid="rules-msg"]', /invalid rules/);
+  assert.match(await text(byTestId('rules-msg')), /sources: "west" is not a configured source \(configured: cucm, east\)/);
+  assert.match(await byTestId('rules-msg').getAttribute('class'), /alert-error/);
+  await shot('09d-rules-unknown-source');
+  assert.deepEqual((await pageFetch('/api/v1/rules', {})).json, saved, 'nothing saved');
+  // east's fields outlived it in the list: flagged, and one click drops them.
+  assert.match(await text(byTestId('rules-source-warnings')), /source_fields names "east", which is not in the list/);
+  await byTestId('rules-drop-fields-east').click();
+  assert.deepEqual((await editorRules()).source_fields, {});
+
+  // Back to the rules of before (user sync over the default source alone).
+  await page.fill('#rules-editor', JSON.stringify(original, null, 2));
+  await byTestId('rules-save').click();
+  await waitForText('[data-testid="rules-msg"]', /^Rules saved/);
+  assert.deepEqual((await pageFetch('/api/v1/rules', {})).json.sources, []);
+});
+
 step('API tokens: a read-only token reads but cannot run a job; a revoked one is refused', async () => {
   const page = state.page;
   await byTestId('nav-tokens').click();
@@ -508,6 +633,7 @@ step('a read-only account sees the page without write controls', async () => {
   assert.equal(await text(byTestId('role')), 'read-only');
   await waitForText('[data-testid="job-status-user_sync"]', /^succeeded$/);
   assert.equal(await byTestId('run-user_sync').isVisible(), false, 'no Run now for read-only');
+  assert.equal(await byTestId('source-run-east').isVisible(), false, 'no source Run now for read-only');
   assert.equal(await byTestId('nav-tokens').isVisible(), false, 'no API tokens page for read-only');
   await shot('11-read-only');
   // The voicemail options: the values, in disabled fields, and no Save.
@@ -521,6 +647,11 @@ step('a read-only account sees the page without write controls', async () => {
   assert.equal(await byTestId('voicemail-save').isVisible(), false, 'no Save for read-only');
   assert.equal(await byTestId('voicemail-reload').isVisible(), true);
   await shotOf(byTestId('voicemail-card'), '11b-read-only-voicemail');
+  // The rules view lists the sources, without the controls that would change the rules.
+  await byTestId('nav-rules').click();
+  await waitForText('[data-testid="rules-source-state-east"]', /^idle$/);
+  assert.equal(await byTestId('rules-source-add-button').isVisible(), false, 'no Add source for read-only');
+  assert.equal(await byTestId('rules-source-add').isDisabled(), true);
   // The server enforces it too, whatever the page shows.
   const csrf = await page.evaluate(async () => (await (await fetch('/api/v1/session')).json()).csrf_token);
   const refused = await pageFetch('/api/v1/jobs/user_sync/run', { method: 'POST', headers: { 'X-CSRF-Token': csrf } });

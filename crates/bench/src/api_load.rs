@@ -151,14 +151,7 @@ pub(crate) async fn run_job(
 pub async fn run(args: BenchArgs) -> Result<()> {
     eprintln!("Starting a lab with {} users ...", args.users);
     let lab = start_lab(&args).await?;
-    let dir = tempfile::tempdir()?;
-    let url = args
-        .database_url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
-    let store = Store::open(&url)
-        .await
-        .context("cannot open the benchmark database")?;
+    let (_db_dir, store) = crate::common::open_store(&args).await?;
     let secrets = SecretBox::from_base64(&SecretBox::generate_key_base64(), "bench")?;
     let ca_pem = std::fs::read_to_string(&lab.ca_path)?;
     connections::save(

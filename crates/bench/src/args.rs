@@ -7,7 +7,7 @@ pub struct BenchArgs {
     /// Users seeded in the lab and listed.
     #[arg(long, default_value_t = 100_000)]
     pub users: usize,
-    /// Rows per listUser request.
+    /// Rows per listUser request; directory-sync: end users per SQL page of the refresh.
     #[arg(long, default_value_t = 1000)]
     pub page_size: u32,
     /// Lab response-size cap; lower it to exercise page shrinking.
@@ -35,6 +35,10 @@ pub struct BenchArgs {
     /// xmpp: concurrent IM sessions.
     #[arg(long, default_value_t = 1000)]
     pub sessions: usize,
+    /// directory-sync: `refresh` runs only the full snapshot refresh (a 200k first sync
+    /// is slow); `all` also the syncs and the change latency.
+    #[arg(long, value_enum, default_value_t = crate::directory_sync::Phases::All)]
+    pub phases: crate::directory_sync::Phases,
     /// Database for the directory-sync, api-load and ldap-export scenarios (default: a
     /// temporary SQLite file).
     #[arg(long, env = "UCBRIDGE_BENCH_DATABASE_URL")]
@@ -55,6 +59,9 @@ pub enum Scenario {
     LdapExport,
     /// An LDAP directory source of `--users` entries: full refresh, change latency.
     LdapSource,
+    /// User sync over two CUCM clusters (`--users / 2` each) and an LDAP source of
+    /// `--users` entries: each refresh, first merged sync, no-op, full comparison.
+    MergedSync,
     /// CUC recordings (G.711 µ-law 8 kHz, PCM16 16 kHz) transcoded to MP3.
     Mp3,
     /// Sign-in with CUCM credentials: cold and warm cache, CUCM requests of mail clients.

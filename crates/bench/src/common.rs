@@ -12,12 +12,42 @@ use ucbridge_axl::{AxlClient, AxlConfig};
 
 use crate::args::BenchArgs;
 
+/// The benchmark's database: `--database-url`, else SQLite in a temp dir that lives as
+/// long as the returned guard.
+pub async fn open_store(args: &BenchArgs) -> Result<(tempfile::TempDir, ucbridge_store::Store)> {
+    let dir = tempfile::tempdir().context("cannot create a temp dir")?;
+    let url = args
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
+    let store = ucbridge_store::Store::open(&url)
+        .await
+        .context("cannot open the benchmark database")?;
+    Ok((dir, store))
+}
+
 /// Peak resident memory of this process (Linux `VmHWM`), in MiB.
 pub fn peak_rss_mib() -> Option<f64> {
+    status_mib("VmHWM:")
+}
+
+/// Resident memory of this process now (Linux `VmRSS`), in MiB.
+pub fn rss_mib() -> Option<f64> {
+    status_mib("VmRSS:")
+}
+
+fn status_mib(field: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+/// Reset this process's peak resident memory (`VmHWM`) to its current RSS, so the next
+/// [`peak_rss_mib`] is the peak of what ran in between: writing "5" to
+/// `/proc/self/clear_refs` (Linux 4.0+, proc(5)). False where that is not possible.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 /// Clock ticks per second of `/proc/<pid>/stat` times (`USER_HZ`): 100 on every Linux
@@ -54,15 +84,27 @@ pub struct ChildLab {
 }
 
 pub async fn start_lab(args: &BenchArgs) -> Result<ChildLab> {
+    start_lab_with(args.users, 1, args.max_response_bytes).await
+}
+
+/// [`start_lab`] with `users` users generated from `seed` (another seed gives other pkids
+/// and mostly other userids: a second cluster).
+pub async fn start_lab_with(
+    users: usize,
+    seed: u64,
+    max_response_bytes: usize,
+) -> Result<ChildLab> {
     let dir = tempfile::tempdir().context("cannot create a temp dir")?;
     let ca_path = dir.path().join("lab-ca.pem");
     let exe = std::env::current_exe().context("cannot find the ucbridge-bench binary")?;
     let started = Instant::now();
     let mut child = Command::new(exe)
         .args(["lab-child", "--users"])
-        .arg(args.users.to_string())
+        .arg(users.to_string())
+        .arg("--seed")
+        .arg(seed.to_string())
         .arg("--max-response-bytes")
-        .arg(args.max_response_bytes.to_string())
+        .arg(max_response_bytes.to_string())
         .arg("--ca-out")
         .arg(&ca_path)
         .stdin(Stdio::piped())

@@ -1,31 +1,98 @@
 //! `ucbridge-bench --scenario directory-sync`: full snapshot refresh, first sync (all
 //! creates), no-op resyncs, and the time from a change on CUCM to the snapshot with the
 //! keeper polling every 500 ms; against a lab in a child process.
+//!
+//! Every phase reports its own time and its own peak RSS: the high-water mark is reset
+//! before it (`/proc/self/clear_refs`), so a phase's figure is not the peak of an earlier
+//! one. `--phases refresh` stops after the full refresh (a 200k first sync is slow).
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
+use ucbridge_axl::AxlClient;
+use ucbridge_store::Store;
 
 use crate::args::BenchArgs;
-use crate::common::{connect, peak_rss_mib, print_json, start_lab};
+use crate::common::{connect, peak_rss_mib, print_json, reset_peak_rss, rss_mib, start_lab};
+
+/// Which phases `--phases` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Phases {
+    /// Refresh, first sync, no-op resync, no-op full comparison, change latency.
+    All,
+    /// Only the full snapshot refresh.
+    Refresh,
+}
+
+#[derive(Serialize)]
+struct PhaseFigures {
+    phase: &'static str,
+    seconds: f64,
+    /// Peak RSS during this phase alone (None without /proc). Never below the RSS the
+    /// phase starts with: memory freed by earlier phases is not always returned to the OS.
+    peak_rss_mib: Option<f64>,
+    /// RSS when the phase started, to tell what the phase itself added.
+    start_rss_mib: Option<f64>,
+}
 
 #[derive(Serialize)]
 struct SyncReport {
     users: usize,
     database: &'static str,
-    full_refresh_seconds: f64,
-    first_sync_seconds: f64,
-    noop_resync_seconds: f64,
-    noop_full_comparison_seconds: f64,
+    page_size: u32,
+    refresh_pages: u64,
+    phases: Vec<PhaseFigures>,
     change_latency_ms: Vec<u128>,
+    /// The whole run's peak (the largest phase, or the start-up before the first).
     client_peak_rss_mib: Option<f64>,
 }
 
+/// Phase timing and per-phase peak memory, plus the overall peak.
+#[derive(Default)]
+struct Meter {
+    phases: Vec<PhaseFigures>,
+    overall: Option<f64>,
+    current: Option<(&'static str, Instant, Option<f64>)>,
+}
+
+impl Meter {
+    fn note_peak(&mut self, peak: Option<f64>) {
+        self.overall = match (self.overall, peak) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
+    fn start(&mut self, phase: &'static str) {
+        // What ran before (start-up, or the previous phase's tail) counts for the overall.
+        self.note_peak(peak_rss_mib());
+        if !reset_peak_rss() {
+            tracing::warn!("cannot reset the peak RSS; per-phase peaks include earlier ones");
+        }
+        self.current = Some((phase, Instant::now(), rss_mib()));
+    }
+
+    fn end(&mut self) -> Duration {
+        let Some((phase, started, start_rss_mib)) = self.current.take() else {
+            return Duration::ZERO;
+        };
+        let elapsed = started.elapsed();
+        let peak = peak_rss_mib();
+        self.note_peak(peak);
+        tracing::info!(phase, seconds = elapsed.as_secs_f64(), peak_rss_mib = ?peak, "phase done");
+        self.phases.push(PhaseFigures {
+            phase,
+            seconds: elapsed.as_secs_f64(),
+            peak_rss_mib: peak,
+            start_rss_mib,
+        });
+        elapsed
+    }
+}
+
 pub async fn run(args: BenchArgs) -> Result<()> {
-    use ucbridge_axl::{Key, UserUpdate};
-    use ucbridge_store::{Store, SOURCE_CUCM};
-    use ucbridge_sync::{run_user_sync, SnapshotKeeper, SnapshotOptions, SyncOptions, SyncRules};
+    use ucbridge_sync::{SnapshotKeeper, SnapshotOptions};
 
     let lab = start_lab(&args).await?;
     let client = connect(&lab).await?;
@@ -47,43 +114,100 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let store = Store::open(&url).await?;
     let options = SnapshotOptions {
         poll_interval: Duration::from_millis(500),
+        page_size: args.page_size,
         ..SnapshotOptions::default()
     };
     let keeper = SnapshotKeeper::new(client.clone(), store.clone(), options);
-    let rules = SyncRules::default().compile()?;
 
-    let t = Instant::now();
-    keeper.full_refresh(|_| {}).await?;
-    let full_refresh = t.elapsed();
-    tracing::info!(peak_rss_mib = ?peak_rss_mib(), "after the full refresh");
-    let t = Instant::now();
-    let first = run_user_sync(&store, &rules, SyncOptions::default(), |_, _| {}).await?;
-    let first_sync = t.elapsed();
-    tracing::info!(peak_rss_mib = ?peak_rss_mib(), "after the first sync");
+    let mut meter = Meter::default();
+    meter.start("full refresh");
+    let refreshed = keeper.full_refresh(|_| {}).await?;
+    meter.end();
+    let mut latencies = Vec::new();
+    if args.phases == Phases::All {
+        sync_phases(&store, args.users, &mut meter).await?;
+        meter.start("change latency");
+        latencies = change_latency(&keeper, &client, &store).await?;
+        meter.end();
+    }
+    store.close().await;
+    drop(lab);
+    meter.note_peak(peak_rss_mib());
+
+    let report = SyncReport {
+        users: args.users,
+        database,
+        page_size: args.page_size,
+        refresh_pages: refreshed.pages,
+        phases: meter.phases,
+        change_latency_ms: latencies,
+        client_peak_rss_mib: meter.overall,
+    };
+    if args.json {
+        return print_json(&report);
+    }
+    print_table(&report);
+    Ok(())
+}
+
+/// First sync (all creates), a no-op resync, and a no-op resync comparing every user
+/// (what a changed rule or a `--full` run costs).
+async fn sync_phases(store: &Store, users: usize, meter: &mut Meter) -> Result<()> {
+    use ucbridge_sync::{run_user_sync, SyncOptions, SyncRules};
+
+    let rules = SyncRules::default().compile()?;
+    meter.start("first sync");
+    let first = run_user_sync(store, &rules, SyncOptions::default(), |_, _| {}).await?;
+    meter.end();
     anyhow::ensure!(
-        first.plan.summary().creates as usize == args.users,
-        "first sync created {} users, expected {}",
+        first.plan.summary().creates as usize == users,
+        "first sync created {} users, expected {users}",
         first.plan.summary().creates,
-        args.users
     );
-    let t = Instant::now();
-    let noop = run_user_sync(&store, &rules, SyncOptions::default(), |_, _| {}).await?;
-    let noop_sync = t.elapsed();
+    meter.start("no-op resync");
+    let noop = run_user_sync(store, &rules, SyncOptions::default(), |_, _| {}).await?;
+    meter.end();
     anyhow::ensure!(noop.plan.changes.is_empty(), "the resync was not a no-op");
-    // The same with every user compared (what a changed rule or a --full run costs).
-    let t = Instant::now();
     let full = SyncOptions {
         full: true,
         ..SyncOptions::default()
     };
-    let compared = run_user_sync(&store, &rules, full, |_, _| {}).await?;
-    let noop_full = t.elapsed();
+    meter.start("no-op full comparison");
+    let compared = run_user_sync(store, &rules, full, |_, _| {}).await?;
+    meter.end();
     anyhow::ensure!(
         compared.plan.changes.is_empty(),
         "the full resync was not a no-op"
     );
+    Ok(())
+}
 
-    // Change latency: a change on CUCM until it is in the snapshot, with the keeper polling.
+/// Five users spread over the key space, read from the lab one row each (bounded: loading
+/// every snapshot user for a sample would inflate the peak this benchmark reports).
+async fn sample_userids(client: &AxlClient) -> Result<Vec<String>> {
+    let mut sample = Vec::new();
+    for from in ["2", "5", "8", "b", "e"] {
+        let query = ucbridge_axl::SqlQuery::new(
+            "SELECT FIRST 1 userid FROM enduser WHERE pkid > ? ORDER BY pkid",
+        )
+        .bind(from);
+        let rows = client.execute_sql_query(query).await?;
+        if let Some(userid) = rows.first().and_then(|r| r.get("userid")) {
+            sample.push(userid.to_owned());
+        }
+    }
+    anyhow::ensure!(!sample.is_empty(), "the lab has no users to change");
+    Ok(sample)
+}
+
+/// A change on CUCM until it is in the snapshot, with the keeper polling.
+async fn change_latency(
+    keeper: &ucbridge_sync::SnapshotKeeper,
+    client: &AxlClient,
+    store: &Store,
+) -> Result<Vec<u128>> {
+    use ucbridge_axl::{Key, UserUpdate};
+
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let runner = tokio::spawn({
         let keeper = keeper.clone();
@@ -95,16 +219,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 .await
         }
     });
-    let sample: Vec<String> = store
-        .source_users()
-        .await?
-        .into_iter()
-        .step_by((args.users / 5).max(1))
-        .take(5)
-        .map(|u| u.userid)
-        .collect();
     let mut latencies = Vec::new();
-    for (i, userid) in sample.iter().enumerate() {
+    for (i, userid) in sample_userids(client).await?.iter().enumerate() {
         let marker = format!("Bench {i}");
         let t = Instant::now();
         client
@@ -131,45 +247,42 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
     let _ = stop_tx.send(());
     runner.await.ok();
-    let state = store.snapshot_state(SOURCE_CUCM).await?;
-    tracing::debug!(?state, "final snapshot state");
-    store.close().await;
-    drop(lab);
+    Ok(latencies)
+}
 
-    let report = SyncReport {
-        users: args.users,
-        database,
-        full_refresh_seconds: full_refresh.as_secs_f64(),
-        first_sync_seconds: first_sync.as_secs_f64(),
-        noop_resync_seconds: noop_sync.as_secs_f64(),
-        noop_full_comparison_seconds: noop_full.as_secs_f64(),
-        change_latency_ms: latencies,
-        client_peak_rss_mib: peak_rss_mib(),
+fn print_table(report: &SyncReport) {
+    let mib = |m: Option<f64>| {
+        m.map_or_else(
+            || "unknown (no /proc)".to_owned(),
+            |m| format!("{m:.1} MiB"),
+        )
     };
-    if args.json {
-        return print_json(&report);
-    }
-    println!("directory sync benchmark against the lab over HTTPS ({database})");
+    println!(
+        "directory sync benchmark against the lab over HTTPS ({})",
+        report.database
+    );
     println!("  users                         : {}", report.users);
     println!(
-        "  full snapshot refresh         : {:.2} s",
-        report.full_refresh_seconds
+        "  refresh pages                 : {} ({} rows each)",
+        report.refresh_pages, report.page_size
     );
-    println!(
-        "  first sync (all creates)      : {:.2} s",
-        report.first_sync_seconds
-    );
-    println!(
-        "  no-op resync                  : {:.2} s",
-        report.noop_resync_seconds
-    );
-    println!(
-        "  CUCM change -> snapshot (ms)  : {:?}",
-        report.change_latency_ms
-    );
-    match report.client_peak_rss_mib {
-        Some(m) => println!("  peak RSS                      : {m:.1} MiB"),
-        None => println!("  peak RSS                      : unknown (no /proc)"),
+    for p in &report.phases {
+        println!(
+            "  {:<30}: {:>8.2} s, peak RSS {} (from {})",
+            p.phase,
+            p.seconds,
+            mib(p.peak_rss_mib),
+            mib(p.start_rss_mib)
+        );
     }
-    Ok(())
+    if !report.change_latency_ms.is_empty() {
+        println!(
+            "  CUCM change -> snapshot (ms)  : {:?}",
+            report.change_latency_ms
+        );
+    }
+    println!(
+        "  peak RSS, whole run           : {}",
+        mib(report.client_peak_rss_mib)
+    );
 }

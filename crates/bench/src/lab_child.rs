@@ -1,6 +1,6 @@
 //! `ucbridge-bench lab-child`: the lab the AXL scenarios measure against, in its own process
 //! so the peak memory reported is the client's alone. Configured as `ucbridge lab` with its
-//! defaults (seed 1, HTTPS on 127.0.0.1, an ephemeral port).
+//! defaults (seed 1 unless `--seed`, HTTPS on 127.0.0.1, an ephemeral port).
 
 use std::path::PathBuf;
 
@@ -13,6 +13,9 @@ use ucbridge_lab::{LabConfig, RunningLab};
 pub struct LabChildArgs {
     #[arg(long)]
     users: usize,
+    /// Seed of the generated users (another seed: another cluster's users).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
     #[arg(long)]
     max_response_bytes: usize,
     /// Where to write the lab's CA certificate (PEM).
@@ -23,7 +26,7 @@ pub struct LabChildArgs {
 pub async fn run(args: LabChildArgs) -> Result<()> {
     let lab = RunningLab::start(LabConfig {
         users: args.users,
-        seed: 1,
+        seed: args.seed,
         max_response_bytes: args.max_response_bytes,
         ..LabConfig::default()
     })

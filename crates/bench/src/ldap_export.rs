@@ -26,14 +26,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let Some(slapd) = Slapd::start() else {
         bail!("slapd is not installed (Debian packages slapd and ldap-utils)");
     };
-    let dir = tempfile::tempdir()?;
-    let url = args
-        .database_url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
-    let store = Store::open(&url)
-        .await
-        .context("cannot open the benchmark database")?;
+    let (_db_dir, store) = crate::common::open_store(&args).await?;
     let n = args.users;
     eprintln!("Creating {n} local users ...");
     // One hash for everyone: hashing is not what is measured.

@@ -3,7 +3,8 @@
 //!
 //! Scenarios (`--scenario`, see [`args::Scenario`]): `list` (the default: listUser of every
 //! user of a lab in a child process, throughput and the client's peak memory),
-//! `directory-sync`, `api-load`, `voicemail`, `ldap-export` and `mp3`. The figures and how
+//! `directory-sync`, `api-load`, `voicemail`, `ldap-export`, `ldap-source`, `merged-sync`
+//! and `mp3`. The figures and how
 //! they were taken are in docs/benchmark.md.
 //!
 //! Modules: `args` (flags), `common` (the child lab, CPU and memory figures), `lab_child`
@@ -18,6 +19,7 @@ mod lab_child;
 mod ldap_export;
 mod ldap_source;
 mod list;
+mod merged_sync;
 mod mp3;
 mod signin;
 mod voicemail;
@@ -94,6 +96,7 @@ async fn run(cli: Cli) -> Result<()> {
         Scenario::Voicemail => voicemail::run(args).await,
         Scenario::LdapExport => ldap_export::run(args).await,
         Scenario::LdapSource => ldap_source::run(args).await,
+        Scenario::MergedSync => merged_sync::run(args).await,
         Scenario::Mp3 => mp3::run(args).await,
         Scenario::Signin => signin::run(args).await,
         Scenario::Xmpp => xmpp::run(args).await,

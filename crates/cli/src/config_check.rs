@@ -98,6 +98,7 @@ pub async fn run(command: ConfigCommand, path: Option<&Path>) -> Result<()> {
     }
     if let Some(file) = &file {
         check_values(file, &args, &mut problems);
+        check_sources(file, &mut problems).await;
     }
     let reached = match (&file, args.connect) {
         (Some(file), true) => connect_all(file, &args, &mut problems).await,
@@ -216,6 +217,7 @@ const KNOWN_TABLES: &[&str] = &[
     "ldap_export",
     "server",
     "signin",
+    "sources",
 ];
 
 /// Parse one key alone in its table: its own problem, if any (a missing required key is
@@ -241,6 +243,21 @@ fn parse_one(table: &str, key: &str, value: &toml::Value) -> Result<(), String> 
 
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The server's start-time check of every `[sources.NAME]` table (settings, password
+/// and its file, filter, TLS; no connection), against a throwaway database: one problem
+/// per source, named `sources.NAME`.
+async fn check_sources(file: &FileConfig, problems: &mut Problems) {
+    let sources = serve_cmd::server_sources(file);
+    match ucbridge_server::jobs::check_sources(&sources).await {
+        Ok(found) => {
+            for (key, why) in found {
+                problems.add_unless_said(&key, why);
+            }
+        }
+        Err(e) => problems.add("sources", format!("cannot check the sources: {e}")),
+    }
 }
 
 /// Every `*_file` key must name a readable file; `ca_file` ones a PEM with a certificate.
@@ -581,6 +598,37 @@ mod tests {
         ] {
             assert!(keys.contains(&k), "{k} missing from {p:?}");
         }
+    }
+
+    /// The server's start-time check of `[sources.*]`: every broken source named by its
+    /// table, a good one silent, the password in no message.
+    #[tokio::test]
+    async fn each_source_is_checked_as_the_server_checks_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[sources.east]\nkind = \"cucm\"\nurl = \"https://east:8443/axl/\"\n\
+             username = \"axl\"\n\
+             [sources.corp]\nkind = \"ldap\"\nurl = \"ldap://dc1.example.com\"\n\
+             bind_dn = \"cn=r\"\nbind_password = \"Secret-4711\"\nbase_dn = \"dc=example\"\n\
+             filter = \"(uid=\"\n\
+             [sources.west]\nkind = \"cucm\"\nurl = \"https://west:8443/axl/\"\n\
+             username = \"axl\"\npassword = \"pw\"\n",
+        )
+        .unwrap();
+        let mut p = Problems::default();
+        let (file, _) = read_file(Some(&path), &mut p);
+        assert!(p.0.is_empty(), "{:?}", p.0);
+        check_sources(&file.unwrap(), &mut p).await;
+        let keys: Vec<&str> = p.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["sources.corp", "sources.east"], "{:?}", p.0);
+        assert!(
+            p.0[1].message.contains("UCBRIDGE_SOURCE_EAST_PASSWORD"),
+            "{:?}",
+            p.0
+        );
+        assert!(p.0.iter().all(|p| !p.message.contains("Secret-4711")));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `ucbridge devices …`: a secure third-party SIP device with a digest user, per user.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use serde_json::json;
@@ -8,8 +8,10 @@ use ucbridge_axl::{AxlClient, UserSearch};
 use ucbridge_provision::{
     BulkItem, EnsureOptions, EnsureReport, Outcome, Provisioner, ProvisioningConfig, SecretBox,
 };
-use ucbridge_store::Store;
+use ucbridge_store::{Store, SOURCE_CUCM};
+use ucbridge_sync::SourceConfig;
 
+use crate::config::FileConfig;
 use crate::output::{self, outln};
 
 #[derive(Subcommand)]
@@ -19,6 +21,9 @@ pub enum DevicesCommand {
     Ensure {
         /// CUCM userid; with --matching, a listUser pattern (`%` wildcard) instead.
         user: String,
+        /// The CUCM cluster: `cucm` (the default, `[axl]`) or a `[sources.NAME] kind = "cucm"`.
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
         /// Treat USER as a userid pattern and ensure every matching end user.
         #[arg(long)]
         matching: bool,
@@ -31,6 +36,9 @@ pub enum DevicesCommand {
     /// What ucbridge recorded and what CUCM holds for the user.
     Show {
         user: String,
+        /// The CUCM cluster: `cucm` (the default, `[axl]`) or a `[sources.NAME] kind = "cucm"`.
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
         /// Print the stored digest password too.
         #[arg(long)]
         show_password: bool,
@@ -40,6 +48,9 @@ pub enum DevicesCommand {
     /// Remove what ucbridge created for the user (never devices it did not create).
     Remove {
         user: String,
+        /// The CUCM cluster: `cucm` (the default, `[axl]`) or a `[sources.NAME] kind = "cucm"`.
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -63,6 +74,64 @@ pub fn provisioner(
     (settings, secrets): (ucbridge_provision::ProvisionSettings, SecretBox),
 ) -> Provisioner {
     Provisioner::new(client, store, settings, secrets)
+}
+
+impl DevicesCommand {
+    /// The `--source` cluster (default: `cucm`).
+    fn source(&self) -> &str {
+        let source = match self {
+            DevicesCommand::Ensure { source, .. }
+            | DevicesCommand::Show { source, .. }
+            | DevicesCommand::Remove { source, .. } => source,
+        };
+        source.as_deref().unwrap_or(SOURCE_CUCM)
+    }
+}
+
+/// The AXL client of the `--source` cluster: `default` (the `[axl]` connection) for
+/// `cucm`, else the `[sources.NAME]` table's, built as the server builds it. A single
+/// `ensure` of a user whom directory sync recorded on another cluster is refused: the
+/// device belongs on the user's own cluster.
+pub async fn connect(
+    command: &DevicesCommand,
+    file: &FileConfig,
+    store: &Store,
+    default: impl FnOnce() -> Result<ucbridge_axl::AxlConfig>,
+) -> Result<AxlClient> {
+    let source = command.source();
+    if let DevicesCommand::Ensure {
+        user,
+        matching: false,
+        ..
+    } = command
+    {
+        let recorded = store.cluster_sources_of_userid(user).await?;
+        if !recorded.is_empty() && !recorded.iter().any(|s| s == source) {
+            bail!(
+                "{user} is a user of cluster {}; pass --source {}",
+                recorded.join(", "),
+                recorded[0]
+            );
+        }
+    }
+    if source == SOURCE_CUCM {
+        return AxlClient::connect(default()?)
+            .await
+            .context("cannot connect to CUCM AXL");
+    }
+    let settings = match file.sources.as_ref().and_then(|s| s.get(source)) {
+        Some(SourceConfig::Cucm(settings)) => settings,
+        Some(SourceConfig::Ldap(_)) => {
+            bail!("source {source} is an LDAP directory, not a CUCM cluster")
+        }
+        None => bail!(
+            "no cluster {source}: add a [sources.{source}] table with kind = \"cucm\" \
+             (docs/directory-sources.md)"
+        ),
+    };
+    ucbridge_server::jobs::cluster_axl_client(source, settings)
+        .await
+        .with_context(|| format!("cannot connect to the AXL service of cluster {source}"))
 }
 
 fn outcome_text(o: Outcome) -> &'static str {
@@ -115,6 +184,7 @@ pub async fn run(p: &Provisioner, command: DevicesCommand) -> Result<()> {
             matching,
             show_password,
             json,
+            ..
         } => {
             let options = EnsureOptions {
                 reveal_password: show_password,
@@ -141,6 +211,7 @@ pub async fn run(p: &Provisioner, command: DevicesCommand) -> Result<()> {
             user,
             show_password,
             json,
+            ..
         } => {
             let report = p.show(&user).await?;
             let password = if show_password && report.record.is_some() {
@@ -216,7 +287,7 @@ pub async fn run(p: &Provisioner, command: DevicesCommand) -> Result<()> {
             }
             Ok(())
         }
-        DevicesCommand::Remove { user, json } => {
+        DevicesCommand::Remove { user, json, .. } => {
             let report = p
                 .remove(&user)
                 .await

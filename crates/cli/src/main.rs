@@ -316,10 +316,10 @@ async fn run(cli: Cli) -> Result<()> {
             let file = config::load(cli.config.as_deref())?;
             let settings = devices_cmd::settings(file.provisioning.as_ref())?;
             let store = open_store(database_url, &file).await?;
-            let config = connection.resolve(file.axl.as_ref())?;
-            let client = AxlClient::connect(config)
-                .await
-                .context("cannot connect to CUCM AXL")?;
+            let client = devices_cmd::connect(&command, &file, &store, || {
+                connection.resolve(file.axl.as_ref())
+            })
+            .await?;
             let p = devices_cmd::provisioner(client, store, settings);
             devices_cmd::run(&p, command).await
         }

@@ -258,7 +258,7 @@ pub fn server_config(args: &ServeArgs, file: &FileConfig) -> Result<ServerConfig
 /// The `[sources.NAME]` tables, each bind password from the table, its
 /// `bind_password_file`, or `UCBRIDGE_SOURCE_<NAME>_BIND_PASSWORD` (as `sync refresh
 /// --source`); the server runs each as the job `source:NAME`.
-fn server_sources(file: &FileConfig) -> Vec<(String, ucbridge_sync::SourceConfig)> {
+pub(crate) fn server_sources(file: &FileConfig) -> Vec<(String, ucbridge_sync::SourceConfig)> {
     let mut out = Vec::new();
     for (name, config) in file.sources.iter().flatten() {
         let mut settings = match config.clone() {

@@ -291,10 +291,13 @@ fn print_outcome(outcome: &SyncOutcome) -> Result<()> {
             t.add_row([c.action().to_owned(), c.username().to_owned(), details]);
         }
         output::print_table(&t)?;
-        if plan.changes.len() > 200 {
+        // `plan.changes` keeps the first changes only; the total is counted apart.
+        let shown = plan.changes.len().min(200) as u64;
+        if plan.total_changes() > shown {
             outln!(
-                "… and {} more changes (use --json for all)",
-                plan.changes.len() - 200
+                "… and {} more changes (a plan keeps the first {}; the audit log has every applied change)",
+                plan.total_changes() - shown,
+                plan.changes.len()
             )?;
         }
     }

@@ -272,7 +272,7 @@ pub(crate) async fn ensure_webphone(state: &AppState, who: WebPhoneFor) -> bool 
     let task = tokio::spawn(async move {
         // Released however the task ends (a panic included).
         let _claim = Claim(who.user_id);
-        let result = run_ensure(&state, &who.cucm_userid).await;
+        let result = run_ensure(&state, &who.username, &who.cucm_userid).await;
         record_ensure(&state, &who, result).await;
     });
     if tokio::time::timeout(WEBPHONE_WAIT, task).await.is_err() {
@@ -281,10 +281,11 @@ pub(crate) async fn ensure_webphone(state: &AppState, who: WebPhoneFor) -> bool 
     true
 }
 
-/// One ensure: the provisioning settings of the devices job, an AXL client of the `cucm`
-/// connection, [`ucbridge_provision::Provisioner::ensure`].
+/// One ensure: the provisioning settings of the devices job, an AXL client of the user's
+/// cluster, [`ucbridge_provision::Provisioner::ensure`].
 async fn run_ensure(
     state: &AppState,
+    username: &str,
     cucm_userid: &str,
 ) -> Result<ucbridge_provision::EnsureReport, String> {
     let setting = state
@@ -296,9 +297,7 @@ async fn run_ensure(
     let settings: crate::jobs::DevicesJobSettings = serde_json::from_str(&setting.value)
         .map_err(|e| format!("the stored provisioning settings are invalid: {e}"))?;
     let compiled = settings.provisioning.compile().map_err(|e| e.to_string())?;
-    let client = connections::axl_client(&state.store, &state.secrets)
-        .await
-        .map_err(|e| e.to_string())?;
+    let client = crate::signin_cucm::user_cluster_client(state, username).await?;
     let provisioner = ucbridge_provision::Provisioner::new(
         client,
         state.store.clone(),

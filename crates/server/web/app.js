@@ -230,6 +230,15 @@ const VOICEMAIL_GROUPS = [
 ];
 const VOICEMAIL_FIELDS = VOICEMAIL_GROUPS.flatMap((g) => g.fields);
 
+// The snapshot fields a source may supply when user sync merges several sources
+// (`[directory_sync] source_fields`): ucbridge_sync::merged::MERGED_FIELDS, in its order
+// (a server test, crates/server/tests/it/rules_sources.rs, checks that the two agree).
+const MERGED_FIELDS = [
+  'first_name', 'middle_name', 'last_name', 'display_name', 'mailid', 'telephone_number',
+  'primary_extension', 'department', 'manager', 'title', 'mobile_number', 'home_number',
+  'pager_number', 'directory_uri', 'associated_devices',
+];
+
 const state = {
   csrf: null,
   username: null,
@@ -240,6 +249,10 @@ const state = {
   // When the charts' data was last read (ms), so the 2 s status refresh reads it seldom.
   statsAt: 0,
   jobRows: new Map(),
+  // The status view's directory sources, by name (kept like the job rows).
+  sourceRows: new Map(),
+  // The directory sources as the rules view last read them (GET /api/v1/sources).
+  ruleSources: [],
   connections: new Map(),
   users: { q: '', offset: 0, total: 0 },
   // The voicemail options form: its inputs, stored keys it has no field for, unsaved edits.
@@ -496,6 +509,9 @@ function leaveSession(message) {
   stopStatusPolling();
   state.jobRows.clear();
   $('jobs-table').tBodies[0].replaceChildren();
+  state.sourceRows.clear();
+  $('sources-table').tBodies[0].replaceChildren();
+  state.ruleSources = [];
   // Nothing of the previous account's view survives (the next one may have another role).
   state.connections.clear();
   $('connections').replaceChildren();
@@ -617,7 +633,7 @@ async function refreshStatus() {
     const status = await api('GET', '/api/v1/status');
     if (state.view !== 'status') return;
     renderStatus(status);
-    renderSources(await api('GET', '/api/v1/sources'));
+    renderSources(await api('GET', '/api/v1/sources'), status.jobs);
     say($('status-error'), 'error', '');
     $('status-refreshed').textContent = `Updated ${fmtTime(Date.now())}`;
   } catch (e) {
@@ -663,22 +679,91 @@ function renderStatus(status) {
   refreshStats(wasBusy && !state.statusBusy);
 }
 
-/** The directory sources: state (with the failure's reason), users, updated at, problems. */
-function renderSources(sources) {
-  fill($('sources-table').tBodies[0], (sources || []).map((s) => {
-    const state = badge(s.state);
-    state.dataset.testid = `source-state-${s.name}`;
-    const problems = s.problem_count
-      ? [`${fmtNumber(s.problem_count)}: `, (s.problems || []).map((p) => `${p.entry}: ${p.message}`).join('; ')]
-      : [h('span', { class: 'muted', text: 'none' })];
-    return h('tr', { dataset: { testid: `source-${s.name}` } },
-      h('td', {}, h('div', { text: s.name }), s.job ? h('code', { class: 'muted small', text: s.job }) : null),
-      h('td', { text: s.kind }),
-      h('td', {}, state, s.reason ? h('div', { class: 'small text-error', text: s.reason }) : null),
-      h('td', { text: fmtNumber(s.users_count), dataset: { testid: `source-users-${s.name}` } }),
-      h('td', {}, s.source_updated_at ? timeEl(s.source_updated_at) : h('span', { class: 'muted', text: '–' })),
-      h('td', { class: 'col-wide small' }, problems));
-  }));
+/**
+ * The directory sources: state (with the failure's reason), users, updated at, problems
+ * and Run now (a full refresh). Rows are kept and updated in place, like the jobs', so a
+ * button and its message survive the 2 s refresh. `jobs`: the status's jobs, which say
+ * whether a source's refresh is requested or running.
+ */
+function renderSources(sources, jobs) {
+  const tbody = $('sources-table').tBodies[0];
+  const seen = new Set();
+  for (const source of sources || []) {
+    seen.add(source.name);
+    let row = state.sourceRows.get(source.name);
+    if (!row) {
+      row = createSourceRow(source.name);
+      state.sourceRows.set(source.name, row);
+      tbody.append(row.tr);
+      applyRole(row.tr);
+    }
+    updateSourceRow(row, source, (jobs || []).find((j) => j.job === source.job));
+  }
+  for (const [name, row] of state.sourceRows) {
+    if (!seen.has(name)) {
+      row.tr.remove();
+      state.sourceRows.delete(name);
+    }
+  }
+}
+
+function createSourceRow(name) {
+  const row = {
+    name: h('div', { text: name }),
+    job: h('code', { class: 'muted small' }),
+    kind: h('td'),
+    state: h('span', { dataset: { testid: `source-state-${name}` } }),
+    reason: h('div', { class: 'small text-error', dataset: { testid: `source-reason-${name}` } }),
+    users: h('td', { dataset: { testid: `source-users-${name}` } }),
+    updated: h('td'),
+    problems: h('td', { class: 'col-wide small' }),
+    msg: h('div', { class: 'small', dataset: { testid: `source-run-msg-${name}` }, attrs: { role: 'status' } }),
+    button: h('button', { type: 'button', class: 'write', text: 'Run now', dataset: { testid: `source-run-${name}` } }),
+  };
+  row.button.addEventListener('click', () => refreshSource(name, row));
+  row.tr = h('tr', { dataset: { testid: `source-${name}` } },
+    h('td', {}, row.name, row.job),
+    row.kind,
+    h('td', {}, row.state, row.reason),
+    row.users,
+    row.updated,
+    row.problems,
+    h('td', { class: 'actions-cell' }, row.button, row.msg));
+  return row;
+}
+
+function updateSourceRow(row, s, job) {
+  row.job.textContent = s.job || '';
+  row.kind.textContent = s.cluster && s.cluster !== s.name ? `${s.kind} (cluster ${s.cluster})` : s.kind;
+  setBadge(row.state, s.state);
+  row.reason.textContent = s.reason || '';
+  row.users.textContent = fmtNumber(s.users_count);
+  row.updated.replaceChildren(s.source_updated_at ? timeEl(s.source_updated_at) : h('span', { class: 'muted', text: '–' }));
+  fill(row.problems, s.problem_count
+    ? [`${fmtNumber(s.problem_count)}: `, (s.problems || []).map((p) => `${p.entry}: ${p.message}`).join('; ')]
+    : h('span', { class: 'muted', text: 'none' }));
+  const requested = Boolean(job && job.run_requested_at);
+  const running = Boolean(job && job.last_run && job.last_run.status === 'running');
+  if (!requested && !running && row.msg.textContent === 'Requested') row.msg.textContent = '';
+  row.button.disabled = !isAdmin() || !s.job || requested || running || s.state === 'refreshing';
+  row.button.title = !s.job
+    ? `Not in this server's configuration: refresh it with \`ucbridge sync refresh --source ${s.name}\``
+    : (s.state === 'refreshing' ? 'A full refresh is running' : `Full refresh now (job ${s.job})`);
+}
+
+async function refreshSource(name, row) {
+  row.msg.textContent = '';
+  row.msg.className = 'small';
+  row.button.disabled = true;
+  try {
+    await api('POST', `/api/v1/sources/${encodeURIComponent(name)}/refresh`);
+    row.msg.textContent = 'Requested';
+    state.statusBusy = true;
+  } catch (e) {
+    row.msg.textContent = e.message;
+    row.msg.className = 'small text-error';
+  }
+  await refreshStatus();
 }
 
 /** Job rows are kept and updated in place so that buttons survive the 2 s refresh. */
@@ -1314,8 +1399,205 @@ function loadRulesView() {
 
 async function loadRules() {
   say($('rules-msg'), 'info', '');
-  const rules = await guarded($('rules-msg'), () => api('GET', '/api/v1/rules'));
+  say($('rules-sources-error'), 'error', '');
+  const [rules, sources] = await Promise.all([
+    guarded($('rules-msg'), () => api('GET', '/api/v1/rules')),
+    guarded($('rules-sources-error'), async () => {
+      try {
+        return await api('GET', '/api/v1/sources');
+      } catch (e) {
+        throw new Error(`Cannot read the directory sources: ${e.message}`);
+      }
+    }),
+  ]);
+  if (sources) state.ruleSources = sources;
+  renderRuleSourcesTable();
   if (rules) $('rules-editor').value = JSON.stringify(rules, null, 2);
+  renderRulesSources();
+}
+
+// The rules' `sources` (precedence) and `source_fields` (what each may supply), edited
+// beside the JSON: the text stays the whole truth; every control rewrites it, and every
+// edit of the text redraws the controls. The server checks the result when it is saved.
+
+/** The configured sources, as GET /api/v1/sources lists them. */
+function renderRuleSourcesTable() {
+  fill($('rules-sources-table').tBodies[0], state.ruleSources.map((s) => {
+    const stateBadge = badge(s.state);
+    stateBadge.dataset.testid = `rules-source-state-${s.name}`;
+    if (s.reason) stateBadge.title = s.reason;
+    return h('tr', { dataset: { testid: `rules-source-${s.name}` } },
+      h('td', {}, h('code', { text: s.name })),
+      h('td', { text: s.kind }),
+      h('td', {}, s.cluster ? s.cluster : h('span', { class: 'muted', text: '–' })),
+      h('td', {}, stateBadge, s.reason ? h('div', { class: 'small text-error', text: s.reason }) : null));
+  }));
+}
+
+/** The editor's JSON as an object, or the reason it is not one. */
+function rulesFromEditor() {
+  let rules;
+  try {
+    rules = JSON.parse($('rules-editor').value);
+  } catch (e) {
+    return { problem: `The JSON is not valid (${e.message}): the source settings come back once it is.` };
+  }
+  if (!rules || typeof rules !== 'object' || Array.isArray(rules)) {
+    return { problem: 'The rules must be a JSON object: the source settings come back once they are.' };
+  }
+  return { rules };
+}
+
+/** The rules' `sources` and `source_fields`, read leniently (the server judges them). */
+function ruleSourceSettings(rules) {
+  const sources = Array.isArray(rules.sources) ? rules.sources.map(String) : [];
+  const fields = rules.source_fields && typeof rules.source_fields === 'object' && !Array.isArray(rules.source_fields)
+    ? { ...rules.source_fields }
+    : {};
+  return { sources, fields };
+}
+
+/** Change `sources`/`source_fields` in the editor's JSON through `edit(sources, fields)`. */
+function editRuleSources(edit) {
+  const { rules, problem } = rulesFromEditor();
+  if (!rules) {
+    say($('rules-msg'), 'error', problem);
+    return;
+  }
+  const { sources, fields } = ruleSourceSettings(rules);
+  edit(sources, fields);
+  rules.sources = sources;
+  rules.source_fields = fields;
+  $('rules-editor').value = JSON.stringify(rules, null, 2);
+  say($('rules-msg'), 'info', 'Changed here: save the rules to use them.');
+  renderRulesSources();
+}
+
+/** The fields `name` may supply, as the editor says (absent: every field). */
+function suppliedFields(fields, name) {
+  return Array.isArray(fields[name]) ? fields[name].map(String) : MERGED_FIELDS;
+}
+
+function toggleSourceField(name, field, on) {
+  editRuleSources((sources, fields) => {
+    const now = new Set(suppliedFields(fields, name));
+    if (on) now.add(field);
+    else now.delete(field);
+    // Known fields in the server's order, then anything else the text had (kept: the
+    // server names it if it is wrong).
+    const list = [...MERGED_FIELDS.filter((f) => now.has(f)), ...[...now].filter((f) => !MERGED_FIELDS.includes(f))];
+    // Every field is what a source not named supplies: say it the short way.
+    if (list.length === MERGED_FIELDS.length && MERGED_FIELDS.every((f) => now.has(f))) delete fields[name];
+    else fields[name] = list;
+  });
+}
+
+function moveSource(name, by) {
+  editRuleSources((sources) => {
+    const i = sources.indexOf(name);
+    const j = i + by;
+    if (i < 0 || j < 0 || j >= sources.length) return;
+    [sources[i], sources[j]] = [sources[j], sources[i]];
+  });
+}
+
+function removeSource(name) {
+  editRuleSources((sources, fields) => {
+    const i = sources.indexOf(name);
+    if (i >= 0) sources.splice(i, 1);
+    delete fields[name];
+  });
+}
+
+function addSource() {
+  const name = $('rules-source-add').value;
+  if (!name) return;
+  editRuleSources((sources) => {
+    if (!sources.includes(name)) sources.push(name);
+  });
+}
+
+/** One source of the precedence list: where it stands, what it is, the fields it may supply. */
+function precedenceItem(name, index, count, fields) {
+  const known = state.ruleSources.find((s) => s.name === name);
+  const supplied = new Set(suppliedFields(fields, name));
+  const all = !Array.isArray(fields[name]);
+  const checks = MERGED_FIELDS.map((f) => {
+    const box = h('input', {
+      type: 'checkbox', class: 'write-field', checked: supplied.has(f),
+      dataset: { testid: `rules-field-${name}-${f}` },
+      on: { change: (e) => toggleSourceField(name, f, e.target.checked) },
+    });
+    return h('label', { class: 'check small', title: f }, box, f.replaceAll('_', ' '));
+  });
+  const button = (text, label, testid, disabled, fn) => h('button', {
+    type: 'button', class: 'write button-quiet small', text, disabled,
+    attrs: { 'aria-label': label }, dataset: { testid }, on: { click: fn },
+  });
+  return h('li', { class: 'precedence-item', dataset: { testid: `precedence-${name}` } },
+    h('div', { class: 'precedence-head' },
+      h('strong', { text: name }),
+      known
+        ? h('span', { class: 'muted small', text: index === 0 ? `${known.kind} · primary` : known.kind })
+        : h('span', { class: 'small text-error', text: 'not a configured source' }),
+      known ? badge(known.state) : null,
+      h('span', { class: 'spacer' }),
+      button('↑', `Move ${name} up`, `precedence-up-${name}`, index === 0, () => moveSource(name, -1)),
+      button('↓', `Move ${name} down`, `precedence-down-${name}`, index === count - 1, () => moveSource(name, 1)),
+      button('Remove', `Remove ${name}`, `precedence-remove-${name}`, false, () => removeSource(name))),
+    h('fieldset', { class: 'source-fields' },
+      h('legend', { class: 'small' }, 'May supply: ',
+        h('span', { dataset: { testid: `rules-fields-summary-${name}` }, text: all ? 'every field' : `${fields[name].length} of ${MERGED_FIELDS.length} fields` })),
+      checks));
+}
+
+/**
+ * What the server would refuse or what surprises, said before saving (saving still goes):
+ * lines of text, a fields entry of a source not listed with a button that drops it.
+ */
+function ruleSourceWarnings(sources, fields) {
+  const known = new Map(state.ruleSources.map((s) => [s.name, s]));
+  const out = [];
+  for (const name of sources.filter((n) => !known.has(n))) {
+    out.push(`"${name}" is not a configured source: the server will refuse these rules.`);
+  }
+  for (const name of Object.keys(fields).filter((n) => !sources.includes(n))) {
+    out.push([`source_fields names "${name}", which is not in the list. `, h('button', {
+      type: 'button', class: 'write button-quiet small', text: 'Drop it',
+      dataset: { testid: `rules-drop-fields-${name}` },
+      on: { click: () => editRuleSources((_, f) => { delete f[name]; }) },
+    })]);
+  }
+  for (const [name, list] of Object.entries(fields)) {
+    const unknown = Array.isArray(list) ? list.filter((f) => !MERGED_FIELDS.includes(f)) : [];
+    if (unknown.length) out.push(`source_fields.${name}: unknown field ${unknown.map((f) => `"${f}"`).join(', ')}.`);
+  }
+  const clusters = sources.filter((n) => known.get(n)?.kind === 'cucm');
+  if (clusters.length > 1) {
+    out.push(`Several CUCM clusters (${clusters.join(', ')}): a person found in more than one (by the sync key) is reported and skipped, since a user's device and voicemail live on one cluster.`);
+  }
+  return out;
+}
+
+/** Redraw the precedence list, the add choice and the warnings from the editor's JSON. */
+function renderRulesSources() {
+  const { rules, problem } = rulesFromEditor();
+  say($('rules-json-note'), 'warning', problem || '');
+  const { sources, fields } = rules ? ruleSourceSettings(rules) : { sources: [], fields: {} };
+  fill($('rules-precedence'), sources.map((name, i) => precedenceItem(name, i, sources.length, fields)));
+  show($('rules-precedence-empty'), Boolean(rules) && sources.length === 0);
+  const addable = state.ruleSources.filter((s) => !sources.includes(s.name));
+  fill($('rules-source-add'), addable.length
+    ? addable.map((s) => h('option', { value: s.name, text: `${s.name} (${s.kind})` }))
+    : h('option', { value: '', text: 'every source is listed' }));
+  const warnings = rules ? ruleSourceWarnings(sources, fields) : [];
+  fill($('rules-source-warnings'), warnings.map((w) => h('div', {}, w)));
+  show($('rules-source-warnings'), warnings.length > 0);
+  // Not applyRole: it would enable the first item's "up" and the last one's "down".
+  const off = !rules || !isAdmin();
+  if (off) for (const el of $('rules-sources').querySelectorAll('.write, .write-field')) el.disabled = true;
+  $('rules-source-add').disabled = off || !addable.length;
+  $('rules-source-add-button').disabled = off || !addable.length;
 }
 
 function parseEditor(textarea, what) {
@@ -1332,6 +1614,7 @@ async function saveRules() {
   await guarded(msg, async () => {
     const saved = await api('PUT', '/api/v1/rules', parseEditor($('rules-editor'), 'rules'));
     $('rules-editor').value = JSON.stringify(saved, null, 2);
+    renderRulesSources();
     say(msg, 'ok', 'Rules saved: the next user sync uses them.');
   }, $('rules-save'));
 }
@@ -1874,8 +2157,11 @@ function wire() {
     guarded($('rules-msg'), async () => {
       $('rules-editor').value = JSON.stringify(parseEditor($('rules-editor'), 'rules'), null, 2);
       say($('rules-msg'), 'info', '');
+      renderRulesSources();
     });
   });
+  $('rules-editor').addEventListener('input', renderRulesSources);
+  $('rules-source-add-button').addEventListener('click', addSource);
   $('provisioning-save').addEventListener('click', saveProvisioning);
   $('provisioning-reload').addEventListener('click', loadProvisioning);
 

@@ -34,13 +34,14 @@ impl Authenticator {
             Ok(user) => user,
             Err(reason) => return Err(self.refuse_unresolved(a, reason).await),
         };
-        let key = user.cucm_userid.to_lowercase();
+        // Per cluster: one userid on two clusters is two people with two passwords.
+        let key = cache_key(&user);
         let _turn = self.stripe(&key).lock().await;
         let cached = self.check_cache(&key, a.password).await;
         if let Cached::Fresh = cached {
             return Ok(signed_in(&user, true));
         }
-        let client = match self.inner.cucm.client().await {
+        let client = match self.inner.cucm.cluster_client(&user.cluster).await {
             Ok(client) => client,
             Err(e) => return self.outage(a, &user, cached, &e.0).await,
         };
@@ -55,8 +56,8 @@ impl Authenticator {
             Ok(answer) if answer.authenticated => {
                 self.inner.outage.store(false, Ordering::Relaxed);
                 self.remember(&key, a.password).await;
-                self.audit(&user.username, "sign_in", a, json!({"verified_by": "cucm"}))
-                    .await;
+                let detail = json!({"verified_by": "cucm", "cluster": user.cluster});
+                self.audit(&user.username, "sign_in", a, detail).await;
                 Ok(signed_in(&user, false))
             }
             Ok(answer) => {
@@ -164,7 +165,7 @@ impl Authenticator {
                 return Ok(signed_in(user, true));
             }
         }
-        let detail = json!({"reason": "CUCM unreachable"});
+        let detail = json!({"reason": "CUCM unreachable", "cluster": user.cluster});
         self.audit(&user.username, "sign_in_unavailable", a, detail)
             .await;
         Err(SignInError::Unavailable)
@@ -209,10 +210,16 @@ async fn record(
     store.record_sign_in(name, action, detail).await
 }
 
+/// The cache's (and the stripes') key: the cluster and the userid as CUCM compares it.
+fn cache_key(user: &SignInUser) -> String {
+    format!("{}\n{}", user.cluster, user.cucm_userid.to_lowercase())
+}
+
 fn signed_in(user: &SignInUser, from_cache: bool) -> SignedIn {
     SignedIn {
         username: user.username.clone(),
         cucm_userid: user.cucm_userid.clone(),
+        cluster: user.cluster.clone(),
         from_cache,
     }
 }

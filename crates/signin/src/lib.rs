@@ -13,14 +13,18 @@
 //!    characters (binary), else `Invalid`.
 //! 4. **Resolve** the login name among the synced users, ID source by ID source
 //!    (`id_sources`: username, CUCM userid, the part before @ of the userid, mail address,
-//!    extension; one indexed query each, [`ucbridge_store::Store::sign_in_candidates`]).
-//!    Nobody, two users, or a disabled user is a refusal.
+//!    extension; one query each, [`ucbridge_store::Store::sign_in_candidates`]), among
+//!    the users of every CUCM cluster: each candidate carries its cluster. Nobody, two
+//!    users (also two of different clusters), or a disabled user is a refusal.
 //! 5. **Cache**: an argon2id verifier of the password CUCM last accepted for this userid,
 //!    younger than `cache_ttl`, that matches → signed in without CUCM. Attempts for one
 //!    user are serialised (a striped lock), so a mail client opening five connections at
 //!    once costs CUCM one request, not five.
-//! 6. **CUCM**: doAuthenticateUser (sent once, never retried after it may have arrived:
-//!    CUCM counts failures towards its lockout). Accepted → a new verifier replaces the
+//! 6. **CUCM**: doAuthenticateUser on the user's own cluster (the default `cucm` one or
+//!    a `[sources.NAME] kind = "cucm"` cluster, as sync linked the user;
+//!    [`CucmSource::cluster_client`]), sent once, never retried after it may have arrived
+//!    (CUCM counts failures towards its lockout), and never to another cluster: a password
+//!    is tried on exactly one cluster. Accepted → a new verifier replaces the
 //!    old one. Refused (wrong, locked, expired — CUCM does not say which in a public code)
 //!    → the user's cache entry is dropped (no negative cache, and a refused password never
 //!    keeps an old one alive).
@@ -37,7 +41,8 @@
 //! verification as a cached user (a dummy verifier), and every refusal is held until
 //! `refusal_delay` (default 1 s) after the attempt began, which covers CUCM's answer time,
 //! so the answer time does not tell them apart. While CUCM is known to be unreachable
-//! (its last answer was a failure), unknown users get `Unavailable` too, as known ones do.
+//! (its last answer was a failure, on any cluster: one flag for all, since an unknown name
+//! has no cluster), unknown users get `Unavailable` too, as known ones do.
 //!
 //! **Never a plaintext password at rest or in a log**: the password is a `&str` borrowed
 //! for the attempt, written only into the doAuthenticateUser body (as AXL's `Secret`);
@@ -55,7 +60,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use ucbridge_axl::{AxlClient, AxlError, Secret, UserCredential};
-use ucbridge_store::Store;
+use ucbridge_store::{Store, SOURCE_CUCM};
 
 pub use config::{SignInConfig, SignInConfigError, SignInFileConfig, MAX_LOGIN_BYTES};
 pub use throttle::Throttle;
@@ -63,7 +68,25 @@ pub use throttle::Throttle;
 /// Where the authenticator gets the AXL client of the moment (the server edits the CUCM
 /// connection at runtime, so it is asked per CUCM request; implementations cache).
 pub trait CucmSource: Send + Sync {
+    /// The default cluster's client (the `cucm` source).
     fn client(&self) -> BoxFuture<'_, Result<AxlClient, CucmUnavailable>>;
+
+    /// The client of cluster `cluster` (a `cucm` source name, as
+    /// [`ucbridge_store::SignInUser::cluster`] names it). By default only the default
+    /// cluster has one; sources that know further clusters override this.
+    fn cluster_client<'a>(
+        &'a self,
+        cluster: &'a str,
+    ) -> BoxFuture<'a, Result<AxlClient, CucmUnavailable>> {
+        if cluster == SOURCE_CUCM {
+            return self.client();
+        }
+        Box::pin(async move {
+            Err(CucmUnavailable(format!(
+                "cluster {cluster} has no AXL client for sign-in here"
+            )))
+        })
+    }
 }
 
 /// No AXL client can be had (no connection configured, or it cannot be built).
@@ -160,6 +183,8 @@ pub struct SignedIn {
     /// ucbridge's (synced) username.
     pub username: String,
     pub cucm_userid: String,
+    /// The cluster (`cucm` source) that accepted the password (or whose answer is cached).
+    pub cluster: String,
     /// Accepted on a cached verifier (CUCM was not asked).
     pub from_cache: bool,
 }

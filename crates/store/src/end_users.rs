@@ -8,7 +8,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::{now_millis, opt_text, LocalUser, Result, Store, SOURCE_CUCM};
+use crate::{now_millis, opt_text, LocalUser, Result, Store};
 
 /// How an end user proved who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -82,26 +82,24 @@ fn state_from_row(row: &AnyRow) -> Result<EndUserState> {
 
 impl Store {
     /// The local user linked by directory sync to the CUCM end user `userid` (matched
-    /// case-insensitively, as CUCM does), with that CUCM userid; `None` when the CUCM user
-    /// is not in the snapshot or no local user is linked to it. Disabled users are returned
-    /// too: the caller decides.
+    /// case-insensitively, as CUCM does) on any cluster, with that CUCM userid; `None`
+    /// when no local user is linked to such an end user, or users of two clusters are
+    /// (whose it is is unknown). The password sign-in's lookup
+    /// ([`Store::sign_in_candidates`]). Disabled users are returned too: the caller decides.
     pub async fn local_user_for_cucm_userid(
         &self,
         userid: &str,
     ) -> Result<Option<(LocalUser, String)>> {
-        let row = sqlx::query(
-            "SELECT u.username, c.userid FROM users u JOIN cucm_users c \
-             ON u.source = $1 AND u.source_key = c.uuid \
-             WHERE lower(c.userid) = lower($2) ORDER BY u.id LIMIT 1",
-        )
-        .bind(SOURCE_CUCM)
-        .bind(userid)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let username: String = row.try_get("username")?;
-        let cucm_userid: String = row.try_get("userid")?;
-        Ok(self.local_user(&username).await?.map(|u| (u, cucm_userid)))
+        let found = self
+            .sign_in_candidates(crate::LoginKey::Userid, userid, 2)
+            .await?;
+        let [one] = found.as_slice() else {
+            return Ok(None);
+        };
+        Ok(self
+            .local_user(&one.username)
+            .await?
+            .map(|u| (u, one.cucm_userid.clone())))
     }
 
     pub async fn create_end_user_session(&self, s: &NewEndUserSession<'_>) -> Result<()> {

@@ -8,6 +8,7 @@
 
 mod admin;
 pub mod backup;
+mod clusters;
 mod devices;
 mod end_users;
 mod jobs;
@@ -30,6 +31,7 @@ use sqlx::{AnyPool, Row};
 
 pub use admin::{AdminAccount, ApiToken, Role, Session};
 pub use backup::{BackupError, BackupInfo, Restored};
+pub use clusters::ClusterLink;
 pub use devices::{DeviceState, ProvisionedDevice};
 pub use end_users::{EndUserSession, EndUserState, NewEndUserSession, SignInMethod};
 pub use jobs::{Claim, Fence, JobRow, JobRun, JobRunStatus, Lease, NodeRecovery, Trigger};
@@ -40,14 +42,14 @@ pub use runs::{AuditEntry, RunOwner, RunStatus, RunSummary, SyncRun};
 pub use settings::{SealedSecret, SecretUpdate, Setting};
 pub use sign_in::{LoginKey, SignInUser};
 pub use snapshot::{
-    RefreshClaimant, RefreshState, SnapshotRead, SnapshotState, SourceUser, SwapSummary,
+    PageMark, RefreshClaimant, RefreshState, SnapshotRead, SnapshotState, SourceUser, SwapSummary,
     SOURCE_CUCM,
 };
 pub use sources::{
     DirectorySource, EntryProblem, SourceEntry, SourceKind, SourceRefreshEnd, UserSource,
     MAX_KEPT_PROBLEMS,
 };
-pub use users::{LocalUser, UserChange, UserField, UserRecord};
+pub use users::{LocalMatch, LocalUser, UserChange, UserField, UserRecord};
 pub use voicemail::{VoicemailAccount, VoicemailCucMark, VoicemailFolder, VoicemailMessage};
 
 /// Everything the store can fail with.

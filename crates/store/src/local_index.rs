@@ -26,12 +26,41 @@ pub fn normalise(s: &str) -> String {
 }
 
 /// Local users by the value a [`LocalKey`] names; lookups answer positions in the slice
-/// the index was built from.
-#[derive(Debug, Default)]
+/// the index was built from (or those given to [`LocalIndex::insert`]).
+#[derive(Debug)]
 pub struct LocalIndex {
-    by_username: HashMap<String, Vec<usize>>,
-    by_alias: HashMap<String, Vec<usize>>,
-    by_email: HashMap<String, Vec<usize>>,
+    aliases: bool,
+    emails: bool,
+    by_username: HashMap<Box<str>, Hits>,
+    by_alias: HashMap<Box<str>, Hits>,
+    by_email: HashMap<Box<str>, Hits>,
+}
+
+/// The positions under one value: almost always one, held without an allocation (the
+/// index has an entry per local user, so this is most of its size).
+#[derive(Debug)]
+enum Hits {
+    One(usize),
+    Many(Vec<usize>),
+}
+
+impl Hits {
+    fn as_slice(&self) -> &[usize] {
+        match self {
+            Hits::One(pos) => std::slice::from_ref(pos),
+            Hits::Many(list) => list,
+        }
+    }
+
+    /// Add `pos` unless it is there already.
+    fn add(&mut self, pos: usize) {
+        match self {
+            Hits::One(one) if *one == pos => {}
+            Hits::One(one) => *self = Hits::Many(vec![*one, pos]),
+            Hits::Many(list) if list.contains(&pos) => {}
+            Hits::Many(list) => list.push(pos),
+        }
+    }
 }
 
 impl LocalIndex {
@@ -46,41 +75,46 @@ impl LocalIndex {
         Self::build(locals, key, |u| !u.record.disabled)
     }
 
+    /// An index with no users yet, filled with [`LocalIndex::insert`] (a sync streams the
+    /// users in and keeps only their keys).
+    pub fn empty(key: LocalKey) -> Self {
+        LocalIndex {
+            aliases: matches!(key, LocalKey::AnyAlias | LocalKey::AliasOrEmail),
+            emails: matches!(key, LocalKey::AnyEmail | LocalKey::AliasOrEmail),
+            by_username: HashMap::new(),
+            by_alias: HashMap::new(),
+            by_email: HashMap::new(),
+        }
+    }
+
     fn build(locals: &[LocalUser], key: LocalKey, include: impl Fn(&LocalUser) -> bool) -> Self {
-        let aliases = matches!(key, LocalKey::AnyAlias | LocalKey::AliasOrEmail);
-        let emails = matches!(key, LocalKey::AnyEmail | LocalKey::AliasOrEmail);
-        let mut idx = LocalIndex {
-            by_username: HashMap::with_capacity(locals.len()),
-            ..LocalIndex::default()
-        };
+        let mut idx = Self::empty(key);
+        idx.by_username.reserve(locals.len());
         for (i, u) in locals.iter().enumerate().filter(|(_, u)| include(u)) {
             let r = &u.record;
-            idx.by_username
-                .entry(normalise(&r.username))
-                .or_default()
-                .push(i);
-            if emails {
-                if let Some(e) = &r.email {
-                    idx.by_email.entry(normalise(e)).or_default().push(i);
-                }
-            }
-            for a in &r.aliases {
-                // An alias that is an address counts as one of the user's e-mails.
-                let (wanted, map) = if a.contains('@') {
-                    (emails, &mut idx.by_email)
-                } else {
-                    (aliases, &mut idx.by_alias)
-                };
-                if !wanted {
-                    continue;
-                }
-                let list = map.entry(normalise(a)).or_default();
-                if !list.contains(&i) {
-                    list.push(i);
-                }
-            }
+            idx.insert(i, &r.username, r.email.as_deref(), &r.aliases);
         }
         idx
+    }
+
+    /// Add the user at position `pos`.
+    pub fn insert(&mut self, pos: usize, username: &str, email: Option<&str>, aliases: &[String]) {
+        add(&mut self.by_username, username, pos);
+        if self.emails {
+            if let Some(e) = email {
+                add(&mut self.by_email, e, pos);
+            }
+        }
+        for a in aliases {
+            // An alias that is an address counts as one of the user's e-mails.
+            if a.contains('@') {
+                if self.emails {
+                    add(&mut self.by_email, a, pos);
+                }
+            } else if self.aliases {
+                add(&mut self.by_alias, a, pos);
+            }
+        }
     }
 
     /// Positions of the users whose `key` value is `value` (already [`normalise`]d).
@@ -92,8 +126,15 @@ impl LocalIndex {
             LocalKey::AliasOrEmail if value.contains('@') => &self.by_email,
             LocalKey::AliasOrEmail => &self.by_alias,
         };
-        map.get(value).map(Vec::as_slice).unwrap_or(&[])
+        map.get(value).map(Hits::as_slice).unwrap_or(&[])
     }
+}
+
+/// `pos` under `value` once (a user may repeat a value across its e-mail and aliases).
+fn add(map: &mut HashMap<Box<str>, Hits>, value: &str, pos: usize) {
+    map.entry(normalise(value).into_boxed_str())
+        .and_modify(|hits| hits.add(pos))
+        .or_insert(Hits::One(pos));
 }
 
 #[cfg(test)]

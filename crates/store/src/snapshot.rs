@@ -597,12 +597,41 @@ impl Store {
     }
 }
 
-/// One consistent read of the snapshot, for planning a sync in two passes: the keys, then
-/// the full users as a stream. Both come from the same database snapshot (a read
-/// transaction; REPEATABLE READ on PostgreSQL), even while the keeper writes changes.
+/// One consistent read of the snapshot, for planning a sync in two passes: compact match
+/// data first (keys, local links), then the full users in keyset pages with the local
+/// records of each page's matches. All of it comes from the same database snapshot (a
+/// read transaction; REPEATABLE READ on PostgreSQL), even while the keeper writes changes.
 pub struct SnapshotRead {
     pub(crate) tx: sqlx::Transaction<'static, sqlx::Any>,
+    pub(crate) backend: crate::Backend,
 }
+
+/// Where a page of snapshot users ends: the next page starts after this `(userid, uuid)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageMark {
+    pub userid: String,
+    pub uuid: String,
+}
+
+impl PageMark {
+    pub fn after(u: &SourceUser) -> PageMark {
+        PageMark {
+            userid: u.userid.clone(),
+            uuid: u.uuid.clone(),
+        }
+    }
+}
+
+/// `n` placeholders for one statement's list, numbered from `first` on PostgreSQL and
+/// positional `?` on SQLite (see [`Store::row_placeholders`] for why).
+pub(crate) fn list_placeholders(backend: crate::Backend, first: usize, n: usize) -> String {
+    match backend {
+        crate::Backend::Sqlite => vec!["?"; n].join(", "),
+        crate::Backend::Postgres => placeholders(first, n),
+    }
+}
+
+type UserStream<'a, T> = futures::stream::BoxStream<'a, Result<T>>;
 
 impl Store {
     pub async fn read_snapshot(&self) -> Result<SnapshotRead> {
@@ -612,58 +641,147 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             // Read-only, no row locks: the session limits meant for writers do not apply.
-            // The users stream stays open while batches apply, and its statement may end
-            // (all rows buffered) long before the transaction does.
+            // The read stays open while batches apply.
             for name in ["idle_in_transaction_session_timeout", "statement_timeout"] {
                 sqlx::query(&format!("SET LOCAL {name} = '1h'"))
                     .execute(&mut *tx)
                     .await?;
             }
         }
-        Ok(SnapshotRead { tx })
+        Ok(SnapshotRead {
+            tx,
+            backend: self.backend,
+        })
     }
 }
 
 impl SnapshotRead {
-    /// Every user with only the fields a sync key can use (uuid, userid, mailid, primary
-    /// extension): small enough to hold for the whole directory.
-    pub async fn keys(&mut self) -> Result<Vec<SourceUser>> {
-        use futures::TryStreamExt;
-        let mut rows =
-            sqlx::query("SELECT uuid, userid, mailid, primary_extension FROM cucm_users")
-                .fetch(&mut *self.tx);
-        let mut out = Vec::new();
-        while let Some(row) = rows.try_next().await? {
-            out.push(SourceUser {
-                uuid: row.try_get("uuid")?,
-                userid: row.try_get("userid")?,
-                mailid: opt_text(&row, "mailid")?,
-                primary_extension: opt_text(&row, "primary_extension")?,
-                ..SourceUser::default()
-            });
-        }
-        Ok(out)
-    }
-
     /// The change counters as of this read.
     pub async fn versions(&mut self) -> Result<crate::DataVersions> {
         crate::read_versions(&mut self.tx).await
     }
 
-    /// ucbridge's users as of this read.
+    /// ucbridge's users as of this read, every field (small directories and tests; a sync
+    /// reads [`SnapshotRead::local_matches`] and [`SnapshotRead::local_users_by_id`]).
     pub async fn local_users(&mut self) -> Result<Vec<crate::LocalUser>> {
         crate::users::local_users_on(&mut self.tx).await
     }
 
-    /// The full users, ordered by userid, one at a time.
-    pub fn users(&mut self) -> impl futures::Stream<Item = Result<SourceUser>> + Send + '_ {
+    /// What matching needs of every local user, one at a time.
+    pub fn local_matches(&mut self) -> UserStream<'_, crate::LocalMatch> {
         use futures::StreamExt;
-        sqlx::query("SELECT * FROM cucm_users ORDER BY userid")
+        sqlx::query(crate::users::MATCH_SELECT)
             .fetch(&mut *self.tx)
             .map(|row| {
                 row.map_err(StoreError::from)
-                    .and_then(|r| user_from_row(&r))
+                    .and_then(|r| crate::users::match_from_row(&r))
             })
+            .boxed()
+    }
+
+    /// The full local users with these ids (any order; ids gone are left out).
+    pub async fn local_users_by_id(&mut self, ids: &[i64]) -> Result<Vec<crate::LocalUser>> {
+        crate::users::local_users_by_id_on(&mut self.tx, self.backend, ids).await
+    }
+
+    /// Every entry of `source` with only the fields a sync key can use (uuid, userid,
+    /// mailid, primary extension) and whether its directory disables it, one at a time.
+    /// The default CUCM source reads `cucm_users` (never disabled).
+    pub fn source_keys(&mut self, source: &str) -> UserStream<'_, (SourceUser, bool)> {
+        use futures::StreamExt;
+        let query = if source == SOURCE_CUCM {
+            sqlx::query(
+                "SELECT uuid, userid, mailid, primary_extension, 0 AS disabled FROM cucm_users",
+            )
+        } else {
+            sqlx::query(
+                "SELECT uuid, userid, mailid, primary_extension, disabled FROM source_users \
+                 WHERE source = $1",
+            )
+            .bind(source.to_owned())
+        };
+        query
+            .fetch(&mut *self.tx)
+            .map(|row| {
+                let row = row?;
+                let disabled = row.try_get::<i64, _>("disabled")? != 0;
+                let user = SourceUser {
+                    uuid: row.try_get("uuid")?,
+                    userid: row.try_get("userid")?,
+                    mailid: opt_text(&row, "mailid")?,
+                    primary_extension: opt_text(&row, "primary_extension")?,
+                    ..SourceUser::default()
+                };
+                Ok((user, disabled))
+            })
+            .boxed()
+    }
+
+    /// One page of `source`'s full users in `(userid, uuid)` order, after `after`. Keyset
+    /// paging: each page is an indexed range read, whatever the page number.
+    pub async fn source_users_page(
+        &mut self,
+        source: &str,
+        after: Option<&PageMark>,
+        limit: usize,
+    ) -> Result<Vec<SourceUser>> {
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        let (table, filter) = if source == SOURCE_CUCM {
+            ("cucm_users", "$1 = $1")
+        } else {
+            ("source_users", "source = $1")
+        };
+        let range = if after.is_some() {
+            // The first conjunct alone is an index range on userid in both backends.
+            "AND userid >= $2 AND (userid > $2 OR uuid > $3)"
+        } else {
+            "AND $2 = $2 AND $3 = $3"
+        };
+        let sql =
+            format!("SELECT * FROM {table} WHERE {filter} {range} ORDER BY userid, uuid LIMIT $4");
+        let mark = after.cloned().unwrap_or_default();
+        let rows = sqlx::query(&sql)
+            .bind(source)
+            .bind(mark.userid)
+            .bind(mark.uuid)
+            .bind(limit)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    /// The users of `source` with these identities (any order; those gone are left out).
+    pub async fn source_users_by_uuid(
+        &mut self,
+        source: &str,
+        uuids: &[&str],
+    ) -> Result<Vec<SourceUser>> {
+        let mut out = Vec::with_capacity(uuids.len());
+        for chunk in uuids.chunks(crate::users::IDS_PER_SELECT) {
+            let sql = if source == SOURCE_CUCM {
+                format!(
+                    "SELECT * FROM cucm_users WHERE uuid IN ({})",
+                    list_placeholders(self.backend, 1, chunk.len())
+                )
+            } else {
+                format!(
+                    "SELECT * FROM source_users WHERE source = {} AND uuid IN ({})",
+                    list_placeholders(self.backend, 1, 1),
+                    list_placeholders(self.backend, 2, chunk.len())
+                )
+            };
+            let mut q = sqlx::query(&sql);
+            if source != SOURCE_CUCM {
+                q = q.bind(source);
+            }
+            for uuid in chunk {
+                q = q.bind(*uuid);
+            }
+            for row in q.fetch_all(&mut *self.tx).await? {
+                out.push(user_from_row(&row)?);
+            }
+        }
+        Ok(out)
     }
 
     /// End the read.

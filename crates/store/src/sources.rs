@@ -83,6 +83,10 @@ pub struct SourceRefreshEnd<'a> {
     pub poll_cursor: Option<&'a str>,
     pub problems: &'a [EntryProblem],
     pub problem_count: u64,
+    /// The syncrepl cookie (RFC 4533) for the state the refresh read, if the directory
+    /// gave one; `None` keeps the stored cookie (older, so resuming from it re-sends more,
+    /// never less).
+    pub sync_cookie: Option<&'a str>,
 }
 
 fn entry_from_row(row: &AnyRow) -> Result<SourceEntry> {
@@ -265,7 +269,7 @@ impl Store {
             "UPDATE snapshot_state SET state = 'idle', reason = NULL, source_updated_at = $2, \
              last_full_refresh_at = $2, users_count = $3, poll_cursor = $4, \
              entry_problems = $5, entry_problem_count = $6, refresh_owner = NULL, \
-             updated_at = $2 WHERE source = $1",
+             sync_cookie = COALESCE($7, sync_cookie), updated_at = $2 WHERE source = $1",
         )
         .bind(source)
         .bind(now)
@@ -273,6 +277,7 @@ impl Store {
         .bind(end.poll_cursor)
         .bind(problems)
         .bind(i64::try_from(end.problem_count).unwrap_or(i64::MAX))
+        .bind(end.sync_cookie)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -290,22 +295,33 @@ impl Store {
     ) -> Result<u64> {
         let now = now_millis();
         let mut tx = self.begin_write().await?;
-        let sql = format!(
-            "INSERT INTO source_users ({cols}) VALUES ({ph}) \
-             ON CONFLICT (source, uuid) DO UPDATE SET {updates} \
-             WHERE source_users.content_hash <> excluded.content_hash \
-                OR source_users.disabled <> excluded.disabled \
-                OR COALESCE(source_users.dn, '') <> COALESCE(excluded.dn, '')",
-            cols = entry_columns(),
-            ph = crate::placeholders(1, COLUMNS.len() + 3),
-            updates = entry_updates()
-        );
         let mut changed = 0;
-        for e in upserts {
-            changed += bind_entry(sqlx::query(&sql), source, e, now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+        // One identity twice in one statement is an error for PostgreSQL's ON CONFLICT;
+        // the later copy wins, as it would one row at a time.
+        let mut seen = std::collections::HashSet::new();
+        let mut latest: Vec<&SourceEntry> = upserts
+            .iter()
+            .rev()
+            .filter(|e| seen.insert(e.user.uuid.as_str()))
+            .collect();
+        latest.reverse();
+        let per_row = COLUMNS.len() + 3;
+        for chunk in latest.chunks(ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO source_users ({cols}) VALUES {rows} \
+                 ON CONFLICT (source, uuid) DO UPDATE SET {updates} \
+                 WHERE source_users.content_hash <> excluded.content_hash \
+                    OR source_users.disabled <> excluded.disabled \
+                    OR COALESCE(source_users.dn, '') <> COALESCE(excluded.dn, '')",
+                cols = entry_columns(),
+                rows = self.row_placeholders(chunk.len(), per_row),
+                updates = entry_updates()
+            );
+            let mut q = sqlx::query(&sql);
+            for e in chunk {
+                q = bind_entry(q, source, e, now);
+            }
+            changed += q.execute(&mut *tx).await?.rows_affected();
         }
         for uuid in removals {
             changed += sqlx::query("DELETE FROM source_users WHERE source = $1 AND uuid = $2")
@@ -537,55 +553,5 @@ impl Store {
             return row.as_ref().map(user_from_row).transpose();
         }
         Ok(self.source_entry(source, uuid).await?.map(|e| e.user))
-    }
-}
-
-impl crate::SnapshotRead {
-    /// Every entry of `source` with only the fields a sync key can use, and whether the
-    /// directory disables it; the default CUCM source reads `cucm_users`.
-    pub async fn source_keys(&mut self, source: &str) -> Result<Vec<(SourceUser, bool)>> {
-        use futures::TryStreamExt;
-        if source == crate::SOURCE_CUCM {
-            return Ok(self.keys().await?.into_iter().map(|u| (u, false)).collect());
-        }
-        let mut rows = sqlx::query(
-            "SELECT uuid, userid, mailid, primary_extension, disabled FROM source_users \
-             WHERE source = $1",
-        )
-        .bind(source)
-        .fetch(&mut *self.tx);
-        let mut out = Vec::new();
-        while let Some(row) = rows.try_next().await? {
-            out.push((
-                SourceUser {
-                    uuid: row.try_get("uuid")?,
-                    userid: row.try_get("userid")?,
-                    mailid: opt_text(&row, "mailid")?,
-                    primary_extension: opt_text(&row, "primary_extension")?,
-                    ..SourceUser::default()
-                },
-                row.try_get::<i64, _>("disabled")? != 0,
-            ));
-        }
-        Ok(out)
-    }
-
-    /// The full users of `source`, one at a time.
-    pub fn source_users(
-        &mut self,
-        source: &str,
-    ) -> futures::stream::BoxStream<'_, Result<SourceUser>> {
-        use futures::StreamExt;
-        if source == crate::SOURCE_CUCM {
-            return self.users().boxed();
-        }
-        sqlx::query("SELECT * FROM source_users WHERE source = $1 ORDER BY userid")
-            .bind(source.to_owned())
-            .fetch(&mut *self.tx)
-            .map(|row| {
-                row.map_err(StoreError::from)
-                    .and_then(|r| user_from_row(&r))
-            })
-            .boxed()
     }
 }

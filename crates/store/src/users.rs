@@ -248,6 +248,78 @@ fn user_from_row(row: &AnyRow) -> Result<LocalUser> {
     })
 }
 
+/// What matching needs of a local user: who it is, how it can be found (username,
+/// e-mail, aliases) and what it is linked to; none of the fields sync writes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalMatch {
+    pub id: i64,
+    pub username: String,
+    pub email: Option<String>,
+    pub aliases: Vec<String>,
+    pub source: String,
+    pub source_key: Option<String>,
+    pub disabled: bool,
+}
+
+impl From<&LocalUser> for LocalMatch {
+    fn from(u: &LocalUser) -> Self {
+        let r = &u.record;
+        LocalMatch {
+            id: u.id,
+            username: r.username.clone(),
+            email: r.email.clone(),
+            aliases: r.aliases.clone(),
+            source: r.source.clone(),
+            source_key: r.source_key.clone(),
+            disabled: r.disabled,
+        }
+    }
+}
+
+pub(crate) const MATCH_SELECT: &str =
+    "SELECT id, username, email, aliases, source, source_key, disabled FROM users ORDER BY id";
+
+pub(crate) fn match_from_row(row: &AnyRow) -> Result<LocalMatch> {
+    let aliases: String = row.try_get("aliases")?;
+    Ok(LocalMatch {
+        id: row.try_get("id")?,
+        username: row.try_get("username")?,
+        email: opt_text(row, "email")?,
+        aliases: serde_json::from_str(&aliases)
+            .map_err(|e| StoreError::Corrupt(format!("aliases: {e}")))?,
+        source: row.try_get("source")?,
+        source_key: opt_text(row, "source_key")?,
+        disabled: row.try_get::<i64, _>("disabled")? != 0,
+    })
+}
+
+/// The users with these ids (any order; missing ids are left out), in statements of at
+/// most [`IDS_PER_SELECT`] ids.
+pub(crate) async fn local_users_by_id_on(
+    conn: &mut sqlx::AnyConnection,
+    backend: crate::Backend,
+    ids: &[i64],
+) -> Result<Vec<LocalUser>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(IDS_PER_SELECT) {
+        let sql = format!(
+            "SELECT * FROM users WHERE id IN ({})",
+            crate::snapshot::list_placeholders(backend, 1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            out.push(user_from_row(&row)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Ids per `IN (…)` list: far below SQLite's 32,766 and PostgreSQL's 65,535 parameters.
+pub(crate) const IDS_PER_SELECT: usize = 1000;
+
 pub(crate) async fn local_users_on(conn: &mut sqlx::AnyConnection) -> Result<Vec<LocalUser>> {
     use futures::TryStreamExt;
     let mut rows = sqlx::query("SELECT * FROM users ORDER BY lower(username)").fetch(conn);
@@ -379,8 +451,6 @@ impl Store {
         changes: &[UserChange],
         fence: Option<&crate::Fence>,
     ) -> Result<()> {
-        const RECORD_FIELDS: usize = 18;
-        const CREATES_PER_INSERT: usize = 300;
         const AUDIT_PER_INSERT: usize = 500;
         let now = now_millis();
         let mut tx = self.begin_write().await?;
@@ -391,25 +461,12 @@ impl Store {
             "UPDATE users SET ({RECORD_COLUMNS}, updated_at) = ({}) WHERE id = $20",
             crate::placeholders(1, 19)
         );
-        let creates: Vec<&UserRecord> = changes
-            .iter()
-            .filter_map(|c| match c {
-                UserChange::Create { after } => Some(after),
-                _ => None,
-            })
-            .collect();
-        for chunk in creates.chunks(CREATES_PER_INSERT) {
-            let sql = format!(
-                "INSERT INTO users ({RECORD_COLUMNS}, created_at, updated_at) VALUES {}",
-                self.row_placeholders(chunk.len(), RECORD_FIELDS + 2)
-            );
-            let mut q = sqlx::query(&sql);
-            for r in chunk {
-                q = bind_record(q, r).bind(now).bind(now);
-            }
-            q.execute(&mut *tx).await?;
-        }
+        // The ids this batch wrote, for `user_sources`.
+        let mut written = self.insert_creates(&mut tx, changes, now).await?;
         for change in changes {
+            if let UserChange::Update { id, .. } | UserChange::Disable { id, .. } = change {
+                written.push(*id);
+            }
             let affected = match change {
                 UserChange::Create { .. } => continue,
                 UserChange::Update { id, after, .. } => {
@@ -479,7 +536,7 @@ impl Store {
             q.execute(&mut *tx).await?;
         }
         if !changes.is_empty() {
-            record_user_sources(&mut tx, now).await?;
+            record_user_sources(&mut tx, self.backend, &written, now).await?;
             crate::bump_version(&mut tx, "users").await?;
         }
         if let Some(fence) = fence {
@@ -490,23 +547,68 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The creates of `changes` as multi-row INSERTs (20 values a row, 300 rows: far below
+    /// both backends' parameter limits); the new ids.
+    async fn insert_creates(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        changes: &[UserChange],
+        now: i64,
+    ) -> Result<Vec<i64>> {
+        const RECORD_FIELDS: usize = 18;
+        const CREATES_PER_INSERT: usize = 300;
+        let creates: Vec<&UserRecord> = changes
+            .iter()
+            .filter_map(|c| match c {
+                UserChange::Create { after } => Some(after),
+                _ => None,
+            })
+            .collect();
+        let mut ids = Vec::with_capacity(changes.len());
+        for chunk in creates.chunks(CREATES_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO users ({RECORD_COLUMNS}, created_at, updated_at) VALUES {} RETURNING id",
+                self.row_placeholders(chunk.len(), RECORD_FIELDS + 2)
+            );
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = bind_record(q, r).bind(now).bind(now);
+            }
+            for row in q.fetch_all(&mut **tx).await? {
+                ids.push(row.try_get("id")?);
+            }
+        }
+        Ok(ids)
+    }
+}
+
 /// Keep `user_sources` (migration 0013) in step with each synced user's link: every user
-/// created or updated in this transaction (`updated_at = now`) records the source it is
-/// linked to and that source's cluster. One set-based statement per batch.
+/// created, updated or disabled in this batch (`ids`) records the source it is linked to
+/// and that source's cluster. Selected by id: a scan for `updated_at = now` read the whole
+/// users table once per batch, which made a 100,000-user first sync quadratic.
 async fn record_user_sources(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    backend: crate::Backend,
+    ids: &[i64],
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO user_sources (user_id, source, source_key, cluster, updated_at) \
-         SELECT u.id, u.source, u.source_key, d.cluster, $1 FROM users u \
-         LEFT JOIN directory_sources d ON d.name = u.source \
-         WHERE u.updated_at = $1 AND u.source <> 'local' AND u.source_key IS NOT NULL \
-         ON CONFLICT (user_id, source) DO UPDATE SET source_key = excluded.source_key, \
-         cluster = excluded.cluster, updated_at = excluded.updated_at",
-    )
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    for chunk in ids.chunks(IDS_PER_SELECT) {
+        let sql = format!(
+            "INSERT INTO user_sources (user_id, source, source_key, cluster, updated_at) \
+             SELECT u.id, u.source, u.source_key, d.cluster, {at} FROM users u \
+             LEFT JOIN directory_sources d ON d.name = u.source \
+             WHERE u.id IN ({}) AND u.source <> 'local' AND u.source_key IS NOT NULL \
+             ON CONFLICT (user_id, source) DO UPDATE SET source_key = excluded.source_key, \
+             cluster = excluded.cluster, updated_at = excluded.updated_at",
+            crate::snapshot::list_placeholders(backend, 2, chunk.len()),
+            at = crate::snapshot::list_placeholders(backend, 1, 1),
+        );
+        let mut q = sqlx::query(&sql).bind(now);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        q.execute(&mut **tx).await?;
+    }
     Ok(())
 }

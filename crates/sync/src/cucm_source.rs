@@ -52,7 +52,7 @@ pub struct CucmSourceSettings {
     pub poll_interval_secs: u64,
     #[serde(default = "default_full_refresh_every_secs")]
     pub full_refresh_every_secs: u64,
-    /// listUser rows per request.
+    /// End users per executeSQLQuery page of a full refresh (1..10000).
     #[serde(default = "default_page_size")]
     pub page_size: u32,
 }

@@ -3,10 +3,12 @@
 use serde::Serialize;
 use ucbridge_store::{RefreshState, RunOwner, RunStatus, SnapshotState, Store, SOURCE_CUCM};
 
-use futures::TryStreamExt;
-use ucbridge_store::UserChange;
+use std::collections::HashMap;
 
-use crate::plan::{Decision, Plan, Planner};
+use futures::TryStreamExt;
+use ucbridge_store::{PageMark, UserChange, UserRecord};
+
+use crate::plan::{Decision, Ident, MatchKey, Orphan, Plan, Planner};
 use crate::rules::CompiledRules;
 use crate::SyncError;
 
@@ -47,7 +49,7 @@ pub struct SyncOutcome {
 }
 
 /// Changes kept in the run record; the audit log holds every applied change.
-const PLAN_CHANGES_RECORDED: usize = 1000;
+const PLAN_CHANGES_RECORDED: usize = Plan::KEPT_CHANGES;
 
 /// What a run's outcome was computed from: the snapshot and users versions and the rules.
 /// The other sources' snapshots count only when the rules read them.
@@ -123,19 +125,19 @@ pub async fn run_user_sync_as(
         "user sync: matches decided"
     );
     if let Some(message) = run.removal_refusal(total_users, orphans.len() as u64, &plan) {
+        let noted = note_orphans(&mut read, &orphans, &mut plan).await;
         finish_read(read).await;
-        for c in &orphans {
-            plan.record(c);
-        }
+        noted?;
         return run.refuse(message, plan, snapshot).await;
     }
-    // Pass 2: the full users stream in; changes are applied in batches as they come.
+    // Pass 2: the full users come in pages; changes are applied in batches as they come.
     let mut applied = Applied::default();
+    let pass2 = std::time::Instant::now();
     let apply_result = run
         .plan_and_apply(
             &mut read,
             &mut planner,
-            orphans,
+            &orphans,
             total_users,
             &mut plan,
             &mut applied,
@@ -145,12 +147,66 @@ pub async fn run_user_sync_as(
     finish_read(read).await;
     tracing::info!(
         elapsed_ms = phase.elapsed().as_millis(),
+        pass2_ms = pass2.elapsed().as_millis(),
         changes = plan.total_changes(),
         applied = applied.changes,
         "user sync: planned and applied"
     );
     run.record(apply_result, start, applied, snapshot, plan)
         .await
+}
+
+/// Snapshot users per page of pass 2 (and local records read per page).
+pub(crate) const PAGE_USERS: usize = 1000;
+
+/// Record refused (or dry-run) removals in the plan: in full while it keeps changes,
+/// reading those users' records; only counted after that.
+pub(crate) async fn note_orphans(
+    read: &mut ucbridge_store::SnapshotRead,
+    orphans: &[Orphan],
+    plan: &mut Plan,
+) -> Result<(), SyncError> {
+    for chunk in orphans.chunks(PAGE_USERS) {
+        if !plan.keeps_more() {
+            chunk.iter().for_each(|o| plan.count_removal(o));
+            continue;
+        }
+        for change in orphan_changes(read, chunk).await? {
+            plan.record(&change);
+        }
+    }
+    Ok(())
+}
+
+/// The changes of `orphans`, with their records as of the plan's read.
+pub(crate) async fn orphan_changes(
+    read: &mut ucbridge_store::SnapshotRead,
+    orphans: &[Orphan],
+) -> Result<Vec<UserChange>, SyncError> {
+    let ids: Vec<i64> = orphans.iter().map(|o| o.id).collect();
+    let mut records: HashMap<i64, UserRecord> = read
+        .local_users_by_id(&ids)
+        .await?
+        .into_iter()
+        .map(|l| (l.id, l.record))
+        .collect();
+    Ok(orphans
+        .iter()
+        .filter_map(|o| records.remove(&o.id).map(|r| o.change(r)))
+        .collect())
+}
+
+/// The full local records of `ids` as of the read, by id.
+pub(crate) async fn records_of(
+    read: &mut ucbridge_store::SnapshotRead,
+    ids: &[i64],
+) -> Result<HashMap<i64, UserRecord>, SyncError> {
+    Ok(read
+        .local_users_by_id(ids)
+        .await?
+        .into_iter()
+        .map(|l| (l.id, l.record))
+        .collect())
 }
 
 /// Why the snapshot cannot be synced from, if it cannot.
@@ -165,6 +221,21 @@ pub(crate) fn not_ready(snapshot: &SnapshotState) -> Option<String> {
             "the last CUCM snapshot refresh failed ({}); fix it and refresh before syncing",
             snapshot.reason.as_deref().unwrap_or("no reason recorded")
         )),
+    }
+}
+
+/// Changes waiting to be applied, at most `batch` (one transaction).
+pub(crate) struct Pending {
+    changes: Vec<UserChange>,
+    batch: usize,
+}
+
+impl Pending {
+    pub(crate) fn new(batch: usize) -> Pending {
+        Pending {
+            changes: Vec::new(),
+            batch: batch.max(1),
+        }
     }
 }
 
@@ -260,23 +331,23 @@ impl Run<'_> {
     }
 
     /// Pass 1: match every CUCM user by uuid and key only; the planner and the count.
+    /// Only compact match data is held: no full local record, no full snapshot user.
     async fn match_keys(
         &self,
         read: &mut ucbridge_store::SnapshotRead,
     ) -> Result<(Planner<'_>, u64), SyncError> {
-        let locals = read.local_users().await?;
-        let keys: Vec<(String, Option<String>)> = read
-            .keys()
-            .await?
-            .into_iter()
-            .map(|u| {
-                let key = self.rules.key.cucm_value(&u);
-                (u.uuid, key)
-            })
-            .collect();
+        let mut planner = Planner::new(self.rules);
+        add_locals(read, &mut planner).await?;
+        let mut keys: Vec<MatchKey> = Vec::new();
+        {
+            let mut rows = read.source_keys(SOURCE_CUCM);
+            while let Some((u, _)) = rows.try_next().await? {
+                let key = self.rules.key.cucm_value(&u).map(String::into_boxed_str);
+                keys.push((Ident::new(&u.uuid), key));
+            }
+        }
         let total_users = keys.len() as u64;
-        let mut planner = Planner::new(self.rules, locals);
-        planner.match_keys(&keys);
+        planner.match_keys(keys);
         Ok((planner, total_users))
     }
 
@@ -305,53 +376,115 @@ impl Run<'_> {
         }
     }
 
-    /// Pass 2: plan each user as the stream brings it, applying changes in batches, then
-    /// the removals. `applied` counts what was written even when this fails.
+    /// Pass 2: plan each user page by page (keyset pages of the snapshot, with the full
+    /// records of that page's matched local users only), applying changes in batches,
+    /// then the removals. `applied` counts what was written even when this fails.
     #[allow(clippy::too_many_arguments)]
     async fn plan_and_apply(
         &self,
         read: &mut ucbridge_store::SnapshotRead,
         planner: &mut Planner<'_>,
-        orphans: Vec<UserChange>,
+        orphans: &[Orphan],
         total_users: u64,
         plan: &mut Plan,
         applied: &mut Applied,
         progress: &mut impl FnMut(u64, u64),
     ) -> Result<(), SyncError> {
-        let batch = self.options.batch_size.max(1);
-        let mut pending: Vec<UserChange> = Vec::new();
+        let mut pending = Pending::new(self.options.batch_size);
         let mut seen = 0u64;
-        {
-            let mut users = std::pin::pin!(read.users());
-            while let Some(u) = users.try_next().await? {
+        let mut after: Option<PageMark> = None;
+        loop {
+            let page = read
+                .source_users_page(SOURCE_CUCM, after.as_ref(), PAGE_USERS)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(PageMark::after(last));
+            let ids: Vec<i64> = page
+                .iter()
+                .filter_map(|u| planner.local_of(&u.uuid))
+                .collect();
+            let records = records_of(read, &ids).await?;
+            for u in &page {
                 seen += 1;
-                match planner.plan_user(&u) {
-                    Decision::Unchanged => plan.unchanged += 1,
-                    Decision::Problem(p) => plan.problems.push(p),
-                    Decision::Change(c) => {
-                        plan.record(&c);
-                        if !self.options.dry_run {
-                            pending.push(c);
-                            if pending.len() >= batch {
-                                self.apply(&pending, applied).await?;
-                                pending.clear();
-                                progress(seen, total_users);
-                            }
-                        }
-                    }
-                }
+                let decision = planner.plan_user(u, &records);
+                self.take(decision, plan, &mut pending, applied).await?;
+            }
+            progress(seen, total_users);
+            if page.len() < PAGE_USERS {
+                break;
             }
         }
-        for c in orphans {
-            plan.record(&c);
-            if !self.options.dry_run {
-                pending.push(c);
-            }
-        }
-        for chunk in pending.chunks(batch) {
-            self.apply(chunk, applied).await?;
-        }
+        self.remove_orphans(read, orphans, plan, &mut pending, applied)
+            .await?;
+        self.flush(&mut pending, applied).await?;
         progress(total_users, total_users);
+        Ok(())
+    }
+
+    /// Count one decision in the plan and queue its change, applying a full batch.
+    pub(crate) async fn take(
+        &self,
+        decision: Decision,
+        plan: &mut Plan,
+        pending: &mut Pending,
+        applied: &mut Applied,
+    ) -> Result<(), SyncError> {
+        match decision {
+            Decision::Unchanged => plan.unchanged += 1,
+            Decision::Problem(p) => plan.problems.push(p),
+            Decision::Change(c) => self.queue(c, plan, pending, applied).await?,
+        }
+        Ok(())
+    }
+
+    async fn queue(
+        &self,
+        change: UserChange,
+        plan: &mut Plan,
+        pending: &mut Pending,
+        applied: &mut Applied,
+    ) -> Result<(), SyncError> {
+        plan.record(&change);
+        if !self.options.dry_run {
+            pending.changes.push(change);
+            if pending.changes.len() >= pending.batch {
+                self.flush(pending, applied).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply what is queued.
+    pub(crate) async fn flush(
+        &self,
+        pending: &mut Pending,
+        applied: &mut Applied,
+    ) -> Result<(), SyncError> {
+        if !pending.changes.is_empty() {
+            self.apply(&pending.changes, applied).await?;
+            pending.changes.clear();
+        }
+        Ok(())
+    }
+
+    /// Plan (and queue) the removals, reading the orphans' records a chunk at a time; a
+    /// dry run reads them only while the plan keeps changes in full.
+    pub(crate) async fn remove_orphans(
+        &self,
+        read: &mut ucbridge_store::SnapshotRead,
+        orphans: &[Orphan],
+        plan: &mut Plan,
+        pending: &mut Pending,
+        applied: &mut Applied,
+    ) -> Result<(), SyncError> {
+        if self.options.dry_run {
+            return note_orphans(read, orphans, plan).await;
+        }
+        for chunk in orphans.chunks(PAGE_USERS) {
+            for change in orphan_changes(read, chunk).await? {
+                self.queue(change, plan, pending, applied).await?;
+            }
+        }
         Ok(())
     }
 
@@ -446,6 +579,18 @@ impl Run<'_> {
         }
         Ok(())
     }
+}
+
+/// Stream the local users' match data into the planner.
+pub(crate) async fn add_locals(
+    read: &mut ucbridge_store::SnapshotRead,
+    planner: &mut Planner<'_>,
+) -> Result<(), SyncError> {
+    let mut rows = read.local_matches();
+    while let Some(l) = rows.try_next().await? {
+        planner.add_local(&l);
+    }
+    Ok(())
 }
 
 /// End the read-only snapshot transaction. Its commit can fail only if the connection is

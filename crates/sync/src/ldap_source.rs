@@ -9,6 +9,18 @@
 //!   be read (no identity, no userid, a value that is not UTF-8) is a per-entry problem and
 //!   the refresh goes on. The swap also removes entries that are gone: the full compare
 //!   that finds deletions when changes are polled.
+//! - syncrepl (RFC 4533, OpenLDAP's syncprov, entryUUID identities): a full refresh first
+//!   asks for a sync cookie (a refreshOnly search that matches nothing, whose Sync Done
+//!   control carries the cookie) and stores it with the snapshot, so the next
+//!   refreshAndPersist session ([`LdapSource::follow`]) resumes from the state the refresh
+//!   read instead of having the server re-send every entry. That matters for memory: ldap3
+//!   queues what the server sends in an unbounded channel, and a refresh phase that
+//!   re-sends a 100,000-entry directory arrives far faster than the store applies it
+//!   (about 200 MB held at 100k). Without a cookie `follow` does not start a session: it
+//!   asks for a full refresh (paged, bounded) instead, as it does when the server answers
+//!   e-syncRefreshRequired (4096). OpenLDAP's cookie names a point of the database's change
+//!   history (its contextCSN), not a search, which is why the cookie of the empty probe
+//!   resumes the real search; a server that sees it otherwise says e-syncRefreshRequired.
 //! - Changes: [`LdapSource::poll_changes`] searches for entries changed since the stored
 //!   cursor — `modifyTimestamp` on OpenLDAP, `uSNChanged` on Active Directory — and
 //!   upserts them in one transaction. Deletions are found by the next full refresh
@@ -59,6 +71,10 @@ pub enum LdapSourceError {
     Search(String),
     #[error("the directory does not offer syncrepl (RFC 4533): {0}")]
     SyncreplUnavailable(String),
+    /// syncrepl cannot resume (no cookie yet, or e-syncRefreshRequired): run a full
+    /// refresh, which stores a fresh cookie, then follow again.
+    #[error("syncrepl needs a full refresh first: {0}")]
+    SyncRefreshRequired(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -452,6 +468,14 @@ impl LdapSource {
         let started = Instant::now();
         let mut ldap = self.connect().await?;
         let start_usn = self.highest_committed_usn(&mut ldap).await;
+        // Taken before the read: every change after it is re-sent to the next session.
+        let sync_cookie = match self.probe_sync_cookie(&mut ldap).await {
+            Ok(cookie) => cookie.map(|c| syncrepl::cookie_text(&c)),
+            Err(e) => {
+                tracing::debug!(source = %self.name, error = %e, "no syncrepl cookie");
+                None
+            }
+        };
         let mut reader = EntryReader::new(&self.mapping);
         let mut batch: Vec<SourceEntry> = Vec::with_capacity(STAGE_BATCH);
         let mut stream = ldap
@@ -494,7 +518,44 @@ impl LdapSource {
         if start_usn.is_some() {
             reader.cursor = start_usn;
         }
-        self.finish(reader, started).await
+        self.finish(reader, sync_cookie.as_deref(), started).await
+    }
+
+    /// A sync cookie for the directory's present state (RFC 4533 refreshOnly search, base
+    /// scope, a filter that matches nothing: the Sync Done control brings the cookie).
+    /// `Ok(None)` for identities other than entryUUID or when the server gives none;
+    /// `Err(SyncreplUnavailable)` when the server refuses the control.
+    async fn probe_sync_cookie(&self, ldap: &mut Ldap) -> Result<Option<Vec<u8>>, LdapSourceError> {
+        use ldap3::controls::{MakeCritical, RefreshMode, SyncRequest};
+        if !self.mapping.id_is_entry_uuid() {
+            return Ok(None);
+        }
+        let request = SyncRequest {
+            mode: RefreshMode::RefreshOnly,
+            cookie: None,
+            reload_hint: false,
+        };
+        let result = ldap
+            .with_controls(request.critical())
+            .with_timeout(self.settings.timeout())
+            .search(
+                &self.settings.base_dn,
+                Scope::Base,
+                "(!(objectClass=*))",
+                vec!["1.1"],
+            )
+            .await
+            .map_err(|e| LdapSourceError::Search(e.to_string()))?
+            .1;
+        match result.rc {
+            0 => syncrepl::sync_done_cookie(&result.ctrls).map_err(LdapSourceError::Search),
+            // unavailableCriticalExtension (RFC 4511 §4.1.9): no syncrepl here.
+            12 => Err(LdapSourceError::SyncreplUnavailable(result.text)),
+            rc => Err(LdapSourceError::Search(format!(
+                "sync cookie: {} (LDAP result code {rc})",
+                result.text
+            ))),
+        }
     }
 
     /// AD's `highestCommittedUSN` (rootDSE) before a full refresh: every change made while
@@ -530,6 +591,7 @@ impl LdapSource {
     async fn finish(
         &self,
         mut reader: EntryReader<'_>,
+        sync_cookie: Option<&str>,
         started: Instant,
     ) -> Result<LdapRefreshReport, LdapSourceError> {
         for (userid, count) in self.store.staged_duplicate_userids(&self.name).await? {
@@ -543,6 +605,7 @@ impl LdapSource {
             poll_cursor: cursor.as_deref(),
             problems: &reader.problems,
             problem_count: reader.problem_count,
+            sync_cookie,
         };
         let swap = self
             .store
@@ -627,33 +690,31 @@ impl LdapSource {
     /// Follow the directory with syncrepl refreshAndPersist (RFC 4533) until `shutdown`
     /// resolves or the server ends the search: each added, changed, renamed or deleted
     /// entry reaches the snapshot as the server sends it, and the sync cookie is kept so
-    /// the next session resumes where this one stopped. Needs a completed full refresh and
-    /// `entryUUID` identities (syncrepl names deleted entries by entryUUID). A server
+    /// the next session resumes where this one stopped. Needs entryUUID identities
+    /// (syncrepl names deleted entries by entryUUID) and the cookie a full refresh stores:
+    /// without one, or when the server cannot resume from it (e-syncRefreshRequired), the
+    /// answer is `Err(SyncRefreshRequired)` and the caller runs a full refresh. A server
     /// without syncrepl refuses the critical control (unavailableCriticalExtension, 12):
-    /// `Err(Search)`, and the caller polls instead.
+    /// `Err(SyncreplUnavailable)`, and the caller polls instead.
     pub async fn follow(
         &self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<LdapPollReport, LdapSourceError> {
+        self.follow_and_tell(shutdown, None).await
+    }
+
+    /// [`LdapSource::follow`], telling `persisting` once the session's refresh phase is
+    /// applied (from then on changes arrive as they are made).
+    pub async fn follow_and_tell(
+        &self,
+        shutdown: impl std::future::Future<Output = ()>,
+        mut persisting: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> Result<LdapPollReport, LdapSourceError> {
         use ldap3::controls::{MakeCritical, RefreshMode, SyncRequest};
-        if !self.mapping.id_is_entry_uuid() {
-            return Err(LdapSourceError::Settings(
-                "syncrepl needs entryUUID as the identity attribute".into(),
-            ));
-        }
-        let state = self.store.snapshot_state(&self.name).await?;
-        if state.last_full_refresh_at.is_none() {
-            return Err(LdapSourceError::Settings(format!(
-                "source {} was never refreshed: run a full refresh first",
-                self.name
-            )));
-        }
+        let cookie = self.resumable_cookie().await?;
         let request = SyncRequest {
             mode: RefreshMode::RefreshAndPersist,
-            cookie: state
-                .sync_cookie
-                .as_deref()
-                .and_then(syncrepl::cookie_bytes),
+            cookie: Some(cookie),
             reload_hint: false,
         };
         let mut ldap = self.connect().await?;
@@ -672,8 +733,8 @@ impl LdapSource {
         let mut pending = Pending::default();
         tokio::pin!(shutdown);
         loop {
-            // Changes are applied in batches (a refresh phase re-sends every entry): when
-            // the batch is full, or as soon as the server pauses.
+            // Changes are applied in batches of at most STAGE_BATCH: when the batch is
+            // full, at the end of the refresh phase, or as soon as the server pauses.
             let next = tokio::select! {
                 _ = &mut shutdown => break,
                 next = stream.next() => next.map_err(|e| LdapSourceError::Search(e.to_string()))?,
@@ -684,21 +745,22 @@ impl LdapSource {
             };
             let Some(message) = next else {
                 let result = stream.finish().await;
-                // unavailableCriticalExtension (RFC 4511 §4.1.9): no syncrepl here.
-                if result.rc == 12 {
-                    return Err(LdapSourceError::SyncreplUnavailable(result.text));
+                if result.rc == 0 {
+                    break;
                 }
-                if result.rc != 0 {
-                    return Err(LdapSourceError::Search(format!(
-                        "syncrepl: {} (LDAP result code {})",
-                        result.text, result.rc
-                    )));
-                }
-                break;
+                self.flush(&mut pending, &mut report).await?;
+                return Err(self.session_end(result.rc, result.text).await);
             };
             self.on_sync_message(&message, &mut reader, &mut report, &mut pending)?;
-            if pending.upserts.len() + pending.removals.len() >= STAGE_BATCH {
+            if pending.refresh_done || pending.upserts.len() + pending.removals.len() >= STAGE_BATCH
+            {
                 self.flush(&mut pending, &mut report).await?;
+            }
+            if pending.refresh_done {
+                pending.refresh_done = false;
+                if let Some(tell) = persisting.take() {
+                    let _ = tell.send(());
+                }
             }
         }
         self.flush(&mut pending, &mut report).await?;
@@ -707,6 +769,56 @@ impl LdapSource {
         let _ = ldap.unbind().await;
         report.problem_count = reader.problem_count;
         Ok(report)
+    }
+
+    /// The stored cookie a session can resume from, or why there is none.
+    async fn resumable_cookie(&self) -> Result<Vec<u8>, LdapSourceError> {
+        if !self.mapping.id_is_entry_uuid() {
+            return Err(LdapSourceError::Settings(
+                "syncrepl needs entryUUID as the identity attribute".into(),
+            ));
+        }
+        let state = self.store.snapshot_state(&self.name).await?;
+        if state.last_full_refresh_at.is_none() {
+            return Err(LdapSourceError::Settings(format!(
+                "source {} was never refreshed: run a full refresh first",
+                self.name
+            )));
+        }
+        if let Some(cookie) = state
+            .sync_cookie
+            .as_deref()
+            .and_then(syncrepl::cookie_bytes)
+        {
+            return Ok(cookie);
+        }
+        // No cookie: the last refresh could not get one. A server without syncrepl says
+        // so here; otherwise a refresh brings one.
+        let mut ldap = self.connect().await?;
+        let probe = self.probe_sync_cookie(&mut ldap).await;
+        let _ = ldap.unbind().await;
+        probe?;
+        Err(LdapSourceError::SyncRefreshRequired(
+            "no sync cookie stored yet".into(),
+        ))
+    }
+
+    /// Why a session ended when the server ended it (a refreshAndPersist search only ends
+    /// with an error, or when the server stops).
+    async fn session_end(&self, rc: u32, text: String) -> LdapSourceError {
+        match rc {
+            // unavailableCriticalExtension (RFC 4511 §4.1.9): no syncrepl here.
+            12 => LdapSourceError::SyncreplUnavailable(text),
+            syncrepl::SYNC_REFRESH_REQUIRED => {
+                if let Err(e) = self.store.set_sync_cookie(&self.name, None).await {
+                    return e.into();
+                }
+                LdapSourceError::SyncRefreshRequired(format!(
+                    "the directory cannot resume from the cookie: {text}"
+                ))
+            }
+            rc => LdapSourceError::Search(format!("syncrepl: {text} (LDAP result code {rc})")),
+        }
     }
 
     /// Take one syncrepl message into `pending`: an entry (add, modify, present,
@@ -725,6 +837,7 @@ impl LdapSource {
                         .removals
                         .extend(info.deleted.iter().map(|u| syncrepl::uuid_text(u)));
                     pending.cookie = info.cookie.or(pending.cookie.take());
+                    pending.refresh_done |= info.refresh_done;
                 }
                 Ok(None) => {}
                 Err(why) => return Err(LdapSourceError::Search(why)),
@@ -743,12 +856,20 @@ impl LdapSource {
                 ))
             }
         };
-        report.entries_seen += 1;
         match state.state {
-            syncrepl::EntryState::Delete => pending
-                .removals
-                .push(syncrepl::uuid_text(&state.entry_uuid)),
-            _ => pending.upserts.extend(reader.take(message)),
+            // Unchanged since the cookie (the present phase, RFC 4533 §3.3.1): sent
+            // without attributes, nothing to apply.
+            syncrepl::EntryState::Present => {}
+            syncrepl::EntryState::Delete => {
+                report.entries_seen += 1;
+                pending
+                    .removals
+                    .push(syncrepl::uuid_text(&state.entry_uuid))
+            }
+            _ => {
+                report.entries_seen += 1;
+                pending.upserts.extend(reader.take(message))
+            }
         }
         pending.cookie = state.cookie.or(pending.cookie.take());
         Ok(())
@@ -788,6 +909,9 @@ impl LdapSource {
         let every = Duration::from_secs(self.settings.full_compare_every_secs.max(60));
         let poll = Duration::from_secs(self.settings.poll_interval_secs.max(1));
         let mut syncrepl = self.mapping.id_is_entry_uuid();
+        // A session that asks for a refresh right after one: the server gives no usable
+        // cookie, so poll rather than refresh in a loop.
+        let mut refreshed_for_syncrepl = false;
         loop {
             let until_full = match self.store.snapshot_state(&self.name).await {
                 Ok(s) if s.state == ucbridge_store::RefreshState::Idle => {
@@ -813,7 +937,20 @@ impl LdapSource {
                             syncrepl = false;
                             Ok(())
                         }
-                        other => other.map(|_| ()),
+                        Err(LdapSourceError::SyncRefreshRequired(why)) if refreshed_for_syncrepl => {
+                            tracing::warn!(source = %self.name, %why, "syncrepl cannot resume even after a full refresh; polling for changes");
+                            syncrepl = false;
+                            Ok(())
+                        }
+                        Err(LdapSourceError::SyncRefreshRequired(why)) => {
+                            tracing::info!(source = %self.name, %why, "full refresh for syncrepl");
+                            refreshed_for_syncrepl = true;
+                            self.full_refresh().await.map(|_| ())
+                        }
+                        other => {
+                            refreshed_for_syncrepl = false;
+                            other.map(|_| ())
+                        }
                     },
                 },
                 Some(_) => self.poll_changes().await.map(|_| ()),
@@ -835,6 +972,8 @@ struct Pending {
     upserts: Vec<SourceEntry>,
     removals: Vec<String>,
     cookie: Option<Vec<u8>>,
+    /// The refresh phase just ended (a Sync Info with refreshDone).
+    refresh_done: bool,
 }
 
 impl Pending {

@@ -19,10 +19,13 @@
 use std::collections::{HashMap, HashSet};
 
 use futures::TryStreamExt;
-use ucbridge_store::{LocalUser, SnapshotState, SourceKind, SourceUser, UserChange};
+use ucbridge_store::{ClusterLink, PageMark, SnapshotState, SourceKind, SourceUser};
 
-use crate::directory::{finish_read, not_ready, Applied, Run, SyncOutcome};
-use crate::plan::{Decision, Plan, Planner, Problem};
+use crate::directory::{
+    add_locals, finish_read, not_ready, note_orphans, records_of, Applied, Pending, Run,
+    SyncOutcome, PAGE_USERS,
+};
+use crate::plan::{Decision, Ident, MatchKey, Orphan, Plan, Planner, Problem};
 use crate::SyncError;
 
 /// The snapshot fields a source can supply in a merge (`source_fields`).
@@ -44,22 +47,23 @@ pub const MERGED_FIELDS: &[&str] = &[
     "associated_devices",
 ];
 
-/// One person: its primary entry and the other sources' entries, in precedence order.
+/// One person: the source of its primary entry and the other sources' entries, in
+/// precedence order (the primary's identity is its key in [`Grouping::primary_of`]).
 struct Person {
-    source: usize,
-    uuid: String,
-    others: Vec<(usize, String)>,
+    source: u16,
+    others: Vec<(u16, Box<str>)>,
 }
 
-/// Pass 1's result.
+/// Pass 1's result: compact, one small record per person.
 struct Grouping {
     persons: Vec<Person>,
-    /// (source index, identity) of a primary entry → its person.
-    primary_of: HashMap<(usize, String), usize>,
-    /// Planner keys: (`source/identity`, sync key) per person.
-    keys: Vec<(String, Option<String>)>,
+    /// Per source: identity of a primary entry → its person.
+    primary_of: Vec<HashMap<Box<str>, u32>>,
+    /// Planner keys: (`source/identity`, sync key) per person; taken by the planner.
+    keys: Vec<MatchKey>,
     disabled: HashSet<String>,
-    conflicts: Vec<(String, String)>,
+    /// Persons skipped as conflicts (a key in two clusters), and why.
+    conflicts: Vec<(u32, String)>,
     entries_per_source: Vec<u64>,
 }
 
@@ -99,42 +103,123 @@ pub(crate) async fn run_merged(
         Ok(outcome) => return Ok(outcome),
         Err(snapshot) => snapshot,
     };
+    let phase = std::time::Instant::now();
     let mut read = store.read_snapshot().await?;
     let start = read.versions().await?;
-    let locals = read.local_users().await?;
-    let grouping = group(&run, &mut read, &sources, &kinds).await?;
-    let per_source_links = links_per_source(&locals, &sources);
-    let mut planner = Planner::for_sources(run.rules, locals, &sources, grouping.disabled.clone());
-    planner.match_keys(&grouping.keys);
-    for (uuid, why) in &grouping.conflicts {
-        planner.skip(uuid, why.clone());
+    let mut planner = Planner::for_sources(run.rules, &sources, HashSet::new());
+    add_locals(&mut read, &mut planner).await?;
+    let mut grouping = group(&run, &mut read, &sources, &kinds).await?;
+    planner.set_disabled(std::mem::take(&mut grouping.disabled));
+    planner.match_keys(std::mem::take(&mut grouping.keys));
+    for (uuid, why) in conflict_links(&mut grouping, &sources) {
+        planner.skip(&uuid, why);
     }
     let orphans = planner.orphans();
     let mut plan = Plan::new(planner.synced_users());
-    if let Some(message) = removal_refusal(&run, &sources, &grouping, &per_source_links, &orphans) {
+    tracing::info!(
+        elapsed_ms = phase.elapsed().as_millis(),
+        persons = grouping.persons.len(),
+        removals = orphans.len(),
+        "merged user sync: matches decided"
+    );
+    if let Some(message) = removal_refusal(&run, &sources, &grouping, &planner, &orphans) {
+        let noted = note_orphans(&mut read, &orphans, &mut plan).await;
         finish_read(read).await;
-        for c in &orphans {
-            plan.record(c);
-        }
+        noted?;
         return run.refuse(message, plan, snapshot).await;
     }
     let mut applied = Applied::default();
     let total = grouping.persons.len() as u64;
-    let result = plan_and_apply(
-        &run,
-        &mut read,
-        &sources,
-        &grouping,
-        &mut planner,
-        orphans,
-        &mut plan,
-        &mut applied,
-        &mut progress,
-    )
-    .await;
+    let mut pass2 = Pass2 {
+        run: &run,
+        sources: &sources,
+        g: &grouping,
+        planner: &mut planner,
+        plan: &mut plan,
+        applied: &mut applied,
+        pending: Pending::new(run.options.batch_size),
+        seen: 0,
+        total,
+    };
+    let result = pass2
+        .plan_and_apply(&mut read, &orphans, &mut progress)
+        .await;
     finish_read(read).await;
+    let result = match result {
+        Ok(()) if !run.options.dry_run => {
+            record_cluster_links(&run, &sources, &kinds, &grouping).await
+        }
+        other => other,
+    };
+    tracing::info!(
+        elapsed_ms = phase.elapsed().as_millis(),
+        changes = plan.total_changes(),
+        applied = applied.changes,
+        "merged user sync: planned and applied"
+    );
     progress(total, total);
     run.record(result, start, applied, snapshot, plan).await
+}
+
+/// Record in `user_sources` each person's cluster entry when the person's link is not a
+/// cluster (AD primary, CUCM adding the extension and device), and forget the entries no
+/// longer there, so sign-in and provisioning find the user's own cluster whichever source
+/// is primary. A person in two clusters is a conflict and gets none. Not fenced like the
+/// batches: a stale node's links are derived data the next run rewrites.
+async fn record_cluster_links(
+    run: &Run<'_>,
+    sources: &[String],
+    kinds: &[SourceKind],
+    g: &Grouping,
+) -> Result<(), SyncError> {
+    const BATCH: usize = 5_000;
+    let at = ucbridge_store::now_millis();
+    let mut batch = Vec::with_capacity(BATCH);
+    for (s, primaries) in g.primary_of.iter().enumerate() {
+        if kinds[s] == SourceKind::Cucm {
+            continue; // the link itself is the cluster entry
+        }
+        for (uuid, &p) in primaries {
+            let mut clusters = g.persons[p as usize]
+                .others
+                .iter()
+                .filter(|(o, _)| kinds[*o as usize] == SourceKind::Cucm);
+            let (Some((o, key)), None) = (clusters.next(), clusters.next()) else {
+                continue;
+            };
+            batch.push(ClusterLink {
+                linked_source: sources[s].clone(),
+                linked_key: uuid.to_string(),
+                source: sources[*o as usize].clone(),
+                source_key: key.to_string(),
+            });
+            if batch.len() >= BATCH {
+                run.store.record_cluster_links(&batch, at).await?;
+                batch.clear();
+            }
+        }
+    }
+    run.store.record_cluster_links(&batch, at).await?;
+    run.store.prune_cluster_links(at).await?;
+    Ok(())
+}
+
+/// The conflicts by their primary entry's `source/identity` link: one pass over the
+/// primaries, and only when there are conflicts.
+fn conflict_links(g: &mut Grouping, sources: &[String]) -> Vec<(String, String)> {
+    let mut why: HashMap<u32, String> = std::mem::take(&mut g.conflicts).into_iter().collect();
+    let mut out = Vec::with_capacity(why.len());
+    for (s, primaries) in g.primary_of.iter().enumerate() {
+        if why.is_empty() {
+            break;
+        }
+        for (uuid, p) in primaries {
+            if let Some(w) = why.remove(p) {
+                out.push((link(&sources[s], uuid), w));
+            }
+        }
+    }
+    out
 }
 
 /// Pass 1: read every source's keys and group them into persons.
@@ -146,58 +231,61 @@ async fn group(
 ) -> Result<Grouping, SyncError> {
     let mut g = Grouping {
         persons: Vec::new(),
-        primary_of: HashMap::new(),
+        primary_of: vec![HashMap::new(); sources.len()],
         keys: Vec::new(),
         disabled: HashSet::new(),
         conflicts: Vec::new(),
         entries_per_source: vec![0; sources.len()],
     };
     // sync key → the person holding it and the source of its primary entry.
-    let mut by_key: HashMap<String, (usize, usize)> = HashMap::new();
+    let mut by_key: HashMap<Box<str>, (u32, u16)> = HashMap::new();
     for (s, name) in sources.iter().enumerate() {
-        for (u, disabled) in read.source_keys(name).await? {
+        let s16 = s as u16;
+        let mut rows = read.source_keys(name);
+        while let Some((u, disabled)) = rows.try_next().await? {
             g.entries_per_source[s] += 1;
-            let key = run.rules.key.cucm_value(&u);
+            let key = run.rules.key.cucm_value(&u).map(String::into_boxed_str);
             let joined = key.as_ref().and_then(|k| by_key.get(k)).copied();
             match joined {
                 // Another source's entry for a person already seen: it adds fields.
-                Some((p, primary_source)) if primary_source != s => {
-                    let person = &mut g.persons[p];
-                    let clusters =
-                        kinds[person.source] == SourceKind::Cucm && kinds[s] == SourceKind::Cucm;
-                    if clusters
-                        && !person
-                            .others
-                            .iter()
-                            .any(|(o, _)| kinds[*o] == SourceKind::Cucm)
+                Some((p, primary_source)) if primary_source != s16 => {
+                    let person = &mut g.persons[p as usize];
+                    // The person's clusters so far, primary or not: a second one is a
+                    // conflict whichever source is primary (AD first, two clusters after);
+                    // reported once, at the second.
+                    let mut clusters = std::iter::once(person.source as usize)
+                        .chain(person.others.iter().map(|(o, _)| *o as usize))
+                        .filter(|&o| kinds[o] == SourceKind::Cucm);
+                    let first_cluster = clusters.next();
+                    if let (Some(cluster), None, SourceKind::Cucm) =
+                        (first_cluster, clusters.next(), kinds[s])
                     {
                         g.conflicts.push((
-                            link(&sources[person.source], &person.uuid),
+                            p,
                             format!(
                                 "sync key {:?} is in two CUCM clusters ({} and {}); a user belongs to one cluster; user skipped",
                                 key.as_deref().unwrap_or_default(),
-                                sources[person.source],
+                                sources[cluster],
                                 name
                             ),
                         ));
                     }
-                    person.others.push((s, u.uuid));
+                    person.others.push((s16, u.uuid.into_boxed_str()));
                 }
                 // New person (or a duplicate key within one source: the planner reports it).
                 _ => {
-                    let p = g.persons.len();
+                    let p = g.persons.len() as u32;
                     if let Some(k) = &key {
-                        by_key.entry(k.clone()).or_insert((p, s));
+                        by_key.entry(k.clone()).or_insert((p, s16));
                     }
                     let id = link(name, &u.uuid);
                     if disabled {
                         g.disabled.insert(id.clone());
                     }
-                    g.keys.push((id, key));
-                    g.primary_of.insert((s, u.uuid.clone()), p);
+                    g.keys.push((Ident::new(&id), key));
+                    g.primary_of[s].insert(u.uuid.into_boxed_str(), p);
                     g.persons.push(Person {
-                        source: s,
-                        uuid: u.uuid,
+                        source: s16,
                         others: Vec::new(),
                     });
                 }
@@ -207,26 +295,13 @@ async fn group(
     Ok(g)
 }
 
-/// Local users linked to each source before this run.
-fn links_per_source(locals: &[LocalUser], sources: &[String]) -> Vec<u64> {
-    sources
-        .iter()
-        .map(|name| {
-            locals
-                .iter()
-                .filter(|l| &l.record.source == name && l.record.source_key.is_some())
-                .count() as u64
-        })
-        .collect()
-}
-
 /// The mass-removal guard, per source: why the removals are refused, unless confirmed.
 fn removal_refusal(
     run: &Run<'_>,
     sources: &[String],
     g: &Grouping,
-    linked: &[u64],
-    orphans: &[UserChange],
+    planner: &Planner<'_>,
+    orphans: &[Orphan],
 ) -> Option<String> {
     if orphans.is_empty() || run.options.confirm_removals {
         return None;
@@ -234,22 +309,21 @@ fn removal_refusal(
     for (s, name) in sources.iter().enumerate() {
         let removals = orphans
             .iter()
-            .filter(|c| matches!(c, UserChange::Disable { before, .. } | UserChange::Delete { before, .. } if &before.source == name))
+            .filter(|o| planner.source_of(o) == name)
             .count() as u64;
         if removals == 0 {
             continue;
         }
+        let linked = planner.linked_to(name);
         if g.entries_per_source[s] == 0 {
             return Some(format!(
-                "source {name} is empty but {} users are linked to it; refusing to remove them (a partial read?). Re-run with --confirm-removals if it really has no users",
-                linked[s]
+                "source {name} is empty but {linked} users are linked to it; refusing to remove them (a partial read?). Re-run with --confirm-removals if it really has no users",
             ));
         }
-        let share = removals as f64 / linked[s].max(1) as f64;
+        let share = removals as f64 / linked.max(1) as f64;
         if share > run.rules.max_removal_share {
             return Some(format!(
-                "the plan would disable or delete {removals} of the {} users linked to source {name} ({:.1} %), more than the allowed {:.1} %; check the plan (--dry-run) and re-run with --confirm-removals",
-                linked[s],
+                "the plan would disable or delete {removals} of the {linked} users linked to source {name} ({:.1} %), more than the allowed {:.1} %; check the plan (--dry-run) and re-run with --confirm-removals",
                 share * 100.0,
                 run.rules.max_removal_share * 100.0
             ));
@@ -258,93 +332,152 @@ fn removal_refusal(
     None
 }
 
-/// Pass 2: stream each source's users; plan each person at its primary entry.
-#[allow(clippy::too_many_arguments)]
-async fn plan_and_apply(
-    run: &Run<'_>,
-    read: &mut ucbridge_store::SnapshotRead,
-    sources: &[String],
-    g: &Grouping,
-    planner: &mut Planner<'_>,
-    orphans: Vec<UserChange>,
-    plan: &mut Plan,
-    applied: &mut Applied,
-    progress: &mut impl FnMut(u64, u64),
-) -> Result<(), SyncError> {
-    let batch = run.options.batch_size.max(1);
-    let total = g.persons.len() as u64;
-    let mut pending: Vec<UserChange> = Vec::new();
-    let mut seen = 0u64;
-    for (s, name) in sources.iter().enumerate() {
-        let mut users = read.source_users(name);
-        while let Some(primary) = users.try_next().await? {
-            let Some(&p) = g.primary_of.get(&(s, primary.uuid.clone())) else {
-                continue;
-            };
-            seen += 1;
-            let person = merge(run, sources, &g.persons[p], primary).await?;
-            match planner.plan_user(&person) {
-                Decision::Unchanged => plan.unchanged += 1,
-                Decision::Problem(problem) => plan.problems.push(Problem {
-                    message: format!("{} (from source {name})", problem.message),
-                    ..problem
-                }),
-                Decision::Change(c) => {
-                    plan.record(&c);
-                    if !run.options.dry_run {
-                        pending.push(c);
-                        if pending.len() >= batch {
-                            run.apply(&pending, applied).await?;
-                            pending.clear();
-                            progress(seen, total);
-                        }
-                    }
+/// Pass 2's state: each source's users in keyset pages, each person planned once at its
+/// primary entry, with the other entries and the local records read per page.
+struct Pass2<'a, 'r> {
+    run: &'a Run<'a>,
+    sources: &'a [String],
+    g: &'a Grouping,
+    planner: &'a mut Planner<'r>,
+    plan: &'a mut Plan,
+    applied: &'a mut Applied,
+    pending: Pending,
+    seen: u64,
+    total: u64,
+}
+
+impl Pass2<'_, '_> {
+    async fn plan_and_apply(
+        &mut self,
+        read: &mut ucbridge_store::SnapshotRead,
+        orphans: &[Orphan],
+        progress: &mut impl FnMut(u64, u64),
+    ) -> Result<(), SyncError> {
+        for s in 0..self.sources.len() {
+            let mut after: Option<PageMark> = None;
+            loop {
+                let name = &self.sources[s];
+                let page = read
+                    .source_users_page(name, after.as_ref(), PAGE_USERS)
+                    .await?;
+                let Some(last) = page.last() else { break };
+                after = Some(PageMark::after(last));
+                let full = page.len() == PAGE_USERS;
+                self.page(read, s, page).await?;
+                progress(self.seen, self.total);
+                if !full {
+                    break;
                 }
             }
         }
+        let run = self.run;
+        run.remove_orphans(read, orphans, self.plan, &mut self.pending, self.applied)
+            .await?;
+        run.flush(&mut self.pending, self.applied).await
     }
-    for c in orphans {
-        plan.record(&c);
-        if !run.options.dry_run {
-            pending.push(c);
+
+    /// One page of source `s`: merge its primary entries into persons and plan them.
+    async fn page(
+        &mut self,
+        read: &mut ucbridge_store::SnapshotRead,
+        s: usize,
+        page: Vec<SourceUser>,
+    ) -> Result<(), SyncError> {
+        let primaries: Vec<(u32, SourceUser)> = page
+            .into_iter()
+            .filter_map(|u| self.g.primary_of[s].get(&*u.uuid).map(|&p| (p, u)))
+            .collect();
+        let others = self.others_of(read, &primaries).await?;
+        let persons: Vec<SourceUser> = primaries
+            .into_iter()
+            .map(|(p, primary)| {
+                merge(
+                    self.run,
+                    self.sources,
+                    &self.g.persons[p as usize],
+                    primary,
+                    &others,
+                )
+            })
+            .collect();
+        let ids: Vec<i64> = persons
+            .iter()
+            .filter_map(|u| self.planner.local_of(&u.uuid))
+            .collect();
+        let records = records_of(read, &ids).await?;
+        let name = &self.sources[s];
+        for person in &persons {
+            self.seen += 1;
+            let decision = match self.planner.plan_user(person, &records) {
+                Decision::Problem(problem) => Decision::Problem(Problem {
+                    message: format!("{} (from source {name})", problem.message),
+                    ..problem
+                }),
+                other => other,
+            };
+            self.run
+                .take(decision, self.plan, &mut self.pending, self.applied)
+                .await?;
         }
+        Ok(())
     }
-    for chunk in pending.chunks(batch) {
-        run.apply(chunk, applied).await?;
+
+    /// The other sources' entries of these persons, read in the same snapshot read.
+    async fn others_of(
+        &self,
+        read: &mut ucbridge_store::SnapshotRead,
+        primaries: &[(u32, SourceUser)],
+    ) -> Result<HashMap<(u16, String), SourceUser>, SyncError> {
+        let mut wanted: Vec<Vec<&str>> = vec![Vec::new(); self.sources.len()];
+        for (p, _) in primaries {
+            for (o, uuid) in &self.g.persons[*p as usize].others {
+                wanted[*o as usize].push(uuid);
+            }
+        }
+        let mut out = HashMap::new();
+        for (o, uuids) in wanted.iter().enumerate() {
+            if uuids.is_empty() {
+                continue;
+            }
+            for u in read.source_users_by_uuid(&self.sources[o], uuids).await? {
+                out.insert((o as u16, u.uuid.clone()), u);
+            }
+        }
+        Ok(out)
     }
-    Ok(())
 }
 
 /// The person as one snapshot user: the primary entry's fields (those its source may
 /// supply), then each empty field from the next source that has it and may supply it.
 /// Its uuid is the primary's `source/identity` link.
-async fn merge(
+fn merge(
     run: &Run<'_>,
     sources: &[String],
     person: &Person,
     primary: SourceUser,
-) -> Result<SourceUser, SyncError> {
+    others: &HashMap<(u16, String), SourceUser>,
+) -> SourceUser {
+    let primary_source = &sources[person.source as usize];
     let mut merged = SourceUser {
-        uuid: link(&sources[person.source], &primary.uuid),
+        uuid: link(primary_source, &primary.uuid),
         userid: primary.userid.clone(),
         ..SourceUser::default()
     };
     fill(
         &mut merged,
         &primary,
-        run.rules.source_fields.get(&sources[person.source]),
+        run.rules.source_fields.get(primary_source),
     );
     for (s, uuid) in &person.others {
-        // Read by index outside the planning read: another entry of the same person.
-        if let Some(other) = run.store.snapshot_user(&sources[*s], uuid).await? {
+        if let Some(other) = others.get(&(*s, uuid.to_string())) {
             fill(
                 &mut merged,
-                &other,
-                run.rules.source_fields.get(&sources[*s]),
+                other,
+                run.rules.source_fields.get(&sources[*s as usize]),
             );
         }
     }
-    Ok(merged)
+    merged
 }
 
 /// Copy into the empty fields of `into` the fields of `from` that `allowed` lets through.

@@ -2,10 +2,14 @@
 //! list the changes. Pure: no I/O, so it is tested exhaustively and a dry run shows
 //! exactly what an apply would do.
 //!
-//! Two passes so memory stays bounded on large directories: [`Planner::match_keys`] sees
-//! only each CUCM user's uuid and key and decides every match (so the removals, and the
-//! mass-removal guard, are known before anything is applied); [`Planner::plan_user`] then
-//! takes the full users one at a time, as they stream from the database.
+//! Two passes so memory stays flat per user on large directories: [`Planner::add_local`]
+//! keeps only what matching needs of each local user (id, username, link; no field sync
+//! writes) and [`Planner::match_keys`] sees only each CUCM user's identity (a pkid packed
+//! into 16 bytes, see [`Ident`]) and key, and decides every match (so the removals, and
+//! the mass-removal guard, are known before anything is applied: [`Planner::orphans`]
+//! gives ids, whose records are read only when the removal is made);
+//! [`Planner::plan_user`] then takes the full users a page at a time, with the full
+//! records of that page's matched local users ([`Planner::local_of`]).
 //!
 //! Matching, in order of precedence:
 //! 1. a local user already linked to the CUCM user (`source = "cucm"`, `source_key` = the
@@ -18,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use ucbridge_store::local_index::LocalIndex;
-use ucbridge_store::{LocalUser, RunSummary, SourceUser, UserChange, UserRecord};
+use ucbridge_store::{LocalMatch, LocalUser, RunSummary, SourceUser, UserChange, UserRecord};
 
 use crate::rules::{CompiledRules, LocalKey, OrphanAction};
 
@@ -46,7 +50,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub const KEPT_CHANGES: usize = 10_000;
+    pub const KEPT_CHANGES: usize = 1000;
 
     /// An empty plan over `synced_users` linked local users.
     pub fn new(synced_users: usize) -> Plan {
@@ -71,6 +75,19 @@ impl Plan {
     pub fn total_changes(&self) -> u64 {
         let s = self.counts;
         s.creates + s.updates + s.disables + s.deletes
+    }
+
+    /// Whether [`Plan::record`] still keeps changes in full (else it only counts them).
+    pub fn keeps_more(&self) -> bool {
+        self.changes.len() < Self::KEPT_CHANGES
+    }
+
+    /// Count a removal that is not kept (so its record need not be read).
+    pub fn count_removal(&mut self, orphan: &Orphan) {
+        match orphan.delete {
+            true => self.counts.deletes += 1,
+            false => self.counts.disables += 1,
+        }
     }
 
     /// Count a change, keeping it in `changes` while there is room.
@@ -103,21 +120,113 @@ fn lower(s: &str) -> String {
     s.trim().to_lowercase()
 }
 
-/// Where a CUCM user goes, decided in the first pass.
-#[derive(Debug, Clone)]
+/// Where a CUCM user goes, decided in the first pass. Small on purpose (one per snapshot
+/// user): a skip's reason lives in [`Planner::skips`].
+#[derive(Debug, Clone, Copy)]
 enum Target {
-    Local(usize),
+    /// Position in [`Planner::locals`].
+    Local(u32),
     New,
-    Skip(String),
+    /// Index of the reason in [`Planner::skips`].
+    Skip(u32),
+}
+
+/// What the planner keeps of a local user between the passes: no field sync writes, so
+/// a directory's worth fits in memory; pass 2 reads the full records a page at a time.
+#[derive(Debug)]
+struct Local {
+    id: i64,
+    username: Box<str>,
+    /// The link as the planner compares it (see [`link_of`]).
+    link: Option<Ident>,
+    /// Index into [`Planner::source_names`].
+    source: u16,
+    has_source_key: bool,
+    disabled: bool,
+}
+
+/// One (uuid, lower-cased sync key) of the snapshot, for [`Planner::match_keys`].
+pub type MatchKey = (Ident, Option<Box<str>>);
+
+/// A snapshot identity, held compactly: CUCM's pkid as AXL shows it
+/// (`{XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX}`, upper-case hex) as its 16 bytes, anything
+/// else as text. Only that exact spelling is packed, so two idents are equal exactly when
+/// their strings are.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Ident {
+    Guid([u8; 16]),
+    Text(Box<str>),
+}
+
+impl Ident {
+    pub fn new(s: &str) -> Ident {
+        Self::guid(s).map_or_else(|| Ident::Text(s.into()), Ident::Guid)
+    }
+
+    fn guid(s: &str) -> Option<[u8; 16]> {
+        let b = s.as_bytes();
+        if b.len() != 38 || b[0] != b'{' || b[37] != b'}' {
+            return None;
+        }
+        let hex = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        };
+        let mut out = [0u8; 16];
+        let mut n = 0;
+        let mut i = 1;
+        while i < 37 {
+            if matches!(i, 9 | 14 | 19 | 24) {
+                if b[i] != b'-' {
+                    return None;
+                }
+                i += 1;
+                continue;
+            }
+            out[n] = hex(b[i])? << 4 | hex(b[i + 1])?;
+            n += 1;
+            i += 2;
+        }
+        Some(out)
+    }
+}
+
+/// A synced user no snapshot user matched any more: what the plan does to it. Its full
+/// record (the change's before-image) is read when the change is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Orphan {
+    pub id: i64,
+    pub delete: bool,
+    source: u16,
+}
+
+impl Orphan {
+    /// The change, given the user's record as of the plan's read.
+    pub fn change(&self, before: UserRecord) -> UserChange {
+        match self.delete {
+            true => UserChange::Delete {
+                id: self.id,
+                before,
+            },
+            false => UserChange::Disable {
+                id: self.id,
+                before,
+            },
+        }
+    }
 }
 
 /// Plans a sync in two passes (see the module docs).
 pub struct Planner<'r> {
     rules: &'r CompiledRules,
-    locals: Vec<LocalUser>,
+    locals: Vec<Local>,
+    /// Local users' sources, interned (a handful of distinct names).
+    source_names: Vec<Box<str>>,
     index: LocalIndex,
-    targets: HashMap<String, Target>,
-    claimed: HashSet<usize>,
+    targets: HashMap<Ident, Target>,
+    skips: Vec<String>,
+    claimed: Vec<bool>,
     new_usernames: HashSet<String>,
     synced_users: usize,
     /// Several sources ([`Planner::for_sources`]): local users linked to any of these are
@@ -127,32 +236,31 @@ pub struct Planner<'r> {
     disabled: HashSet<String>,
 }
 
-/// The link of a local record as the planner sees it: the CUCM uuid alone, or
+/// The link of a local user as the planner sees it: the CUCM uuid alone, or
 /// `source/identity` when several sources are synced.
-fn link_of<'a>(
-    link_sources: &Option<HashSet<String>>,
-    r: &'a UserRecord,
-) -> Option<std::borrow::Cow<'a, str>> {
-    let key = r.source_key.as_deref()?;
+fn link_of(link_sources: &Option<HashSet<String>>, l: &LocalMatch) -> Option<Ident> {
+    let key = l.source_key.as_deref()?;
     match link_sources {
-        None => (r.source == SOURCE).then_some(std::borrow::Cow::Borrowed(key)),
+        None => (l.source == SOURCE).then(|| Ident::new(key)),
         Some(set) => set
-            .contains(&r.source)
-            .then(|| std::borrow::Cow::Owned(format!("{}/{key}", r.source))),
+            .contains(&l.source)
+            .then(|| Ident::new(&format!("{}/{key}", l.source))),
     }
 }
 
 impl<'r> Planner<'r> {
-    pub fn new(rules: &'r CompiledRules, locals: Vec<LocalUser>) -> Self {
-        let index = LocalIndex::new(&locals, rules.key.local);
+    /// A planner with no local users yet; add them with [`Planner::add_local`].
+    pub fn new(rules: &'r CompiledRules) -> Self {
         Planner {
             rules,
-            synced_users: locals.iter().filter(|u| u.record.source == SOURCE).count(),
-            locals,
-            index,
+            locals: Vec::new(),
+            source_names: Vec::new(),
+            index: LocalIndex::empty(rules.key.local),
             targets: HashMap::new(),
-            claimed: HashSet::new(),
+            skips: Vec::new(),
+            claimed: Vec::new(),
             new_usernames: HashSet::new(),
+            synced_users: 0,
             link_sources: None,
             disabled: HashSet::new(),
         }
@@ -163,58 +271,98 @@ impl<'r> Planner<'r> {
     /// users.
     pub fn for_sources(
         rules: &'r CompiledRules,
-        locals: Vec<LocalUser>,
         sources: &[String],
         disabled: HashSet<String>,
     ) -> Self {
-        let mut planner = Planner::new(rules, locals);
-        let set: HashSet<String> = sources.iter().cloned().collect();
-        planner.synced_users = planner
-            .locals
-            .iter()
-            .filter(|u| set.contains(&u.record.source) && u.record.source_key.is_some())
-            .count();
-        planner.link_sources = Some(set);
+        let mut planner = Planner::new(rules);
+        planner.link_sources = Some(sources.iter().cloned().collect());
         planner.disabled = disabled;
         planner
+    }
+
+    /// The snapshot uuids whose users are disabled in their directory.
+    pub fn set_disabled(&mut self, disabled: HashSet<String>) {
+        self.disabled = disabled;
+    }
+
+    /// Take in one local user (pass 1, before [`Planner::match_keys`]).
+    pub fn add_local(&mut self, l: &LocalMatch) {
+        let synced = match &self.link_sources {
+            None => l.source == SOURCE,
+            Some(set) => set.contains(&l.source) && l.source_key.is_some(),
+        };
+        self.synced_users += usize::from(synced);
+        let pos = self.locals.len();
+        self.index
+            .insert(pos, &l.username, l.email.as_deref(), &l.aliases);
+        let source = match self.source_names.iter().position(|s| **s == *l.source) {
+            Some(i) => i,
+            None => {
+                self.source_names.push(l.source.as_str().into());
+                self.source_names.len() - 1
+            }
+        };
+        self.locals.push(Local {
+            id: l.id,
+            username: l.username.as_str().into(),
+            link: link_of(&self.link_sources, l),
+            source: u16::try_from(source).unwrap_or(u16::MAX),
+            has_source_key: l.source_key.is_some(),
+            disabled: l.disabled,
+        });
+        self.claimed.push(false);
     }
 
     /// Skip a snapshot user after matching (a conflict found outside the planner); a local
     /// user it matched stays claimed, so it is not taken for an orphan.
     pub fn skip(&mut self, uuid: &str, why: String) {
-        if let Some(t) = self.targets.get_mut(uuid) {
-            *t = Target::Skip(why);
+        if let Some(t) = self.targets.get_mut(&Ident::new(uuid)) {
+            self.skips.push(why);
+            *t = Target::Skip(self.skips.len() as u32 - 1);
         }
     }
 
-    /// Pass 1: decide every match from `(uuid, sync key)` of all CUCM users.
-    pub fn match_keys(&mut self, keys: &[(String, Option<String>)]) {
-        let linked: HashMap<std::borrow::Cow<'_, str>, usize> = self
+    /// Pass 1: decide every match from `(uuid, sync key)` of all CUCM users. The uuids
+    /// move into the planner (no second copy of them is made).
+    pub fn match_keys(&mut self, keys: Vec<MatchKey>) {
+        let decided = self.decide(&keys);
+        let mut targets = HashMap::with_capacity(keys.len());
+        for ((uuid, _), target) in keys.into_iter().zip(decided) {
+            targets.insert(uuid, target);
+        }
+        self.targets = targets;
+    }
+
+    /// Each snapshot user's target, in the order of `keys` (which decides who claims a
+    /// local user first).
+    fn decide(&mut self, keys: &[MatchKey]) -> Vec<Target> {
+        let linked: HashMap<&Ident, usize> = self
             .locals
             .iter()
             .enumerate()
-            .filter_map(|(i, u)| link_of(&self.link_sources, &u.record).map(|k| (k, i)))
+            .filter_map(|(i, l)| l.link.as_ref().map(|k| (k, i)))
             .collect();
-        let in_snapshot: HashSet<&str> = keys.iter().map(|(u, _)| u.as_str()).collect();
+        let in_snapshot: HashSet<&Ident> = keys.iter().map(|(u, _)| u).collect();
         // Keys seen more than once in the source cannot identify anyone.
-        let mut key_count: HashMap<&str, usize> = HashMap::new();
-        for (_, k) in keys {
-            if let Some(k) = k {
-                *key_count.entry(k.as_str()).or_default() += 1;
-            }
+        let mut key_count: HashMap<&str, u32> = HashMap::new();
+        for k in keys.iter().filter_map(|(_, k)| k.as_deref()) {
+            *key_count.entry(k).or_default() += 1;
         }
-        let mut targets = HashMap::with_capacity(keys.len());
+        let mut targets = Vec::with_capacity(keys.len());
+        let skips = &mut self.skips;
+        let mut skip = |why: String| {
+            skips.push(why);
+            Target::Skip(skips.len() as u32 - 1)
+        };
         for (uuid, key) in keys {
-            let target = if let Some(&i) = linked.get(uuid.as_str()) {
-                Target::Local(i)
+            let target = if let Some(&i) = linked.get(uuid) {
+                Target::Local(i as u32)
             } else {
-                match key {
-                    None => Target::Skip("empty sync key; user skipped".into()),
-                    Some(key) if key_count.get(key.as_str()).copied().unwrap_or(0) > 1 => {
-                        Target::Skip(format!(
-                            "sync key {key:?} is used by more than one CUCM user; user skipped"
-                        ))
-                    }
+                match key.as_deref() {
+                    None => skip("empty sync key; user skipped".into()),
+                    Some(key) if key_count.get(key).copied().unwrap_or(0) > 1 => skip(format!(
+                        "sync key {key:?} is used by more than one CUCM user; user skipped"
+                    )),
                     Some(key) => {
                         // Users linked to another CUCM user that still exists are not candidates.
                         let candidates: Vec<usize> = self
@@ -223,21 +371,19 @@ impl<'r> Planner<'r> {
                             .iter()
                             .copied()
                             .filter(|&i| {
-                                let r = &self.locals[i].record;
-                                !link_of(&self.link_sources, r).is_some_and(|k| {
-                                    k.as_ref() != uuid.as_str() && in_snapshot.contains(k.as_ref())
-                                })
+                                !self.locals[i]
+                                    .link
+                                    .as_ref()
+                                    .is_some_and(|k| k != uuid && in_snapshot.contains(k))
                             })
                             .collect();
                         match candidates.as_slice() {
                             [] => Target::New,
-                            [one] => Target::Local(*one),
+                            [one] => Target::Local(*one as u32),
                             many => {
-                                let names: Vec<&str> = many
-                                    .iter()
-                                    .map(|&i| self.locals[i].record.username.as_str())
-                                    .collect();
-                                Target::Skip(format!(
+                                let names: Vec<&str> =
+                                    many.iter().map(|&i| &*self.locals[i].username).collect();
+                                skip(format!(
                                     "sync key {key:?} matches {} local users ({}); user skipped",
                                     many.len(),
                                     names.join(", ")
@@ -248,53 +394,84 @@ impl<'r> Planner<'r> {
                 }
             };
             let target = match target {
-                Target::Local(i) if !self.claimed.insert(i) => Target::Skip(format!(
+                Target::Local(i) if self.claimed[i as usize] => skip(format!(
                     "local user {} is already matched by another CUCM user; user skipped",
-                    self.locals[i].record.username
+                    self.locals[i as usize].username
                 )),
+                Target::Local(i) => {
+                    self.claimed[i as usize] = true;
+                    Target::Local(i)
+                }
                 other => other,
             };
-            targets.insert(uuid.clone(), target);
+            targets.push(target);
         }
-        self.targets = targets;
+        targets
     }
 
     /// The removals the plan will make: synced users no CUCM user matched. Known after
     /// pass 1, before anything is applied.
-    pub fn orphans(&self) -> Vec<UserChange> {
+    pub fn orphans(&self) -> Vec<Orphan> {
+        let cucm = self.source_names.iter().position(|s| &**s == SOURCE);
         let mut out = Vec::new();
-        for (i, local) in self.locals.iter().enumerate() {
-            let r = &local.record;
-            let orphaned = !self.claimed.contains(&i)
-                && match link_of(&self.link_sources, r) {
-                    Some(k) => !self.targets.contains_key(k.as_ref()),
-                    None => self.link_sources.is_none() && r.source == SOURCE,
+        for (i, l) in self.locals.iter().enumerate() {
+            let orphaned = !self.claimed[i]
+                && match &l.link {
+                    Some(k) => !self.targets.contains_key(k),
+                    None => self.link_sources.is_none() && cucm == Some(l.source as usize),
                 };
             if !orphaned {
                 continue;
             }
-            match self.rules.orphans {
-                OrphanAction::Keep => {}
-                OrphanAction::Disable if r.disabled => {}
-                OrphanAction::Disable => out.push(UserChange::Disable {
-                    id: local.id,
-                    before: r.clone(),
-                }),
-                OrphanAction::Delete => out.push(UserChange::Delete {
-                    id: local.id,
-                    before: r.clone(),
-                }),
-            }
+            let delete = match self.rules.orphans {
+                OrphanAction::Keep => continue,
+                OrphanAction::Disable if l.disabled => continue,
+                OrphanAction::Disable => false,
+                OrphanAction::Delete => true,
+            };
+            out.push(Orphan {
+                id: l.id,
+                delete,
+                source: l.source,
+            });
         }
         out
+    }
+
+    /// The source (`users.source`) of an orphan.
+    pub fn source_of(&self, orphan: &Orphan) -> &str {
+        self.source_names
+            .get(orphan.source as usize)
+            .map_or("", |s| &**s)
+    }
+
+    /// Local users linked to `source` (with a source key) before this plan.
+    pub fn linked_to(&self, source: &str) -> u64 {
+        let Some(s) = self.source_names.iter().position(|n| &**n == source) else {
+            return 0;
+        };
+        self.locals
+            .iter()
+            .filter(|l| l.source as usize == s && l.has_source_key)
+            .count() as u64
     }
 
     pub fn synced_users(&self) -> usize {
         self.synced_users
     }
 
-    /// Pass 2: the change (if any) for one CUCM user.
-    pub fn plan_user(&mut self, u: &SourceUser) -> Decision {
+    /// The id of the local user a snapshot user was matched to, if any: pass 2 reads the
+    /// full records of a page's matches with it.
+    pub fn local_of(&self, uuid: &str) -> Option<i64> {
+        match self.targets.get(&Ident::new(uuid))? {
+            Target::Local(i) => Some(self.locals[*i as usize].id),
+            _ => None,
+        }
+    }
+
+    /// Pass 2: the change (if any) for one CUCM user; `records` holds (at least) the full
+    /// record of its match, by id ([`Planner::local_of`]).
+    pub fn plan_user(&mut self, u: &SourceUser, records: &HashMap<i64, UserRecord>) -> Decision {
         let problem = |message: String| {
             Decision::Problem(Problem {
                 cucm_userid: Some(u.userid.clone()),
@@ -302,20 +479,26 @@ impl<'r> Planner<'r> {
                 message,
             })
         };
-        match self.targets.get(&u.uuid) {
+        match self.targets.get(&Ident::new(&u.uuid)).copied() {
             None => problem(
                 "the user appeared while the sync was being planned; it is synced next time".into(),
             ),
-            Some(Target::Skip(why)) => problem(why.clone()),
+            Some(Target::Skip(why)) => problem(self.skips[why as usize].clone()),
             Some(Target::Local(i)) => {
-                let local = &self.locals[*i];
-                let after = self.desired(u, local.record.clone());
-                if after == local.record {
+                let local = &self.locals[i as usize];
+                let Some(record) = records.get(&local.id) else {
+                    return problem(format!(
+                        "local user {} disappeared while the sync was being planned; it is synced next time",
+                        local.username
+                    ));
+                };
+                let after = self.desired(u, record.clone());
+                if after == *record {
                     Decision::Unchanged
                 } else {
                     Decision::Change(UserChange::Update {
                         id: local.id,
-                        before: local.record.clone(),
+                        before: record.clone(),
                         after,
                     })
                 }
@@ -363,22 +546,32 @@ impl Planner<'_> {
 
 /// Plan in memory in one go (both passes): for tests and small directories.
 pub fn plan(rules: &CompiledRules, snapshot: &[SourceUser], locals: &[LocalUser]) -> Plan {
-    let mut planner = Planner::new(rules, locals.to_vec());
-    let keys: Vec<(String, Option<String>)> = snapshot
+    let mut planner = Planner::new(rules);
+    for l in locals {
+        planner.add_local(&LocalMatch::from(l));
+    }
+    let keys: Vec<MatchKey> = snapshot
         .iter()
-        .map(|u| (u.uuid.clone(), rules.key.cucm_value(u)))
+        .map(|u| {
+            let key = rules.key.cucm_value(u).map(String::into_boxed_str);
+            (Ident::new(&u.uuid), key)
+        })
         .collect();
-    planner.match_keys(&keys);
+    planner.match_keys(keys);
+    let records: HashMap<i64, UserRecord> =
+        locals.iter().map(|l| (l.id, l.record.clone())).collect();
     let mut plan = Plan::new(planner.synced_users());
     for u in snapshot {
-        match planner.plan_user(u) {
+        match planner.plan_user(u, &records) {
             Decision::Unchanged => plan.unchanged += 1,
             Decision::Change(c) => plan.record(&c),
             Decision::Problem(p) => plan.problems.push(p),
         }
     }
-    for c in planner.orphans() {
-        plan.record(&c);
+    for o in planner.orphans() {
+        if let Some(before) = records.get(&o.id) {
+            plan.record(&o.change(before.clone()));
+        }
     }
     plan
 }
@@ -565,6 +758,28 @@ mod tests {
         let p = plan(&rules, &[src(1, "alice")], &[local(1, "ALICE")]);
         assert!(p.changes.is_empty());
         assert!(p.problems[0].message.contains("already taken"));
+    }
+
+    #[test]
+    fn only_canonical_pkids_are_packed() {
+        let pkid = "{0A1B2C3D-4E5F-6789-ABCD-EF0123456789}";
+        assert!(matches!(Ident::new(pkid), Ident::Guid(_)));
+        assert_ne!(
+            Ident::new(pkid),
+            Ident::new("{0A1B2C3D-4E5F-6789-ABCD-EF012345678A}")
+        );
+        // Another spelling of the same GUID is another string, so another identity.
+        let lower = "{0a1b2c3d-4e5f-6789-abcd-ef0123456789}";
+        assert!(matches!(Ident::new(lower), Ident::Text(_)));
+        assert_ne!(Ident::new(pkid), Ident::new(lower));
+        for other in [
+            "ad/{0A1B2C3D-4E5F-6789-ABCD-EF0123456789}",
+            "{U1}",
+            "",
+            "{0A1B2C3D+4E5F-6789-ABCD-EF0123456789}",
+        ] {
+            assert_eq!(Ident::new(other), Ident::Text(other.into()));
+        }
     }
 
     #[test]

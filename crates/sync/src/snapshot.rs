@@ -1,11 +1,21 @@
 //! Stage 1: keep the local snapshot of CUCM end users fresh.
 //!
 //! - Full refresh: claim the refresh (one node at a time), note the change-queue position,
-//!   read display names and device associations with paged SQL (LUser has neither),
-//!   page through listUser, stage every page, then swap the staging table in atomically.
-//!   Any failure leaves the previous snapshot as it was and marks the state `failed`.
+//!   read the users page by page with executeSQLQuery and stage every page, then swap the
+//!   staging table in atomically. Any failure leaves the previous snapshot as it was and
+//!   marks the state `failed`.
 //! - Incremental: poll listChange from the stored cursor and getUser each added or
 //!   updated user, so a change on CUCM reaches the snapshot within one poll interval.
+//!
+//! Why SQL pages by key rather than listUser: listUser pages with `skip`, and a SKIP page
+//! costs the database every skipped row, so a refresh grew quadratically with the users
+//! (and LUser lacks display name and devices, which needed a second read of all users
+//! held in memory). Here each page is `FIRST n … WHERE pkid > last ORDER BY pkid`
+//! (keyset), and the devices of exactly that page's pkid range are read with it, so the
+//! cost per user is flat and memory holds one page. Pages stay far below CUCM's 8 MB
+//! answer limit for executeSQLQuery (AXL Developer Guide, "Data Throttling"); an answer
+//! that is too large anyway shrinks the page. The rows must equal what getUser gives (the
+//! incremental path), or every poll would see phantom changes.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,15 +23,36 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde::Serialize;
-use ucbridge_axl::{
-    AxlClient, AxlError, ChangeAction, ChangeCursor, Key, ListOptions, User, UserSearch, UserTag,
-};
+use ucbridge_axl::{AxlClient, AxlError, ChangeAction, ChangeCursor, Key, SqlQuery, SqlRow, User};
 use ucbridge_store::{
     RefreshClaimant, RefreshState, SourceKind, SourceUser, Store, StoreError, SwapSummary,
 };
 
 use crate::cucm_source::SourceTarget;
 use crate::SyncError;
+
+/// One page of end users with everything the snapshot keeps, as getUser has it (the lab's
+/// getUser SELECT, crates/lab/src/ops/user.rs). Unconfirmed on a real CUCM, hence kept to
+/// the simplest forms: that `tkdnusage = 1` is the primary extension (typednusage
+/// "Primary Extension", as the lab models it; not checked against the data dictionary),
+/// that Informix orders and compares the `pkid` strings (lower-case GUID text) as Rust
+/// compares them, and `> ''` before the first page.
+const USERS_SQL: &str = "SELECT FIRST ? eu.pkid, eu.userid, eu.firstname, eu.middlename, \
+    eu.lastname, eu.displayname, eu.mailid, eu.department, eu.manager, eu.status, \
+    eu.directoryuri, eu.telephonenumber, eu.title, eu.mobile, eu.homephone, eu.pager, \
+    np.dnorpattern, rp.name \
+    FROM enduser eu \
+    LEFT OUTER JOIN endusernumplanmap enm ON enm.fkenduser = eu.pkid AND enm.tkdnusage = 1 \
+    LEFT OUTER JOIN numplan np ON np.pkid = enm.fknumplan \
+    LEFT OUTER JOIN routepartition rp ON rp.pkid = np.fkroutepartition \
+    WHERE eu.pkid > ? ORDER BY eu.pkid";
+
+/// Controlled devices (`tkuserassociation = 1`, what getUser lists as associatedDevices)
+/// of the users in one pkid range, after a (fkenduser, pkid) key.
+const DEVICES_SQL: &str = "SELECT FIRST ? m.fkenduser, m.pkid, d.name \
+    FROM enduserdevicemap m JOIN device d ON d.pkid = m.fkdevice \
+    WHERE m.tkuserassociation = 1 AND m.fkenduser >= ? AND m.fkenduser <= ? \
+    AND (m.fkenduser > ? OR m.pkid > ?) ORDER BY m.fkenduser, m.pkid";
 
 /// Default of [`SnapshotOptions::stale_refresh_after`].
 pub const DEFAULT_STALE_REFRESH_AFTER: Duration = Duration::from_secs(60);
@@ -31,9 +62,10 @@ pub const MIN_STALE_REFRESH_AFTER: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct SnapshotOptions {
-    /// listUser rows per request.
+    /// End users per executeSQLQuery page of a full refresh (`[snapshot] page_size`).
     pub page_size: u32,
-    /// Rows per SQL page for display names and device associations.
+    /// Device-association rows per executeSQLQuery page, within one page of users (more
+    /// than one page only when those users have more devices than this).
     pub sql_page_size: u32,
     /// getUser calls in flight while applying changes. CUCM asks clients not to flood it
     /// with concurrent queries (AXL Developer Guide, "Data Throttling"), so keep it small.
@@ -81,25 +113,6 @@ pub struct PollReport {
     pub rows_changed: u64,
 }
 
-/// The tags read by a full refresh: everything the snapshot keeps that LUser has.
-const TAGS: &[UserTag] = &[
-    UserTag::FirstName,
-    UserTag::MiddleName,
-    UserTag::LastName,
-    UserTag::Userid,
-    UserTag::Mailid,
-    UserTag::Department,
-    UserTag::Manager,
-    UserTag::PrimaryExtension,
-    UserTag::Status,
-    UserTag::DirectoryUri,
-    UserTag::TelephoneNumber,
-    UserTag::Title,
-    UserTag::MobileNumber,
-    UserTag::HomeNumber,
-    UserTag::PagerNumber,
-];
-
 /// `{UPPER-CASE}`: AXL shows uuids that way, SQL lower-case without braces, and CUCM's
 /// own listChange example without braces (notes §1, §6).
 pub fn canonical_uuid(uuid: &str) -> String {
@@ -112,21 +125,12 @@ pub fn canonical_uuid(uuid: &str) -> String {
     )
 }
 
-/// What SQL adds to a listUser row: display name and associated devices (sorted, so the
-/// full and incremental paths agree on the order).
-#[derive(Debug, Default, Clone)]
-struct Extra {
-    display_name: Option<String>,
-    devices: Vec<String>,
-}
-
-fn source_user(u: User, extra: Option<Extra>) -> Option<SourceUser> {
+/// The snapshot user of a getUser answer (the incremental path): devices sorted and
+/// deduplicated, as [`sql_source_user`] and the full refresh make them.
+fn source_user(u: User) -> Option<SourceUser> {
     let uuid = canonical_uuid(u.uuid.as_deref()?);
     let userid = u.userid?;
-    let (display_name, mut devices) = match extra {
-        Some(e) => (e.display_name, e.devices),
-        None => (u.display_name, u.associated_devices),
-    };
+    let mut devices = u.associated_devices;
     devices.sort();
     devices.dedup();
     Some(SourceUser {
@@ -135,7 +139,7 @@ fn source_user(u: User, extra: Option<Extra>) -> Option<SourceUser> {
         first_name: u.first_name,
         middle_name: u.middle_name,
         last_name: u.last_name,
-        display_name,
+        display_name: u.display_name,
         mailid: u.mailid,
         telephone_number: u.telephone_number,
         primary_extension: u.primary_extension.as_ref().map(|d| d.pattern.clone()),
@@ -150,6 +154,151 @@ fn source_user(u: User, extra: Option<Extra>) -> Option<SourceUser> {
         status: u.status,
         associated_devices: devices,
     })
+}
+
+/// A column as AXL's getUser would give the field: trimmed, empty or NULL as `None`
+/// (CUCM sends `<col/>` for both, and AXL's parser drops blank elements).
+fn text(row: &SqlRow, column: &str) -> Option<String> {
+    row.get(column)
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+/// The snapshot user of one [`USERS_SQL`] row, field for field what [`source_user`] makes
+/// of getUser (devices are added by the caller). A primary extension without pattern is
+/// none, and its partition goes with it, as `DirectoryNumber::from_node` reads `XDirn`.
+fn sql_source_user(row: &SqlRow) -> Option<SourceUser> {
+    let uuid = canonical_uuid(row.get("pkid").filter(|p| !p.trim().is_empty())?);
+    let userid = text(row, "userid")?;
+    let primary_extension = text(row, "dnorpattern");
+    let primary_extension_partition = primary_extension.as_ref().and(text(row, "name"));
+    Some(SourceUser {
+        uuid,
+        userid,
+        first_name: text(row, "firstname"),
+        middle_name: text(row, "middlename"),
+        last_name: text(row, "lastname"),
+        display_name: text(row, "displayname"),
+        mailid: text(row, "mailid"),
+        telephone_number: text(row, "telephonenumber"),
+        primary_extension,
+        primary_extension_partition,
+        department: text(row, "department"),
+        manager: text(row, "manager"),
+        title: text(row, "title"),
+        mobile_number: text(row, "mobile"),
+        home_number: text(row, "homephone"),
+        pager_number: text(row, "pager"),
+        directory_uri: text(row, "directoryuri"),
+        // getUser's <status> is this integer (1 active, 2 inactive), parsed the same way.
+        status: text(row, "status").and_then(|s| s.parse().ok()),
+        associated_devices: Vec::new(),
+    })
+}
+
+/// Keyset paging over executeSQLQuery: each page is `FIRST n` rows after the last key
+/// seen (`key` columns, compared as a tuple of strings). A "Query request too large"
+/// answer shrinks the page as the list pagers do (to 90 % of CUCM's suggestion, else
+/// half) down to one row. Keys must not go down within a page and must grow from page
+/// to page, or the next page could repeat this one forever.
+struct KeysetPager {
+    key: &'static [&'static str],
+    page_size: u32,
+    last: Option<Vec<String>>,
+    done: bool,
+}
+
+impl KeysetPager {
+    fn new(key: &'static [&'static str], page_size: u32) -> Self {
+        KeysetPager {
+            key,
+            page_size: page_size.max(1),
+            last: None,
+            done: false,
+        }
+    }
+
+    /// The next page, `None` after the last. `query` makes the statement for a page
+    /// size and the last key of the previous page (`None` for the first).
+    async fn next_page(
+        &mut self,
+        client: &AxlClient,
+        query: impl Fn(u32, Option<&[String]>) -> SqlQuery,
+    ) -> Result<Option<Vec<SqlRow>>, SyncError> {
+        if self.done {
+            return Ok(None);
+        }
+        // Bounded: every retry shrinks the page, and one row that is too large fails.
+        let rows = loop {
+            match client
+                .execute_sql_query(query(self.page_size, self.last.as_deref()))
+                .await
+            {
+                Ok(rows) => break rows,
+                Err(e) => match e.query_too_large() {
+                    Some(q) if self.page_size > 1 => {
+                        let suggested = u32::try_from(q.suggested_rows.saturating_mul(9) / 10)
+                            .unwrap_or(u32::MAX);
+                        let next = if suggested > 0 && suggested < self.page_size {
+                            suggested
+                        } else {
+                            self.page_size / 2
+                        };
+                        tracing::info!(
+                            from = self.page_size,
+                            to = next,
+                            "response too large for CUCM; shrinking page"
+                        );
+                        self.page_size = next;
+                    }
+                    _ => return Err(e.into()),
+                },
+            }
+        };
+        self.check_order(&rows)?;
+        if rows.len() < self.page_size as usize {
+            self.done = true;
+        } else {
+            self.last = rows.last().map(|r| self.key_of(r));
+        }
+        Ok(Some(rows).filter(|r| !r.is_empty()))
+    }
+
+    fn key_of(&self, row: &SqlRow) -> Vec<String> {
+        self.key
+            .iter()
+            .map(|c| row.get(c).unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    fn check_order(&self, rows: &[SqlRow]) -> Result<(), SyncError> {
+        let mut previous = self.last.clone();
+        for (i, row) in rows.iter().enumerate() {
+            let key = self.key_of(row);
+            let bad = key.iter().any(String::is_empty)
+                || previous.as_ref().is_some_and(|p| {
+                    // Strictly after the previous page; equal keys only within a page.
+                    if i == 0 {
+                        key <= *p
+                    } else {
+                        key < *p
+                    }
+                });
+            if bad {
+                return Err(AxlError::Protocol {
+                    operation: "executeSQLQuery".into(),
+                    detail: format!(
+                        "rows not ordered by {} ({key:?} after {previous:?})",
+                        self.key.join(", ")
+                    ),
+                }
+                .into());
+            }
+            previous = Some(key);
+        }
+        Ok(())
+    }
 }
 
 /// Keeps the CUCM snapshot of one store current.
@@ -342,147 +491,101 @@ impl SnapshotKeeper {
             elapsed_ms = phase.elapsed().as_millis(),
             "refresh: change cursor read"
         );
+        // 2. The users by keyset SQL pages, each with its devices, into the staging table.
         let phase = Instant::now();
-        // 2. Display names and device associations by SQL (not in LUser).
-        let mut extra = self.read_extras().await?;
-        tracing::info!(
-            elapsed_ms = phase.elapsed().as_millis(),
-            users = extra.len(),
-            "refresh: display names and devices read"
-        );
-        let phase = Instant::now();
-        // 3. listUser, page by page into the staging table.
-        let mut pager = self.client.user_pager(
-            &UserSearch::all(),
-            TAGS,
-            ListOptions {
-                page_size: self.options.page_size,
-                ..ListOptions::default()
-            },
-        );
-        let mut read = 0u64;
-        while let Some(page) = pager.next_page().await? {
-            read += page.len() as u64;
-            let users: Vec<SourceUser> = page
-                .into_iter()
-                .filter_map(|u| {
-                    let key = canonical_uuid(u.uuid.as_deref().unwrap_or_default());
-                    let e = extra.remove(&key).unwrap_or_default();
-                    source_user(u, Some(e))
-                })
-                .collect();
+        let mut pager = KeysetPager::new(&["pkid"], self.options.page_size);
+        let (mut read, mut pages) = (0u64, 0u64);
+        let users_query = |rows: u32, last: Option<&[String]>| {
+            let from = last.and_then(|k| k.first()).map_or("", String::as_str);
+            SqlQuery::new(USERS_SQL)
+                .bind_int(i64::from(rows))
+                .bind(from)
+        };
+        // Time spent writing the staging table, to tell CUCM's share from the store's.
+        let mut staging = Duration::ZERO;
+        while let Some(rows) = pager.next_page(&self.client, users_query).await? {
+            pages += 1;
+            let users = self.page_users(&rows).await?;
+            read += users.len() as u64;
+            let staged = Instant::now();
             self.target
                 .stage(&self.store, &self.claimant.owner, &users)
                 .await?;
+            staging += staged.elapsed();
             progress(read);
         }
-        let summary = pager.summary();
         tracing::info!(
             elapsed_ms = phase.elapsed().as_millis(),
+            staging_ms = staging.as_millis(),
             users = read,
-            pages = summary.pages,
-            "refresh: users listed and staged"
+            pages,
+            "refresh: users read and staged"
         );
-        Ok((cursor, summary.pages))
+        Ok((cursor, pages))
     }
 
-    /// Display names and device associations of every end user, keyed by canonical uuid.
-    /// Both are read with keyset paging (`WHERE pkid > last ORDER BY pkid`) rather than
-    /// `SKIP n`: a SKIP page costs the database every skipped row (and, on the former
-    /// join ordered by device name, a sort of the whole join), so paging by offset grew
-    /// quadratically with the number of users.
-    async fn read_extras(&self) -> Result<HashMap<String, Extra>, SyncError> {
-        let mut extra: HashMap<String, Extra> = HashMap::new();
-        self.keyset_sql(
-            "SELECT FIRST ? eu.pkid, eu.displayname FROM enduser eu WHERE eu.pkid > ? ORDER BY eu.pkid",
-            "pkid",
-            |row| {
-                if let Some(pkid) = row.get("pkid").filter(|p| !p.is_empty()) {
-                    let e = extra.entry(canonical_uuid(pkid)).or_default();
-                    e.display_name = row
-                        .get("displayname")
-                        .filter(|n| !n.is_empty())
-                        .map(str::to_owned);
-                }
-            },
-        )
-        .await?;
-        // Devices are sorted per user by `source_user`, so the map's order does not matter.
-        self.keyset_sql(
-            "SELECT FIRST ? m.pkid, m.fkenduser, d.name FROM enduserdevicemap m \
-             JOIN device d ON d.pkid = m.fkdevice \
-             WHERE m.tkuserassociation = 1 AND m.pkid > ? ORDER BY m.pkid",
-            "pkid",
-            |row| {
-                let user = row.get("fkenduser").filter(|p| !p.is_empty());
-                let device = row.get("name").filter(|d| !d.is_empty());
-                if let (Some(user), Some(device)) = (user, device) {
-                    let e = extra.entry(canonical_uuid(user)).or_default();
-                    e.devices.push(device.to_owned());
-                }
-            },
-        )
-        .await?;
-        Ok(extra)
-    }
-
-    /// Run `template` (`SELECT FIRST ? … WHERE key > ? ORDER BY key`) page after page, each
-    /// from the last `key` seen, handing every row to `on_row`. A "Query request too
-    /// large" answer shrinks the page as the list pagers do (to 90 % of CUCM's suggestion,
-    /// else half) down to one row.
-    async fn keyset_sql(
-        &self,
-        template: &str,
-        key: &str,
-        mut on_row: impl FnMut(&ucbridge_axl::SqlRow),
-    ) -> Result<u64, SyncError> {
-        let mut page_size = self.options.sql_page_size.max(1);
-        let mut last = String::new();
-        let mut total = 0u64;
-        loop {
-            let query = ucbridge_axl::SqlQuery::new(template)
-                .bind_int(i64::from(page_size))
-                .bind(last.clone());
-            let rows = match self.client.execute_sql_query(query).await {
-                Ok(rows) => rows,
-                Err(e) => match e.query_too_large() {
-                    Some(q) if page_size > 1 => {
-                        let suggested = u32::try_from(q.suggested_rows.saturating_mul(9) / 10)
-                            .unwrap_or(u32::MAX);
-                        let next = if suggested > 0 && suggested < page_size {
-                            suggested
-                        } else {
-                            page_size / 2
-                        };
-                        tracing::info!(
-                            from = page_size,
-                            to = next,
-                            "response too large for CUCM; shrinking page"
-                        );
-                        page_size = next;
-                        continue;
-                    }
-                    _ => return Err(e.into()),
-                },
+    /// The snapshot users of one page of [`USERS_SQL`] rows, with the devices of exactly
+    /// that page's pkid range.
+    async fn page_users(&self, rows: &[SqlRow]) -> Result<Vec<SourceUser>, SyncError> {
+        let (Some(first), Some(last)) = (
+            rows.first().and_then(|r| r.get("pkid")),
+            rows.last().and_then(|r| r.get("pkid")),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let mut devices = self.page_devices(first, last).await?;
+        let mut users: Vec<SourceUser> = Vec::with_capacity(rows.len());
+        for row in rows {
+            let Some(mut user) = sql_source_user(row) else {
+                continue;
             };
-            for row in &rows {
-                on_row(row);
+            // One row per user; a second primary-extension row would repeat the pkid.
+            if users.last().is_some_and(|u| u.uuid == user.uuid) {
+                continue;
             }
-            total += rows.len() as u64;
-            if rows.len() < page_size as usize {
-                return Ok(total);
-            }
-            let next = rows.last().and_then(|r| r.get(key)).unwrap_or_default();
-            // The key must grow, or the next page would repeat this one forever.
-            if next.is_empty() || next <= last.as_str() {
-                return Err(AxlError::Protocol {
-                    operation: "executeSQLQuery".into(),
-                    detail: format!("rows not ordered by {key} (\"{next}\" after \"{last}\")"),
-                }
-                .into());
-            }
-            last = next.to_owned();
+            let mut own = devices.remove(&user.uuid).unwrap_or_default();
+            own.sort();
+            own.dedup();
+            user.associated_devices = own;
+            users.push(user);
         }
+        Ok(users)
+    }
+
+    /// Controlled devices of the users whose pkid is in `first..=last`, by canonical user
+    /// uuid; paged by the map's own pkid when the range has more rows than a page.
+    async fn page_devices(
+        &self,
+        first: &str,
+        last: &str,
+    ) -> Result<HashMap<String, Vec<String>>, SyncError> {
+        let mut devices: HashMap<String, Vec<String>> = HashMap::new();
+        let mut pager = KeysetPager::new(&["fkenduser", "pkid"], self.options.sql_page_size);
+        let query = |rows: u32, after: Option<&[String]>| {
+            // (fkenduser, pkid) > (user, pkid), written so the range on fkenduser alone
+            // bounds the index scan: `fkenduser >= user AND (fkenduser > user OR pkid > …)`.
+            let (user, pkid) = match after {
+                Some([user, pkid]) => (user.as_str(), pkid.as_str()),
+                _ => (first, ""),
+            };
+            SqlQuery::new(DEVICES_SQL)
+                .bind_int(i64::from(rows))
+                .bind(user)
+                .bind(last)
+                .bind(user)
+                .bind(pkid)
+        };
+        while let Some(rows) = pager.next_page(&self.client, query).await? {
+            for row in &rows {
+                if let (Some(user), Some(device)) = (text(row, "fkenduser"), text(row, "name")) {
+                    devices
+                        .entry(canonical_uuid(&user))
+                        .or_default()
+                        .push(device);
+                }
+            }
+        }
+        Ok(devices)
     }
 
     /// Apply what changed on CUCM since the stored cursor.
@@ -537,7 +640,7 @@ impl SnapshotKeeper {
         for (uuid, result) in fetched {
             match result {
                 Ok(user) => {
-                    if let Some(u) = source_user(user, None) {
+                    if let Some(u) = source_user(user) {
                         upserts.push(u);
                     }
                 }

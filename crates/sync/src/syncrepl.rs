@@ -13,6 +13,8 @@
 //!   refreshDone BOOLEAN DEFAULT TRUE}, refreshPresent [2] SEQUENCE {…}, syncIdSet [3]
 //!   SEQUENCE { cookie OPTIONAL, refreshDeletes BOOLEAN DEFAULT FALSE, syncUUIDs SET OF
 //!   OCTET STRING } }`
+//! - Sync Done control (§2.4), on the SearchResultDone of a refreshOnly search:
+//!   `SEQUENCE { cookie OCTET STRING OPTIONAL, refreshDeletes BOOLEAN DEFAULT FALSE }`
 
 use ldap3::asn1::{parse_tag, parse_uint, StructureTag, TagClass, Types, PL};
 use ldap3::controls::Control;
@@ -22,6 +24,11 @@ use ldap3::ResultEntry;
 pub const SYNC_STATE_OID: &str = "1.3.6.1.4.1.4203.1.9.1.2";
 /// The Sync Info message's OID (RFC 4533 §2.5).
 pub const SYNC_INFO_OID: &str = "1.3.6.1.4.1.4203.1.9.1.4";
+/// The Sync Done control's OID (RFC 4533 §2.4).
+pub const SYNC_DONE_OID: &str = "1.3.6.1.4.1.4203.1.9.1.3";
+/// e-syncRefreshRequired (RFC 4533 §2.6 and §3.3.1): the server cannot resume from the
+/// cookie; the client must reload the content.
+pub const SYNC_REFRESH_REQUIRED: u32 = 4096;
 
 /// What happened to an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +53,9 @@ pub struct SyncInfo {
     pub cookie: Option<Vec<u8>>,
     /// Entries deleted (a syncIdSet with refreshDeletes).
     pub deleted: Vec<Vec<u8>>,
+    /// A refreshDelete or refreshPresent that ends the refresh phase (refreshDone TRUE,
+    /// the default): from here on a refreshAndPersist session persists.
+    pub refresh_done: bool,
 }
 
 fn bad(what: &str) -> String {
@@ -127,14 +137,16 @@ pub fn sync_info(entry: &ResultEntry) -> Result<Option<SyncInfo>, String> {
         (0, PL::P(cookie)) => out.cookie = Some(cookie),
         (1..=3, PL::C(fields)) => {
             let id_set = info.id == 3;
-            let mut refresh_deletes = false;
+            // The BOOLEAN is refreshDone (default TRUE) in refreshDelete/refreshPresent,
+            // refreshDeletes (default FALSE) in syncIdSet.
+            let mut flag_value = !id_set;
             for f in fields {
                 match (f.id, f.payload) {
                     (id, PL::P(cookie)) if id == Types::OctetString as u64 => {
                         out.cookie = Some(cookie)
                     }
                     (id, PL::P(flag)) if id == Types::Boolean as u64 => {
-                        refresh_deletes = flag.first().is_some_and(|b| *b != 0)
+                        flag_value = flag.first().is_some_and(|b| *b != 0)
                     }
                     (id, PL::C(uuids)) if id == Types::Set as u64 && id_set => {
                         out.deleted = uuids
@@ -148,13 +160,36 @@ pub fn sync_info(entry: &ResultEntry) -> Result<Option<SyncInfo>, String> {
             }
             // A syncIdSet without refreshDeletes lists entries that are *present*; the
             // periodic full compare handles that form of deletion.
-            if !(id_set && refresh_deletes) {
+            if !(id_set && flag_value) {
                 out.deleted.clear();
             }
+            out.refresh_done = !id_set && flag_value;
         }
         _ => return Err(bad("sync info choice")),
     }
     Ok(Some(out))
+}
+
+/// The cookie of the Sync Done control among a SearchResultDone's controls: `Ok(None)`
+/// when there is no such control or it carries no cookie.
+pub fn sync_done_cookie(controls: &[Control]) -> Result<Option<Vec<u8>>, String> {
+    let Some(raw) = controls
+        .iter()
+        .map(|c| &c.1)
+        .find(|c| c.ctype == SYNC_DONE_OID)
+    else {
+        return Ok(None);
+    };
+    let Some(value) = raw.val.as_deref().filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let parts = parse(value)?
+        .expect_constructed()
+        .ok_or_else(|| bad("sync done is not a sequence"))?;
+    Ok(parts
+        .into_iter()
+        .find(|t| t.class == TagClass::Universal && t.id == Types::OctetString as u64)
+        .and_then(StructureTag::expect_primitive))
 }
 
 /// A 16-byte UUID in RFC 4122 / RFC 4530 string form (how `entryUUID` reads).
@@ -215,6 +250,27 @@ mod tests {
         );
         assert!(decode_state(&[0x30, 0x05, 0x01]).is_err());
         assert!(decode_state(&[]).is_err());
+    }
+
+    #[test]
+    fn sync_done_cookie_is_read() {
+        use ldap3::controls::RawControl;
+        let raw = |val: Option<Vec<u8>>| {
+            vec![Control(
+                None,
+                RawControl {
+                    ctype: SYNC_DONE_OID.into(),
+                    crit: false,
+                    val,
+                },
+            )]
+        };
+        // SEQUENCE { OCTET STRING "c1" }
+        let with = raw(Some(vec![0x30, 4, 0x04, 2, b'c', b'1']));
+        assert_eq!(sync_done_cookie(&with).unwrap(), Some(b"c1".to_vec()));
+        assert_eq!(sync_done_cookie(&raw(Some(vec![0x30, 0]))).unwrap(), None);
+        assert!(sync_done_cookie(&raw(Some(vec![0x30, 9, 1]))).is_err());
+        assert_eq!(sync_done_cookie(&[]).unwrap(), None);
     }
 
     #[test]

@@ -107,18 +107,23 @@ impl Provisioner {
         search: &UserSearch,
         options: &EnsureOptions,
     ) -> Result<Vec<BulkItem>> {
+        let userids = self.matching_userids(search).await?;
+        let mut out = Vec::with_capacity(userids.len());
+        for userid in userids {
+            let result = self.ensure(&userid, options).await;
+            out.push(BulkItem { userid, result });
+        }
+        Ok(out)
+    }
+
+    /// The userids of the end users matching `search` on this provisioner's CUCM.
+    pub async fn matching_userids(&self, search: &UserSearch) -> Result<Vec<String>> {
         let users = self
             .client
             .list_users(search, &[UserTag::Userid])
             .await
             .map_err(ProvisionError::axl("listing end users"))?;
-        let mut out = Vec::with_capacity(users.len());
-        for u in users {
-            let Some(userid) = u.userid else { continue };
-            let result = self.ensure(&userid, options).await;
-            out.push(BulkItem { userid, result });
-        }
-        Ok(out)
+        Ok(users.into_iter().filter_map(|u| u.userid).collect())
     }
 
     /// Check that every configured object exists (and that the security profile enables

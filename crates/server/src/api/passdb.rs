@@ -52,7 +52,7 @@ pub(crate) fn sign_in_service(
         .signin
         .to_config()
         .map_err(|e| ServerError::Config(e.to_string()))?;
-    let cucm = crate::signin_cucm::StoredCucm::new(store.clone(), secrets.clone());
+    let cucm = crate::signin_cucm::StoredCucm::new(store.clone(), secrets.clone(), &config.sources);
     let authenticator = Authenticator::new(settings, cucm, store.clone());
     let token = match std::env::var("UCBRIDGE_PASSDB_TOKEN") {
         Ok(t) if !t.trim().is_empty() => Some(t.trim().to_owned()),

@@ -14,8 +14,10 @@ pub(super) async fn get_rules(
     Ok(Json(rules).into_response())
 }
 
-/// Replace the directory sync rules (validated before they are saved).
-#[utoipa::path(put, path = "/api/v1/rules", request_body = Object, responses((status = 200, description = "the rules as saved", body = Object), (status = 400, body = ErrorBody)))]
+/// Replace the directory sync rules (validated before they are saved): besides their shape,
+/// every name in `sources` and `source_fields` must be a configured directory source (one
+/// that `GET /api/v1/sources` lists), and `source_fields` may name only mergeable fields.
+#[utoipa::path(put, path = "/api/v1/rules", request_body = Object, responses((status = 200, description = "the rules as saved", body = Object), (status = 400, description = "invalid rules, e.g. a `sources` or `source_fields` entry that is not a configured source (the message names it)", body = ErrorBody)))]
 pub(super) async fn put_rules(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -23,6 +25,7 @@ pub(super) async fn put_rules(
 ) -> Result<Response, ApiError> {
     let rules: ucbridge_sync::rules::SyncRules = serde_json::from_value(value)
         .map_err(|e| ApiError::bad_request(format!("invalid rules: {e}")))?;
+    check_rule_sources(&state, &rules).await?;
     rules
         .compile()
         .map_err(|e| ApiError::bad_request(format!("invalid rules: {e}")))?;
@@ -39,6 +42,40 @@ pub(super) async fn put_rules(
         .await?;
     tracing::info!(by = %shown(&caller.name), "sync rules changed");
     Ok(Json(rules).into_response())
+}
+
+/// Refuse rules that name a source nobody configured: user sync would refuse every run
+/// over them ("source X is not configured"), so the mistake is caught when it is typed.
+/// Configured = registered in the store (a `[sources.NAME]` table of any node, or a source
+/// refreshed by `ucbridge sync refresh --source`), this node's file, or the default `cucm`.
+async fn check_rule_sources(
+    state: &AppState,
+    rules: &ucbridge_sync::rules::SyncRules,
+) -> Result<(), ApiError> {
+    if rules.sources.is_empty() && rules.source_fields.is_empty() {
+        return Ok(());
+    }
+    let mut known: Vec<String> = state
+        .store
+        .directory_sources()
+        .await?
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    known.extend(state.config.sources.iter().map(|(name, _)| name.clone()));
+    known.push(SOURCE_CUCM.to_owned());
+    known.sort();
+    known.dedup();
+    let listed = rules.sources.iter().map(|n| ("sources", n));
+    let fields = rules.source_fields.keys().map(|n| ("source_fields", n));
+    if let Some((key, name)) = listed.chain(fields).find(|(_, n)| !known.contains(n)) {
+        return Err(ApiError::bad_request(format!(
+            "invalid rules: {key}: {:?} is not a configured source (configured: {})",
+            shown(name).to_string(),
+            known.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize, IntoParams)]

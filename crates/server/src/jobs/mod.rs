@@ -37,7 +37,9 @@ mod voicemail;
 pub use devices::{DevicesJobSettings, DEVICES_SETTING};
 pub use error::JobError;
 pub use scheduler::Scheduler;
-pub use source::{register_sources, source_job_name};
+pub use source::{
+    check_sources, cluster_axl_client, cluster_client, register_sources, source_job_name,
+};
 pub use spec::{
     JobContext, JobFn, JobMode, JobOutcome, JobResult, JobSpec, LocalJobState, Progress,
 };
@@ -55,7 +57,7 @@ pub fn builtin_jobs(config: &crate::ServerConfig, engine: EngineSlot) -> Vec<Job
         voicemail::voicemail_job(engine, config.public_url.clone()),
         snapshot::snapshot_job(config.snapshot.clone()),
         user_sync::user_sync_job(config.jobs.user_sync.clone()),
-        devices::devices_job(config.jobs.devices.clone()),
+        devices::devices_job(config.jobs.devices.clone(), &config.sources),
         ldap::ldap_job(
             "ldap_export",
             "LDAP export (users changed since the last export)",

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ucbridge_axl::AxlClient;
 use ucbridge_store::SourceKind;
 use ucbridge_store::{JobRunStatus, Store, StoreError};
 use ucbridge_sync::{
@@ -70,20 +71,87 @@ pub async fn register_sources(
     sources: &[(String, SourceConfig)],
 ) -> Result<(), String> {
     for (name, config) in sources {
-        match config {
-            SourceConfig::Ldap(settings) => {
-                LdapSource::new(name, settings.clone(), store.clone())
-                    .await
-                    .map_err(|e| format!("[sources.{name}]: {e}"))?;
-            }
-            SourceConfig::Cucm(settings) => {
-                register_cucm(store, name, settings)
-                    .await
-                    .map_err(|e| format!("[sources.{name}]: {e}"))?;
-            }
-        }
+        register_source(store, name, config).await?;
     }
     Ok(())
+}
+
+/// The start-time check of [`register_sources`] for every source, against a throwaway
+/// database (`ucbridge config check`): each failing source's problem, as
+/// `("sources.NAME", reason)`. The real database is not touched; nothing is connected.
+pub async fn check_sources(
+    sources: &[(String, SourceConfig)],
+) -> Result<Vec<(String, String)>, StoreError> {
+    if sources.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dir = tempfile::tempdir().map_err(|source| StoreError::CreateDir {
+        path: std::env::temp_dir().display().to_string(),
+        source,
+    })?;
+    let store = Store::open(&format!(
+        "sqlite://{}",
+        dir.path().join("check.db").display()
+    ))
+    .await?;
+    let mut problems = Vec::new();
+    for (name, config) in sources {
+        if let Err(e) = register_source(&store, name, config).await {
+            let prefix = format!("[sources.{name}]: ");
+            let why = e.strip_prefix(&prefix).unwrap_or(&e).to_owned();
+            problems.push((format!("sources.{name}"), why));
+        }
+    }
+    store.close().await;
+    Ok(problems)
+}
+
+async fn register_source(store: &Store, name: &str, config: &SourceConfig) -> Result<(), String> {
+    match config {
+        SourceConfig::Ldap(settings) => LdapSource::new(name, settings.clone(), store.clone())
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("[sources.{name}]: {e}")),
+        SourceConfig::Cucm(settings) => register_cucm(store, name, settings)
+            .await
+            .map_err(|e| format!("[sources.{name}]: {e}")),
+    }
+}
+
+/// The AXL client of cluster `source`: the stored `cucm` connection for the default
+/// cluster, the `[sources.NAME] kind = "cucm"` table's settings for another. Used by the
+/// device job and sign-in's WebPhone, so a user's device goes to the user's cluster.
+pub async fn cluster_client(
+    store: &Store,
+    secrets: &ucbridge_auth::SecretBox,
+    sources: &[(String, SourceConfig)],
+    source: &str,
+) -> Result<AxlClient, JobError> {
+    if source == ucbridge_store::SOURCE_CUCM {
+        return Ok(crate::connections::axl_client(store, secrets).await?);
+    }
+    let settings = sources.iter().find_map(|(name, config)| match config {
+        SourceConfig::Cucm(settings) if name == source => Some(settings),
+        _ => None,
+    });
+    let Some(settings) = settings else {
+        return Err(crate::connections::ConnectionError::Remote(format!(
+            "cluster {source} is not configured (no [sources.{source}] table of kind \"cucm\")"
+        ))
+        .into());
+    };
+    Ok(cluster_axl_client(source, settings).await?)
+}
+
+/// The AXL client of the CUCM cluster `[sources.NAME]` (its version discovered when not
+/// set): the one way a cluster's client is built, for its keeper, the device job and the
+/// CLI alike.
+pub async fn cluster_axl_client(
+    name: &str,
+    settings: &CucmSourceSettings,
+) -> Result<AxlClient, SyncError> {
+    let config = settings.axl_config(name)?;
+    Ok(AxlClient::connect(config).await?)
 }
 
 async fn source(
@@ -185,7 +253,14 @@ async fn cluster_keeper(
     config: &(String, CucmSourceSettings),
 ) -> Result<SnapshotKeeper, JobError> {
     let (name, settings) = config;
-    let keeper = SnapshotKeeper::connect_source(name, settings, ctx.store.clone()).await?;
+    let keeper = SnapshotKeeper::for_source(
+        cluster_axl_client(name, settings).await?,
+        ctx.store.clone(),
+        settings.snapshot_options(),
+        name,
+        settings.cluster.as_deref(),
+    )
+    .await?;
     Ok(keeper.with_lease(&ctx.node, ctx.lease_token))
 }
 

@@ -9,6 +9,8 @@ mod hostile;
 mod node_recovery;
 mod passdb;
 mod router;
+mod rules_sources;
+mod signin_clusters;
 mod sources;
 mod stats;
 mod voicemail_job;

@@ -1,6 +1,7 @@
 //! The authenticator against the lab's doAuthenticateUser and a real SQLite store filled by
 //! directory sync: ID sources, the cache (counted in CUCM requests), refusals and their
-//! audit entries, throttling before CUCM, bad input, CUCM down with and without grace.
+//! audit entries, throttling before CUCM, bad input, CUCM down with and without grace, and
+//! a user of a cluster the CUCM source has no client for: never tried on the default one.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -127,6 +128,7 @@ async fn each_id_source_signs_in_and_the_cache_spares_cucm() {
     let before = auth_requests(&s.lab);
     let first = auth.authenticate(attempt(&userid, PASSWORD)).await.unwrap();
     assert_eq!(first.cucm_userid, userid);
+    assert_eq!(first.cluster, ucbridge_store::SOURCE_CUCM);
     assert!(!first.from_cache);
     assert_eq!(auth_requests(&s.lab), before + 1);
     // The same user by other names, and in another case: from the cache.
@@ -407,4 +409,64 @@ async fn a_disabled_user_is_refused_without_asking_cucm() {
         "{r:?}"
     );
     assert_eq!(auth_requests(&s.lab), before);
+}
+
+/// A user synced from the further cluster `east` (a `cucm` source in `source_users`).
+async fn east_user(store: &Store, userid: &str) {
+    use ucbridge_store::{SourceEntry, SourceKind, SourceRefreshEnd, SourceUser, UserChange};
+    store
+        .register_source("east", SourceKind::Cucm, Some("east"))
+        .await
+        .unwrap();
+    let user = SourceUser {
+        uuid: "{east-0001}".into(),
+        userid: userid.into(),
+        ..SourceUser::default()
+    };
+    let entry = SourceEntry {
+        user: user.clone(),
+        ..SourceEntry::default()
+    };
+    store.begin_full_refresh("east", "t", 60_000).await.unwrap();
+    store
+        .stage_source_entries("east", "t", &[entry])
+        .await
+        .unwrap();
+    store
+        .finish_source_refresh("east", "t", &SourceRefreshEnd::default())
+        .await
+        .unwrap();
+    let after = ucbridge_store::UserRecord {
+        username: format!("east-{userid}"),
+        source: "east".into(),
+        source_key: Some(user.uuid),
+        ..Default::default()
+    };
+    store
+        .apply_user_changes(None, &[UserChange::Create { after }])
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_user_of_another_cluster_is_never_tried_on_the_default_one() {
+    let s = setup().await;
+    east_user(&s.store, "east.person").await;
+    // A fixed client knows the default cluster only.
+    let auth = Authenticator::new(fast(), Arc::new(s.client.clone()), s.store.clone());
+    let before = auth_requests(&s.lab);
+    let r = auth.authenticate(attempt("east.person", PASSWORD)).await;
+    assert!(matches!(r, Err(SignInError::Unavailable)), "{r:?}");
+    assert_eq!(
+        auth_requests(&s.lab),
+        before,
+        "the default cluster was asked"
+    );
+    let audit = s.store.audit_log(None, 1_000).await.unwrap();
+    let entry = audit
+        .iter()
+        .find(|e| e.action == "sign_in_unavailable" && e.username == "east-east.person")
+        .and_then(|e| e.after.clone())
+        .expect("the attempt is audited");
+    assert!(entry.contains("\"cluster\":\"east\""), "{entry}");
 }

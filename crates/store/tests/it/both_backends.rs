@@ -451,3 +451,79 @@ async fn local_users_are_searched_and_paged_in_the_database() {
         );
     }
 }
+
+/// What a sync reads in one snapshot read: the snapshot in keyset pages (ties on userid
+/// included), the local users' match data, and full records by id across several `IN`
+/// lists; and a large create batch keeps `user_sources` complete.
+#[tokio::test]
+async fn snapshot_read_pages_by_keyset_and_batches_keep_user_sources() {
+    for (store, _dir) in backends().await {
+        let mut snapshot: Vec<_> = (0..1001).map(user).collect();
+        // Two users with one userid: the page mark breaks the tie by uuid.
+        snapshot[10].userid = "user00011".into();
+        store
+            .begin_full_refresh(SOURCE_CUCM, "node-a", 60_000)
+            .await
+            .unwrap();
+        store
+            .stage_users(SOURCE_CUCM, "node-a", &snapshot)
+            .await
+            .unwrap();
+        store
+            .finish_full_refresh(SOURCE_CUCM, "node-a", None)
+            .await
+            .unwrap();
+        let creates: Vec<UserChange> = (0..1200)
+            .map(|n| UserChange::Create {
+                after: record(&format!("u{n:04}")),
+            })
+            .collect();
+        let run = store.start_run("users", false).await.unwrap();
+        store.apply_user_changes(Some(run), &creates).await.unwrap();
+        for name in ["u0000", "u0299", "u0300", "u1199"] {
+            let sources = store.user_sources(name).await.unwrap();
+            assert_eq!(sources.len(), 1, "{name}: {sources:?}");
+            assert_eq!(sources[0].source_key, format!("{{KEY-{name}}}"));
+        }
+        assert_eq!(store.audit_log(Some(run), 2000).await.unwrap().len(), 1200);
+
+        let mut read = store.read_snapshot().await.unwrap();
+        let mut seen = Vec::new();
+        let mut after: Option<PageMark> = None;
+        loop {
+            let page = read
+                .source_users_page(SOURCE_CUCM, after.as_ref(), 7)
+                .await
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some(PageMark::after(last));
+            seen.extend(page.into_iter().map(|u| (u.userid, u.uuid)));
+        }
+        let mut expected: Vec<_> = snapshot
+            .iter()
+            .map(|u| (u.userid.clone(), u.uuid.clone()))
+            .collect();
+        expected.sort();
+        assert_eq!(seen, expected, "every user once, in (userid, uuid) order");
+
+        use futures::TryStreamExt;
+        let matches: Vec<LocalMatch> = read.local_matches().try_collect().await.unwrap();
+        assert_eq!(matches.len(), 1200);
+        assert_eq!(matches[0].aliases, vec!["4001", "o'brien"]);
+        let ids: Vec<i64> = matches.iter().map(|m| m.id).chain([-1]).collect();
+        let full = read.local_users_by_id(&ids).await.unwrap();
+        assert_eq!(
+            full.len(),
+            1200,
+            "across two IN lists; a missing id is left out"
+        );
+        let uuids = [snapshot[3].uuid.as_str(), "{nobody}"];
+        let some = read
+            .source_users_by_uuid(SOURCE_CUCM, &uuids)
+            .await
+            .unwrap();
+        assert_eq!(some, vec![snapshot[3].clone()]);
+        read.finish().await.unwrap();
+        store.close().await;
+    }
+}

@@ -1,6 +1,8 @@
 //! Sign-in lookups on SQLite and PostgreSQL: each ID source finds exactly the synced users
-//! it should (the userid's local part by an index range, case-insensitively), and a
-//! sign-in audit entry is written.
+//! it should (the userid's local part by an index range, case-insensitively), on the
+//! default cluster and on a further one (with its cluster; one userid on two clusters is
+//! two candidates; an LDAP source's entry none), the SSO lookup alike, and a sign-in audit
+//! entry is written.
 
 use ucbridge_store::*;
 
@@ -74,6 +76,74 @@ async fn fill(store: &Store) {
         )
         .await
         .unwrap();
+}
+
+/// A further cluster `east` (a `cucm` source in `source_users`) and an LDAP source `corp`,
+/// each with synced users linked to their entries as merged user sync links them.
+async fn fill_further_sources(store: &Store) {
+    store
+        .register_source("east", SourceKind::Cucm, Some("east"))
+        .await
+        .unwrap();
+    store
+        .register_source("corp", SourceKind::Ldap, None)
+        .await
+        .unwrap();
+    let east = vec![
+        cucm(
+            11,
+            "East.Only@east.example",
+            Some("eo@east.example"),
+            Some("2001"),
+        ),
+        // Also a userid of the default cluster: which one is meant is unknown.
+        cucm(12, "JDoe", None, Some("2002")),
+        cucm(13, "east.unsynced", None, Some("2003")),
+    ];
+    // An LDAP entry is no CUCM end user, even with a userid-like value.
+    let corp = vec![cucm(21, "ldap.person", None, Some("3001"))];
+    for (source, users) in [("east", &east), ("corp", &corp)] {
+        let entries: Vec<SourceEntry> = users
+            .iter()
+            .map(|u| SourceEntry {
+                user: u.clone(),
+                ..SourceEntry::default()
+            })
+            .collect();
+        store.begin_full_refresh(source, "n", 60_000).await.unwrap();
+        store
+            .stage_source_entries(source, "n", &entries)
+            .await
+            .unwrap();
+        store
+            .finish_source_refresh(source, "n", &SourceRefreshEnd::default())
+            .await
+            .unwrap();
+    }
+    let linked = [(&east[0], "east"), (&east[1], "east"), (&corp[0], "corp")];
+    let changes: Vec<UserChange> = linked
+        .iter()
+        .map(|(u, source)| UserChange::Create {
+            after: UserRecord {
+                username: format!("{source}-{}", u.userid.to_lowercase()),
+                source: (*source).into(),
+                source_key: Some(u.uuid.clone()),
+                ..UserRecord::default()
+            },
+        })
+        .collect();
+    store.apply_user_changes(None, &changes).await.unwrap();
+}
+
+/// (userid, cluster) of the candidates.
+async fn clusters(store: &Store, key: LoginKey, login: &str) -> Vec<(String, String)> {
+    store
+        .sign_in_candidates(key, login, 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| (u.cucm_userid, u.cluster))
+        .collect()
 }
 
 async fn userids(store: &Store, key: LoginKey, login: &str) -> Vec<String> {
@@ -157,6 +227,58 @@ async fn each_id_source_finds_its_users() {
         assert_eq!(gone.len(), 1);
         assert!(gone[0].disabled, "{b:?}");
         assert_eq!(gone[0].username, "local-gone");
+        assert_eq!(gone[0].cluster, SOURCE_CUCM, "{b:?}");
+
+        // Users of a further cluster are candidates too, with their cluster.
+        fill_further_sources(&store).await;
+        let east_only = vec![("East.Only@east.example".to_owned(), "east".to_owned())];
+        for (key, login) in [
+            (Userid, "east.only@EAST.example"),
+            (UseridLocalPart, "EAST.ONLY"),
+            (Email, "EO@east.example"),
+            (Extension, "2001"),
+            (Username, "east-east.only@east.example"),
+        ] {
+            assert_eq!(
+                clusters(&store, key, login).await,
+                east_only,
+                "{key:?} {b:?}"
+            );
+        }
+        let twins = clusters(&store, Userid, "jdoe").await;
+        assert_eq!(
+            twins,
+            [
+                ("jdoe".to_owned(), SOURCE_CUCM.to_owned()),
+                ("JDoe".to_owned(), "east".to_owned())
+            ],
+            "one userid on two clusters is ambiguous: {b:?}"
+        );
+        for (key, login) in [
+            (Extension, "2003"),
+            (Extension, "3001"),
+            (Userid, "ldap.person"),
+        ] {
+            assert!(
+                clusters(&store, key, login).await.is_empty(),
+                "{login} {b:?}"
+            );
+        }
+        // The SSO lookup is the same: found on east; ambiguous is nobody.
+        let (user, userid) = store
+            .local_user_for_cucm_userid("EAST.ONLY@east.example")
+            .await
+            .unwrap()
+            .expect("the east user");
+        assert_eq!(
+            (user.record.username.as_str(), userid.as_str()),
+            ("east-east.only@east.example", "East.Only@east.example")
+        );
+        assert!(store
+            .local_user_for_cucm_userid("jdoe")
+            .await
+            .unwrap()
+            .is_none());
 
         store
             .record_sign_in(

@@ -104,11 +104,17 @@ async fn sources_migrate_and_keep_separate_snapshots() {
             .fail_full_refresh("other", "t", "bind refused")
             .await
             .unwrap();
+        let end = SourceRefreshEnd {
+            sync_cookie: Some("rid=000,csn=1"),
+            ..SourceRefreshEnd::default()
+        };
         let swap = store
-            .finish_source_refresh("corp", "t", &SourceRefreshEnd::default())
+            .finish_source_refresh("corp", "t", &end)
             .await
             .unwrap();
         assert_eq!((swap.added, swap.total), (450, 450), "{backend}");
+        let state = store.snapshot_state("corp").await.unwrap();
+        assert_eq!(state.sync_cookie.as_deref(), Some("rid=000,csn=1"));
         assert_eq!(store.source_entry_count("other").await.unwrap(), 0);
 
         // Changes: one disabled (a change though its fields are equal), one removed.
@@ -135,5 +141,41 @@ async fn sources_migrate_and_keep_separate_snapshots() {
             .await
             .unwrap();
         assert_eq!(page[0].user.uuid, "uuid-99");
+
+        // A batch larger than one statement, one identity twice (the later copy wins):
+        // only the rows that really differ count.
+        let mut batch: Vec<SourceEntry> = corp[..449].to_vec();
+        batch[300].user.title = Some("Moved".into());
+        let mut again = corp[10].clone();
+        again.user.title = Some("Later".into());
+        batch.push(again);
+        let changed = store
+            .apply_source_entry_changes("corp", &batch, &[], None)
+            .await
+            .unwrap();
+        // uuid-300 and uuid-10 changed; uuid-7 is enabled again; uuid-8 comes back.
+        assert_eq!(changed, 4, "{backend}");
+        let ten = store
+            .source_entry("corp", "uuid-10")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ten.user.title.as_deref(), Some("Later"));
+
+        // A refresh without a cookie (e.g. the directory gave none) keeps the stored one.
+        store
+            .begin_full_refresh("corp", "t2", 60_000)
+            .await
+            .unwrap();
+        store
+            .stage_source_entries("corp", "t2", &corp)
+            .await
+            .unwrap();
+        store
+            .finish_source_refresh("corp", "t2", &SourceRefreshEnd::default())
+            .await
+            .unwrap();
+        let state = store.snapshot_state("corp").await.unwrap();
+        assert_eq!(state.sync_cookie.as_deref(), Some("rid=000,csn=1"));
     }
 }

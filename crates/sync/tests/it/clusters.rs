@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ucbridge_axl::{AxlClient, AxlConfig, NewUser, RetryPolicy};
 use ucbridge_lab::{LabConfig, RunningLab};
-use ucbridge_store::{RefreshState, RunStatus, Store, SOURCE_CUCM};
+use ucbridge_store::{LoginKey, RefreshState, RunStatus, Store, SOURCE_CUCM};
 use ucbridge_sync::{
     run_user_sync, SnapshotKeeper, SnapshotOptions, SyncError, SyncOptions, SyncRules,
 };
@@ -124,6 +124,66 @@ async fn two_clusters_sync_with_their_cluster_and_conflicts_are_skipped() {
     assert_eq!(linked[0].source, "cucm");
     assert_eq!(linked[0].cluster.as_deref(), Some("cucm"));
 
+    // A directory first (AD primary), both clusters after it: the userid on both clusters
+    // is still a conflict, though neither cluster is the person's primary source.
+    directory_source(&store, "corp", &[&shared, "east.only"]).await;
+    let rules = SyncRules {
+        sources: vec!["corp".into(), "cucm".into(), "east".into()],
+        ..SyncRules::default()
+    }
+    .compile()
+    .unwrap();
+    let dry = SyncOptions {
+        dry_run: true,
+        full: true,
+        ..SyncOptions::default()
+    };
+    let run = run_user_sync(&store, &rules, dry, |_, _| {}).await.unwrap();
+    let conflicts: Vec<String> = run
+        .plan
+        .problems
+        .iter()
+        .map(|p| format!("{p:?}"))
+        .filter(|p| p.contains("two CUCM clusters"))
+        .collect();
+    assert_eq!(conflicts.len(), 1, "{:?}", run.plan.problems);
+    assert!(conflicts[0].contains("cucm and east"), "{conflicts:?}");
+
+    // Applied: east.only is now linked to the directory entry, and still belongs to east —
+    // its cluster entry is recorded beside the link, so sign-in finds it there.
+    let confirmed = SyncOptions {
+        confirm_removals: true,
+        ..SyncOptions::default()
+    };
+    let run = run_user_sync(&store, &rules, confirmed, |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Applied, "{:?}", run.message);
+    let rows = store.user_sources("east.only").await.unwrap();
+    let clusters: Vec<(&str, Option<&str>)> = rows
+        .iter()
+        .map(|r| (r.source.as_str(), r.cluster.as_deref()))
+        .collect();
+    assert!(clusters.contains(&("corp", None)), "{clusters:?}");
+    assert!(clusters.contains(&("east", Some("east"))), "{clusters:?}");
+    assert_eq!(
+        store
+            .user_cluster_source("east.only")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("east")
+    );
+    let found = store
+        .sign_in_candidates(LoginKey::Userid, "EAST.ONLY", 2)
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        (found[0].username.as_str(), found[0].cluster.as_str()),
+        ("east.only", "east")
+    );
+
     // East fails: its snapshot stays, and the run is refused without removing anyone.
     east_lab.faults().drop_next_responses(1000);
     let err = keeper.full_refresh(|_| {}).await.unwrap_err();
@@ -148,7 +208,72 @@ async fn two_clusters_sync_with_their_cluster_and_conflicts_are_skipped() {
     assert_eq!(users.len(), 11);
     assert!(users.iter().all(|u| !u.record.disabled));
 
+    // East (failed, so out of the rules) leaves: its entry is no longer the user's, and
+    // sign-in no longer finds the user on any cluster.
+    let without_east = SyncRules {
+        sources: vec!["corp".into(), "cucm".into()],
+        ..SyncRules::default()
+    }
+    .compile()
+    .unwrap();
+    let run = run_user_sync(&store, &without_east, confirmed, |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Applied, "{:?}", run.message);
+    let rows = store.user_sources("east.only").await.unwrap();
+    assert!(rows.iter().all(|r| r.source != "east"), "{rows:?}");
+    assert!(store
+        .sign_in_candidates(LoginKey::Userid, "east.only", 2)
+        .await
+        .unwrap()
+        .is_empty());
+
     east_lab.shutdown().await;
     west_lab.shutdown().await;
     store.close().await;
+}
+
+/// An LDAP-kind source holding `userids`, written through the store as a refresh would.
+async fn directory_source(store: &Store, name: &str, userids: &[&str]) {
+    use ucbridge_store::{RefreshClaimant, SourceEntry, SourceKind, SourceRefreshEnd, SourceUser};
+    store
+        .register_source(name, SourceKind::Ldap, None)
+        .await
+        .unwrap();
+    let claimant = RefreshClaimant {
+        owner: "test".into(),
+        node: None,
+        lease_token: None,
+    };
+    store
+        .claim_full_refresh(name, &claimant, 60_000)
+        .await
+        .unwrap();
+    let entries: Vec<SourceEntry> = userids
+        .iter()
+        .enumerate()
+        .map(|(i, userid)| SourceEntry {
+            user: SourceUser {
+                uuid: format!("corp-{i}"),
+                userid: (*userid).to_owned(),
+                ..SourceUser::default()
+            },
+            dn: Some(format!("uid={userid},ou=people,dc=example,dc=com")),
+            disabled: false,
+        })
+        .collect();
+    store
+        .stage_source_entries(name, "test", &entries)
+        .await
+        .unwrap();
+    let end = SourceRefreshEnd {
+        poll_cursor: None,
+        problems: &[],
+        problem_count: 0,
+        sync_cookie: None,
+    };
+    store
+        .finish_source_refresh(name, "test", &end)
+        .await
+        .unwrap();
 }

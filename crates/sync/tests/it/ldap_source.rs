@@ -255,30 +255,29 @@ async fn wait_for(
 }
 
 async fn follow_changes(store: &Store, source: &LdapSource, ldap: &mut Ldap, people: &str) {
+    // The full refresh stored a cookie, so the session resumes from it: its refresh
+    // phase carries only what changed since (here nothing), not the whole directory.
+    let cookie = store.snapshot_state("corp").await.unwrap().sync_cookie;
+    assert!(cookie.is_some(), "a full refresh stores a sync cookie");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (tell, persisting) = tokio::sync::oneshot::channel::<()>();
     let follower = {
         let source = source.clone();
         tokio::spawn(async move {
             source
-                .follow(async {
-                    let _ = stopped.await;
-                })
+                .follow_and_tell(
+                    async {
+                        let _ = stopped.await;
+                    },
+                    Some(tell),
+                )
                 .await
         })
     };
-    // The refresh phase ends with a cookie; from then on slapd persists.
-    for _ in 0..400 {
-        if store
-            .snapshot_state("corp")
-            .await
-            .unwrap()
-            .sync_cookie
-            .is_some()
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    tokio::time::timeout(std::time::Duration::from_secs(20), persisting)
+        .await
+        .expect("the refresh phase ends within 20 s")
+        .expect("the session persists");
     let title: HashSet<&str> = HashSet::from(["Followed"]);
     ldap.modify(
         &format!("uid=p05,{people}"),
@@ -309,6 +308,17 @@ async fn follow_changes(store: &Store, source: &LdapSource, ldap: &mut Ldap, peo
     let _ = stop.send(());
     let report = follower.await.unwrap().unwrap();
     assert!(report.rows_changed >= 3, "{report:?}");
+    // A change, a deletion and an addition; the 12 unchanged entries were not re-sent.
+    assert!(report.entries_seen <= 4, "{report:?}");
+    // Without a cookie a session does not start (the server would re-send everything):
+    // it asks for a full refresh, which stores one.
+    store.set_sync_cookie("corp", None).await.unwrap();
+    let err = source.follow(std::future::pending()).await.unwrap_err();
+    assert!(
+        matches!(err, LdapSourceError::SyncRefreshRequired(_)),
+        "{err}"
+    );
+    source.full_refresh().await.unwrap();
     assert!(store
         .snapshot_state("corp")
         .await

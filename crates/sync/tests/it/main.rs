@@ -6,3 +6,4 @@ mod directory_sync;
 mod ldap_source;
 mod merged_sources;
 mod parsers_prop;
+mod snapshot_sql;

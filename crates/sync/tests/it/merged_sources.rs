@@ -131,9 +131,18 @@ async fn ldap_primary_cucm_adds_extension_and_device() {
     assert_eq!(user.record.extension, both.primary_extension);
     assert_eq!(user.record.device_name.as_deref(), both.first_device());
     assert_eq!(user.record.source, "corp");
+    // Linked to the directory entry, and its CUCM entry recorded with its cluster.
     let linked = store.user_sources(&both.userid).await.unwrap();
-    assert_eq!(linked.len(), 1);
-    assert_eq!(linked[0].source, "corp");
+    let mut rows: Vec<(&str, Option<&str>)> = linked
+        .iter()
+        .map(|r| (r.source.as_str(), r.cluster.as_deref()))
+        .collect();
+    rows.sort();
+    assert_eq!(rows, [("corp", None), ("cucm", Some("cucm"))]);
+    assert_eq!(
+        store.user_cluster_source(&both.userid).await.unwrap().as_deref(),
+        Some("cucm")
+    );
     // A CUCM-only person is linked to CUCM, with its cluster.
     let cucm_only = store.local_user(&cucm[15].userid).await.unwrap().unwrap();
     assert_eq!(cucm_only.record.source, "cucm");
