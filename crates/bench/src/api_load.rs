@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::Serialize;
 use ucbridge_auth::SecretBox;
 use ucbridge_server::connections::{self, ConnectionSettings, ConnectionUpdate};

@@ -4,11 +4,11 @@
 
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::Serialize;
 use ucbridge_auth::Secret;
 use ucbridge_ldap::{ExportMode, LdapExportSettings, LdapExporter};
-use ucbridge_store::{Store, UserRecord};
+use ucbridge_store::UserRecord;
 use ucbridge_testkit::slapd::Slapd;
 
 use crate::args::BenchArgs;

@@ -140,7 +140,11 @@ async fn ldap_primary_cucm_adds_extension_and_device() {
     rows.sort();
     assert_eq!(rows, [("corp", None), ("cucm", Some("cucm"))]);
     assert_eq!(
-        store.user_cluster_source(&both.userid).await.unwrap().as_deref(),
+        store
+            .user_cluster_source(&both.userid)
+            .await
+            .unwrap()
+            .as_deref(),
         Some("cucm")
     );
     // A CUCM-only person is linked to CUCM, with its cluster.
