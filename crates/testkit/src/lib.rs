@@ -10,7 +10,7 @@
 //!   so each envelope is reduced to that element before validation.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use quick_xml::events::Event;
@@ -37,13 +37,17 @@ pub fn fixtures_dir() -> PathBuf {
     workspace_root().join("..").join("shared").join("fixtures")
 }
 
-/// The workspace root (two levels above this crate's manifest).
+/// The workspace root (two levels above a crate's manifest). Read at run time first
+/// (`cargo test` sets `CARGO_MANIFEST_DIR` to the tested crate's directory): cargo hashes
+/// path packages relative to the workspace, so a test binary built in another checkout
+/// sharing the target directory can be reused as fresh, and its compile-time path would
+/// name that other checkout.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("..")
-        .canonicalize()
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let root = manifest.join("..").join("..");
+    root.canonicalize().unwrap_or(root)
 }
 
 /// A fixture by path relative to [`fixtures_dir`]. `None` means "skip this test" (after a

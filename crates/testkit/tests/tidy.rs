@@ -167,8 +167,13 @@ struct Workspace {
     deps: Table,
 }
 
+/// The workspace checked: the one `cargo test` runs in (see `ucbridge_testkit::workspace_root`
+/// for why not the compile-time path).
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("../..")
 }
 
 fn parse(path: &Path) -> Table {
