@@ -7,8 +7,9 @@ use serde_json::json;
 use ucbridge_axl::{AxlClient, UserSearch};
 use ucbridge_provision::{
     BulkItem, EnsureOptions, EnsureReport, Outcome, Provisioner, ProvisioningConfig, SecretBox,
+    ShowReport, UserDevice,
 };
-use ucbridge_store::{Store, SOURCE_CUCM};
+use ucbridge_store::{ProvisionedDevice, Store, SOURCE_CUCM};
 use ucbridge_sync::SourceConfig;
 
 use crate::config::FileConfig;
@@ -185,126 +186,149 @@ pub async fn run(p: &Provisioner, command: DevicesCommand) -> Result<()> {
             show_password,
             json,
             ..
-        } => {
-            let options = EnsureOptions {
-                reveal_password: show_password,
-            };
-            if matching {
-                let search = UserSearch {
-                    userid: Some(user.clone()),
-                    ..UserSearch::default()
-                };
-                let items = p.ensure_matching(&search, &options).await?;
-                return bulk(&items, json);
-            }
-            let report = p
-                .ensure(&user, &options)
-                .await
-                .with_context(|| format!("cannot provision a device for {user}"))?;
-            if json {
-                output::json(&ensure_json(&report)?)
-            } else {
-                print_ensure(&report)
-            }
-        }
+        } => ensure(p, &user, matching, show_password, json).await,
         DevicesCommand::Show {
             user,
             show_password,
             json,
             ..
-        } => {
-            let report = p.show(&user).await?;
-            let password = if show_password && report.record.is_some() {
-                Some(p.digest_password(&report.userid).await?)
-            } else {
-                None
-            };
-            if json {
-                let mut v = serde_json::to_value(&report)?;
-                if let (Some(pw), Some(obj)) = (&password, v.as_object_mut()) {
-                    obj.insert("digest_password".into(), json!(pw.expose()));
-                }
-                return output::json(&v);
-            }
-            outln!("user: {}", report.userid)?;
-            match &report.record {
-                None => outln!("ucbridge has not provisioned a device for this user")?,
-                Some(r) => {
-                    let created = chrono::DateTime::from_timestamp_millis(r.created_at)
-                        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-                        .unwrap_or_default();
-                    outln!(
-                        "device: {} ({:?}, created {created})",
-                        r.device_name,
-                        r.state
-                    )?;
-                    outln!(
-                        "directory number: {}{}{}",
-                        r.dn_pattern,
-                        r.dn_partition
-                            .as_deref()
-                            .map(|p| format!(" in {p}"))
-                            .unwrap_or_default(),
-                        if r.dn_created {
-                            " (allocated by ucbridge)"
-                        } else {
-                            " (primary extension)"
-                        }
-                    )?;
-                    if let Some(d) = &report.device {
-                        outln!(
-                            "on CUCM: {} · pool {} · security profile {} · digest user {}",
-                            d.product.as_deref().unwrap_or("?"),
-                            d.device_pool.as_deref().unwrap_or("-"),
-                            d.security_profile.as_deref().unwrap_or("-"),
-                            d.digest_user.as_deref().unwrap_or("<none>")
-                        )?;
-                    }
-                    outln!("associated with the user: {}", report.associated)?;
-                }
-            }
-            if !report.third_party_devices.is_empty() {
-                let mut t = Table::new();
-                t.load_preset(UTF8_FULL_CONDENSED).set_header([
-                    "third-party SIP device",
-                    "relation",
-                    "created by ucbridge",
-                ]);
-                for d in &report.third_party_devices {
-                    t.add_row([
-                        d.name.clone(),
-                        d.relations.join(", "),
-                        if d.created_by_ucbridge { "yes" } else { "no" }.to_owned(),
-                    ]);
-                }
-                output::print_table(&t)?;
-            }
-            for problem in &report.problems {
-                outln!("problem: {problem}")?;
-            }
-            if let Some(pw) = password {
-                outln!("digest password: {}", pw.expose())?;
-            }
-            Ok(())
-        }
-        DevicesCommand::Remove { user, json, .. } => {
-            let report = p
-                .remove(&user)
-                .await
-                .with_context(|| format!("cannot remove the device of {user}"))?;
-            if json {
-                return output::json(&report);
-            }
-            outln!("user: {} · device {}", report.userid, report.device_name)?;
-            for r in &report.removed {
-                outln!("  removed: {r}")?;
-            }
-            for k in &report.kept {
-                outln!("  kept:    {k}")?;
-            }
-            Ok(())
-        }
+        } => show(p, &user, show_password, json).await,
+        DevicesCommand::Remove { user, json, .. } => remove(p, &user, json).await,
     }
+}
+
+/// `devices ensure`: one user, or every user matching the pattern (`--matching`).
+async fn ensure(
+    p: &Provisioner,
+    user: &str,
+    matching: bool,
+    show_password: bool,
+    json: bool,
+) -> Result<()> {
+    let options = EnsureOptions {
+        reveal_password: show_password,
+    };
+    if matching {
+        let search = UserSearch {
+            userid: Some(user.to_owned()),
+            ..UserSearch::default()
+        };
+        let items = p.ensure_matching(&search, &options).await?;
+        return bulk(&items, json);
+    }
+    let report = p
+        .ensure(user, &options)
+        .await
+        .with_context(|| format!("cannot provision a device for {user}"))?;
+    if json {
+        output::json(&ensure_json(&report)?)
+    } else {
+        print_ensure(&report)
+    }
+}
+
+/// `devices show`: ucbridge's record, the device on CUCM, the user's third-party devices.
+async fn show(p: &Provisioner, user: &str, show_password: bool, json: bool) -> Result<()> {
+    let report = p.show(user).await?;
+    let password = if show_password && report.record.is_some() {
+        Some(p.digest_password(&report.userid).await?)
+    } else {
+        None
+    };
+    if json {
+        let mut v = serde_json::to_value(&report)?;
+        if let (Some(pw), Some(obj)) = (&password, v.as_object_mut()) {
+            obj.insert("digest_password".into(), json!(pw.expose()));
+        }
+        return output::json(&v);
+    }
+    outln!("user: {}", report.userid)?;
+    match &report.record {
+        None => outln!("ucbridge has not provisioned a device for this user")?,
+        Some(r) => print_record(&report, r)?,
+    }
+    print_third_party(&report.third_party_devices)?;
+    for problem in &report.problems {
+        outln!("problem: {problem}")?;
+    }
+    if let Some(pw) = password {
+        outln!("digest password: {}", pw.expose())?;
+    }
+    Ok(())
+}
+
+/// `devices remove`: what was removed and what was kept (never what ucbridge did not make).
+async fn remove(p: &Provisioner, user: &str, json: bool) -> Result<()> {
+    let report = p
+        .remove(user)
+        .await
+        .with_context(|| format!("cannot remove the device of {user}"))?;
+    if json {
+        return output::json(&report);
+    }
+    outln!("user: {} · device {}", report.userid, report.device_name)?;
+    for r in &report.removed {
+        outln!("  removed: {r}")?;
+    }
+    for k in &report.kept {
+        outln!("  kept:    {k}")?;
+    }
+    Ok(())
+}
+
+fn print_record(report: &ShowReport, r: &ProvisionedDevice) -> Result<()> {
+    let created = chrono::DateTime::from_timestamp_millis(r.created_at)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default();
+    outln!(
+        "device: {} ({:?}, created {created})",
+        r.device_name,
+        r.state
+    )?;
+    outln!(
+        "directory number: {}{}{}",
+        r.dn_pattern,
+        r.dn_partition
+            .as_deref()
+            .map(|p| format!(" in {p}"))
+            .unwrap_or_default(),
+        if r.dn_created {
+            " (allocated by ucbridge)"
+        } else {
+            " (primary extension)"
+        }
+    )?;
+    if let Some(d) = &report.device {
+        outln!(
+            "on CUCM: {} · pool {} · security profile {} · digest user {}",
+            d.product.as_deref().unwrap_or("?"),
+            d.device_pool.as_deref().unwrap_or("-"),
+            d.security_profile.as_deref().unwrap_or("-"),
+            d.digest_user.as_deref().unwrap_or("<none>")
+        )?;
+    }
+    outln!("associated with the user: {}", report.associated)?;
+    Ok(())
+}
+
+fn print_third_party(devices: &[UserDevice]) -> Result<()> {
+    if devices.is_empty() {
+        return Ok(());
+    }
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED).set_header([
+        "third-party SIP device",
+        "relation",
+        "created by ucbridge",
+    ]);
+    for d in devices {
+        t.add_row([
+            d.name.clone(),
+            d.relations.join(", "),
+            if d.created_by_ucbridge { "yes" } else { "no" }.to_owned(),
+        ]);
+    }
+    output::print_table(&t)
 }
 
 fn bulk(items: &[BulkItem], json: bool) -> Result<()> {
